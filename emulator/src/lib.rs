@@ -1,0 +1,1 @@
+//! Thalassa emulator.

@@ -1,0 +1,1 @@
+//! Client for the Thalassa Cloud Secrets Manager, KMS and token APIs.
