@@ -1,4 +1,17 @@
-//! thalassa-secrets-operator: syncs secrets from Thalassa Cloud Secrets Manager into
-//! native Kubernetes Secrets.
+//! thalassa-secrets-operator: syncs secrets from Thalassa Cloud Secrets Manager into native
+//! Kubernetes Secrets.
+//!
+//! The binary in `main.rs` only wires these modules together.
 
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod error;
+pub mod render;
+pub mod server;
+pub mod sources;
+pub mod status;
+pub mod telemetry;
 pub mod thalassa;
+
+pub use error::{Error, Result};

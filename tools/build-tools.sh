@@ -18,17 +18,24 @@ mkdir -p "$bin"
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
+# The file name go build gives a main package: its last path element, skipping a /vN suffix.
+binary_name() {
+  local p=$1
+  case "$(basename "$p")" in v[0-9]*) p=$(dirname "$p") ;; esac
+  basename "$p"
+}
+
 log() { printf '[build-tools] %s\n' "$*" >&2; }
 
 build() { # name module-dir ldflags packages...
   local name=$1 dir=$2 ldflags=$3; shift 3
   local want=("$@") missing=0 p
-  for p in "${want[@]}"; do [ -x "$bin/$(basename "$p")" ] || missing=1; done
+  for p in "${want[@]}"; do [ -x "$bin/$(binary_name "$p")" ] || missing=1; done
   [ "$missing" = 1 ] || { log "$name: cached in $bin"; return 0; }
   log "$name: building (cold builds take minutes on 2 cores)"
   local start=$SECONDS
   (cd "$here/$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/.partial-$name/" "${want[@]}")
-  for p in "${want[@]}"; do mv "$bin/.partial-$name/$(basename "$p")" "$bin/"; done
+  for p in "${want[@]}"; do mv "$bin/.partial-$name/$(binary_name "$p")" "$bin/"; done
   rmdir "$bin/.partial-$name"
   log "$name: built in $((SECONDS - start))s"
 }
@@ -40,9 +47,9 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 if [ -x "$bin/etcd" ]; then log "etcd: cached in $bin"; else
+  # go build names a /vN module's binary after the element before the major version.
   build etcd etcd "-s -w" go.etcd.io/etcd/server/v3
-  # go build names the etcd binary after the module's last path element ("v3").
-  mv "$bin/v3" "$bin/etcd"
+  mv "$bin/server" "$bin/etcd"
 fi
 build kubernetes k8s "$k8s_ldflags" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl

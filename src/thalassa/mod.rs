@@ -1,1 +1,27 @@
 //! Client for the Thalassa Cloud Secrets Manager, KMS and token APIs.
+//!
+//! [`Client`] speaks the REST API described in `docs/INTERFACES.md` and the shared API notes:
+//! typed wire types ([`Secret`], [`KmsKey`], …), every [`Credentials`] kind Thalassa supports,
+//! client-side rate limiting, retries with jittered backoff, and one [`Error`] type whose
+//! [`Error::reason`] is stable. Secret values only ever live in [`SecretBytes`], which is
+//! redacted in `Debug` and zeroized on drop.
+
+mod auth;
+mod client;
+mod error;
+mod path;
+mod ratelimit;
+mod retry;
+mod types;
+mod value;
+
+pub use auth::Credentials;
+pub use client::{Client, ClientConfig, RequestObserver, USER_AGENT, install_crypto_provider};
+pub use error::Error;
+pub use path::{MAX_PATH_LEN, PathError, validate_browse_path, validate_path};
+pub use types::{
+    BrowseSecretsResponse, CreateKmsKeyRequest, CreateSecretRequest, KmsKey, KmsKeyStatus,
+    KmsKeyVersion, KmsRegionSummary, KmsSummary, Organisation, PutSecretValueResponse, Region,
+    RevealedSecret, Secret, SecretVersion,
+};
+pub use value::{InvalidBase64, SecretBytes, SecretString, SecretValue, SecretValueInput};

@@ -1,0 +1,96 @@
+{{/* Chart name, cut to 63 characters. */}}
+{{- define "tso.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release name plus chart name unless the release name already contains it. */}}
+{{- define "tso.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "tso.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "tso.labels" -}}
+helm.sh/chart: {{ include "tso.chart" . }}
+{{ include "tso.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: thalassa-secrets-operator
+{{- end }}
+
+{{/* Selector labels (stable across upgrades). */}}
+{{- define "tso.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tso.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{- define "tso.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "tso.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "tso.hashKeySecret" -}}
+{{- default (printf "%s-hash-key" (include "tso.fullname" .)) .Values.hashKeySecret }}
+{{- end }}
+
+{{- define "tso.leaseName" -}}
+{{- default (printf "%s-leader" (include "tso.fullname" .)) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{- define "tso.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Where credential files are mounted. */}}
+{{- define "tso.credentialsDir" -}}/var/run/secrets/thalassa/credentials{{- end }}
+{{- define "tso.subjectTokenDir" -}}/var/run/secrets/thalassa/serviceaccount{{- end }}
+
+{{/* The key of credentials.existingSecret that is mounted, by credentials.type. */}}
+{{- define "tso.credentialsKey" -}}
+{{- $c := .Values.credentials }}
+{{- if eq $c.type "token" }}{{ $c.tokenKey }}
+{{- else if eq $c.type "personalAccessToken" }}{{ $c.personalAccessTokenKey }}
+{{- else if eq $c.type "clientCredentials" }}{{ $c.clientSecretKey }}
+{{- else }}{{ fail (printf "credentials.type must be token, personalAccessToken or clientCredentials, got %q" $c.type) }}
+{{- end }}
+{{- end }}
+
+{{/* The RBAC rules the operator needs in every namespace it watches. Least privilege: no
+delete, no wildcard. Secrets: get/list/watch (label-selected watch of managed Secrets), create
+(server-side apply creating a Secret is authorised as create; also the hash-key Secret), patch
+(server-side apply; merge patch on adoption). Events: the kube-rs Recorder creates and patches
+event series. */}}
+{{- define "tso.watchRules" -}}
+- apiGroups: ["secrets.thalassa.cloud"]
+  resources: ["thalassasecrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["secrets.thalassa.cloud"]
+  resources: ["thalassasecrets/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

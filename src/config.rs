@@ -1,0 +1,324 @@
+//! Operator configuration: every flag also reads an environment variable (set by the Helm chart).
+//! `Args` is parsed once in `main` and validated into [`Config`]; nothing else reads the
+//! environment.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+use crate::thalassa;
+
+/// Command line of `thalassa-secrets-operator`.
+#[derive(Parser, Debug)]
+#[command(name = "thalassa-secrets-operator", version, about = "Syncs secrets from Thalassa Cloud Secrets Manager into Kubernetes Secrets")]
+pub struct Cli {
+    /// What to do (default: run the controller).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Connection and controller settings.
+    #[command(flatten)]
+    pub args: Args,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controller (the default).
+    Run,
+}
+
+/// Flags shared by all subcommands.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct Args {
+    /// Base URL of the Thalassa API.
+    #[arg(long, env = "THALASSA_API_URL", default_value = "https://api.thalassa.cloud")]
+    pub thalassa_url: String,
+
+    /// Thalassa organisation (identity or slug), sent as X-Organisation-Identity.
+    #[arg(long, env = "THALASSA_ORGANISATION_ID")]
+    pub organisation: Option<String>,
+
+    /// Thalassa project, sent as X-Project-Identity when set.
+    #[arg(long, env = "THALASSA_PROJECT_ID")]
+    pub project: Option<String>,
+
+    /// Region used by ThalassaSecrets that do not set spec.region.
+    #[arg(long, env = "THALASSA_REGION", default_value = "nl-01")]
+    pub region: String,
+
+    /// File holding a pre-issued bearer access token (re-read when it changes).
+    #[arg(long, env = "THALASSA_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// File holding a personal access token (sent with the `Token` scheme).
+    #[arg(long, env = "THALASSA_PERSONAL_ACCESS_TOKEN_FILE")]
+    pub personal_access_token_file: Option<PathBuf>,
+
+    /// OIDC client id (service-account access credential) for the client-credentials grant.
+    #[arg(long, env = "THALASSA_CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// File holding the OIDC client secret.
+    #[arg(long, env = "THALASSA_CLIENT_SECRET_FILE")]
+    pub client_secret_file: Option<PathBuf>,
+
+    /// File holding a projected service-account token to exchange (workload identity).
+    #[arg(long, env = "THALASSA_SUBJECT_TOKEN_FILE")]
+    pub subject_token_file: Option<PathBuf>,
+
+    /// Thalassa service account to act as when exchanging the subject token.
+    #[arg(long, env = "THALASSA_SERVICE_ACCOUNT_ID")]
+    pub service_account_id: Option<String>,
+
+    /// Refresh interval for ThalassaSecrets that do not set spec.refreshInterval.
+    #[arg(long, env = "DEFAULT_REFRESH_INTERVAL", default_value = "1m", value_parser = parse_duration_arg)]
+    pub default_refresh_interval: Duration,
+
+    /// Maximum number of ThalassaSecrets reconciled at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+
+    /// Thalassa API requests per second (token bucket), protecting the organisation's quota.
+    #[arg(long, env = "THALASSA_RATE_LIMIT", default_value_t = 20.0)]
+    pub thalassa_rate_limit: f64,
+
+    /// Token bucket burst for Thalassa API requests.
+    #[arg(long, env = "THALASSA_RATE_BURST", default_value_t = 40)]
+    pub thalassa_rate_burst: u32,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Namespace the operator runs in (holds the data-hash key Secret).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "thalassa-system")]
+    pub operator_namespace: String,
+
+    /// Name of the Secret (in the operator namespace) holding the key for data hashes; created
+    /// when missing.
+    #[arg(long, env = "HASH_KEY_SECRET", default_value = "thalassa-secrets-operator-hash-key")]
+    pub hash_key_secret: String,
+
+    /// Only watch ThalassaSecrets in this namespace (namespaced mode). Default: all namespaces.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", default_value = "plain", value_parser = ["plain", "json"])]
+    pub log_format: String,
+}
+
+/// Validated operator configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Thalassa client settings (credentials included; they redact themselves).
+    pub thalassa: thalassa::ClientConfig,
+    /// Region for resources without spec.region.
+    pub default_region: String,
+    /// Refresh interval for resources without spec.refreshInterval.
+    pub default_refresh_interval: Duration,
+    /// Reconcile concurrency.
+    pub concurrency: u16,
+    /// HTTP server address.
+    pub metrics_addr: SocketAddr,
+    /// Operator namespace.
+    pub operator_namespace: String,
+    /// Name of the hash-key Secret.
+    pub hash_key_secret: String,
+    /// Namespace filter, if any.
+    pub watch_namespace: Option<String>,
+}
+
+/// A configuration problem found at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Args {
+    /// Validates the flags into a [`Config`], with a clear error for each mistake.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let credentials = self.credentials()?;
+        let organisation = self
+            .organisation
+            .filter(|o| !o.trim().is_empty())
+            .ok_or_else(|| ConfigError("--organisation (THALASSA_ORGANISATION_ID) is required".into()))?;
+        if !(self.thalassa_url.starts_with("https://") || self.thalassa_url.starts_with("http://")) {
+            return Err(ConfigError(format!(
+                "--thalassa-url must be an http(s) URL, got {:?}",
+                self.thalassa_url
+            )));
+        }
+        if self.default_refresh_interval < Duration::from_secs(10) {
+            return Err(ConfigError("--default-refresh-interval must be at least 10s".into()));
+        }
+        if self.concurrency == 0 {
+            return Err(ConfigError("--concurrency must be at least 1".into()));
+        }
+        if !(self.thalassa_rate_limit > 0.0) || self.thalassa_rate_burst == 0 {
+            return Err(ConfigError("--thalassa-rate-limit and --thalassa-rate-burst must be positive".into()));
+        }
+        let mut thalassa = thalassa::ClientConfig::new(self.thalassa_url, organisation, credentials);
+        thalassa.project = self.project.filter(|p| !p.trim().is_empty());
+        thalassa.rate_limit_per_second = self.thalassa_rate_limit;
+        thalassa.rate_limit_burst = self.thalassa_rate_burst;
+        Ok(Config {
+            thalassa,
+            default_region: self.region,
+            default_refresh_interval: self.default_refresh_interval,
+            concurrency: self.concurrency,
+            metrics_addr: self.metrics_addr,
+            operator_namespace: self.operator_namespace,
+            hash_key_secret: self.hash_key_secret,
+            watch_namespace: self.watch_namespace,
+        })
+    }
+
+    fn credentials(&self) -> Result<thalassa::Credentials, ConfigError> {
+        let mut chosen = Vec::new();
+        if let Some(file) = &self.token_file {
+            chosen.push(("--token-file", thalassa::Credentials::BearerTokenFile(file.clone())));
+        }
+        if let Some(file) = &self.personal_access_token_file {
+            chosen.push((
+                "--personal-access-token-file",
+                thalassa::Credentials::PersonalAccessTokenFile(file.clone()),
+            ));
+        }
+        match (&self.client_id, &self.client_secret_file) {
+            (Some(id), Some(secret)) => chosen.push((
+                "--client-id",
+                thalassa::Credentials::ClientCredentialsFile {
+                    client_id: id.clone(),
+                    client_secret_file: secret.clone(),
+                    scopes: Vec::new(),
+                },
+            )),
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError(
+                    "--client-id and --client-secret-file must be given together".into(),
+                ));
+            }
+        }
+        match (&self.subject_token_file, &self.service_account_id) {
+            (Some(file), Some(sa)) => chosen.push((
+                "--subject-token-file",
+                thalassa::Credentials::TokenExchange {
+                    subject_token_file: file.clone(),
+                    service_account_id: sa.clone(),
+                    access_token_lifetime: None,
+                },
+            )),
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError(
+                    "--subject-token-file and --service-account-id must be given together".into(),
+                ));
+            }
+        }
+        match chosen.len() {
+            0 => Err(ConfigError(
+                "no Thalassa credentials: give one of --token-file, --personal-access-token-file, --client-id with --client-secret-file, or --subject-token-file with --service-account-id".into(),
+            )),
+            1 => Ok(chosen.pop().expect("one element").1),
+            _ => Err(ConfigError(format!(
+                "give exactly one kind of Thalassa credentials, got {}",
+                chosen.iter().map(|(flag, _)| *flag).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+}
+
+/// Parses a Go-style duration (`90s`, `1m`, `1h30m`, `500ms`), as used in `spec.refreshInterval`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("duration {text:?} is missing a unit (ms, s, m, h)"))?;
+        if number_len == 0 {
+            return Err(format!("duration {text:?} must start each part with a number"));
+        }
+        let number: f64 = rest[..number_len]
+            .parse()
+            .map_err(|_| format!("duration {text:?} has an invalid number"))?;
+        rest = &rest[number_len..];
+        let (unit_secs, unit_len) = if rest.starts_with("ms") {
+            (0.001, 2)
+        } else if rest.starts_with('s') {
+            (1.0, 1)
+        } else if rest.starts_with('m') {
+            (60.0, 1)
+        } else if rest.starts_with('h') {
+            (3600.0, 1)
+        } else {
+            return Err(format!("duration {text:?} has an unknown unit; use ms, s, m or h"));
+        };
+        rest = &rest[unit_len..];
+        total += Duration::from_secs_f64(number * unit_secs);
+    }
+    Ok(total)
+}
+
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_style_durations() {
+        let cases = [
+            ("30s", 30_000),
+            ("1m", 60_000),
+            ("1h30m", 5_400_000),
+            ("500ms", 500),
+            ("1.5m", 90_000),
+            ("2h", 7_200_000),
+        ];
+        for (text, millis) in cases {
+            assert_eq!(parse_duration(text).unwrap(), Duration::from_millis(millis), "{text}");
+        }
+        for bad in ["", "10", "m", "5d", "1m30", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    fn args(extra: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["op"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).expect("flags parse").args.into_config()
+    }
+
+    #[test]
+    fn requires_organisation_and_exactly_one_credential() {
+        let err = args(&["--token-file", "/t"]).unwrap_err();
+        assert!(err.to_string().contains("--organisation"), "{err}");
+        let err = args(&["--organisation", "o"]).unwrap_err();
+        assert!(err.to_string().contains("no Thalassa credentials"), "{err}");
+        let err = args(&["--organisation", "o", "--token-file", "/t", "--client-id", "c", "--client-secret-file", "/s"])
+            .unwrap_err();
+        assert!(err.to_string().contains("exactly one kind"), "{err}");
+        let err = args(&["--organisation", "o", "--client-id", "c"]).unwrap_err();
+        assert!(err.to_string().contains("together"), "{err}");
+        let ok = args(&["--organisation", "o", "--token-file", "/t", "--project", "p"]).unwrap();
+        assert_eq!(ok.default_region, "nl-01");
+        assert_eq!(ok.default_refresh_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn rejects_short_refresh_and_bad_url() {
+        let err = args(&["--organisation", "o", "--token-file", "/t", "--default-refresh-interval", "1s"])
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 10s"), "{err}");
+        let err = args(&["--organisation", "o", "--token-file", "/t", "--thalassa-url", "ftp://x"]).unwrap_err();
+        assert!(err.to_string().contains("http(s) URL"), "{err}");
+    }
+}

@@ -1,0 +1,343 @@
+//! The `ThalassaSecret` custom resource (`secrets.thalassa.cloud/v1alpha1`).
+//!
+//! Field docs become the CRD's descriptions; validation that the apiserver can do (schema patterns,
+//! CEL rules, list-map uniqueness) lives here so invalid specs are rejected at admission with a
+//! readable message instead of surfacing later in status.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every kind this operator serves.
+pub const GROUP: &str = "secrets.thalassa.cloud";
+/// API version of `ThalassaSecret`.
+pub const VERSION: &str = "v1alpha1";
+/// The single server-side-apply field manager for Secrets and status.
+pub const FIELD_MANAGER: &str = "thalassa-secrets-operator";
+/// Value of `app.kubernetes.io/managed-by` on every Secret the operator writes.
+pub const MANAGED_BY: &str = "thalassa-secrets-operator";
+/// Label selector that matches exactly the Secrets this operator manages.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=thalassa-secrets-operator";
+/// Annotation naming the `ThalassaSecret` (`<name>`) that writes a Secret.
+pub const OWNER_ANNOTATION: &str = "secrets.thalassa.cloud/owner";
+/// Annotation with the source paths and the versions written (`{"/path": 3}`), never values.
+pub const SOURCES_ANNOTATION: &str = "secrets.thalassa.cloud/sources";
+/// Annotation with a keyed hash (HMAC-SHA256) of the Secret's type and data, to detect drift.
+pub const DATA_HASH_ANNOTATION: &str = "secrets.thalassa.cloud/data-hash";
+/// Annotation with the `metadata.generation` of the resource whose spec the Secret reflects; a
+/// different generation means the mapping may have changed, so nothing is reused from the Secret.
+pub const GENERATION_ANNOTATION: &str = "secrets.thalassa.cloud/generation";
+
+/// Default refresh interval when neither the spec nor the operator flags give one.
+pub const DEFAULT_REFRESH_INTERVAL: &str = "1m";
+
+/// A `ThalassaSecret` keeps one Kubernetes Secret in sync with secrets stored in Thalassa Cloud
+/// Secrets Manager.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "secrets.thalassa.cloud",
+    version = "v1alpha1",
+    kind = "ThalassaSecret",
+    plural = "thalassasecrets",
+    singular = "thalassasecret",
+    shortname = "tsec",
+    category = "thalassa",
+    namespaced,
+    status = "ThalassaSecretStatus",
+    doc = "ThalassaSecret keeps a Kubernetes Secret in sync with secrets stored in Thalassa Cloud Secrets Manager.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
+    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(
+    validation = Rule::new("size(self.data) + size(self.dataFrom) > 0").message("at least one entry in data or dataFrom is required"),
+    validation = Rule::new("!(self.target.creationPolicy == 'Merge' && self.target.deletionPolicy == 'Delete')").message("target.deletionPolicy Delete cannot be combined with creationPolicy Merge: the Secret is not the operator's to delete"),
+    validation = Rule::new("!(self.target.creationPolicy == 'Merge' && has(self.target.immutable) && self.target.immutable)").message("target.immutable cannot be combined with creationPolicy Merge")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ThalassaSecretSpec {
+    /// Thalassa region of the secrets, for example `nl-01`. Defaults to the operator's region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
+    pub region: Option<String>,
+
+    /// Identity of the KMS key every source secret must be bound to. When set, a secret bound to
+    /// any other key is refused (condition KmsKeyActive=False, reason KeyMismatch) and nothing is
+    /// written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub kms_key_identity: Option<String>,
+
+    /// How often the source versions are checked, as a duration (`30s`, `1m`, `1h`). Checks use
+    /// cheap metadata calls shared by all resources; a value is only read again when its version
+    /// changed. Minimum 10s. Defaults to the operator's `--default-refresh-interval` (1m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("refreshInterval must be at least 10s"))]
+    pub refresh_interval: Option<String>,
+
+    /// Explicit entries: each maps one Thalassa secret (or one property of a key/value secret)
+    /// to one key of the Kubernetes Secret. Target keys must be unique.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["secretKey".into()]))]
+    pub data: Vec<DataEntry>,
+
+    /// Bulk entries: all properties of a key/value secret (`path`), or every secret under a path
+    /// prefix (`pathPrefix`).
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    pub data_from: Vec<DataFromSource>,
+
+    /// The Kubernetes Secret to write.
+    #[serde(default)]
+    pub target: SecretTarget,
+}
+
+/// One key of the Kubernetes Secret, read from one Thalassa secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DataEntry {
+    /// Key in the Kubernetes Secret's `data`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub secret_key: String,
+    /// Where the value comes from.
+    pub remote_ref: RemoteRef,
+}
+
+/// A reference to a Thalassa secret value.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteRef {
+    /// Thalassa secret path, for example `/app/production/db/password`: a leading `/`, segments of
+    /// letters, digits and `_ . + -`, no `//` and no trailing `/`, at most 512 characters.
+    #[schemars(length(min = 2, max = 512), regex(pattern = r"^(/[A-Za-z0-9_.+-]+)+$"))]
+    pub path: String,
+    /// For a key/value secret: the property to read. Required for key/value secrets, must be
+    /// absent for string secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
+    pub property: Option<String>,
+    /// Pin a version. Without it the current version is used and followed as new versions are
+    /// stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub version: Option<u64>,
+}
+
+/// A bulk source: exactly one of `path` or `pathPrefix`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("has(self.path) != has(self.pathPrefix)").message("exactly one of path or pathPrefix must be set"))]
+#[serde(rename_all = "camelCase")]
+pub struct DataFromSource {
+    /// A key/value secret: every property becomes a key of the Kubernetes Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 512), regex(pattern = r"^(/[A-Za-z0-9_.+-]+)+$"))]
+    pub path: Option<String>,
+    /// Every secret under this prefix (recursively), for example `/app/production/`. A string
+    /// secret becomes one key named after its path relative to the prefix with `/` replaced by
+    /// `_` (`db/password` → `db_password`); each property of a key/value secret becomes
+    /// `<relative path>.<property>`. `+` in a path becomes `-`. Two sources that map to the same
+    /// key are an error (reason TargetKeyConflict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^/([A-Za-z0-9_.+-]+/)*$"))]
+    pub path_prefix: Option<String>,
+}
+
+/// The Kubernetes Secret written by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTarget {
+    /// Name of the Secret, in the resource's namespace. Defaults to the resource's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("target.name is immutable; create a new ThalassaSecret instead"))]
+    pub name: Option<String>,
+    /// Secret type. The keys the type requires (for example `tls.crt` and `tls.key` for
+    /// `kubernetes.io/tls`) must be produced by `data` or `dataFrom`.
+    #[serde(default)]
+    pub r#type: SecretType,
+    /// Extra labels for the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations for the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Write the Secret as immutable. A new version then needs a new Secret name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable: Option<bool>,
+    /// What happens to the Secret when this resource is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// What to do when a Secret with the target name exists and this operator did not create it.
+    #[serde(default)]
+    pub creation_policy: CreationPolicy,
+}
+
+/// Type of the written Secret.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SecretType {
+    /// `Opaque`: arbitrary keys.
+    #[default]
+    Opaque,
+    /// `kubernetes.io/tls`: needs `tls.crt` and `tls.key`.
+    #[serde(rename = "kubernetes.io/tls")]
+    Tls,
+    /// `kubernetes.io/dockerconfigjson`: needs `.dockerconfigjson`.
+    #[serde(rename = "kubernetes.io/dockerconfigjson")]
+    DockerConfigJson,
+    /// `kubernetes.io/basic-auth`: needs `username` or `password`.
+    #[serde(rename = "kubernetes.io/basic-auth")]
+    BasicAuth,
+    /// `kubernetes.io/ssh-auth`: needs `ssh-privatekey`.
+    #[serde(rename = "kubernetes.io/ssh-auth")]
+    SshAuth,
+}
+
+impl SecretType {
+    /// The Kubernetes `type` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretType::Opaque => "Opaque",
+            SecretType::Tls => "kubernetes.io/tls",
+            SecretType::DockerConfigJson => "kubernetes.io/dockerconfigjson",
+            SecretType::BasicAuth => "kubernetes.io/basic-auth",
+            SecretType::SshAuth => "kubernetes.io/ssh-auth",
+        }
+    }
+
+    /// Keys the apiserver requires for this type; `any_of` means at least one of them.
+    pub fn required_keys(self) -> (&'static [&'static str], bool) {
+        match self {
+            SecretType::Opaque => (&[], false),
+            SecretType::Tls => (&["tls.crt", "tls.key"], false),
+            SecretType::DockerConfigJson => (&[".dockerconfigjson"], false),
+            SecretType::BasicAuth => (&["username", "password"], true),
+            SecretType::SshAuth => (&["ssh-privatekey"], false),
+        }
+    }
+}
+
+/// What happens to the Secret when its `ThalassaSecret` is deleted.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// Keep the Secret (default). Nothing is lost if the resource, its CRD or the operator goes.
+    #[default]
+    Retain,
+    /// Delete the Secret with the resource, through an ownerReference and Kubernetes garbage
+    /// collection (works even when the operator is not running).
+    Delete,
+}
+
+/// How to treat an existing Secret with the target name that this operator did not create.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CreationPolicy {
+    /// Create and own the Secret; refuse (reason TargetConflict) if a Secret the operator did not
+    /// create already has the name (default).
+    #[default]
+    Owner,
+    /// Take over an existing Secret: it becomes managed and its data becomes exactly what this
+    /// resource renders (keys not in the spec are removed once, at adoption).
+    Adopt,
+    /// Write only this resource's keys into an existing Secret, leaving every other key and field
+    /// alone. The Secret is created if missing. Cannot be combined with `deletionPolicy: Delete`.
+    Merge,
+}
+
+/// The CRD as YAML, exactly as committed in `crds/` (generated by `cargo run --bin crdgen`).
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let mut crd = ThalassaSecret::crd();
+    // Uninstalling the Helm chart must never delete the CRD, which would delete every
+    // ThalassaSecret (their Secrets stay, but users lose their specs).
+    crd.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("helm.sh/resource-policy".into(), "keep".into());
+    let yaml = serde_yaml::to_string(&crd).expect("CRD serializes to YAML");
+    format!("# Generated by `cargo run --bin crdgen`; do not edit.\n{yaml}")
+}
+
+/// Observed state, following Kubernetes API conventions (kstatus compatible).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ThalassaSecretStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` plus one condition per prerequisite: `SecretsFeatureEnabled`, `KmsFeatureEnabled`,
+    /// `KmsBackendAvailable`, `KmsKeyActive`, `Authorized`. Reasons are listed in the README.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Name of the Secret written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// Version written to the Secret, per source path.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub synced_versions: BTreeMap<String, u64>,
+    /// Identity of the KMS key that protected the values last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_identity: Option<String>,
+    /// Version of that KMS key used for the values last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_version: Option<String>,
+    /// When the Secret's data was last written (or confirmed after a change of spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+    /// When the source versions were last checked successfully. Written on status changes and at
+    /// most every 10 minutes otherwise, to keep status writes cheap at scale; the metric
+    /// `thalassa_operator_last_successful_check_timestamp_seconds` is always current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_time: Option<Time>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+/// Thalassa secret path rule: leading `/`, segments of `[A-Za-z0-9_.+-]`, no `//`, no trailing `/`.
+const PATH_PATTERN: &str = r"^(/[A-Za-z0-9_.+-]+)+$";
+/// A path prefix for a recursive listing: `/` or a directory path ending in `/`.
+const PATH_PREFIX_PATTERN: &str = r"^/([A-Za-z0-9_.+-]+/)*$";
+/// Kubernetes Secret data key rule.
+const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+/// Thalassa key/value property name rule.
+const PROPERTY_PATTERN: &str = r"^[A-Za-z0-9_.-]+$";
+/// A Go-style duration such as `30s`, `1m`, `1h30m`.
+const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+
+
+    #[test]
+    fn crd_has_group_version_and_cel_rules() {
+        let crd = serde_json::to_string(&ThalassaSecret::crd()).unwrap();
+        assert!(crd.contains(r#""group":"secrets.thalassa.cloud""#));
+        assert!(crd.contains("exactly one of path or pathPrefix must be set"));
+        assert!(crd.contains(r#""x-kubernetes-list-map-keys":["secretKey"]"#));
+        assert!(crd.contains("refreshInterval must be at least 10s"));
+    }
+
+    #[test]
+    fn patterns_in_schema_match_the_constants_used_in_code() {
+        let crd = serde_json::to_string(&ThalassaSecret::crd()).unwrap();
+        for pattern in [
+            PATH_PATTERN,
+            PATH_PREFIX_PATTERN,
+            SECRET_KEY_PATTERN,
+            PROPERTY_PATTERN,
+            DURATION_PATTERN,
+        ] {
+            let json = serde_json::to_string(pattern).unwrap();
+            assert!(crd.contains(&json), "pattern {pattern} missing from the CRD");
+        }
+    }
+}

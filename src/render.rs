@@ -1,0 +1,565 @@
+//! Pure rendering: source values in, the Kubernetes Secret to apply out. No I/O here, so every
+//! rule (key naming, type requirements, conflicts, hashes, ownership metadata) is unit-tested.
+
+use std::collections::BTreeMap;
+
+use hmac::{Hmac, Mac};
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::Secret,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
+};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::{
+    crd::{
+        CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, GENERATION_ANNOTATION, MANAGED_BY, OWNER_ANNOTATION,
+        SOURCES_ANNOTATION, SecretType,
+    },
+    error::{Error, Result},
+    thalassa::SecretValue,
+};
+
+/// How a source's value maps to Secret keys (derived from the spec by `validate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyMapping {
+    /// `data[]` without `property`: a string secret written to one key.
+    Whole {
+        /// Secret key.
+        secret_key: String,
+    },
+    /// `data[]` with `property`: one property of a key/value secret written to one key.
+    Property {
+        /// Secret key.
+        secret_key: String,
+        /// Property of the key/value secret.
+        property: String,
+    },
+    /// `dataFrom[].path`: every property of a key/value secret, under its own name.
+    AllProperties,
+    /// A secret found under `dataFrom[].pathPrefix`: a string secret becomes `<relative>`, each
+    /// property of a key/value secret becomes `<relative>.<property>`.
+    UnderPrefix {
+        /// Key derived from the path relative to the prefix.
+        relative_key: String,
+    },
+}
+
+/// Derives the Secret key for a path found under a prefix: the path relative to the prefix with
+/// `/` replaced by `_` and `+` by `-` (Secret keys allow only `[-._a-zA-Z0-9]`).
+pub fn prefix_key(prefix: &str, path: &str) -> String {
+    path.strip_prefix(prefix)
+        .unwrap_or(path)
+        .trim_start_matches('/')
+        .replace('/', "_")
+        .replace('+', "-")
+}
+
+/// The value of one source at one version, ready to render.
+#[derive(Debug)]
+pub enum SourceValue<'a> {
+    /// Freshly revealed from Thalassa.
+    Revealed(&'a SecretValue),
+    /// Unchanged since the last write: the keys this source wrote, copied from the existing
+    /// Secret (whose keyed hash was verified).
+    Reused(BTreeMap<String, &'a ByteString>),
+}
+
+/// One source with its mappings and value.
+#[derive(Debug)]
+pub struct RenderSource<'a> {
+    /// Thalassa path.
+    pub path: &'a str,
+    /// Version being written.
+    pub version: u64,
+    /// How its value maps to keys (several `data[]` entries can read one path).
+    pub mappings: Vec<&'a KeyMapping>,
+    /// The value.
+    pub value: SourceValue<'a>,
+}
+
+/// What each source path contributed, recorded in the Secret's sources annotation so unchanged
+/// sources can be reused without a reveal. Never holds values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SourceRecord {
+    /// Version written.
+    pub version: u64,
+    /// Secret keys the path produced.
+    pub keys: Vec<String>,
+}
+
+/// Rendered Secret data plus the per-source record. The data holds values: it is zeroized on
+/// drop and never formatted.
+pub struct RenderedData {
+    /// Secret key to bytes.
+    pub data: BTreeMap<String, ByteString>,
+    /// Path to what it produced.
+    pub sources: BTreeMap<String, SourceRecord>,
+}
+
+impl std::fmt::Debug for RenderedData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderedData")
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .field("sources", &self.sources)
+            .finish()
+    }
+}
+
+impl Drop for RenderedData {
+    fn drop(&mut self) {
+        for value in self.data.values_mut() {
+            zeroize::Zeroize::zeroize(&mut value.0);
+        }
+    }
+}
+
+/// Maps source values to Secret keys. Fails on a key written twice, on a value whose shape does
+/// not match its mapping, or when the Secret type's required keys are missing.
+pub fn render_data(sources: &[RenderSource<'_>], secret_type: Option<SecretType>) -> Result<RenderedData> {
+    let mut data: BTreeMap<String, ByteString> = BTreeMap::new();
+    let mut records: BTreeMap<String, SourceRecord> = BTreeMap::new();
+    for source in sources {
+        let mut produced: Vec<(String, Vec<u8>)> = Vec::new();
+        match &source.value {
+            SourceValue::Reused(keys) => {
+                for (key, bytes) in keys {
+                    produced.push((key.clone(), bytes.0.clone()));
+                }
+            }
+            SourceValue::Revealed(value) => {
+                for mapping in &source.mappings {
+                    produce(source.path, mapping, value, &mut produced)?;
+                }
+            }
+        }
+        let record = records.entry(source.path.to_string()).or_default();
+        record.version = source.version;
+        for (key, bytes) in produced {
+            if data.contains_key(&key) {
+                return Err(Error::TargetKeyConflict { key });
+            }
+            if !is_valid_secret_key(&key) {
+                return Err(Error::SourceFormatMismatch {
+                    path: source.path.to_string(),
+                    detail: format!("produces the Secret key {key:?}, which is not a valid key ([-._a-zA-Z0-9]+)"),
+                });
+            }
+            record.keys.push(key.clone());
+            data.insert(key, ByteString(bytes));
+        }
+    }
+    if let Some(secret_type) = secret_type {
+        let (required, any_of) = secret_type.required_keys();
+        let present = |k: &&str| data.contains_key(*k);
+        let satisfied = if any_of {
+            required.iter().any(present)
+        } else {
+            required.iter().all(present)
+        };
+        if !satisfied {
+            return Err(Error::InvalidSpec(format!(
+                "target.type {} needs the key(s) {} ({}), but the sources produce {:?}",
+                secret_type.as_str(),
+                required.join(", "),
+                if any_of { "at least one" } else { "all" },
+                data.keys().collect::<Vec<_>>()
+            )));
+        }
+    }
+    Ok(RenderedData { data, sources: records })
+}
+
+fn produce(path: &str, mapping: &KeyMapping, value: &SecretValue, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+    let mismatch = |detail: String| Error::SourceFormatMismatch {
+        path: path.to_string(),
+        detail,
+    };
+    match (mapping, value) {
+        (KeyMapping::Whole { secret_key }, SecretValue::String(bytes)) => {
+            out.push((secret_key.clone(), bytes.expose().to_vec()));
+        }
+        (KeyMapping::Whole { .. }, SecretValue::KeyValues(map)) => {
+            return Err(mismatch(format!(
+                "is a key/value secret; set remoteRef.property to one of {:?}",
+                map.keys().collect::<Vec<_>>()
+            )));
+        }
+        (KeyMapping::Property { secret_key, property }, SecretValue::KeyValues(map)) => {
+            let bytes = map.get(property).ok_or_else(|| {
+                mismatch(format!(
+                    "has no property {property:?} (properties: {:?})",
+                    map.keys().collect::<Vec<_>>()
+                ))
+            })?;
+            out.push((secret_key.clone(), bytes.expose().to_vec()));
+        }
+        (KeyMapping::Property { property, .. }, SecretValue::String(_)) => {
+            return Err(mismatch(format!(
+                "is a string secret, so remoteRef.property {property:?} cannot be read; remove property"
+            )));
+        }
+        (KeyMapping::AllProperties, SecretValue::KeyValues(map)) => {
+            for (property, bytes) in map {
+                out.push((property.clone(), bytes.expose().to_vec()));
+            }
+        }
+        (KeyMapping::AllProperties, SecretValue::String(_)) => {
+            return Err(mismatch(
+                "is a string secret; dataFrom.path needs a key/value secret (use data[] for string secrets)".into(),
+            ));
+        }
+        (KeyMapping::UnderPrefix { relative_key }, SecretValue::String(bytes)) => {
+            out.push((relative_key.clone(), bytes.expose().to_vec()));
+        }
+        (KeyMapping::UnderPrefix { relative_key }, SecretValue::KeyValues(map)) => {
+            for (property, bytes) in map {
+                out.push((format!("{relative_key}.{property}"), bytes.expose().to_vec()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kubernetes Secret key rule.
+pub fn is_valid_secret_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key != "."
+        && key != ".."
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Secret key for a keyed hash of rendered data. Zeroized on drop, never printed.
+#[derive(Clone)]
+pub struct HashKey(Zeroizing<Vec<u8>>);
+
+impl HashKey {
+    /// Wraps key material (at least 32 bytes are expected).
+    pub fn new(bytes: Vec<u8>) -> Self {
+        HashKey(Zeroizing::new(bytes))
+    }
+}
+
+impl std::fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashKey(<redacted>)")
+    }
+}
+
+/// HMAC-SHA256 over the Secret type (if managed) and every key/value, length-prefixed so no two
+/// different maps hash alike. A plain hash would let anyone who edits the Secret forge a matching
+/// annotation; the key lives in a Secret only the operator reads.
+pub fn data_hash<'a>(
+    key: &HashKey,
+    secret_type: Option<&str>,
+    data: impl IntoIterator<Item = (&'a String, &'a ByteString)>,
+) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.0).expect("HMAC accepts any key length");
+    let type_bytes = secret_type.unwrap_or("").as_bytes();
+    mac.update(&(type_bytes.len() as u64).to_be_bytes());
+    mac.update(type_bytes);
+    let mut entries: Vec<_> = data.into_iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    for (k, v) in entries {
+        mac.update(&(k.len() as u64).to_be_bytes());
+        mac.update(k.as_bytes());
+        mac.update(&(v.0.len() as u64).to_be_bytes());
+        mac.update(&v.0);
+    }
+    let digest = mac.finalize().into_bytes();
+    let mut hex = String::with_capacity(digest.len() * 2 + 12);
+    hex.push_str("hmac-sha256:");
+    for byte in digest {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
+}
+
+/// Everything about the target that the render needs, from the validated spec.
+#[derive(Debug, Clone)]
+pub struct TargetSettings<'a> {
+    /// Secret name.
+    pub name: &'a str,
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Owning resource's name.
+    pub owner_name: &'a str,
+    /// Owning resource's `metadata.generation`.
+    pub owner_generation: i64,
+    /// ownerReference to set when `deletionPolicy: Delete`.
+    pub owner_reference: Option<OwnerReference>,
+    /// Secret type; `None` leaves the type alone (Merge into a foreign Secret).
+    pub secret_type: Option<SecretType>,
+    /// Extra labels.
+    pub labels: &'a BTreeMap<String, String>,
+    /// Extra annotations.
+    pub annotations: &'a BTreeMap<String, String>,
+    /// Immutable flag.
+    pub immutable: Option<bool>,
+    /// Deletion policy.
+    pub deletion_policy: DeletionPolicy,
+    /// Creation policy.
+    pub creation_policy: CreationPolicy,
+}
+
+/// Builds the Secret to server-side apply: our keys only, ownership labels and annotations (owner,
+/// sources and versions, keyed data hash), and the ownerReference for `deletionPolicy: Delete`.
+pub fn render_secret(target: &TargetSettings<'_>, rendered: &RenderedData, data_hash: &str) -> Secret {
+    let mut labels = target.labels.clone();
+    labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    let mut annotations = target.annotations.clone();
+    annotations.insert(OWNER_ANNOTATION.into(), target.owner_name.to_string());
+    annotations.insert(
+        SOURCES_ANNOTATION.into(),
+        serde_json::to_string(&rendered.sources).expect("source records serialize"),
+    );
+    annotations.insert(DATA_HASH_ANNOTATION.into(), data_hash.to_string());
+    annotations.insert(GENERATION_ANNOTATION.into(), target.owner_generation.to_string());
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(target.name.to_string()),
+            namespace: Some(target.namespace.to_string()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: target.owner_reference.clone().map(|r| vec![r]),
+            ..Default::default()
+        },
+        type_: target.secret_type.map(|t| t.as_str().to_string()),
+        data: Some(rendered.data.clone()),
+        immutable: target.immutable,
+        ..Default::default()
+    }
+}
+
+/// Parses the sources annotation of an existing Secret (empty when missing or unreadable).
+pub fn parse_sources(metadata: &ObjectMeta) -> BTreeMap<String, SourceRecord> {
+    metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SOURCES_ANNOTATION))
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default()
+}
+
+/// The owner generation recorded on an existing Secret.
+pub fn written_generation(metadata: &ObjectMeta) -> Option<i64> {
+    metadata.annotations.as_ref()?.get(GENERATION_ANNOTATION)?.parse().ok()
+}
+
+/// Checks an existing Secret against its own annotations: true when the data of the keys it
+/// records still hashes to its data-hash annotation (no edit since our last write).
+pub fn is_intact(secret: &Secret, key: &HashKey, managed_type: bool) -> bool {
+    let Some(recorded) = secret.metadata.annotations.as_ref().and_then(|a| a.get(DATA_HASH_ANNOTATION)) else {
+        return false;
+    };
+    let sources = parse_sources(&secret.metadata);
+    let empty = BTreeMap::new();
+    let data = secret.data.as_ref().unwrap_or(&empty);
+    let mut ours = Vec::new();
+    for key_name in sources.values().flat_map(|r| r.keys.iter()) {
+        match data.get_key_value(key_name) {
+            Some(entry) => ours.push(entry),
+            None => return false,
+        }
+    }
+    let secret_type = if managed_type {
+        Some(secret.type_.as_deref().unwrap_or("Opaque"))
+    } else {
+        None
+    };
+    data_hash(key, secret_type, ours) == *recorded
+}
+
+/// True when the existing Secret was written by the named resource of this operator.
+pub fn is_owned_by(secret: &Secret, owner_name: &str) -> bool {
+    let managed = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .is_some_and(|v| v == MANAGED_BY);
+    let owner = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(OWNER_ANNOTATION))
+        .is_some_and(|v| v == owner_name);
+    managed && owner
+}
+
+/// Borrows the named keys of an existing Secret, for a source whose version did not change; `None`
+/// when any key is missing (then the source is revealed again).
+pub fn reuse_keys<'a>(secret: &'a Secret, keys: &[String]) -> Option<BTreeMap<String, &'a ByteString>> {
+    let data = secret.data.as_ref()?;
+    keys.iter().map(|k| data.get(k).map(|v| (k.clone(), v))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thalassa::SecretBytes;
+
+    fn s(text: &str) -> SecretValue {
+        SecretValue::String(SecretBytes::new(text.as_bytes().to_vec()))
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> SecretValue {
+        SecretValue::KeyValues(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), SecretBytes::new(v.as_bytes().to_vec())))
+                .collect(),
+        )
+    }
+
+    fn key() -> HashKey {
+        HashKey::new(vec![7; 32])
+    }
+
+    #[test]
+    fn maps_every_kind_of_source() {
+        let whole = KeyMapping::Whole {
+            secret_key: "password".into(),
+        };
+        let prop = KeyMapping::Property {
+            secret_key: "user".into(),
+            property: "username".into(),
+        };
+        let all = KeyMapping::AllProperties;
+        let under = KeyMapping::UnderPrefix {
+            relative_key: prefix_key("/app/prod/", "/app/prod/db/api+key"),
+        };
+        let pw = s("hunter2");
+        let creds = kv(&[("username", "admin"), ("port", "5432")]);
+        let api = s("k");
+        let sources = [
+            RenderSource {
+                path: "/app/prod/db/password",
+                version: 7,
+                mappings: vec![&whole],
+                value: SourceValue::Revealed(&pw),
+            },
+            RenderSource {
+                path: "/app/prod/db/creds",
+                version: 3,
+                mappings: vec![&prop, &all],
+                value: SourceValue::Revealed(&creds),
+            },
+            RenderSource {
+                path: "/app/prod/db/api+key",
+                version: 1,
+                mappings: vec![&under],
+                value: SourceValue::Revealed(&api),
+            },
+        ];
+        let rendered = render_data(&sources, Some(SecretType::Opaque)).unwrap();
+        let keys: Vec<_> = rendered.data.keys().cloned().collect();
+        assert_eq!(keys, ["db_api-key", "password", "port", "user", "username"]);
+        assert_eq!(rendered.data["user"].0, b"admin");
+        assert_eq!(rendered.sources["/app/prod/db/creds"].version, 3);
+        assert_eq!(rendered.sources["/app/prod/db/creds"].keys, ["user", "username", "port"]);
+        // Debug output names keys only.
+        let debug = format!("{rendered:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("admin"), "{debug}");
+    }
+
+    #[test]
+    fn rejects_conflicts_shape_mismatches_and_missing_type_keys() {
+        let a = KeyMapping::Whole { secret_key: "k".into() };
+        let b = KeyMapping::Whole { secret_key: "k".into() };
+        let (v1, v2) = (s("1"), s("2"));
+        let dup = [
+            RenderSource { path: "/a", version: 1, mappings: vec![&a], value: SourceValue::Revealed(&v1) },
+            RenderSource { path: "/b", version: 1, mappings: vec![&b], value: SourceValue::Revealed(&v2) },
+        ];
+        assert_eq!(render_data(&dup, None).unwrap_err().reason(), "TargetKeyConflict");
+
+        let prop = KeyMapping::Property { secret_key: "k".into(), property: "missing".into() };
+        let creds = kv(&[("username", "secret-user")]);
+        let err = render_data(
+            &[RenderSource { path: "/c", version: 1, mappings: vec![&prop], value: SourceValue::Revealed(&creds) }],
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.reason(), "SourceFormatMismatch");
+        assert!(err.to_string().contains("username") && !err.to_string().contains("secret-user"));
+
+        let err = render_data(
+            &[RenderSource { path: "/a", version: 1, mappings: vec![&a], value: SourceValue::Revealed(&v1) }],
+            Some(SecretType::Tls),
+        )
+        .unwrap_err();
+        assert_eq!(err.reason(), "InvalidSpec");
+        assert!(err.to_string().contains("tls.crt"));
+    }
+
+    #[test]
+    fn hash_is_keyed_order_independent_and_sensitive_to_every_byte() {
+        let mut a = BTreeMap::new();
+        a.insert("x".to_string(), ByteString(b"1".to_vec()));
+        a.insert("y".to_string(), ByteString(b"2".to_vec()));
+        let h1 = data_hash(&key(), Some("Opaque"), &a);
+        assert!(h1.starts_with("hmac-sha256:"));
+        assert_eq!(h1, data_hash(&key(), Some("Opaque"), a.iter().rev()));
+        assert_ne!(h1, data_hash(&HashKey::new(vec![8; 32]), Some("Opaque"), &a));
+        assert_ne!(h1, data_hash(&key(), Some("kubernetes.io/tls"), &a));
+        let mut b = a.clone();
+        b.insert("y".to_string(), ByteString(b"3".to_vec()));
+        assert_ne!(h1, data_hash(&key(), Some("Opaque"), &b));
+        // Length prefixes keep ("ab","") and ("a","b") apart.
+        let mut c = BTreeMap::new();
+        c.insert("ab".to_string(), ByteString(Vec::new()));
+        let mut d = BTreeMap::new();
+        d.insert("a".to_string(), ByteString(b"b".to_vec()));
+        assert_ne!(data_hash(&key(), None, &c), data_hash(&key(), None, &d));
+    }
+
+    #[test]
+    fn rendered_secret_round_trips_through_intact_check() {
+        let whole = KeyMapping::Whole { secret_key: "password".into() };
+        let pw = s("hunter2");
+        let rendered = render_data(
+            &[RenderSource { path: "/p", version: 2, mappings: vec![&whole], value: SourceValue::Revealed(&pw) }],
+            Some(SecretType::Opaque),
+        )
+        .unwrap();
+        let hash = data_hash(&key(), Some("Opaque"), &rendered.data);
+        let empty = BTreeMap::new();
+        let target = TargetSettings {
+            name: "db",
+            namespace: "shop",
+            owner_name: "db",
+            owner_generation: 1,
+            owner_reference: None,
+            secret_type: Some(SecretType::Opaque),
+            labels: &empty,
+            annotations: &empty,
+            immutable: None,
+            deletion_policy: DeletionPolicy::Retain,
+            creation_policy: CreationPolicy::Owner,
+        };
+        let mut secret = render_secret(&target, &rendered, &hash);
+        assert!(is_owned_by(&secret, "db"));
+        assert!(!is_owned_by(&secret, "other"));
+        assert!(is_intact(&secret, &key(), true));
+        assert_eq!(parse_sources(&secret.metadata)["/p"].version, 2);
+        assert_eq!(written_generation(&secret.metadata), Some(1));
+        let annotations = serde_json::to_string(&secret.metadata.annotations).unwrap();
+        assert!(!annotations.contains("hunter2"));
+        // An edit to the data is detected.
+        secret.data.as_mut().unwrap().insert("password".into(), ByteString(b"edited".to_vec()));
+        assert!(!is_intact(&secret, &key(), true));
+    }
+
+    #[test]
+    fn prefix_keys_follow_the_documented_naming() {
+        assert_eq!(prefix_key("/app/", "/app/db/password"), "db_password");
+        assert_eq!(prefix_key("/", "/x"), "x");
+        assert_eq!(prefix_key("/app/", "/app/a+b"), "a-b");
+        assert!(is_valid_secret_key("db_password.v1-x"));
+        assert!(!is_valid_secret_key("a b") && !is_valid_secret_key("..") && !is_valid_secret_key(""));
+    }
+}

@@ -1,0 +1,1023 @@
+//! The HTTP client: configuration, authentication, headers, rate limiting, retries and the typed
+//! endpoint methods.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use super::auth::{Credentials, TokenCache, TokenResponse};
+use super::error::{self, Error, HttpFailure, KmsProbe, Route, Target};
+use super::path::{is_plain_segment, validate_browse_path, validate_path};
+use super::ratelimit::TokenBucket;
+use super::retry::{RetryPolicy, parse_retry_after};
+use super::types::{
+    BrowseSecretsResponse, CreateKmsKeyRequest, CreateSecretRequest, GetSecretValueRequest,
+    GetSecretValueResponse, KmsKey, KmsSummary, PutSecretValueRequest, PutSecretValueResponse,
+    RevealedSecret, Secret, UpdateAccessPolicyRequest,
+};
+use super::value::{SecretString, SecretValueInput};
+
+/// `User-Agent` sent on every request.
+pub const USER_AGENT: &str = concat!("thalassa-secrets-operator/", env!("CARGO_PKG_VERSION"));
+
+/// Largest response body read, so a misbehaving server cannot exhaust memory.
+const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+const ORGANISATION_HEADER: HeaderName = HeaderName::from_static("x-organisation-identity");
+const PROJECT_HEADER: HeaderName = HeaderName::from_static("x-project-identity");
+
+/// Sees every HTTP attempt the client makes (including retries and token requests), e.g. to feed
+/// Prometheus metrics.
+pub trait RequestObserver: Send + Sync {
+    /// One attempt finished. `operation` is the emulator's counter name (`getSecretValue`,
+    /// `listSecrets`, `token`, …); `status` is `None` when no response arrived; `elapsed` covers
+    /// sending and reading the body, not rate-limiter waits.
+    fn observe(&self, operation: &'static str, status: Option<u16>, elapsed: Duration);
+
+    /// An attempt waited `waited` for the client-side rate limiter before being sent.
+    fn observe_rate_limit_wait(&self, operation: &'static str, waited: Duration) {
+        let _ = (operation, waited);
+    }
+}
+
+/// Everything [`Client::new`] needs. Build with [`ClientConfig::new`] and adjust fields.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// API base URL, e.g. `https://api.thalassa.cloud` (a path prefix is kept).
+    pub base_url: String,
+    /// Organisation identity or slug, sent as `X-Organisation-Identity` (and as `organisation_id`
+    /// in token exchanges).
+    pub organisation: String,
+    /// Project identity, sent as `X-Project-Identity` when set.
+    pub project: Option<String>,
+    /// How to authenticate.
+    pub credentials: Credentials,
+    /// Retries after the first attempt for transport errors, 429 and 5xx. Default 3.
+    pub max_retries: u32,
+    /// Backoff ceiling of the first retry, doubled per retry (full jitter). Default 200 ms.
+    pub retry_base_delay: Duration,
+    /// Longest wait between attempts, and the longest `Retry-After` slept through. Default 10 s.
+    pub retry_max_delay: Duration,
+    /// Client-side rate limit, requests per second. Default 20.
+    pub rate_limit_per_second: f64,
+    /// Client-side burst size. Default 40.
+    pub rate_limit_burst: u32,
+    /// Timeout of one attempt, from sending to the end of the body. Default 30 s.
+    pub request_timeout: Duration,
+    /// TCP/TLS connect timeout. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Optional per-attempt observer for metrics.
+    pub observer: Option<Arc<dyn RequestObserver>>,
+}
+
+impl ClientConfig {
+    /// A configuration with the defaults listed on each field.
+    pub fn new(
+        base_url: impl Into<String>,
+        organisation: impl Into<String>,
+        credentials: Credentials,
+    ) -> Self {
+        Self {
+            base_url: base_url.into(),
+            organisation: organisation.into(),
+            project: None,
+            credentials,
+            max_retries: 3,
+            retry_base_delay: Duration::from_millis(200),
+            retry_max_delay: Duration::from_secs(10),
+            rate_limit_per_second: 20.0,
+            rate_limit_burst: 40,
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            observer: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &self.base_url)
+            .field("organisation", &self.organisation)
+            .field("project", &self.project)
+            .field("credentials", &self.credentials)
+            .field("max_retries", &self.max_retries)
+            .field("retry_base_delay", &self.retry_base_delay)
+            .field("retry_max_delay", &self.retry_max_delay)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("observer", &self.observer.as_ref().map(|_| "<observer>"))
+            .finish()
+    }
+}
+
+/// Installs rustls' `ring` crypto provider as the process default, unless some provider is
+/// already installed. Safe to call any number of times, from any thread.
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another installer is fine: a provider is installed either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// Thalassa Secrets Manager and KMS client. Cheap to clone; clones share the connection pool,
+/// token cache and rate limiter.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// Base URL without a trailing `/`.
+    base_url: String,
+    organisation: String,
+    credentials: Credentials,
+    tokens: TokenCache,
+    retry: RetryPolicy,
+    limiter: TokenBucket,
+    observer: Option<Arc<dyn RequestObserver>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.base_url)
+            .field("organisation", &self.inner.organisation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request body, kept in a zeroizing buffer because it may hold secret values or credentials.
+struct Body {
+    bytes: Zeroizing<Vec<u8>>,
+    content_type: &'static str,
+}
+
+/// One logical API call (all attempts share it).
+struct Call {
+    operation: &'static str,
+    method: Method,
+    url: Url,
+    body: Option<Body>,
+    /// Safe to repeat when the outcome of an attempt is unknown.
+    idempotent: bool,
+    route: Route,
+    target: Target,
+}
+
+/// The response of one attempt.
+struct Response {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Zeroizing<Vec<u8>>,
+}
+
+/// Why one attempt failed without a usable response.
+enum AttemptError {
+    /// Connect, TLS, timeout or body-read failure.
+    Transport(reqwest::Error),
+    /// Not worth retrying (e.g. oversized body).
+    Fatal(Error),
+}
+
+/// A failed attempt, before it becomes an [`Error`].
+enum Failure {
+    Transport(reqwest::Error),
+    Http(HttpFailure),
+}
+
+impl Client {
+    /// Validates `config` and builds the client. Installs the `ring` crypto provider if no rustls
+    /// provider is installed yet (see [`install_crypto_provider`]).
+    pub fn new(config: ClientConfig) -> Result<Self, Error> {
+        let invalid = |message: String| Error::InvalidConfig(message);
+        let base = Url::parse(config.base_url.trim())
+            .map_err(|e| invalid(format!("base_url {:?} is not a URL: {e}", config.base_url)))?;
+        if !matches!(base.scheme(), "http" | "https")
+            || base.cannot_be_a_base()
+            || base.query().is_some()
+            || base.fragment().is_some()
+        {
+            return Err(invalid(format!(
+                "base_url {:?} must be an http(s) URL without query or fragment",
+                config.base_url
+            )));
+        }
+        let organisation = config.organisation.trim().to_owned();
+        if organisation.is_empty() {
+            return Err(invalid("organisation is empty".into()));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            ORGANISATION_HEADER,
+            HeaderValue::from_str(&organisation)
+                .map_err(|_| invalid("organisation is not a valid header value".into()))?,
+        );
+        if let Some(project) = &config.project {
+            let project = project.trim();
+            if project.is_empty() {
+                return Err(invalid("project is empty (use None for no project)".into()));
+            }
+            headers.insert(
+                PROJECT_HEADER,
+                HeaderValue::from_str(project)
+                    .map_err(|_| invalid("project is not a valid header value".into()))?,
+            );
+        }
+        config.credentials.validate().map_err(invalid)?;
+        if !(config.rate_limit_per_second.is_finite() && config.rate_limit_per_second > 0.0) {
+            return Err(invalid("rate_limit_per_second must be positive".into()));
+        }
+        if config.rate_limit_burst == 0 {
+            return Err(invalid("rate_limit_burst must be at least 1".into()));
+        }
+        if config.request_timeout.is_zero() || config.connect_timeout.is_zero() {
+            return Err(invalid("timeouts must be positive".into()));
+        }
+        if config.retry_base_delay.is_zero() || config.retry_max_delay < config.retry_base_delay {
+            return Err(invalid(
+                "retry_base_delay must be positive and at most retry_max_delay".into(),
+            ));
+        }
+
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .default_headers(headers)
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            // An API never needs redirects; following one could resend bodies elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base_url: base.as_str().trim_end_matches('/').to_owned(),
+                organisation,
+                credentials: config.credentials,
+                tokens: TokenCache::default(),
+                retry: RetryPolicy {
+                    max_retries: config.max_retries,
+                    base_delay: config.retry_base_delay,
+                    max_delay: config.retry_max_delay,
+                },
+                limiter: TokenBucket::new(config.rate_limit_per_second, config.rate_limit_burst),
+                observer: config.observer,
+            }),
+        })
+    }
+
+    // ---- Secrets Manager (S1–S9) ----
+
+    /// S1: one directory level under `path` (a directory such as `/app/prod/`, or `/`).
+    pub async fn browse_secrets(
+        &self,
+        region: &str,
+        path: &str,
+    ) -> Result<BrowseSecretsResponse, Error> {
+        check_browse_path(path)?;
+        let mut url = self.secrets_url(region, "/secrets")?;
+        url.query_pairs_mut().append_pair("path", path);
+        let call = self.call("browseSecrets", Method::GET, url, Route::Secrets)
+            .about(region, Some(path));
+        self.fetch_json(call).await
+    }
+
+    /// S2: every secret under `path_prefix`, recursively (filtered by the caller's `read`
+    /// permission).
+    pub async fn list_secrets(&self, region: &str, path_prefix: &str) -> Result<Vec<Secret>, Error> {
+        check_browse_path(path_prefix)?;
+        let mut url = self.secrets_url(region, "/secrets")?;
+        url.query_pairs_mut().append_pair("pathPrefix", path_prefix);
+        let call = self.call("listSecrets", Method::GET, url, Route::Secrets)
+            .about(region, Some(path_prefix));
+        self.fetch_json(call).await
+    }
+
+    /// S3: creates a secret and its version 1 (201). Not retried once the request may have been
+    /// processed.
+    pub async fn create_secret(
+        &self,
+        region: &str,
+        request: &CreateSecretRequest,
+    ) -> Result<Secret, Error> {
+        check_path(&request.path)?;
+        let url = self.secrets_url(region, "/secrets")?;
+        let mut call = self
+            .call("createSecret", Method::POST, url, Route::Secrets)
+            .about(region, Some(&request.path))
+            .not_idempotent()
+            .json(request)?;
+        call.target.key = Some(request.kms_key_identity.clone());
+        self.fetch_json(call).await
+    }
+
+    /// S4: a secret's metadata; with `include_versions`, its version history too.
+    pub async fn get_secret(
+        &self,
+        region: &str,
+        path: &str,
+        include_versions: bool,
+    ) -> Result<Secret, Error> {
+        check_path(path)?;
+        let mut url = self.secret_url(region, path, "")?;
+        if include_versions {
+            url.query_pairs_mut().append_pair("includeVersions", "true");
+        }
+        let call = self.call("getSecret", Method::GET, url, Route::Secrets)
+            .about(region, Some(path));
+        self.fetch_json(call).await
+    }
+
+    /// S5: sets (`Some`) or clears (`None`) the secret's access policy, kept opaque because its
+    /// schema is disputed.
+    pub async fn update_access_policy(
+        &self,
+        region: &str,
+        path: &str,
+        access_policy: Option<&serde_json::Value>,
+    ) -> Result<Secret, Error> {
+        check_path(path)?;
+        let url = self.secret_url(region, path, "/policy")?;
+        let call = self
+            .call("updateAccessPolicy", Method::PUT, url, Route::Secrets)
+            .about(region, Some(path))
+            .json(&UpdateAccessPolicyRequest { access_policy })?;
+        self.fetch_json(call).await
+    }
+
+    /// S6: stores a new version, which becomes current. Not retried once the request may have
+    /// been processed (a retry could add a second version).
+    pub async fn put_secret_value(
+        &self,
+        region: &str,
+        path: &str,
+        value: &SecretValueInput,
+    ) -> Result<PutSecretValueResponse, Error> {
+        check_path(path)?;
+        let url = self.secret_url(region, path, "/versions")?;
+        let call = self
+            .call("putSecretValue", Method::POST, url, Route::Secrets)
+            .about(region, Some(path))
+            .not_idempotent()
+            .json(&PutSecretValueRequest { path, value })?;
+        self.fetch_json(call).await
+    }
+
+    /// S7: reveals the current version (`None`) or a specific one, base64-decoded.
+    pub async fn get_secret_value(
+        &self,
+        region: &str,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<RevealedSecret, Error> {
+        check_path(path)?;
+        let url = self.secret_url(region, path, "/value")?;
+        let mut call = self
+            .call("getSecretValue", Method::POST, url, Route::Secrets)
+            .about(region, Some(path))
+            .json(&GetSecretValueRequest { path, version })?;
+        call.target.version = version;
+        let operation = call.operation;
+        let response: GetSecretValueResponse = self.fetch_json(call).await?;
+        response
+            .into_revealed()
+            .map_err(|detail| invalid_response(operation, detail.to_owned()))
+    }
+
+    /// S8: destroys one version (it stays in the history, unreadable).
+    pub async fn destroy_secret_version(
+        &self,
+        region: &str,
+        path: &str,
+        version: u64,
+    ) -> Result<(), Error> {
+        check_path(path)?;
+        let mut url = self.secret_url(region, path, "/versions")?;
+        url.query_pairs_mut()
+            .append_pair("version", &version.to_string());
+        let mut call = self
+            .call("destroySecretVersion", Method::DELETE, url, Route::Secrets)
+            .about(region, Some(path));
+        call.target.version = Some(version);
+        self.execute(call).await.map(drop)
+    }
+
+    /// S9: deletes the secret and all its versions, permanently.
+    pub async fn delete_secret(&self, region: &str, path: &str) -> Result<(), Error> {
+        check_path(path)?;
+        let url = self.secret_url(region, path, "")?;
+        let call = self
+            .call("deleteSecret", Method::DELETE, url, Route::Secrets)
+            .about(region, Some(path));
+        self.execute(call).await.map(drop)
+    }
+
+    // ---- KMS ----
+
+    /// `GET /v1/kms/summary`: feature gate and per-region availability.
+    pub async fn kms_summary(&self) -> Result<KmsSummary, Error> {
+        let call = self.kms_summary_call()?;
+        self.fetch_json(call).await
+    }
+
+    /// Lists the region's KMS keys.
+    pub async fn list_keys(&self, region: &str) -> Result<Vec<KmsKey>, Error> {
+        let url = self.kms_url(region, None, "")?;
+        let call = self.call("listKeys", Method::GET, url, Route::KmsKeys)
+            .about(region, None);
+        self.fetch_json(call).await
+    }
+
+    /// One KMS key by identity or slug.
+    pub async fn get_key(&self, region: &str, key: &str) -> Result<KmsKey, Error> {
+        let call = self.key_call("getKey", Method::GET, region, key, "")?;
+        self.fetch_json(call).await
+    }
+
+    /// Creates a KMS key (201). Not retried once the request may have been processed.
+    pub async fn create_key(
+        &self,
+        region: &str,
+        request: &CreateKmsKeyRequest,
+    ) -> Result<KmsKey, Error> {
+        let url = self.kms_url(region, None, "")?;
+        let call = self
+            .call("createKey", Method::POST, url, Route::KmsKeys)
+            .about(region, None)
+            .not_idempotent()
+            .json(request)?;
+        self.fetch_json(call).await
+    }
+
+    /// Enables a disabled key.
+    pub async fn enable_key(&self, region: &str, key: &str) -> Result<KmsKey, Error> {
+        let call = self.key_call("enableKey", Method::POST, region, key, "/enable")?;
+        self.fetch_json(call).await
+    }
+
+    /// Disables a key (no crypto, so secrets bound to it cannot be read or written).
+    pub async fn disable_key(&self, region: &str, key: &str) -> Result<KmsKey, Error> {
+        let call = self.key_call("disableKey", Method::POST, region, key, "/disable")?;
+        self.fetch_json(call).await
+    }
+
+    /// Schedules the key for deletion (30 days, `pending_deletion`).
+    pub async fn delete_key(&self, region: &str, key: &str) -> Result<(), Error> {
+        let call = self.key_call("deleteKey", Method::DELETE, region, key, "")?;
+        self.execute(call).await.map(drop)
+    }
+
+    /// Cancels a scheduled deletion (the key becomes `active`).
+    pub async fn cancel_key_deletion(&self, region: &str, key: &str) -> Result<(), Error> {
+        let call = self.key_call(
+            "cancelKeyDeletion",
+            Method::DELETE,
+            region,
+            key,
+            "/cancel-deletion",
+        )?;
+        self.execute(call).await.map(drop)
+    }
+
+    /// Rotates the key (new key version). Not retried once the request may have been processed.
+    pub async fn rotate_key(&self, region: &str, key: &str) -> Result<KmsKey, Error> {
+        let call = self
+            .key_call("rotateKey", Method::POST, region, key, "/rotate")?
+            .not_idempotent();
+        self.fetch_json(call).await
+    }
+
+    // ---- URLs and calls ----
+
+    fn url(&self, suffix: &str) -> Result<Url, Error> {
+        let text = format!("{}{suffix}", self.inner.base_url);
+        Url::parse(&text).map_err(|e| Error::InvalidArgument(format!("cannot build a URL: {e}")))
+    }
+
+    fn secrets_url(&self, region: &str, suffix: &str) -> Result<Url, Error> {
+        check_segment("region", region)?;
+        self.url(&format!("/v1/secrets/{region}{suffix}"))
+    }
+
+    /// `/v1/secrets/{region}/secret{path}{suffix}`: the validated path goes in raw (`+` stays).
+    fn secret_url(&self, region: &str, path: &str, suffix: &str) -> Result<Url, Error> {
+        check_segment("region", region)?;
+        self.url(&format!("/v1/secrets/{region}/secret{path}{suffix}"))
+    }
+
+    fn kms_url(&self, region: &str, key: Option<&str>, suffix: &str) -> Result<Url, Error> {
+        check_segment("region", region)?;
+        match key {
+            Some(key) => {
+                check_segment("KMS key identity", key)?;
+                self.url(&format!("/v1/kms/{region}/keys/{key}{suffix}"))
+            }
+            None => self.url(&format!("/v1/kms/{region}/keys{suffix}")),
+        }
+    }
+
+    fn key_call(
+        &self,
+        operation: &'static str,
+        method: Method,
+        region: &str,
+        key: &str,
+        suffix: &str,
+    ) -> Result<Call, Error> {
+        let url = self.kms_url(region, Some(key), suffix)?;
+        let mut call = self.call(operation, method, url, Route::KmsKeys).about(region, None);
+        call.target.key = Some(key.to_owned());
+        Ok(call)
+    }
+
+    fn kms_summary_call(&self) -> Result<Call, Error> {
+        let url = self.url("/v1/kms/summary")?;
+        Ok(self.call("kmsSummary", Method::GET, url, Route::KmsSummary))
+    }
+
+    fn call(&self, operation: &'static str, method: Method, url: Url, route: Route) -> Call {
+        Call {
+            operation,
+            method,
+            url,
+            body: None,
+            idempotent: true,
+            route,
+            target: Target::default(),
+        }
+    }
+
+    // ---- Execution ----
+
+    async fn fetch_json<T: DeserializeOwned>(&self, call: Call) -> Result<T, Error> {
+        let operation = call.operation;
+        let body = self.execute(call).await?;
+        decode_json(operation, &body)
+    }
+
+    /// Runs an API call with authentication, rate limiting and retries; returns the 2xx body.
+    async fn execute(&self, call: Call) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let mut retry = 0;
+        let mut reauthenticated = false;
+        loop {
+            let (authorization, generation) = self.authorization().await?;
+            let failure = match self.send_once(&call, Some(&authorization)).await {
+                Ok(response) if (200..300).contains(&response.status) => {
+                    return Ok(response.body);
+                }
+                Ok(response)
+                    if response.status == 401
+                        && !reauthenticated
+                        && self.inner.credentials.is_refreshable() =>
+                {
+                    // The token may have been revoked or rotated: get a fresh one and try once
+                    // more, outside the retry budget.
+                    tracing::debug!(operation = call.operation, "401, refreshing the access token");
+                    self.inner.tokens.invalidate(generation).await;
+                    reauthenticated = true;
+                    continue;
+                }
+                Ok(response) => Failure::Http(http_failure(&response)),
+                Err(AttemptError::Transport(source)) => Failure::Transport(source),
+                Err(AttemptError::Fatal(error)) => return Err(error),
+            };
+            if let Some(wait) = self.retry_wait(&call, retry, &failure) {
+                tracing::debug!(
+                    operation = call.operation,
+                    retry = retry + 1,
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "retrying Thalassa request"
+                );
+                tokio::time::sleep(wait).await;
+                retry += 1;
+                continue;
+            }
+            return Err(match failure {
+                Failure::Transport(source) => Error::Transport {
+                    operation: call.operation,
+                    source,
+                },
+                Failure::Http(failure) => self.classify(&call, failure).await,
+            });
+        }
+    }
+
+    /// Whether to retry after `failure`, and after how long.
+    fn retry_wait(&self, call: &Call, retry: u32, failure: &Failure) -> Option<Duration> {
+        let policy = &self.inner.retry;
+        if retry >= policy.max_retries {
+            return None;
+        }
+        let retry_after = match failure {
+            // A connect error means the request never left, so even non-idempotent calls are
+            // safe to repeat.
+            Failure::Transport(source) if call.idempotent || source.is_connect() => None,
+            Failure::Transport(_) => return None,
+            // 429 and 503 (KMS down) mean the request was not processed.
+            Failure::Http(f) if f.status == 429 || f.status == 503 => f.retry_after,
+            Failure::Http(f) if (500..600).contains(&f.status) && call.idempotent => f.retry_after,
+            Failure::Http(_) => return None,
+        };
+        policy.delay(retry, retry_after)
+    }
+
+    async fn classify(&self, call: &Call, failure: HttpFailure) -> Error {
+        let probe = if error::needs_kms_probe(call.route, &failure) {
+            self.probe_kms_feature().await
+        } else {
+            KmsProbe::Unknown
+        };
+        error::classify(call.route, &call.target, failure, probe)
+    }
+
+    /// One attempt at `GET /v1/kms/summary`, to tell a KMS gate 403 from other Secrets 403s.
+    async fn probe_kms_feature(&self) -> KmsProbe {
+        let Ok(call) = self.kms_summary_call() else {
+            return KmsProbe::Unknown;
+        };
+        let Ok((authorization, _)) = self.authorization().await else {
+            return KmsProbe::Unknown;
+        };
+        match self.send_once(&call, Some(&authorization)).await {
+            Ok(response) if response.status == 403 => KmsProbe::FeatureDisabled,
+            Ok(response) if (200..300).contains(&response.status) => {
+                match decode_json::<KmsSummary>(call.operation, &response.body) {
+                    Ok(summary) if !summary.feature_enabled => KmsProbe::FeatureDisabled,
+                    Ok(_) => KmsProbe::FeatureEnabled,
+                    Err(_) => KmsProbe::Unknown,
+                }
+            }
+            _ => KmsProbe::Unknown,
+        }
+    }
+
+    /// The `Authorization` header value and the token generation it came from.
+    async fn authorization(&self) -> Result<(HeaderValue, u64), Error> {
+        let credentials = &self.inner.credentials;
+        let (token, generation) = self
+            .inner
+            .tokens
+            .get_or_fetch(|| async {
+                if credentials.uses_token_endpoint() {
+                    self.request_token().await
+                } else {
+                    credentials.read_static_token().await
+                }
+            })
+            .await?;
+        let text = Zeroizing::new(format!("{} {}", credentials.scheme(), token.expose()));
+        let mut value = HeaderValue::from_str(&text).map_err(|_| {
+            Error::InvalidConfig("the access token is not a valid header value".into())
+        })?;
+        value.set_sensitive(true);
+        Ok((value, generation))
+    }
+
+    /// Obtains an access token from `{base}/oidc/token`, with the same retry rules as API calls.
+    async fn request_token(&self) -> Result<(SecretString, Duration), Error> {
+        let form = self
+            .inner
+            .credentials
+            .token_request_form(&self.inner.organisation)
+            .await?;
+        let call = Call {
+            operation: "token",
+            method: Method::POST,
+            url: self.url("/oidc/token")?,
+            body: Some(Body {
+                bytes: form,
+                content_type: "application/x-www-form-urlencoded",
+            }),
+            idempotent: true,
+            route: Route::Token,
+            target: Target::default(),
+        };
+        let mut retry = 0;
+        loop {
+            let failure = match self.send_once(&call, None).await {
+                Ok(response) if (200..300).contains(&response.status) => {
+                    let token: TokenResponse = decode_json(call.operation, &response.body)?;
+                    if token.access_token.is_empty() {
+                        return Err(invalid_response(call.operation, "access_token is empty".into()));
+                    }
+                    let lifetime = token.lifetime();
+                    return Ok((token.access_token, lifetime));
+                }
+                Ok(response) => Failure::Http(http_failure(&response)),
+                Err(AttemptError::Transport(source)) => Failure::Transport(source),
+                Err(AttemptError::Fatal(error)) => return Err(error),
+            };
+            if let Some(wait) = self.retry_wait(&call, retry, &failure) {
+                tokio::time::sleep(wait).await;
+                retry += 1;
+                continue;
+            }
+            return Err(match failure {
+                Failure::Transport(source) => Error::Transport {
+                    operation: call.operation,
+                    source,
+                },
+                Failure::Http(failure) => {
+                    error::classify(call.route, &call.target, failure, KmsProbe::Unknown)
+                }
+            });
+        }
+    }
+
+    /// One HTTP attempt: waits for the rate limiter, sends, reads the body, reports to the
+    /// observer.
+    async fn send_once(
+        &self,
+        call: &Call,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Response, AttemptError> {
+        let waited = self.inner.limiter.acquire().await;
+        if let Some(observer) = &self.inner.observer
+            && !waited.is_zero()
+        {
+            observer.observe_rate_limit_wait(call.operation, waited);
+        }
+        let mut request = self
+            .inner
+            .http
+            .request(call.method.clone(), call.url.clone());
+        if let Some(authorization) = authorization {
+            request = request.header(header::AUTHORIZATION, authorization.clone());
+        }
+        if let Some(body) = &call.body {
+            request = request
+                .header(header::CONTENT_TYPE, body.content_type)
+                .body(body.bytes.to_vec());
+        }
+        let started = Instant::now();
+        let result = match request.send().await {
+            Ok(response) => read_response(response).await,
+            Err(source) => Err(AttemptError::Transport(source)),
+        };
+        let status = match &result {
+            Ok(response) => Some(response.status),
+            Err(_) => None,
+        };
+        let elapsed = started.elapsed();
+        tracing::debug!(
+            operation = call.operation,
+            status,
+            elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            "Thalassa request"
+        );
+        if let Some(observer) = &self.inner.observer {
+            observer.observe(call.operation, status, elapsed);
+        }
+        result
+    }
+}
+
+impl Call {
+    fn about(mut self, region: &str, path: Option<&str>) -> Self {
+        self.target.region = Some(region.to_owned());
+        self.target.path = path.map(str::to_owned);
+        self
+    }
+
+    fn not_idempotent(mut self) -> Self {
+        self.idempotent = false;
+        self
+    }
+
+    fn json<T: Serialize>(mut self, body: &T) -> Result<Self, Error> {
+        let mut bytes = Zeroizing::new(Vec::new());
+        serde_json::to_writer(&mut *bytes, body).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "cannot encode the {} request body ({:?})",
+                self.operation,
+                e.classify()
+            ))
+        })?;
+        self.body = Some(Body {
+            bytes,
+            content_type: "application/json",
+        });
+        Ok(self)
+    }
+}
+
+async fn read_response(mut response: reqwest::Response) -> Result<Response, AttemptError> {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| parse_retry_after(value, Timestamp::now()));
+    let mut body = Zeroizing::new(Vec::new());
+    while let Some(chunk) = response.chunk().await.map_err(AttemptError::Transport)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(AttemptError::Fatal(Error::InvalidResponse {
+                operation: "response",
+                detail: format!("body larger than {MAX_RESPONSE_BYTES} bytes"),
+            }));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Response {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+fn http_failure(response: &Response) -> HttpFailure {
+    HttpFailure {
+        status: response.status,
+        message: error_message(&response.body),
+        retry_after: response.retry_after,
+    }
+}
+
+/// The sanitised `message` of an error body, or OAuth's `error` / `error_description`. Other
+/// bodies (HTML from a proxy, …) are not quoted at all.
+fn error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        error_description: Option<String>,
+    }
+    let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) else {
+        return String::new();
+    };
+    let text = match (parsed.message, parsed.error, parsed.error_description) {
+        (Some(message), _, _) if !message.trim().is_empty() => message,
+        (_, Some(error), Some(description)) => format!("{error}: {description}"),
+        (_, Some(error), None) => error,
+        (_, None, Some(description)) => description,
+        _ => String::new(),
+    };
+    error::sanitize_message(&text)
+}
+
+/// Decodes a JSON body; the error names only the kind and position of the problem, never content.
+fn decode_json<T: DeserializeOwned>(operation: &'static str, body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| {
+        let detail = if e.to_string().contains("not valid base64") {
+            "a secret value is not valid base64".to_owned()
+        } else {
+            format!(
+                "{:?} error in the JSON body at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
+        };
+        invalid_response(operation, detail)
+    })
+}
+
+fn invalid_response(operation: &'static str, detail: String) -> Error {
+    Error::InvalidResponse { operation, detail }
+}
+
+fn check_path(path: &str) -> Result<(), Error> {
+    validate_path(path).map_err(|source| Error::InvalidPath {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn check_browse_path(path: &str) -> Result<(), Error> {
+    validate_browse_path(path).map_err(|source| Error::InvalidPath {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn check_segment(what: &str, value: &str) -> Result<(), Error> {
+    if is_plain_segment(value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{what} {value:?} must be 1-255 characters of A-Z a-z 0-9 _ - ."
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base_url: &str) -> Client {
+        Client::new(ClientConfig::new(
+            base_url,
+            "org-1",
+            Credentials::BearerToken("t".into()),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn urls_embed_paths_raw() {
+        let client = client("http://127.0.0.1:9/api/");
+        assert_eq!(
+            client.secret_url("nl-01", "/app/a+b", "/policy").unwrap().as_str(),
+            "http://127.0.0.1:9/api/v1/secrets/nl-01/secret/app/a+b/policy"
+        );
+        assert_eq!(
+            client.secret_url("nl-01", "/app/prod/db/password", "/value").unwrap().as_str(),
+            "http://127.0.0.1:9/api/v1/secrets/nl-01/secret/app/prod/db/password/value"
+        );
+        assert_eq!(
+            client.kms_url("nl-01", Some("kms-1"), "/cancel-deletion").unwrap().as_str(),
+            "http://127.0.0.1:9/api/v1/kms/nl-01/keys/kms-1/cancel-deletion"
+        );
+        assert!(client.secrets_url("nl/01", "").is_err());
+        assert!(client.kms_url("nl-01", Some("../x"), "").is_err());
+    }
+
+    #[test]
+    fn config_validation() {
+        let ok = ClientConfig::new("https://api.thalassa.cloud", "org", Credentials::BearerToken("t".into()));
+        assert!(Client::new(ok.clone()).is_ok());
+        let cases: Vec<(ClientConfig, &str)> = vec![
+            (ClientConfig { base_url: "ftp://x".into(), ..ok.clone() }, "http(s)"),
+            (ClientConfig { base_url: "not a url".into(), ..ok.clone() }, "not a URL"),
+            (ClientConfig { organisation: " ".into(), ..ok.clone() }, "organisation"),
+            (ClientConfig { project: Some(String::new()), ..ok.clone() }, "project"),
+            (ClientConfig { rate_limit_per_second: 0.0, ..ok.clone() }, "rate_limit_per_second"),
+            (ClientConfig { rate_limit_per_second: f64::NAN, ..ok.clone() }, "rate_limit_per_second"),
+            (ClientConfig { rate_limit_burst: 0, ..ok.clone() }, "rate_limit_burst"),
+            (ClientConfig { request_timeout: Duration::ZERO, ..ok.clone() }, "timeouts"),
+            (
+                ClientConfig { credentials: Credentials::BearerToken("bad\u{7f}secret-tok".into()), ..ok.clone() },
+                "access token",
+            ),
+        ];
+        for (config, needle) in cases {
+            let err = Client::new(config).unwrap_err();
+            assert_eq!(err.reason(), "InvalidConfig");
+            let text = err.to_string();
+            assert!(text.contains(needle), "{text}");
+            assert!(!text.contains("secret-tok"), "{text}");
+        }
+    }
+
+    #[test]
+    fn config_debug_is_redacted() {
+        let config = ClientConfig::new(
+            "https://api.thalassa.cloud",
+            "org",
+            Credentials::PersonalAccessToken("pat-value-xyz".into()),
+        );
+        assert!(!format!("{config:?}").contains("pat-value-xyz"));
+    }
+
+    #[test]
+    fn error_messages_from_bodies() {
+        assert_eq!(error_message(br#"{"message":"secret not found: /a"}"#), "secret not found: /a");
+        assert_eq!(
+            error_message(br#"{"error":"invalid_grant","error_description":"expired"}"#),
+            "invalid_grant: expired"
+        );
+        assert_eq!(error_message(b"<html>oops</html>"), "");
+        assert_eq!(error_message(b""), "");
+    }
+
+    #[test]
+    fn decode_errors_do_not_quote_content() {
+        let err = decode_json::<Vec<u64>>("listSecrets", br#"["s3cr3t"]"#).unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        let err = decode_json::<GetSecretValueResponse>(
+            "getSecretValue",
+            br#"{"version":1,"secretString":"s3cr3t!!"}"#,
+        )
+        .err().expect("invalid base64 must fail");
+        assert_eq!(err.reason(), "InvalidResponse");
+        assert!(err.to_string().contains("not valid base64"), "{err}");
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn install_crypto_provider_is_idempotent() {
+        install_crypto_provider();
+        install_crypto_provider();
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
+}

@@ -1,0 +1,582 @@
+//! The client's error type and the mapping from HTTP failures to it.
+//!
+//! Thalassa has no machine-readable error codes; the only error body field is `message`. The
+//! mapping therefore keys on (status, route) first and looks at the message only to split classes
+//! that share a status (403 gate vs permission, 404 secret vs version vs key, 400 key not active).
+//! Unknown wording falls back to the status-based class.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::path::PathError;
+
+/// Longest server message kept in an error, in characters.
+const MAX_MESSAGE_CHARS: usize = 200;
+
+/// Everything a Thalassa API call can fail with.
+///
+/// Display texts may contain secret paths, key identities and the (sanitised) server `message`,
+/// never request bodies, tokens or secret values.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 401: the token is missing, unknown, expired or revoked, or the token endpoint refused the
+    /// credentials.
+    #[error("Thalassa rejected the credentials{}", detail(.message))]
+    Unauthorized {
+        /// Sanitised server message.
+        message: String,
+    },
+    /// 403 because the organisation's `secrets` feature gate is off.
+    #[error("the 'secrets' feature is not enabled for the organisation{}", detail(.message))]
+    SecretsFeatureDisabled {
+        /// Sanitised server message.
+        message: String,
+    },
+    /// 403 because the organisation's `kms` feature gate is off (Secrets Manager needs it too).
+    #[error("the 'kms' feature is not enabled for the organisation{}", detail(.message))]
+    KmsFeatureDisabled {
+        /// Sanitised server message.
+        message: String,
+    },
+    /// 403 from IAM or an access policy: the caller may not do this.
+    #[error("permission denied{}{}", on_path(.path), detail(.message))]
+    Forbidden {
+        /// Secret path the call was about, if any.
+        path: Option<String>,
+        /// Sanitised server message.
+        message: String,
+    },
+    /// 404: the secret does not exist (or is not visible in this organisation/project scope).
+    #[error("secret {path} not found{}", detail(.message))]
+    SecretNotFound {
+        /// The secret path.
+        path: String,
+        /// Sanitised server message.
+        message: String,
+    },
+    /// 404: the secret exists but the version does not, or it has been destroyed.
+    #[error("{} of secret {path} not found or destroyed{}", version_name(.version), detail(.message))]
+    VersionNotFound {
+        /// The secret path.
+        path: String,
+        /// The requested version; `None` when the current version was requested.
+        version: Option<u64>,
+        /// Sanitised server message.
+        message: String,
+    },
+    /// 404 on a KMS key (KMS also answers 404 when IAM denies access, to hide existence).
+    #[error("KMS key {key} not found in region {region}{}", detail(.message))]
+    KeyNotFound {
+        /// Region of the key.
+        region: String,
+        /// Key identity or slug as requested.
+        key: String,
+        /// Sanitised server message.
+        message: String,
+    },
+    /// 400: the KMS key bound to the secret is disabled or pending deletion.
+    #[error("the KMS key is not active{}", detail(.message))]
+    KeyNotActive {
+        /// Sanitised server message (names the key and its status).
+        message: String,
+    },
+    /// 503: the region's KMS backend cannot perform crypto operations right now.
+    #[error("KMS is not available in region {region}{}", detail(.message))]
+    KmsBackendUnavailable {
+        /// The region whose backend is down.
+        region: String,
+        /// Sanitised server message.
+        message: String,
+    },
+    /// 429 after the retry budget was used up (or the server asked for a longer wait than the
+    /// client is willing to sleep).
+    #[error("rate limited by Thalassa{}", retry_after_text(.retry_after))]
+    RateLimited {
+        /// The server's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// Any other 4xx (mostly 400 validation errors).
+    #[error("Thalassa rejected the request with status {status}{}", detail(.message))]
+    InvalidRequest {
+        /// HTTP status.
+        status: u16,
+        /// Sanitised server message.
+        message: String,
+    },
+    /// 409: the object already exists (e.g. a secret at that path, a key with that slug).
+    #[error("conflict{}", detail(.message))]
+    Conflict {
+        /// Sanitised server message.
+        message: String,
+    },
+    /// 5xx other than a KMS outage.
+    #[error("Thalassa server error {status}{}", detail(.message))]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// Sanitised server message.
+        message: String,
+    },
+    /// Connect, TLS, timeout or body-read failure.
+    #[error("request {operation} to Thalassa failed")]
+    Transport {
+        /// Operation name (see [`RequestObserver`](super::RequestObserver)).
+        operation: &'static str,
+        /// The underlying HTTP client error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A 2xx response that does not decode (bad JSON, invalid base64, oversized body).
+    #[error("invalid response to {operation}: {detail}")]
+    InvalidResponse {
+        /// Operation name.
+        operation: &'static str,
+        /// What was wrong; never contains response content.
+        detail: String,
+    },
+    /// The secret path breaks Thalassa's path rules (checked before sending).
+    #[error("invalid secret path {path:?}: {source}")]
+    InvalidPath {
+        /// The rejected path.
+        path: String,
+        /// The rule it breaks.
+        #[source]
+        source: PathError,
+    },
+    /// A region, key identity or other argument cannot be sent (checked before sending).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The [`ClientConfig`](super::ClientConfig) is unusable.
+    #[error("invalid Thalassa client configuration: {0}")]
+    InvalidConfig(String),
+    /// A credential file (token, client secret, subject token) could not be read or is empty.
+    #[error("cannot read the credential file {}", .path.display())]
+    CredentialFileUnreadable {
+        /// The configured file.
+        path: PathBuf,
+        /// Why reading failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Stable PascalCase name of the error class, for metric labels, Event and condition reasons.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unauthorized { .. } => "Unauthorized",
+            Self::SecretsFeatureDisabled { .. } => "SecretsFeatureDisabled",
+            Self::KmsFeatureDisabled { .. } => "KmsFeatureDisabled",
+            Self::Forbidden { .. } => "Forbidden",
+            Self::SecretNotFound { .. } => "SecretNotFound",
+            Self::VersionNotFound { .. } => "VersionNotFound",
+            Self::KeyNotFound { .. } => "KeyNotFound",
+            Self::KeyNotActive { .. } => "KeyNotActive",
+            Self::KmsBackendUnavailable { .. } => "KmsBackendUnavailable",
+            Self::RateLimited { .. } => "RateLimited",
+            Self::InvalidRequest { .. } => "InvalidRequest",
+            Self::Conflict { .. } => "Conflict",
+            Self::Server { .. } => "Server",
+            Self::Transport { .. } => "Transport",
+            Self::InvalidResponse { .. } => "InvalidResponse",
+            Self::InvalidPath { .. } => "InvalidPath",
+            Self::InvalidArgument(_) => "InvalidArgument",
+            Self::InvalidConfig(_) => "InvalidConfig",
+            Self::CredentialFileUnreadable { .. } => "CredentialFileUnreadable",
+        }
+    }
+
+    /// True only when Thalassa said the secret itself does not exist; a missing version, key or
+    /// permission is not a definite "secret gone".
+    pub fn is_definite_not_found(&self) -> bool {
+        matches!(self, Self::SecretNotFound { .. })
+    }
+
+    /// True for failures that may go away by themselves (worth a requeue with backoff).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited { .. }
+                | Self::Server { .. }
+                | Self::Transport { .. }
+                | Self::KmsBackendUnavailable { .. }
+        )
+    }
+
+    /// How long the server asked callers to wait, for a 429.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+fn detail(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
+}
+
+fn on_path(path: &Option<String>) -> String {
+    path.as_deref()
+        .map(|path| format!(" on {path}"))
+        .unwrap_or_default()
+}
+
+fn version_name(version: &Option<u64>) -> String {
+    match version {
+        Some(version) => format!("version {version}"),
+        None => "current version".to_owned(),
+    }
+}
+
+fn retry_after_text(retry_after: &Option<Duration>) -> String {
+    retry_after
+        .map(|wait| format!(" (retry after {} s)", wait.as_secs_f64().ceil()))
+        .unwrap_or_default()
+}
+
+/// Makes a server message safe and bounded for an error text: control characters become spaces
+/// and it is cut to [`MAX_MESSAGE_CHARS`].
+pub(crate) fn sanitize_message(raw: &str) -> String {
+    let cleaned: String = raw
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if cleaned.chars().count() <= MAX_MESSAGE_CHARS {
+        cleaned
+    } else {
+        let mut cut: String = cleaned.chars().take(MAX_MESSAGE_CHARS).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// Which API family a request belongs to; the same status means different things per family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `/v1/secrets/{region}/…`
+    Secrets,
+    /// `/v1/kms/{region}/keys…`
+    KmsKeys,
+    /// `/v1/kms/summary`
+    KmsSummary,
+    /// `/oidc/token`
+    Token,
+}
+
+/// What a request was about, for building errors.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Target {
+    pub(crate) region: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) version: Option<u64>,
+}
+
+/// A non-2xx response, reduced to what classification needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpFailure {
+    pub(crate) status: u16,
+    /// Sanitised `message` (or OAuth `error`/`error_description`) from the body; may be empty.
+    pub(crate) message: String,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+/// Outcome of probing `GET /v1/kms/summary` after an ambiguous 403 from a Secrets route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KmsProbe {
+    /// Not probed, or the probe itself failed.
+    Unknown,
+    /// The summary answered 403 or `featureEnabled: false`.
+    FeatureDisabled,
+    /// The summary answered `featureEnabled: true`.
+    FeatureEnabled,
+}
+
+/// Whether a failure is an ambiguous Secrets 403 that needs the KMS summary probe to classify.
+pub(crate) fn needs_kms_probe(route: Route, failure: &HttpFailure) -> bool {
+    route == Route::Secrets
+        && failure.status == 403
+        && !names_kms_feature(&failure.message.to_lowercase())
+}
+
+/// Maps a non-2xx response to an [`Error`].
+pub(crate) fn classify(
+    route: Route,
+    target: &Target,
+    failure: HttpFailure,
+    probe: KmsProbe,
+) -> Error {
+    let HttpFailure {
+        status,
+        message,
+        retry_after,
+    } = failure;
+    let words = keywords(&message, target);
+    let path = target.path.clone().unwrap_or_default();
+    let region = target.region.clone().unwrap_or_default();
+    match (status, route) {
+        (429, _) => Error::RateLimited { retry_after },
+        (400..=499, Route::Token) => Error::Unauthorized { message },
+        (401, _) => Error::Unauthorized { message },
+        (403, Route::Secrets) => {
+            if names_kms_feature(&words) || probe == KmsProbe::FeatureDisabled {
+                Error::KmsFeatureDisabled { message }
+            } else if says_secrets_feature_disabled(&words) {
+                Error::SecretsFeatureDisabled { message }
+            } else {
+                Error::Forbidden {
+                    path: target.path.clone(),
+                    message,
+                }
+            }
+        }
+        (403, Route::KmsKeys) if words.contains("permission") => Error::Forbidden {
+            path: None,
+            message,
+        },
+        // KMS hides IAM denials behind 404, so a KMS 403 is the feature gate.
+        (403, Route::KmsKeys | Route::KmsSummary) => Error::KmsFeatureDisabled { message },
+        (404, Route::KmsKeys) => Error::KeyNotFound {
+            region,
+            key: target.key.clone().unwrap_or_default(),
+            message,
+        },
+        (404, Route::Secrets) => {
+            if words.contains("kms") && words.contains("key") && !words.contains("version") {
+                Error::KeyNotFound {
+                    region,
+                    key: target.key.clone().unwrap_or_default(),
+                    message,
+                }
+            } else if words.contains("version") {
+                Error::VersionNotFound {
+                    path,
+                    version: target.version,
+                    message,
+                }
+            } else {
+                Error::SecretNotFound { path, message }
+            }
+        }
+        (400, Route::Secrets | Route::KmsKeys) if says_key_not_active(&words) => {
+            Error::KeyNotActive { message }
+        }
+        (409, _) => Error::Conflict { message },
+        (503, Route::Secrets | Route::KmsKeys) => Error::KmsBackendUnavailable { region, message },
+        (500..=599, _) => Error::Server { status, message },
+        _ => Error::InvalidRequest { status, message },
+    }
+}
+
+/// Lower-cased message with the request's own path and key removed, so names the caller chose
+/// (a secret called `/app/versions/x`, a key called `kms-key`) cannot steer the classification.
+fn keywords(message: &str, target: &Target) -> String {
+    let mut words = message.to_owned();
+    for name in [&target.path, &target.key].into_iter().flatten() {
+        if !name.is_empty() {
+            words = words.replace(name.as_str(), " ");
+        }
+    }
+    words.to_lowercase()
+}
+
+fn names_kms_feature(words: &str) -> bool {
+    words.contains("kms") && (words.contains("feature") || words.contains("enable"))
+}
+
+fn says_secrets_feature_disabled(words: &str) -> bool {
+    words.contains("secret") && (words.contains("feature") || words.contains("not enabled"))
+}
+
+fn says_key_not_active(words: &str) -> bool {
+    words.contains("not active")
+        || (words.contains("key")
+            && (words.contains("disabled")
+                || words.contains("pending deletion")
+                || words.contains("pending_deletion")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(status: u16, message: &str) -> HttpFailure {
+        HttpFailure {
+            status,
+            message: message.to_owned(),
+            retry_after: None,
+        }
+    }
+
+    fn secret_target(path: &str, version: Option<u64>) -> Target {
+        Target {
+            region: Some("nl-01".into()),
+            path: Some(path.into()),
+            key: None,
+            version,
+        }
+    }
+
+    #[test]
+    fn mapping_table() {
+        use KmsProbe::*;
+        use Route::*;
+        let secret = secret_target("/app/db", None);
+        let versioned = secret_target("/app/db", Some(3));
+        let key = Target {
+            region: Some("nl-01".into()),
+            key: Some("kms-abc".into()),
+            ..Target::default()
+        };
+        let none = Target::default();
+        #[rustfmt::skip]
+        let cases: &[(u16, Route, &Target, &str, KmsProbe, &str)] = &[
+            (401, Secrets, &secret, "invalid or missing credentials", Unknown, "Unauthorized"),
+            (401, KmsKeys, &key, "", Unknown, "Unauthorized"),
+            (401, Token, &none, "invalid_grant", Unknown, "Unauthorized"),
+            (400, Token, &none, "invalid_request", Unknown, "Unauthorized"),
+            (403, Secrets, &secret, "feature 'secrets' is not enabled for this organisation", FeatureEnabled, "SecretsFeatureDisabled"),
+            (403, Secrets, &secret, "KMS must be enabled first: feature 'kms' is not enabled for this organisation", Unknown, "KmsFeatureDisabled"),
+            (403, Secrets, &secret, "forbidden", FeatureDisabled, "KmsFeatureDisabled"),
+            (403, Secrets, &secret, "feature 'secrets' is not enabled for this organisation", FeatureDisabled, "KmsFeatureDisabled"),
+            (403, Secrets, &secret, "permission denied: getSecretValue on /app/db", FeatureEnabled, "Forbidden"),
+            (403, Secrets, &secret, "", Unknown, "Forbidden"),
+            (403, Secrets, &secret, "access policy denied", Unknown, "Forbidden"),
+            (403, KmsKeys, &key, "feature 'kms' is not enabled for this organisation", Unknown, "KmsFeatureDisabled"),
+            (403, KmsSummary, &none, "", Unknown, "KmsFeatureDisabled"),
+            (404, Secrets, &secret, "secret not found: /app/db", Unknown, "SecretNotFound"),
+            (404, Secrets, &secret, "", Unknown, "SecretNotFound"),
+            (404, Secrets, &versioned, "version 3 not found for secret /app/db", Unknown, "VersionNotFound"),
+            (404, Secrets, &versioned, "version 3 of secret /app/db is destroyed", Unknown, "VersionNotFound"),
+            (404, Secrets, &secret, "kms key kms-x not found", Unknown, "KeyNotFound"),
+            (404, KmsKeys, &key, "", Unknown, "KeyNotFound"),
+            (400, Secrets, &secret, "kms key kms-abc is not active (status: disabled)", Unknown, "KeyNotActive"),
+            (400, Secrets, &secret, "kms key kms-abc is not active (status: pending_deletion)", Unknown, "KeyNotActive"),
+            (400, Secrets, &secret, "invalid path", Unknown, "InvalidRequest"),
+            (400, KmsKeys, &key, "invalid key type", Unknown, "InvalidRequest"),
+            (409, Secrets, &secret, "secret already exists", Unknown, "Conflict"),
+            (409, KmsKeys, &key, "duplicate slug", Unknown, "Conflict"),
+            (422, Secrets, &secret, "", Unknown, "InvalidRequest"),
+            (429, Secrets, &secret, "", Unknown, "RateLimited"),
+            (429, Token, &none, "", Unknown, "RateLimited"),
+            (503, Secrets, &secret, "KMS is not available in region nl-01", Unknown, "KmsBackendUnavailable"),
+            (503, KmsKeys, &key, "", Unknown, "KmsBackendUnavailable"),
+            (503, KmsSummary, &none, "", Unknown, "Server"),
+            (500, Secrets, &secret, "boom", Unknown, "Server"),
+            (502, Token, &none, "", Unknown, "Server"),
+        ];
+        for (status, route, target, message, probe, reason) in cases {
+            let err = classify(*route, target, failure(*status, message), *probe);
+            assert_eq!(err.reason(), *reason, "{status} {route:?} {message:?} {probe:?}");
+        }
+    }
+
+    #[test]
+    fn names_in_the_request_do_not_steer_classification() {
+        let target = secret_target("/app/versions/kms-key", None);
+        let err = classify(
+            Route::Secrets,
+            &target,
+            failure(404, "secret not found: /app/versions/kms-key"),
+            KmsProbe::Unknown,
+        );
+        assert_eq!(err.reason(), "SecretNotFound");
+    }
+
+    #[test]
+    fn probe_is_needed_only_for_ambiguous_secrets_403() {
+        assert!(needs_kms_probe(Route::Secrets, &failure(403, "permission denied")));
+        assert!(needs_kms_probe(
+            Route::Secrets,
+            &failure(403, "feature 'secrets' is not enabled")
+        ));
+        assert!(!needs_kms_probe(
+            Route::Secrets,
+            &failure(403, "KMS must be enabled first")
+        ));
+        assert!(!needs_kms_probe(Route::KmsKeys, &failure(403, "")));
+        assert!(!needs_kms_probe(Route::Secrets, &failure(404, "")));
+    }
+
+    #[test]
+    fn error_fields_carry_context() {
+        let err = classify(
+            Route::Secrets,
+            &secret_target("/app/db", None),
+            failure(503, "KMS is not available in region nl-01"),
+            KmsProbe::Unknown,
+        );
+        assert!(
+            matches!(&err, Error::KmsBackendUnavailable { region, .. } if region == "nl-01"),
+            "{err:?}"
+        );
+        let err = classify(
+            Route::Secrets,
+            &secret_target("/app/db", None),
+            HttpFailure {
+                status: 429,
+                message: String::new(),
+                retry_after: Some(Duration::from_secs(2)),
+            },
+            KmsProbe::Unknown,
+        );
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+        assert!(err.to_string().contains("retry after 2 s"), "{err}");
+    }
+
+    #[test]
+    fn helpers() {
+        let not_found = Error::SecretNotFound {
+            path: "/x".into(),
+            message: String::new(),
+        };
+        let version = Error::VersionNotFound {
+            path: "/x".into(),
+            version: Some(2),
+            message: String::new(),
+        };
+        assert!(not_found.is_definite_not_found());
+        assert!(!version.is_definite_not_found());
+        assert!(!not_found.is_transient());
+        assert!(Error::RateLimited { retry_after: None }.is_transient());
+        assert!(
+            Error::Server {
+                status: 500,
+                message: String::new()
+            }
+            .is_transient()
+        );
+        assert!(
+            Error::KmsBackendUnavailable {
+                region: "nl-01".into(),
+                message: String::new()
+            }
+            .is_transient()
+        );
+        assert!(
+            !Error::Unauthorized {
+                message: String::new()
+            }
+            .is_transient()
+        );
+        assert_eq!(
+            version.to_string(),
+            "version 2 of secret /x not found or destroyed"
+        );
+    }
+
+    #[test]
+    fn messages_are_sanitised_and_truncated() {
+        assert_eq!(sanitize_message("  a\nb\u{7}c  "), "a b c");
+        let long = "x".repeat(500);
+        let cut = sanitize_message(&long);
+        assert_eq!(cut.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(cut.ends_with('…'));
+    }
+}

@@ -1,0 +1,371 @@
+//! Shared harness for the operator's cluster tests: a real control plane (testenv), a Thalassa
+//! emulator per test, and the real operator binary watching one temporary namespace.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    api::core::v1::Secret, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, CustomResourceExt,
+    api::{Patch, PatchParams},
+};
+use thalassa_emulator::{Emulator, EmulatorConfig, SeedValue};
+use thalassa_operator::crd::ThalassaSecret;
+use tokio::process::{Child, Command};
+
+/// Region every test uses.
+pub const REGION: &str = "nl-01";
+
+/// One test's world.
+pub struct Harness {
+    /// Client for the control plane.
+    pub client: Client,
+    /// The test's namespace (deleted afterwards).
+    pub namespace: testenv::TestNamespace,
+    /// The Thalassa emulator.
+    pub emulator: Emulator,
+    /// Identity of the KMS key created for the test.
+    pub key: String,
+    /// The running operator, if started.
+    pub operator: Option<Operator>,
+    /// Scratch directory (token file, operator log).
+    pub dir: PathBuf,
+    _logs: testenv::LogsOnPanic,
+    _operator_logs: OperatorLogsOnPanic,
+}
+
+/// A running operator process.
+pub struct Operator {
+    /// The process (killed on drop).
+    pub child: Child,
+    /// Its HTTP port (`/healthz`, `/readyz`, `/metrics`).
+    pub port: u16,
+    /// Its combined stdout/stderr.
+    pub log: PathBuf,
+}
+
+struct OperatorLogsOnPanic(PathBuf);
+
+impl Drop for OperatorLogsOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(text) = std::fs::read_to_string(&self.0)
+        {
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            eprintln!("---- operator log tail ({}) ----\n{}", self.0.display(), tail.join("\n"));
+        }
+    }
+}
+
+/// Starts the control plane (once per binary), installs the CRD, creates a namespace, an emulator
+/// with a key, and returns the harness. The operator is started by [`Harness::start_operator`].
+pub async fn harness(prefix: &str) -> Harness {
+    thalassa_operator::thalassa::install_crypto_provider();
+    let control_plane = testenv::ControlPlane::shared();
+    let logs = control_plane.logs_on_panic();
+    let client = control_plane.client().await;
+    install_crd(&client).await;
+    let namespace = control_plane.temp_namespace(prefix).await;
+    let emulator = Emulator::start(EmulatorConfig::default()).await.expect("emulator starts");
+    let key = emulator
+        .control()
+        .create_key(REGION, "app-key", "aes256-gcm96")
+        .expect("key created");
+    let dir = std::env::temp_dir().join(format!("tso-{}", namespace.name()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), emulator.token()).unwrap();
+    let operator_log = dir.join("operator.log");
+    Harness {
+        client,
+        namespace,
+        emulator,
+        key,
+        operator: None,
+        dir,
+        _logs: logs,
+        _operator_logs: OperatorLogsOnPanic(operator_log),
+    }
+}
+
+/// Applies the generated CRD and waits until it is established.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = ThalassaSecret::crd();
+    let name = crd.metadata.name.clone().unwrap();
+    crds.patch(&name, &PatchParams::apply("tests").force(), &Patch::Apply(&crd))
+        .await
+        .expect("CRD applies");
+    wait_for(Duration::from_secs(30), "CRD established", || {
+        let crds = crds.clone();
+        let name = name.clone();
+        async move {
+            let crd = crds.get(&name).await.ok()?;
+            crd.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+impl Harness {
+    /// Namespace name.
+    pub fn ns(&self) -> &str {
+        self.namespace.name()
+    }
+
+    /// Creates a string secret in the emulator.
+    pub fn create_string(&self, path: &str, value: &str) {
+        self.emulator
+            .control()
+            .create_secret(REGION, path, &self.key, SeedValue::String(value.into()))
+            .expect("secret created");
+    }
+
+    /// Creates a key/value secret in the emulator.
+    pub fn create_kv(&self, path: &str, pairs: &[(&str, &str)]) {
+        let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.emulator
+            .control()
+            .create_secret(REGION, path, &self.key, SeedValue::KeyValues(map))
+            .expect("secret created");
+    }
+
+    /// Stores a new string version; returns its number.
+    pub fn put_string(&self, path: &str, value: &str) -> u64 {
+        self.emulator
+            .control()
+            .put_secret_value(REGION, path, SeedValue::String(value.into()))
+            .expect("version stored")
+    }
+
+    /// Starts the operator binary against this namespace and the emulator.
+    pub async fn start_operator(&mut self, extra_args: &[&str]) {
+        let port = free_port();
+        let log = self.dir.join("operator.log");
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_thalassa-secrets-operator"));
+        command
+            .env("KUBECONFIG", testenv::ControlPlane::shared().kubeconfig_path())
+            .env(
+                "RUST_LOG",
+                "debug,kube=info,kube_runtime=info,hyper=info,hyper_util=info,tower=info,rustls=info,reqwest=info,h2=info",
+            )
+            .env("POD_NAME", "operator-under-test")
+            .args([
+                "--thalassa-url",
+                &self.emulator.base_url(),
+                "--organisation",
+                self.emulator.organisation(),
+                "--token-file",
+                self.dir.join("token").to_str().unwrap(),
+                "--region",
+                REGION,
+                "--watch-namespace",
+                self.ns(),
+                "--operator-namespace",
+                self.ns(),
+                "--default-refresh-interval",
+                "10s",
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(extra_args)
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true);
+        let child = command.spawn().expect("operator starts");
+        stop_with_this_process(child.id().expect("pid"));
+        self.operator = Some(Operator { child, port, log });
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        wait_for(Duration::from_secs(60), "operator ready", || {
+            let url = url.clone();
+            async move { http_get(&url).await.filter(|(status, _)| *status == 200).map(|_| ()) }
+        })
+        .await;
+    }
+
+    /// Stops the operator (SIGKILL) and waits for it.
+    pub async fn stop_operator(&mut self) {
+        if let Some(mut op) = self.operator.take() {
+            let _ = op.child.kill().await;
+        }
+    }
+
+    /// Operator log so far.
+    pub fn operator_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("operator.log")).unwrap_or_default()
+    }
+
+    /// `kubectl` against the test control plane, returning (success, stdout+stderr).
+    pub async fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+        kubectl(args, stdin).await
+    }
+
+    /// The ThalassaSecret API in the namespace.
+    pub fn resources(&self) -> Api<ThalassaSecret> {
+        Api::namespaced(self.client.clone(), self.ns())
+    }
+
+    /// The Secret API in the namespace.
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), self.ns())
+    }
+
+    /// Applies a ThalassaSecret from YAML (namespace filled in).
+    pub async fn apply_yaml(&self, yaml: &str) -> ThalassaSecret {
+        let mut ts: ThalassaSecret = serde_yaml::from_str(yaml).expect("valid YAML");
+        ts.metadata.namespace = Some(self.ns().to_string());
+        let name = ts.metadata.name.clone().unwrap();
+        self.resources()
+            .patch(&name, &PatchParams::apply("tests").force(), &Patch::Apply(&ts))
+            .await
+            .expect("ThalassaSecret applies")
+    }
+
+    /// Waits until the resource has a condition with this status (and reason, if given).
+    pub async fn wait_condition(&self, name: &str, type_: &str, status: &str, reason: Option<&str>) -> ThalassaSecret {
+        let api = self.resources();
+        let what = format!("{name}: {type_}={status} reason={reason:?}");
+        wait_for(Duration::from_secs(60), &what, || {
+            let api = api.clone();
+            async move {
+                let ts = api.get(name).await.ok()?;
+                let ok = ts.status.as_ref()?.conditions.iter().any(|c| {
+                    c.type_ == type_
+                        && c.status == status
+                        && reason.is_none_or(|r| c.reason == r)
+                        && c.observed_generation == ts.metadata.generation
+                });
+                ok.then_some(ts)
+            }
+        })
+        .await
+    }
+
+    /// Waits until the Secret exists and `check` accepts its data.
+    pub async fn wait_secret(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&BTreeMap<String, Vec<u8>>) -> bool,
+    ) -> Secret {
+        let api = self.secrets();
+        wait_for(Duration::from_secs(60), what, || {
+            let api = api.clone();
+            let check = &check;
+            async move {
+                let secret = api.get_opt(name).await.ok()??;
+                let data = secret_data(&secret);
+                check(&data).then_some(secret)
+            }
+        })
+        .await
+    }
+}
+
+/// Decoded data of a Secret.
+pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect()
+}
+
+/// Polls `probe` every 250 ms until it returns `Some`, or panics after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// GET over plain HTTP, returning (status, body).
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(url).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+/// Directory with kubectl, etcd, kube-apiserver, helm.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Ok(dir) = std::env::var(testenv::ENV_BIN_DIR) {
+            return PathBuf::from(dir);
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/build-tools.sh");
+        let out = std::process::Command::new(script).output().expect("tools/build-tools.sh runs");
+        assert!(out.status.success(), "tools/build-tools.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim().lines().last().unwrap())
+    })
+}
+
+/// Runs kubectl against the shared control plane.
+pub async fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(bin_dir().join("kubectl"))
+        .env("KUBECONFIG", testenv::ControlPlane::shared().kubeconfig_path())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Makes sure a child dies with this test process even when it is killed with SIGKILL (no Drop
+/// runs then): a tiny shell watchdog polls our PID.
+pub fn stop_with_this_process(child_pid: u32) {
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null && kill -0 {child} 2>/dev/null; do sleep 1; done; kill {child} 2>/dev/null",
+        parent = std::process::id(),
+        child = child_pid
+    );
+    let _ = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
