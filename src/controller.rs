@@ -326,11 +326,13 @@ async fn sync(
     let namespace = ts.namespace().unwrap_or_default();
     let max_age = spec.refresh_interval / 2;
 
-    // 1. The KMS summary: the kms gate and the region's backend (cached, shared). Other failures
-    // of this probe (for example no KMS read permission) do not block the sync.
+    // 1. The KMS summary: the kms gate and the region's backend (cached, shared). A summary the
+    // credentials may not read does not block the sync; outages and throttling do.
     match ctx.sources.summary(max_age).await {
-        Err(e) if e.reason() == "KmsFeatureDisabled" => return Err(e.into()),
-        Err(e) => debug!(error = %e, "KMS summary unavailable; backend availability not checked"),
+        Err(e) if matches!(e.reason(), "Forbidden" | "KeyNotFound" | "InvalidRequest") => {
+            debug!(error = %e, "KMS summary not readable; backend availability not checked");
+        }
+        Err(e) => return Err(e.into()),
         Ok(summary) => {
             if !summary.feature_enabled {
                 return Err(Error::KmsFeatureDisabled);

@@ -460,7 +460,7 @@ mod tests {
         assert_eq!(keys, ["db_api-key", "password", "port", "user", "username"]);
         assert_eq!(rendered.data["user"].0, b"admin");
         assert_eq!(rendered.sources["/app/prod/db/creds"].version, 3);
-        assert_eq!(rendered.sources["/app/prod/db/creds"].keys, ["user", "username", "port"]);
+        assert_eq!(rendered.sources["/app/prod/db/creds"].keys, ["user", "port", "username"]);
         // Debug output names keys only.
         let debug = format!("{rendered:?}");
         assert!(!debug.contains("hunter2") && !debug.contains("admin"), "{debug}");

@@ -50,6 +50,8 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // stdout carries only the start-up banner, so scripts can read the URL from its first line.
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     let seed: Option<Seed> = match &args.seed {

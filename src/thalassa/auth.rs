@@ -102,7 +102,9 @@ impl Credentials {
                     return Err("the access token is empty".into());
                 }
                 if !is_header_safe(token.expose().trim()) {
-                    return Err("the access token contains characters not allowed in an HTTP header".into());
+                    return Err(
+                        "the access token contains characters not allowed in an HTTP header".into(),
+                    );
                 }
             }
             Self::ClientCredentials {
@@ -246,7 +248,8 @@ fn encode_form_component(text: &str, out: &mut Vec<u8>) {
 }
 
 fn is_header_safe(text: &str) -> bool {
-    text.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    text.bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
 /// Reads a token or secret file, trimming surrounding whitespace (files often end in a newline).
@@ -351,6 +354,11 @@ impl TokenCache {
         Ok((token, generation))
     }
 
+    /// Drops the cached token, whatever its generation.
+    pub(crate) async fn clear(&self) {
+        self.state.lock().await.token = None;
+    }
+
     /// Drops the cached token if it is still the one of `generation` (the one that got a 401).
     pub(crate) async fn invalidate(&self, generation: u64) {
         let mut state = self.state.lock().await;
@@ -372,13 +380,19 @@ mod tests {
 
     #[test]
     fn form_encoding() {
-        let body = form_encode(&[("grant_type", GRANT_TOKEN_EXCHANGE), ("scope", "api:read api:write")]);
+        let body = form_encode(&[
+            ("grant_type", GRANT_TOKEN_EXCHANGE),
+            ("scope", "api:read api:write"),
+        ]);
         assert_eq!(
             std::str::from_utf8(&body).unwrap(),
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&scope=api%3Aread+api%3Awrite"
         );
         let body = form_encode(&[("k", "a+b/c=d&é")]);
-        assert_eq!(std::str::from_utf8(&body).unwrap(), "k=a%2Bb%2Fc%3Dd%26%C3%A9");
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            "k=a%2Bb%2Fc%3Dd%26%C3%A9"
+        );
     }
 
     #[test]
@@ -400,8 +414,14 @@ mod tests {
 
     #[test]
     fn schemes() {
-        assert_eq!(Credentials::PersonalAccessToken("x".into()).scheme(), "Token");
-        assert_eq!(Credentials::PersonalAccessTokenFile("/f".into()).scheme(), "Token");
+        assert_eq!(
+            Credentials::PersonalAccessToken("x".into()).scheme(),
+            "Token"
+        );
+        assert_eq!(
+            Credentials::PersonalAccessTokenFile("/f".into()).scheme(),
+            "Token"
+        );
         assert_eq!(Credentials::BearerToken("x".into()).scheme(), "Bearer");
         assert_eq!(
             Credentials::TokenExchange {
@@ -434,7 +454,11 @@ mod tests {
 
     #[test]
     fn token_lifetime_defaults_to_an_hour() {
-        let parse = |json| serde_json::from_value::<TokenResponse>(json).unwrap().lifetime();
+        let parse = |json| {
+            serde_json::from_value::<TokenResponse>(json)
+                .unwrap()
+                .lifetime()
+        };
         assert_eq!(
             parse(serde_json::json!({"access_token": "a", "expires_in": 120})),
             Duration::from_secs(120)
@@ -443,7 +467,10 @@ mod tests {
             parse(serde_json::json!({"access_token": "a", "expires_in": "60"})),
             Duration::from_secs(60)
         );
-        assert_eq!(parse(serde_json::json!({"access_token": "a"})), DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(
+            parse(serde_json::json!({"access_token": "a"})),
+            DEFAULT_TOKEN_LIFETIME
+        );
     }
 
     #[tokio::test]
@@ -466,7 +493,11 @@ mod tests {
         );
         std::fs::write(&file, "jwt-two").unwrap();
         let form = credentials.token_request_form("org-1").await.unwrap();
-        assert!(std::str::from_utf8(&form).unwrap().contains("subject_token=jwt-two&"));
+        assert!(
+            std::str::from_utf8(&form)
+                .unwrap()
+                .contains("subject_token=jwt-two&")
+        );
         std::fs::write(&file, "  \n").unwrap();
         let err = credentials.token_request_form("org-1").await.unwrap_err();
         assert_eq!(err.reason(), "CredentialFileUnreadable");
@@ -480,7 +511,10 @@ mod tests {
         let fetch = |fetches: Arc<AtomicU32>| async move {
             let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
             tokio::time::sleep(Duration::from_millis(20)).await;
-            Ok((SecretString::from(format!("token-{n}")), Duration::from_secs(3600)))
+            Ok((
+                SecretString::from(format!("token-{n}")),
+                Duration::from_secs(3600),
+            ))
         };
         let mut tasks = Vec::new();
         for _ in 0..8 {

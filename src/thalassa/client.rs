@@ -219,10 +219,7 @@ impl Client {
             return Err(invalid("organisation is empty".into()));
         }
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(
             ORGANISATION_HEADER,
             HeaderValue::from_str(&organisation)
@@ -283,6 +280,12 @@ impl Client {
         })
     }
 
+    /// Drops the cached access token, so the next request reads the token file or exchanges
+    /// again (e.g. after credentials were rotated out of band).
+    pub async fn invalidate_token(&self) {
+        self.inner.tokens.clear().await;
+    }
+
     // ---- Secrets Manager (S1–S9) ----
 
     /// S1: one directory level under `path` (a directory such as `/app/prod/`, or `/`).
@@ -294,18 +297,24 @@ impl Client {
         check_browse_path(path)?;
         let mut url = self.secrets_url(region, "/secrets")?;
         url.query_pairs_mut().append_pair("path", path);
-        let call = self.call("browseSecrets", Method::GET, url, Route::Secrets)
+        let call = self
+            .call("browseSecrets", Method::GET, url, Route::Secrets)
             .about(region, Some(path));
         self.fetch_json(call).await
     }
 
     /// S2: every secret under `path_prefix`, recursively (filtered by the caller's `read`
     /// permission).
-    pub async fn list_secrets(&self, region: &str, path_prefix: &str) -> Result<Vec<Secret>, Error> {
+    pub async fn list_secrets(
+        &self,
+        region: &str,
+        path_prefix: &str,
+    ) -> Result<Vec<Secret>, Error> {
         check_browse_path(path_prefix)?;
         let mut url = self.secrets_url(region, "/secrets")?;
         url.query_pairs_mut().append_pair("pathPrefix", path_prefix);
-        let call = self.call("listSecrets", Method::GET, url, Route::Secrets)
+        let call = self
+            .call("listSecrets", Method::GET, url, Route::Secrets)
             .about(region, Some(path_prefix));
         self.fetch_json(call).await
     }
@@ -340,7 +349,8 @@ impl Client {
         if include_versions {
             url.query_pairs_mut().append_pair("includeVersions", "true");
         }
-        let call = self.call("getSecret", Method::GET, url, Route::Secrets)
+        let call = self
+            .call("getSecret", Method::GET, url, Route::Secrets)
             .about(region, Some(path));
         self.fetch_json(call).await
     }
@@ -440,7 +450,8 @@ impl Client {
     /// Lists the region's KMS keys.
     pub async fn list_keys(&self, region: &str) -> Result<Vec<KmsKey>, Error> {
         let url = self.kms_url(region, None, "")?;
-        let call = self.call("listKeys", Method::GET, url, Route::KmsKeys)
+        let call = self
+            .call("listKeys", Method::GET, url, Route::KmsKeys)
             .about(region, None);
         self.fetch_json(call).await
     }
@@ -542,7 +553,9 @@ impl Client {
         suffix: &str,
     ) -> Result<Call, Error> {
         let url = self.kms_url(region, Some(key), suffix)?;
-        let mut call = self.call(operation, method, url, Route::KmsKeys).about(region, None);
+        let mut call = self
+            .call(operation, method, url, Route::KmsKeys)
+            .about(region, None);
         call.target.key = Some(key.to_owned());
         Ok(call)
     }
@@ -589,7 +602,10 @@ impl Client {
                 {
                     // The token may have been revoked or rotated: get a fresh one and try once
                     // more, outside the retry budget.
-                    tracing::debug!(operation = call.operation, "401, refreshing the access token");
+                    tracing::debug!(
+                        operation = call.operation,
+                        "401, refreshing the access token"
+                    );
                     self.inner.tokens.invalidate(generation).await;
                     reauthenticated = true;
                     continue;
@@ -715,7 +731,10 @@ impl Client {
                 Ok(response) if (200..300).contains(&response.status) => {
                     let token: TokenResponse = decode_json(call.operation, &response.body)?;
                     if token.access_token.is_empty() {
-                        return Err(invalid_response(call.operation, "access_token is empty".into()));
+                        return Err(invalid_response(
+                            call.operation,
+                            "access_token is empty".into(),
+                        ));
                     }
                     let lifetime = token.lifetime();
                     return Ok((token.access_token, lifetime));
@@ -768,7 +787,7 @@ impl Client {
         }
         let started = Instant::now();
         let result = match request.send().await {
-            Ok(response) => read_response(response).await,
+            Ok(response) => read_response(call.operation, response).await,
             Err(source) => Err(AttemptError::Transport(source)),
         };
         let status = match &result {
@@ -818,7 +837,10 @@ impl Call {
     }
 }
 
-async fn read_response(mut response: reqwest::Response) -> Result<Response, AttemptError> {
+async fn read_response(
+    operation: &'static str,
+    mut response: reqwest::Response,
+) -> Result<Response, AttemptError> {
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -829,7 +851,7 @@ async fn read_response(mut response: reqwest::Response) -> Result<Response, Atte
     while let Some(chunk) = response.chunk().await.map_err(AttemptError::Transport)? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
             return Err(AttemptError::Fatal(Error::InvalidResponse {
-                operation: "response",
+                operation,
                 detail: format!("body larger than {MAX_RESPONSE_BYTES} bytes"),
             }));
         }
@@ -937,15 +959,24 @@ mod tests {
     fn urls_embed_paths_raw() {
         let client = client("http://127.0.0.1:9/api/");
         assert_eq!(
-            client.secret_url("nl-01", "/app/a+b", "/policy").unwrap().as_str(),
+            client
+                .secret_url("nl-01", "/app/a+b", "/policy")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:9/api/v1/secrets/nl-01/secret/app/a+b/policy"
         );
         assert_eq!(
-            client.secret_url("nl-01", "/app/prod/db/password", "/value").unwrap().as_str(),
+            client
+                .secret_url("nl-01", "/app/prod/db/password", "/value")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:9/api/v1/secrets/nl-01/secret/app/prod/db/password/value"
         );
         assert_eq!(
-            client.kms_url("nl-01", Some("kms-1"), "/cancel-deletion").unwrap().as_str(),
+            client
+                .kms_url("nl-01", Some("kms-1"), "/cancel-deletion")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:9/api/v1/kms/nl-01/keys/kms-1/cancel-deletion"
         );
         assert!(client.secrets_url("nl/01", "").is_err());
@@ -954,19 +985,74 @@ mod tests {
 
     #[test]
     fn config_validation() {
-        let ok = ClientConfig::new("https://api.thalassa.cloud", "org", Credentials::BearerToken("t".into()));
+        let ok = ClientConfig::new(
+            "https://api.thalassa.cloud",
+            "org",
+            Credentials::BearerToken("t".into()),
+        );
         assert!(Client::new(ok.clone()).is_ok());
         let cases: Vec<(ClientConfig, &str)> = vec![
-            (ClientConfig { base_url: "ftp://x".into(), ..ok.clone() }, "http(s)"),
-            (ClientConfig { base_url: "not a url".into(), ..ok.clone() }, "not a URL"),
-            (ClientConfig { organisation: " ".into(), ..ok.clone() }, "organisation"),
-            (ClientConfig { project: Some(String::new()), ..ok.clone() }, "project"),
-            (ClientConfig { rate_limit_per_second: 0.0, ..ok.clone() }, "rate_limit_per_second"),
-            (ClientConfig { rate_limit_per_second: f64::NAN, ..ok.clone() }, "rate_limit_per_second"),
-            (ClientConfig { rate_limit_burst: 0, ..ok.clone() }, "rate_limit_burst"),
-            (ClientConfig { request_timeout: Duration::ZERO, ..ok.clone() }, "timeouts"),
             (
-                ClientConfig { credentials: Credentials::BearerToken("bad\u{7f}secret-tok".into()), ..ok.clone() },
+                ClientConfig {
+                    base_url: "ftp://x".into(),
+                    ..ok.clone()
+                },
+                "http(s)",
+            ),
+            (
+                ClientConfig {
+                    base_url: "not a url".into(),
+                    ..ok.clone()
+                },
+                "not a URL",
+            ),
+            (
+                ClientConfig {
+                    organisation: " ".into(),
+                    ..ok.clone()
+                },
+                "organisation",
+            ),
+            (
+                ClientConfig {
+                    project: Some(String::new()),
+                    ..ok.clone()
+                },
+                "project",
+            ),
+            (
+                ClientConfig {
+                    rate_limit_per_second: 0.0,
+                    ..ok.clone()
+                },
+                "rate_limit_per_second",
+            ),
+            (
+                ClientConfig {
+                    rate_limit_per_second: f64::NAN,
+                    ..ok.clone()
+                },
+                "rate_limit_per_second",
+            ),
+            (
+                ClientConfig {
+                    rate_limit_burst: 0,
+                    ..ok.clone()
+                },
+                "rate_limit_burst",
+            ),
+            (
+                ClientConfig {
+                    request_timeout: Duration::ZERO,
+                    ..ok.clone()
+                },
+                "timeouts",
+            ),
+            (
+                ClientConfig {
+                    credentials: Credentials::BearerToken("bad\u{7f}secret-tok".into()),
+                    ..ok.clone()
+                },
                 "access token",
             ),
         ];
@@ -991,7 +1077,10 @@ mod tests {
 
     #[test]
     fn error_messages_from_bodies() {
-        assert_eq!(error_message(br#"{"message":"secret not found: /a"}"#), "secret not found: /a");
+        assert_eq!(
+            error_message(br#"{"message":"secret not found: /a"}"#),
+            "secret not found: /a"
+        );
         assert_eq!(
             error_message(br#"{"error":"invalid_grant","error_description":"expired"}"#),
             "invalid_grant: expired"
@@ -1008,7 +1097,8 @@ mod tests {
             "getSecretValue",
             br#"{"version":1,"secretString":"s3cr3t!!"}"#,
         )
-        .err().expect("invalid base64 must fail");
+        .err()
+        .expect("invalid base64 must fail");
         assert_eq!(err.reason(), "InvalidResponse");
         assert!(err.to_string().contains("not valid base64"), "{err}");
         assert!(!err.to_string().contains("s3cr3t"), "{err}");

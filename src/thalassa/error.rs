@@ -65,12 +65,21 @@ pub enum Error {
         message: String,
     },
     /// 404 on a KMS key (KMS also answers 404 when IAM denies access, to hide existence).
-    #[error("KMS key {key} not found in region {region}{}", detail(.message))]
+    #[error("KMS key{} not found in region {region}{}", named(.key), detail(.message))]
     KeyNotFound {
         /// Region of the key.
         region: String,
         /// Key identity or slug as requested.
         key: String,
+        /// Sanitised server message.
+        message: String,
+    },
+    /// 404 naming the region: the region does not exist (a configuration error, not a missing
+    /// secret).
+    #[error("region {region} not found{}", detail(.message))]
+    RegionNotFound {
+        /// The region as requested.
+        region: String,
         /// Sanitised server message.
         message: String,
     },
@@ -171,6 +180,7 @@ impl Error {
             Self::SecretNotFound { .. } => "SecretNotFound",
             Self::VersionNotFound { .. } => "VersionNotFound",
             Self::KeyNotFound { .. } => "KeyNotFound",
+            Self::RegionNotFound { .. } => "RegionNotFound",
             Self::KeyNotActive { .. } => "KeyNotActive",
             Self::KmsBackendUnavailable { .. } => "KmsBackendUnavailable",
             Self::RateLimited { .. } => "RateLimited",
@@ -217,6 +227,14 @@ fn detail(message: &str) -> String {
         String::new()
     } else {
         format!(": {message}")
+    }
+}
+
+fn named(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" {name}")
     }
 }
 
@@ -342,6 +360,9 @@ pub(crate) fn classify(
         },
         // KMS hides IAM denials behind 404, so a KMS 403 is the feature gate.
         (403, Route::KmsKeys | Route::KmsSummary) => Error::KmsFeatureDisabled { message },
+        (404, Route::Secrets | Route::KmsKeys) if words.contains("region") => {
+            Error::RegionNotFound { region, message }
+        }
         (404, Route::KmsKeys) => Error::KeyNotFound {
             region,
             key: target.key.clone().unwrap_or_default(),
@@ -456,6 +477,9 @@ mod tests {
             (404, Secrets, &versioned, "version 3 of secret /app/db is destroyed", Unknown, "VersionNotFound"),
             (404, Secrets, &secret, "kms key kms-x not found", Unknown, "KeyNotFound"),
             (404, KmsKeys, &key, "", Unknown, "KeyNotFound"),
+            (404, KmsKeys, &key, "kms key not found: kms-abc", Unknown, "KeyNotFound"),
+            (404, Secrets, &secret, "region not found: nl-01", Unknown, "RegionNotFound"),
+            (404, KmsKeys, &key, "region not found: nl-01", Unknown, "RegionNotFound"),
             (400, Secrets, &secret, "kms key kms-abc is not active (status: disabled)", Unknown, "KeyNotActive"),
             (400, Secrets, &secret, "kms key kms-abc is not active (status: pending_deletion)", Unknown, "KeyNotActive"),
             (400, Secrets, &secret, "invalid path", Unknown, "InvalidRequest"),
@@ -473,7 +497,11 @@ mod tests {
         ];
         for (status, route, target, message, probe, reason) in cases {
             let err = classify(*route, target, failure(*status, message), *probe);
-            assert_eq!(err.reason(), *reason, "{status} {route:?} {message:?} {probe:?}");
+            assert_eq!(
+                err.reason(),
+                *reason,
+                "{status} {route:?} {message:?} {probe:?}"
+            );
         }
     }
 
@@ -491,7 +519,10 @@ mod tests {
 
     #[test]
     fn probe_is_needed_only_for_ambiguous_secrets_403() {
-        assert!(needs_kms_probe(Route::Secrets, &failure(403, "permission denied")));
+        assert!(needs_kms_probe(
+            Route::Secrets,
+            &failure(403, "permission denied")
+        ));
         assert!(needs_kms_probe(
             Route::Secrets,
             &failure(403, "feature 'secrets' is not enabled")

@@ -64,11 +64,7 @@ fn validate_common(path: &str) -> Result<(), PathError> {
     if len > MAX_PATH_LEN {
         return Err(PathError::TooLong { len });
     }
-    if let Some((position, character)) = path
-        .chars()
-        .enumerate()
-        .find(|(_, c)| !is_path_char(*c))
-    {
+    if let Some((position, character)) = path.chars().enumerate().find(|(_, c)| !is_path_char(*c)) {
         return Err(PathError::InvalidCharacter {
             character,
             position,
@@ -168,7 +164,11 @@ mod tests {
 
     #[test]
     fn messages_name_the_rule() {
-        assert!(PathError::TrailingSlash.to_string().contains("end with '/'"));
+        assert!(
+            PathError::TrailingSlash
+                .to_string()
+                .contains("end with '/'")
+        );
         assert!(PathError::DoubleSlash.to_string().contains("'//'"));
         assert!(
             PathError::TooLong { len: 600 }

@@ -40,9 +40,14 @@ impl TokenBucket {
     /// Takes one token, reserving a future one if none is left, and returns how long the caller
     /// must wait before using it.
     pub(crate) fn reserve(&self) -> Duration {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
-        let elapsed = now.saturating_duration_since(state.refilled_at).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(state.refilled_at)
+            .as_secs_f64();
         state.tokens = (state.tokens + elapsed * self.per_second).min(self.burst);
         state.refilled_at = now;
         state.tokens -= 1.0;

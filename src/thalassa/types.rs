@@ -581,7 +581,10 @@ mod tests {
         let key: KmsKey =
             serde_json::from_value(json!({"identity": "k", "status": "archived"})).unwrap();
         assert_eq!(key.status, KmsKeyStatus::Other("archived".into()));
-        assert_eq!(serde_json::to_value(&key.status).unwrap(), json!("archived"));
+        assert_eq!(
+            serde_json::to_value(&key.status).unwrap(),
+            json!("archived")
+        );
     }
 
     #[test]
@@ -656,7 +659,10 @@ mod tests {
             path: "/a",
             version: None,
         };
-        assert_eq!(serde_json::to_value(&reveal).unwrap(), json!({"path": "/a"}));
+        assert_eq!(
+            serde_json::to_value(&reveal).unwrap(),
+            json!({"path": "/a"})
+        );
         let clear = UpdateAccessPolicyRequest {
             access_policy: None,
         };

@@ -304,7 +304,8 @@ mod tests {
         let pairs = BTreeMap::from([("k".to_owned(), SecretBytes::from("v"))]);
         let kv = serde_json::to_value(SecretValueInput::KeyValues(pairs)).unwrap();
         assert_eq!(kv, serde_json::json!({"secretKeyValues": {"k": "dg=="}}));
-        let generate = serde_json::to_value(SecretValueInput::Generate { byte_length: 32 }).unwrap();
+        let generate =
+            serde_json::to_value(SecretValueInput::Generate { byte_length: 32 }).unwrap();
         assert_eq!(
             generate,
             serde_json::json!({"generateSecret": {"byteLength": 32}})

@@ -308,7 +308,9 @@ impl ControlPlane {
     /// run directory unless it is to be kept. Idempotent; does nothing for an attached handle.
     pub fn stop(&self) {
         let Some(owned) = &self.owned else { return };
-        let mut owned = owned.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut owned = owned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if owned.stopped {
             return;
         }
@@ -543,8 +545,20 @@ fn launch(
         format!("--tls-cert-file={}", path(&pki.serving_cert)),
         format!("--tls-private-key-file={}", path(&pki.serving_key)),
         format!("--client-ca-file={}", path(&pki.ca_cert)),
+        // Only so kube-controller-manager finds complete front-proxy settings (see Pki).
+        format!(
+            "--requestheader-client-ca-file={}",
+            path(&pki.front_proxy_ca_cert)
+        ),
+        "--requestheader-allowed-names=front-proxy-client".to_string(),
+        "--requestheader-username-headers=X-Remote-User".to_string(),
+        "--requestheader-group-headers=X-Remote-Group".to_string(),
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-".to_string(),
         "--authorization-mode=RBAC".to_string(),
         format!("--service-account-issuer={api_url}"),
+        // Without this the discovery document advertises the host's default-route IP, which
+        // the serving certificate does not cover; tests fetch the JWKS on loopback.
+        format!("--service-account-jwks-uri={api_url}/openid/v1/jwks"),
         format!(
             "--service-account-key-file={}",
             path(&pki.service_account_pub)
@@ -604,9 +618,12 @@ fn launch(
     kcm_config.root_cert = None;
     kcm_config.accept_invalid_certs = true;
     let kcm_client = kube::Client::try_from(kcm_config)?;
-    wait_until("kube-controller-manager /healthz", timeout, components, || {
-        runtime.block_on(probe_http(&kcm_client, "/healthz"))
-    })?;
+    wait_until(
+        "kube-controller-manager /healthz",
+        timeout,
+        components,
+        || runtime.block_on(probe_http(&kcm_client, "/healthz")),
+    )?;
 
     Ok(State {
         service_account_issuer: api_url.clone(),
@@ -635,7 +652,10 @@ fn wait_until(
     loop {
         for component in components.iter_mut() {
             if let Some(reason) = component.exited() {
-                bail!("waiting for {what}: {reason} (log: {})", component.log.display());
+                bail!(
+                    "waiting for {what}: {reason} (log: {})",
+                    component.log.display()
+                );
             }
         }
         let last_error = match probe() {
@@ -676,9 +696,7 @@ async fn probe_http(client: &kube::Client, path: &str) -> Result<(), String> {
 
 fn write_kubeconfig(path: &Path, api_url: &str, pki: &Pki) -> anyhow::Result<()> {
     let data = |file: &Path| -> anyhow::Result<String> {
-        Ok(BASE64.encode(
-            fs::read(file).with_context(|| format!("reading {}", file.display()))?,
-        ))
+        Ok(BASE64.encode(fs::read(file).with_context(|| format!("reading {}", file.display()))?))
     };
     let kubeconfig = format!(
         "apiVersion: v1

@@ -12,7 +12,9 @@ use testenv::{ControlPlane, StartOptions};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
-#[command(about = "Local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) for tests")]
+#[command(
+    about = "Local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) for tests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,

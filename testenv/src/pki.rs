@@ -20,6 +20,11 @@ pub(crate) struct Pki {
     /// Client certificate with `O=system:masters`, i.e. cluster-admin through the built-in binding.
     pub admin_cert: PathBuf,
     pub admin_key: PathBuf,
+    /// Separate CA for the aggregation-layer request headers. Only configured so that
+    /// kube-controller-manager's delegated authentication finds a complete
+    /// `extension-apiserver-authentication` ConfigMap (otherwise it logs an error every few
+    /// seconds); no certificate is ever issued from it.
+    pub front_proxy_ca_cert: PathBuf,
     /// Service account token signing key (ES256) and its public half for verification.
     pub service_account_key: PathBuf,
     pub service_account_pub: PathBuf,
@@ -36,22 +41,13 @@ impl Pki {
             serving_key: dir.join("apiserver.key"),
             admin_cert: dir.join("admin.crt"),
             admin_key: dir.join("admin.key"),
+            front_proxy_ca_cert: dir.join("front-proxy-ca.crt"),
             service_account_key: dir.join("sa.key"),
             service_account_pub: dir.join("sa.pub"),
         };
 
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.distinguished_name = name(None, "testenv-ca");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        set_validity(&mut ca_params);
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca_params, ca_key);
+        let (ca_cert, issuer) = certificate_authority("testenv-ca")?;
+        let (front_proxy_ca_cert, _) = certificate_authority("testenv-front-proxy-ca")?;
 
         let serving_key = KeyPair::generate()?;
         let mut serving_params =
@@ -75,17 +71,39 @@ impl Pki {
         let service_account_key = KeyPair::generate()?;
 
         write_file(&pki.ca_cert, &ca_cert.pem())?;
+        write_file(&pki.front_proxy_ca_cert, &front_proxy_ca_cert.pem())?;
         write_file(&pki.serving_cert, &serving_cert.pem())?;
         write_file(&pki.serving_key, &serving_key.serialize_pem())?;
         write_file(&pki.admin_cert, &admin_cert.pem())?;
         write_file(&pki.admin_key, &admin_key.serialize_pem())?;
-        write_file(&pki.service_account_key, &service_account_key.serialize_pem())?;
+        write_file(
+            &pki.service_account_key,
+            &service_account_key.serialize_pem(),
+        )?;
         write_file(
             &pki.service_account_pub,
             &service_account_key.public_key_pem(),
         )?;
         Ok(pki)
     }
+}
+
+/// A self-signed CA certificate and the issuer that signs with it.
+fn certificate_authority(
+    common_name: &str,
+) -> anyhow::Result<(rcgen::Certificate, Issuer<'static, KeyPair>)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = name(None, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    set_validity(&mut params);
+    let certificate = params.self_signed(&key)?;
+    Ok((certificate, Issuer::new(params, key)))
 }
 
 fn name(organisation: Option<&str>, common_name: &str) -> DistinguishedName {

@@ -34,19 +34,16 @@ while kill -0 "$owner" 2>/dev/null; do
   sleep 0.5
 done
 [ -e "$dir/.stopped" ] && exit 0
-pids=$(cat "$dir/pids" 2>/dev/null)
-if [ -n "$pids" ]; then
-  kill -TERM $pids 2>/dev/null
+# Reverse start order (controller-manager, apiserver, etcd): the apiserver shuts down in ~2 s
+# while etcd is up, but stalls until SIGKILL when etcd is already gone.
+reversed=
+for pid in $(cat "$dir/pids" 2>/dev/null); do reversed="$pid $reversed"; done
+for pid in $reversed; do
+  kill -TERM "$pid" 2>/dev/null || continue
   i=0
-  while [ "$i" -lt 20 ]; do
-    alive=
-    for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ -z "$alive" ] && break
-    sleep 0.5
-    i=$((i + 1))
-  done
-  kill -KILL $pids 2>/dev/null
-fi
+  while [ "$i" -lt 20 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.5; i=$((i + 1)); done
+  kill -KILL "$pid" 2>/dev/null
+done
 [ -e "$dir/.keep" ] || rm -rf "$dir"
 "#;
 
@@ -114,7 +111,10 @@ impl Component {
         match self.child.try_wait() {
             Ok(Some(status)) => Some(format!("{} exited early with {status}", self.name)),
             Ok(None) => None,
-            Err(error) => Some(format!("{}: cannot query process state: {error}", self.name)),
+            Err(error) => Some(format!(
+                "{}: cannot query process state: {error}",
+                self.name
+            )),
         }
     }
 

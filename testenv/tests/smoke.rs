@@ -82,9 +82,17 @@ fn widget_resource() -> ApiResource {
 async fn version_endpoint_reports_the_built_kubernetes_version() {
     let control_plane = ControlPlane::shared();
     let _logs = control_plane.logs_on_panic();
-    let version = control_plane.client().await.apiserver_version().await.unwrap();
+    let version = control_plane
+        .client()
+        .await
+        .apiserver_version()
+        .await
+        .unwrap();
     assert_eq!(version.git_version, KUBERNETES_VERSION);
-    assert_eq!((version.major.as_str(), version.minor.as_str()), ("1", "36"));
+    assert_eq!(
+        (version.major.as_str(), version.minor.as_str()),
+        ("1", "36")
+    );
 }
 
 #[tokio::test]

@@ -166,6 +166,8 @@ impl Harness {
                 "debug,kube=info,kube_runtime=info,hyper=info,hyper_util=info,tower=info,rustls=info,reqwest=info,h2=info",
             )
             .env("POD_NAME", "operator-under-test")
+            // An env default, so a test can still pass --default-refresh-interval.
+            .env("DEFAULT_REFRESH_INTERVAL", "10s")
             .args([
                 "--thalassa-url",
                 &self.emulator.base_url(),
@@ -179,8 +181,6 @@ impl Harness {
                 self.ns(),
                 "--operator-namespace",
                 self.ns(),
-                "--default-refresh-interval",
-                "10s",
                 "--metrics-addr",
                 &format!("127.0.0.1:{port}"),
             ])

@@ -1,0 +1,1158 @@
+//! The Helm chart, the kustomize bases and the samples, checked against a real kube-apiserver:
+//! lint, renders with several value sets pass server-side dry-run, the values schema rejects bad
+//! values by name, the CRD copies equal the generated CRD, RBAC is exactly what the operator
+//! uses, and the operator running with only the chart's ServiceAccount permissions syncs every
+//! sample; `helm uninstall` then keeps the CRD, the ThalassaSecrets and their Secrets.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use clap::CommandFactory;
+use common::{bin_dir, free_port, http_get, kubectl, stop_with_this_process, wait_for};
+use k8s_openapi::{
+    api::core::v1::Secret,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::Api;
+use serde::Deserialize;
+use serde_yaml::Value;
+use thalassa_emulator::{Emulator, EmulatorConfig, Seed};
+use thalassa_operator::{config::Cli, crd::ThalassaSecret};
+use tokio::process::Command;
+
+const CHART: &str = "charts/thalassa-secrets-operator";
+const CRD_FILE: &str = "thalassasecrets.secrets.thalassa.cloud.yaml";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> PathBuf {
+    root().join(CHART)
+}
+
+fn ci_values(name: &str) -> String {
+    chart().join("ci").join(name).to_string_lossy().into_owned()
+}
+
+/// Runs helm (with its own cache/config dirs and the test control plane's kubeconfig),
+/// returning (success, stdout, stderr).
+async fn helm(args: &[&str]) -> (bool, String, String) {
+    let home = std::env::temp_dir().join(format!("tso-helm-home-{}", std::process::id()));
+    let out = Command::new(bin_dir().join("helm"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .env(
+            "KUBECONFIG",
+            testenv::ControlPlane::shared().kubeconfig_path(),
+        )
+        .current_dir(root())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("helm runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `helm template` that must succeed; returns the manifests.
+async fn template(release: &str, namespace: &str, extra: &[&str]) -> String {
+    let chart = chart();
+    let mut args = vec![
+        "template",
+        release,
+        chart.to_str().unwrap(),
+        "--namespace",
+        namespace,
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = helm(&args).await;
+    assert!(ok, "helm template {extra:?} failed:\n{err}");
+    out
+}
+
+/// The objects of a multi-document YAML stream (empty documents skipped).
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| Value::deserialize(doc).expect("valid YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn kind(doc: &Value) -> &str {
+    doc["kind"].as_str().unwrap_or_default()
+}
+
+fn name(doc: &Value) -> &str {
+    doc["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+fn find<'a>(docs: &'a [Value], kind_: &str, name_: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| kind(d) == kind_ && name(d) == name_)
+        .unwrap_or_else(|| panic!("no {kind_} {name_} rendered"))
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_sequence()
+        .map(|seq| {
+            seq.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A Role's or ClusterRole's rules as (apiGroup, resource, verb, resourceNames) tuples.
+fn rule_set(role: &Value) -> BTreeSet<(String, String, String, Vec<String>)> {
+    let mut set = BTreeSet::new();
+    for rule in role["rules"].as_sequence().expect("rules") {
+        let names = strings(&rule["resourceNames"]);
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    set.insert((group.clone(), resource.clone(), verb, names.clone()));
+                }
+            }
+        }
+    }
+    set
+}
+
+fn rules(
+    spec: &[(&str, &str, &[&str])],
+    names: &[&str],
+) -> BTreeSet<(String, String, String, Vec<String>)> {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    spec.iter()
+        .flat_map(|(group, resource, verbs)| {
+            let names = names.clone();
+            verbs.iter().map(move |verb| {
+                (
+                    group.to_string(),
+                    resource.to_string(),
+                    verb.to_string(),
+                    names.clone(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// What the operator does in every namespace it watches, and nothing more.
+const WATCH_RULES: &[(&str, &str, &[&str])] = &[
+    (
+        "secrets.thalassa.cloud",
+        "thalassasecrets",
+        &["get", "list", "watch"],
+    ),
+    (
+        "secrets.thalassa.cloud",
+        "thalassasecrets/status",
+        &["patch"],
+    ),
+    ("", "secrets", &["get", "list", "watch", "create", "patch"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
+];
+
+/// Server-side dry-run of manifests against the test apiserver.
+async fn dry_run(what: &str, manifests: &str) {
+    let (ok, out) = kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(manifests)).await;
+    assert!(ok, "server-side dry-run of {what} failed:\n{out}");
+}
+
+/// Installs the CRD from the chart's copy (the file users get) and waits until it is served.
+async fn install_chart_crd() {
+    let file = chart().join("crds").join(CRD_FILE);
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let (ok, out) = kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=tests",
+            "-f",
+            "-",
+        ],
+        Some(&text),
+    )
+    .await;
+    assert!(ok, "CRD apply failed: {out}");
+    let (ok, out) = kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/thalassasecrets.secrets.thalassa.cloud",
+            "--timeout=60s",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "CRD not established: {out}");
+}
+
+/// A minimal ServiceMonitor CRD, so renders with `metrics.serviceMonitor.enabled` can be
+/// dry-run (the Prometheus Operator is not installed in the test control plane).
+async fn install_service_monitor_crd() {
+    let crd = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"#;
+    let (ok, out) = kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=tests",
+            "-f",
+            "-",
+        ],
+        Some(crd),
+    )
+    .await;
+    assert!(ok, "ServiceMonitor CRD apply failed: {out}");
+    let (ok, out) = kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "--timeout=60s",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "ServiceMonitor CRD not established: {out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Offline checks
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn helm_lint_strict_passes_for_every_ci_values_file() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(chart().join("ci"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "expected the ci/ values files, found {files:?}"
+    );
+    let chart = chart();
+    for file in files {
+        let (ok, out, err) = helm(&[
+            "lint",
+            "--strict",
+            chart.to_str().unwrap(),
+            "-f",
+            file.to_str().unwrap(),
+        ])
+        .await;
+        assert!(
+            ok,
+            "helm lint --strict -f {} failed:\n{out}\n{err}",
+            file.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn values_schema_rejects_bad_values_naming_the_field() {
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    let base = ["--set", "credentials.existingSecret=creds"];
+    let cases: &[(&[&str], &[&str])] = &[
+        (&base, &["/thalassa/organisation"]),
+        (
+            &[
+                "--set",
+                "thalassa.organisation=o",
+                "--set",
+                "credentials.existingSecret=c",
+                "--set",
+                "logging.format=xml",
+            ],
+            &["/logging/format", "'plain', 'json'"],
+        ),
+        (
+            &[
+                "--set",
+                "thalassa.organisation=o",
+                "--set",
+                "credentials.existingSecret=c",
+                "--set",
+                "defaultRefreshInterval=5d",
+            ],
+            &["/defaultRefreshInterval", "does not match pattern"],
+        ),
+        (
+            &[
+                "--set",
+                "thalassa.organisation=o",
+                "--set",
+                "credentials.existingSecret=c",
+                "--set-string",
+                "defaultRefreshInterval=10",
+            ],
+            &["/defaultRefreshInterval"],
+        ),
+        (
+            &["--set", "thalassa.organisation=o"],
+            &["/credentials/existingSecret", "/workloadIdentity/enabled"],
+        ),
+        (
+            &[
+                "--set",
+                "thalassa.organisation=o",
+                "--set",
+                "credentials.existingSecret=c",
+                "--set",
+                "workloadIdentity.enabled=true",
+                "--set",
+                "workloadIdentity.serviceAccountId=sa",
+            ],
+            &["oneOf", "/credentials/existingSecret"],
+        ),
+        (
+            &[
+                "--set",
+                "thalassa.organisation=o",
+                "--set",
+                "credentials.existingSecret=c",
+                "--set",
+                "credentials.type=clientCredentials",
+            ],
+            &["/credentials/clientId"],
+        ),
+        (
+            &[
+                "--set",
+                "thalassa.organisation=o",
+                "--set",
+                "credentials.existingSecret=c",
+                "--set",
+                "replicaCount=2",
+            ],
+            &["/leaderElection/enabled"],
+        ),
+        (
+            &[
+                "--set",
+                "thalassa.organisation=o",
+                "--set",
+                "credentials.existingSecret=c",
+                "--set",
+                "concurrency=0",
+            ],
+            &["/concurrency"],
+        ),
+        (
+            &[
+                "--set",
+                "thalassa.organisation=o",
+                "--set",
+                "credentials.existingSecret=c",
+                "--set",
+                "thalassa.apiUrl=ftp://x",
+            ],
+            &["/thalassa/apiUrl"],
+        ),
+        (
+            &[
+                "--set",
+                "thalassa.organisation=o",
+                "--set",
+                "credentials.existingSecret=c",
+                "--set",
+                "thalassa.organization=typo",
+            ],
+            &["organization"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut full = vec!["template", "t", chart];
+        full.extend_from_slice(args);
+        let (ok, _, err) = helm(&full).await;
+        assert!(!ok, "{args:?} should be rejected");
+        assert!(
+            err.contains("values don't meet the specifications of the schema"),
+            "{args:?}: not a schema error:\n{err}"
+        );
+        for needle in *expected {
+            assert!(
+                err.contains(needle),
+                "{args:?}: error does not mention {needle:?}:\n{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn crd_copies_equal_the_generated_crd() {
+    let generated = root().join("crds").join(CRD_FILE);
+    let source = std::fs::read_to_string(&generated).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; generate it with `cargo run --bin crdgen > crds/{CRD_FILE}`",
+            generated.display()
+        )
+    });
+    assert_eq!(
+        source,
+        thalassa_operator::crd::crd_yaml(),
+        "crds/{CRD_FILE} is stale: run `cargo run --bin crdgen > crds/{CRD_FILE}` then tools/sync-chart-crds.sh"
+    );
+    for copy in [
+        chart().join("crds").join(CRD_FILE),
+        root().join("config/crd/bases").join(CRD_FILE),
+    ] {
+        let text = std::fs::read_to_string(&copy).unwrap_or_default();
+        assert!(
+            text == source,
+            "{} differs from crds/{CRD_FILE}: run tools/sync-chart-crds.sh",
+            copy.display()
+        );
+    }
+    let out = std::process::Command::new(root().join("tools/sync-chart-crds.sh"))
+        .arg("--check")
+        .output()
+        .expect("sync script runs");
+    assert!(
+        out.status.success(),
+        "sync-chart-crds.sh --check: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&source).unwrap();
+    assert_eq!(
+        crd.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("helm.sh/resource-policy")
+            .map(String::as_str),
+        Some("keep"),
+        "the CRD must survive helm uninstall"
+    );
+}
+
+#[tokio::test]
+async fn rbac_is_exactly_what_the_operator_uses() {
+    // Cluster mode (default values).
+    let docs = documents(&template("tso", "ops", &["-f", &ci_values("default-values.yaml")]).await);
+    let cluster_role = find(&docs, "ClusterRole", "tso-thalassa-secrets-operator");
+    assert_eq!(
+        rule_set(cluster_role),
+        rules(WATCH_RULES, &[]),
+        "ClusterRole rules"
+    );
+    let binding = find(&docs, "ClusterRoleBinding", "tso-thalassa-secrets-operator");
+    assert_eq!(binding["roleRef"]["name"], "tso-thalassa-secrets-operator");
+    assert_eq!(
+        binding["subjects"][0]["name"],
+        "tso-thalassa-secrets-operator"
+    );
+    assert_eq!(binding["subjects"][0]["namespace"], "ops");
+    assert!(
+        !docs.iter().any(|d| kind(d) == "Role"),
+        "no namespaced Role without leader election in cluster mode"
+    );
+
+    // Namespaced mode: no cluster-wide grant to the operator at all.
+    let docs =
+        documents(&template("tso", "ops", &["-f", &ci_values("namespaced-values.yaml")]).await);
+    for doc in docs.iter().filter(|d| kind(d) == "ClusterRole") {
+        assert!(
+            doc["metadata"]["labels"]
+                .as_mapping()
+                .unwrap()
+                .keys()
+                .any(|k| k
+                    .as_str()
+                    .unwrap()
+                    .starts_with("rbac.authorization.k8s.io/aggregate-to-")),
+            "only aggregated user roles are cluster-wide in namespaced mode, got {}",
+            name(doc)
+        );
+    }
+    assert!(!docs.iter().any(|d| kind(d) == "ClusterRoleBinding"));
+    let watch_role = find(&docs, "Role", "tso-thalassa-secrets-operator");
+    assert_eq!(watch_role["metadata"]["namespace"], "team-a");
+    assert_eq!(
+        rule_set(watch_role),
+        rules(WATCH_RULES, &[]),
+        "watch-namespace Role rules"
+    );
+    let self_role = find(&docs, "Role", "tso-thalassa-secrets-operator-self");
+    assert_eq!(self_role["metadata"]["namespace"], "ops");
+    let mut expected = rules(
+        &[("", "secrets", &["get"])],
+        &["tso-thalassa-secrets-operator-hash-key"],
+    );
+    expected.extend(rules(&[("", "secrets", &["create"])], &[]));
+    assert_eq!(
+        rule_set(self_role),
+        expected,
+        "release-namespace Role rules"
+    );
+    let binding = find(&docs, "RoleBinding", "tso-thalassa-secrets-operator");
+    assert_eq!(binding["metadata"]["namespace"], "team-a");
+    assert_eq!(binding["subjects"][0]["namespace"], "ops");
+
+    // Leader election (reserved) adds Leases in the release namespace only.
+    let docs = documents(&template("tso", "ops", &["-f", &ci_values("ha-values.yaml")]).await);
+    assert_eq!(
+        rule_set(find(&docs, "ClusterRole", "tso-thalassa-secrets-operator")),
+        rules(WATCH_RULES, &[])
+    );
+    let self_role = find(&docs, "Role", "tso-thalassa-secrets-operator-self");
+    let mut expected = rules(&[("coordination.k8s.io", "leases", &["create"])], &[]);
+    expected.extend(rules(
+        &[("coordination.k8s.io", "leases", &["get", "update", "patch"])],
+        &["tso-thalassa-secrets-operator-leader"],
+    ));
+    assert_eq!(rule_set(self_role), expected, "lease Role rules");
+
+    // Nowhere a wildcard or a privilege-granting verb, and the operator never deletes or
+    // replaces anything.
+    for file in [
+        "default-values.yaml",
+        "namespaced-values.yaml",
+        "workload-identity-values.yaml",
+        "ha-values.yaml",
+    ] {
+        let docs = documents(&template("tso", "ops", &["-f", &ci_values(file)]).await);
+        for role in docs
+            .iter()
+            .filter(|d| matches!(kind(d), "Role" | "ClusterRole"))
+        {
+            let user_role = name(role).ends_with("-edit") || name(role).ends_with("-view");
+            for (group, resource, verb, _) in rule_set(role) {
+                assert!(
+                    group != "*" && resource != "*" && verb != "*",
+                    "{file}: wildcard in {}",
+                    name(role)
+                );
+                assert!(
+                    !matches!(verb.as_str(), "escalate" | "bind" | "impersonate"),
+                    "{file}: {} grants {verb}",
+                    name(role)
+                );
+                if !user_role {
+                    assert!(
+                        !matches!(verb.as_str(), "delete" | "deletecollection"),
+                        "{file}: {} grants {verb} on {resource}",
+                        name(role)
+                    );
+                    assert!(
+                        !(resource == "secrets" && verb == "update"),
+                        "{file}: {} grants update on secrets (server-side apply needs only patch)",
+                        name(role)
+                    );
+                }
+            }
+        }
+        // The user-facing aggregated roles are never bound to the operator.
+        for binding in docs
+            .iter()
+            .filter(|d| matches!(kind(d), "RoleBinding" | "ClusterRoleBinding"))
+        {
+            let role = binding["roleRef"]["name"].as_str().unwrap();
+            assert!(
+                !role.ends_with("-edit") && !role.ends_with("-view"),
+                "{file}: operator bound to {role}"
+            );
+        }
+    }
+
+    // The kustomize base grants the same.
+    let (ok, out) = kubectl(
+        &["kustomize", root().join("config/rbac").to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert!(ok, "kubectl kustomize config/rbac: {out}");
+    let docs = documents(&out);
+    assert_eq!(
+        rule_set(find(&docs, "ClusterRole", "thalassa-secrets-operator")),
+        rules(WATCH_RULES, &[])
+    );
+}
+
+#[tokio::test]
+async fn deployment_is_hardened_and_uses_only_real_flags() {
+    let known: BTreeSet<String> = Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect();
+    // Read by the runtime rather than by flags: tracing's filter and the Recorder's instance
+    // name; LEADER_ELECTION/LEASE_NAME are reserved for the leader-election release.
+    let extra: BTreeSet<String> = ["RUST_LOG", "POD_NAME", "LEADER_ELECTION", "LEASE_NAME"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for file in [
+        "default-values.yaml",
+        "namespaced-values.yaml",
+        "workload-identity-values.yaml",
+        "ha-values.yaml",
+    ] {
+        let docs = documents(&template("tso", "ops", &["-f", &ci_values(file)]).await);
+        let deployment = find(&docs, "Deployment", "tso-thalassa-secrets-operator");
+        let pod = &deployment["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let env: BTreeMap<String, Value> = container["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().to_string(), e.clone()))
+            .collect();
+        for name in env.keys() {
+            assert!(
+                known.contains(name) || extra.contains(name),
+                "{file}: env {name} is not an operator flag"
+            );
+        }
+        for required in [
+            "THALASSA_API_URL",
+            "THALASSA_ORGANISATION_ID",
+            "THALASSA_REGION",
+            "POD_NAMESPACE",
+            "POD_NAME",
+        ] {
+            assert!(env.contains_key(required), "{file}: {required} missing");
+        }
+        assert_eq!(
+            env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.namespace"
+        );
+        let security = &container["securityContext"];
+        assert_eq!(security["runAsNonRoot"], true);
+        assert_eq!(security["runAsUser"], 65532);
+        assert_eq!(security["readOnlyRootFilesystem"], true);
+        assert_eq!(security["allowPrivilegeEscalation"], false);
+        assert_eq!(strings(&security["capabilities"]["drop"]), ["ALL"]);
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert!(container["resources"]["limits"]["memory"].is_string());
+        let pdb = docs.iter().any(|d| kind(d) == "PodDisruptionBudget");
+        assert_eq!(
+            pdb,
+            deployment["spec"]["replicas"].as_u64().unwrap() > 1,
+            "{file}: PDB only with replicas > 1"
+        );
+        match file {
+            "workload-identity-values.yaml" => {
+                assert_eq!(
+                    env["THALASSA_SUBJECT_TOKEN_FILE"]["value"],
+                    "/var/run/secrets/thalassa/serviceaccount/token"
+                );
+                assert_eq!(env["THALASSA_SERVICE_ACCOUNT_ID"]["value"], "sa-operator");
+                let source = &pod["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"];
+                assert_eq!(source["audience"], "https://api.thalassa.cloud");
+                assert!(!env.contains_key("THALASSA_TOKEN_FILE"));
+                assert!(docs.iter().any(|d| kind(d) == "NetworkPolicy"));
+                assert!(!docs.iter().any(|d| kind(d) == "ServiceMonitor"));
+            }
+            "namespaced-values.yaml" => {
+                assert_eq!(env["WATCH_NAMESPACE"]["value"], "team-a");
+                assert_eq!(
+                    env["THALASSA_PERSONAL_ACCESS_TOKEN_FILE"]["value"],
+                    "/var/run/secrets/thalassa/credentials/personal-access-token"
+                );
+                assert_eq!(
+                    pod["volumes"][0]["secret"]["items"][0]["key"],
+                    "personal-access-token"
+                );
+                assert_eq!(env["LOG_FORMAT"]["value"], "json");
+            }
+            "ha-values.yaml" => {
+                assert_eq!(env["LEADER_ELECTION"]["value"], "true");
+                assert_eq!(env["THALASSA_CLIENT_ID"]["value"], "client-abc");
+                assert_eq!(env["THALASSA_RATE_LIMIT"]["value"], "5.5");
+                assert!(docs.iter().any(|d| kind(d) == "ServiceMonitor"));
+            }
+            _ => {
+                assert_eq!(
+                    env["THALASSA_TOKEN_FILE"]["value"],
+                    "/var/run/secrets/thalassa/credentials/token"
+                );
+                assert_eq!(
+                    env["HASH_KEY_SECRET"]["value"],
+                    "tso-thalassa-secrets-operator-hash-key"
+                );
+                assert!(!env.contains_key("WATCH_NAMESPACE"));
+                assert!(
+                    !docs
+                        .iter()
+                        .any(|d| matches!(kind(d), "NetworkPolicy" | "ServiceMonitor"))
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against the test apiserver
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_chart_render_passes_server_side_dry_run() {
+    let control_plane = testenv::ControlPlane::shared();
+    let _logs = control_plane.logs_on_panic();
+    install_chart_crd().await;
+    install_service_monitor_crd().await;
+    let release_ns = control_plane.temp_namespace("chart-dry").await;
+    let watch_ns = control_plane.temp_namespace("chart-watch").await;
+    let watch = format!("watchNamespace={}", watch_ns.name());
+    let variants: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "default values",
+            vec![
+                "-f",
+                "charts/thalassa-secrets-operator/ci/default-values.yaml",
+            ],
+        ),
+        (
+            "namespaced mode",
+            vec![
+                "-f",
+                "charts/thalassa-secrets-operator/ci/namespaced-values.yaml",
+                "--set",
+                &watch,
+            ],
+        ),
+        (
+            "token exchange, NetworkPolicy on",
+            vec![
+                "-f",
+                "charts/thalassa-secrets-operator/ci/workload-identity-values.yaml",
+            ],
+        ),
+        (
+            "replicas 2 and leader election, ServiceMonitor on",
+            vec!["-f", "charts/thalassa-secrets-operator/ci/ha-values.yaml"],
+        ),
+    ];
+    for (what, args) in variants {
+        let mut args = args;
+        args.push("--include-crds");
+        let manifests = template("tso-dry", release_ns.name(), &args).await;
+        assert!(
+            manifests.contains("kind: Deployment"),
+            "{what}: no Deployment rendered"
+        );
+        dry_run(what, &manifests).await;
+    }
+}
+
+#[tokio::test]
+async fn kustomize_bases_and_samples_pass_server_side_dry_run() {
+    let control_plane = testenv::ControlPlane::shared();
+    let _logs = control_plane.logs_on_panic();
+    install_chart_crd().await;
+    let (ok, manifests) = kubectl(
+        &["kustomize", root().join("config/default").to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert!(ok, "kubectl kustomize config/default: {manifests}");
+    let docs = documents(&manifests);
+    let kinds: BTreeSet<&str> = docs.iter().map(kind).collect();
+    for expected in [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+    ] {
+        assert!(
+            kinds.contains(expected),
+            "config/default has no {expected}: {kinds:?}"
+        );
+    }
+    let deployment = find(&docs, "Deployment", "thalassa-secrets-operator");
+    assert_eq!(deployment["metadata"]["namespace"], "thalassa-system");
+    let security = &deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["runAsUser"], 65532);
+    // Namespaced objects need their namespace to exist for a server-side dry-run.
+    let (ok, out) = kubectl(
+        &["apply", "--server-side", "--field-manager=tests", "-f", "-"],
+        Some(&serde_yaml::to_string(find(&docs, "Namespace", "thalassa-system")).unwrap()),
+    )
+    .await;
+    assert!(ok, "creating thalassa-system: {out}");
+    dry_run("config/default", &manifests).await;
+
+    let samples_ns = control_plane.temp_namespace("chart-samples").await;
+    let (ok, samples) = kubectl(
+        &["kustomize", root().join("config/samples").to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert!(ok, "kubectl kustomize config/samples: {samples}");
+    assert_eq!(documents(&samples).len(), 6, "six sample ThalassaSecrets");
+    let (ok, out) = kubectl(
+        &[
+            "apply",
+            "--dry-run=server",
+            "-n",
+            samples_ns.name(),
+            "-f",
+            "-",
+        ],
+        Some(&samples),
+    )
+    .await;
+    assert!(ok, "server-side dry-run of config/samples failed:\n{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator with exactly the chart's permissions
+// ---------------------------------------------------------------------------------------------
+
+/// A kubeconfig that impersonates the chart's ServiceAccount (the operator cannot take `--as`).
+fn impersonating_kubeconfig(dir: &Path, namespace: &str, service_account: &str) -> PathBuf {
+    let admin = std::fs::read_to_string(testenv::ControlPlane::shared().kubeconfig_path()).unwrap();
+    let mut config: Value = serde_yaml::from_str(&admin).unwrap();
+    let user = &mut config["users"][0]["user"];
+    user["as"] = Value::from(format!(
+        "system:serviceaccount:{namespace}:{service_account}"
+    ));
+    user["as-groups"] = Value::Sequence(vec![
+        Value::from("system:serviceaccounts"),
+        Value::from(format!("system:serviceaccounts:{namespace}")),
+        Value::from("system:authenticated"),
+    ]);
+    let path = dir.join("kubeconfig-sa");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+async fn kubectl_as(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin_dir().join("kubectl"))
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("kubectl runs");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn data(secret: &Secret) -> BTreeMap<String, String> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+/// `helm install` (cluster mode or namespaced mode), then the operator binary running with only
+/// the chart ServiceAccount's permissions syncs every sample from the emulator seeded with
+/// config/samples/emulator-seed.yaml; `helm uninstall` keeps the CRD and every synced Secret.
+async fn operator_with_chart_permissions(cluster_mode: bool) {
+    thalassa_operator::thalassa::install_crypto_provider();
+    let control_plane = testenv::ControlPlane::shared();
+    let _logs = control_plane.logs_on_panic();
+    install_chart_crd().await;
+    let client = control_plane.client().await;
+    let release_ns = control_plane.temp_namespace("chart-rel").await;
+    let apps = control_plane.temp_namespace("chart-apps").await;
+    let release = format!("tso-{}", &apps.name()[apps.name().len() - 6..]);
+    let fullname = format!("{release}-thalassa-secrets-operator");
+
+    let chart = chart();
+    let watch = format!("watchNamespace={}", apps.name());
+    let mut args = vec![
+        "install",
+        &release,
+        chart.to_str().unwrap(),
+        "--namespace",
+        release_ns.name(),
+        "-f",
+        "charts/thalassa-secrets-operator/ci/default-values.yaml",
+    ];
+    if !cluster_mode {
+        args.extend(["--set", &watch]);
+    }
+    let (ok, out, err) = helm(&args).await;
+    assert!(ok, "helm install failed:\n{out}\n{err}");
+
+    // The emulator, seeded exactly as the samples expect.
+    let seed_text =
+        std::fs::read_to_string(root().join("config/samples/emulator-seed.yaml")).unwrap();
+    let seed: Seed = serde_yaml::from_str(&seed_text).expect("emulator-seed.yaml is a valid Seed");
+    let emulator = Emulator::start(EmulatorConfig {
+        seed: Some(seed),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator starts with the sample seed");
+
+    let dir = std::env::temp_dir().join(format!("tso-chart-{}", apps.name()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), emulator.token()).unwrap();
+    let kubeconfig = impersonating_kubeconfig(&dir, release_ns.name(), &fullname);
+
+    // The impersonation is in effect: the ServiceAccount may patch Secrets but never delete them.
+    let (_, out) = kubectl_as(
+        &kubeconfig,
+        &["auth", "can-i", "patch", "secrets", "-n", apps.name()],
+    )
+    .await;
+    assert_eq!(out.trim(), "yes", "SA cannot patch Secrets: {out}");
+    let (_, out) = kubectl_as(
+        &kubeconfig,
+        &["auth", "can-i", "delete", "secrets", "-n", apps.name()],
+    )
+    .await;
+    assert!(out.trim().starts_with("no"), "SA may delete Secrets: {out}");
+    let (_, out) = kubectl_as(
+        &kubeconfig,
+        &["auth", "can-i", "list", "secrets", "-n", "kube-system"],
+    )
+    .await;
+    let expected = if cluster_mode { "yes" } else { "no" };
+    assert!(
+        out.trim().starts_with(expected),
+        "list secrets in kube-system: {out}"
+    );
+
+    // The operator binary, configured like the chart's Deployment (always limited to the test's
+    // namespace, so it never touches other tests' resources on a shared control plane).
+    let port = free_port();
+    let log = dir.join("operator.log");
+    let stdout = std::fs::File::create(&log).unwrap();
+    let stderr = stdout.try_clone().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_thalassa-secrets-operator"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "info")
+        .env("POD_NAME", "operator-under-test")
+        .env("POD_NAMESPACE", release_ns.name())
+        .env("THALASSA_API_URL", emulator.base_url())
+        .env("THALASSA_ORGANISATION_ID", emulator.organisation())
+        .env("THALASSA_REGION", "nl-01")
+        .env("THALASSA_TOKEN_FILE", dir.join("token"))
+        .env("HASH_KEY_SECRET", format!("{fullname}-hash-key"))
+        .env("WATCH_NAMESPACE", apps.name())
+        .env("DEFAULT_REFRESH_INTERVAL", "10s")
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("operator starts");
+    stop_with_this_process(child.id().expect("pid"));
+    let log_tail = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let ready_url = format!("http://127.0.0.1:{port}/readyz");
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if http_get(&ready_url)
+                .await
+                .is_some_and(|(status, _)| status == 200)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    assert!(
+        ready.is_ok(),
+        "operator not ready with the chart's permissions:\n{}",
+        log_tail()
+    );
+
+    let (ok, samples) = kubectl(
+        &["kustomize", root().join("config/samples").to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert!(ok, "{samples}");
+    let (ok, out) = kubectl(&["apply", "-n", apps.name(), "-f", "-"], Some(&samples)).await;
+    assert!(ok, "applying the samples: {out}");
+    let (ok, out) = kubectl(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "thalassasecret",
+            "--all",
+            "-n",
+            apps.name(),
+            "--timeout=90s",
+        ],
+        None,
+    )
+    .await;
+    if !ok {
+        let (_, status) = kubectl(
+            &["get", "thalassasecret", "-n", apps.name(), "-o", "yaml"],
+            None,
+        )
+        .await;
+        panic!(
+            "samples not Ready: {out}\n{status}\noperator log:\n{}",
+            log_tail()
+        );
+    }
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), apps.name());
+    let expect = [
+        ("db-password", vec![("password", "s3cr3t-demo-password")]),
+        (
+            "db-connection",
+            vec![("DB_USER", "app"), ("DB_HOST", "db.production.internal")],
+        ),
+        ("api-token", vec![("token", "api-token-v1")]),
+        (
+            "db-creds",
+            vec![
+                ("username", "app"),
+                ("host", "db.production.internal"),
+                ("port", "5432"),
+            ],
+        ),
+        (
+            "app-config",
+            vec![
+                ("log-level", "info"),
+                ("smtp.host", "smtp.example.com"),
+                ("smtp.port", "587"),
+                ("flags_new-checkout", "true"),
+            ],
+        ),
+    ];
+    for (name, pairs) in &expect {
+        let secret = secrets
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("Secret {name}: {e}"));
+        let data = data(&secret);
+        assert_eq!(
+            data.len(),
+            pairs.len(),
+            "{name}: keys {:?}",
+            data.keys().collect::<Vec<_>>()
+        );
+        for (key, value) in pairs {
+            assert_eq!(
+                data.get(*key).map(String::as_str),
+                Some(*value),
+                "{name}.{key}"
+            );
+        }
+    }
+    let tls = secrets.get("demo-tls").await.unwrap();
+    assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
+    let tls = data(&tls);
+    assert!(tls["tls.crt"].starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(tls["tls.key"].starts_with("-----BEGIN PRIVATE KEY-----"));
+    let hash_keys: Api<Secret> = Api::namespaced(client.clone(), release_ns.name());
+    assert!(
+        hash_keys
+            .get_opt(&format!("{fullname}-hash-key"))
+            .await
+            .unwrap()
+            .is_some(),
+        "hash-key Secret created in the release namespace"
+    );
+    assert!(
+        !log_tail().contains("forbidden"),
+        "the operator hit a permission error:\n{}",
+        log_tail()
+    );
+
+    let _ = child.kill().await;
+
+    // Uninstall: the chart's objects go, the CRD, the resources and their Secrets stay.
+    let (ok, out, err) = helm(&["uninstall", &release, "--namespace", release_ns.name()]).await;
+    assert!(ok, "helm uninstall failed:\n{out}\n{err}");
+    let (ok, out) = kubectl(
+        &["get", "deployment", &fullname, "-n", release_ns.name()],
+        None,
+    )
+    .await;
+    assert!(
+        !ok && out.contains("NotFound"),
+        "Deployment left after uninstall: {out}"
+    );
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    assert!(
+        crds.get_opt("thalassasecrets.secrets.thalassa.cloud")
+            .await
+            .unwrap()
+            .is_some(),
+        "CRD deleted by uninstall"
+    );
+    let resources: Api<ThalassaSecret> = Api::namespaced(client.clone(), apps.name());
+    // Give the garbage collector time to act if anything were (wrongly) owned by the release.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let names: BTreeSet<String> = resources
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|r| r.metadata.name)
+        .collect();
+    assert_eq!(names.len(), 6, "ThalassaSecrets after uninstall: {names:?}");
+    for name in expect.iter().map(|(n, _)| *n).chain(["demo-tls"]) {
+        wait_for(
+            Duration::from_secs(1),
+            &format!("Secret {name} kept"),
+            || {
+                let secrets = secrets.clone();
+                async move { secrets.get_opt(name).await.ok().flatten() }
+            },
+        )
+        .await;
+    }
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn operator_with_namespaced_chart_rbac_syncs_samples_and_uninstall_keeps_secrets() {
+    operator_with_chart_permissions(false).await;
+}
+
+#[tokio::test]
+async fn operator_with_cluster_chart_rbac_syncs_samples_and_uninstall_keeps_secrets() {
+    operator_with_chart_permissions(true).await;
+}
