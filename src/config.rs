@@ -10,7 +10,11 @@ use crate::thalassa;
 
 /// Command line of `thalassa-secrets-operator`.
 #[derive(Parser, Debug)]
-#[command(name = "thalassa-secrets-operator", version, about = "Syncs secrets from Thalassa Cloud Secrets Manager into Kubernetes Secrets")]
+#[command(
+    name = "thalassa-secrets-operator",
+    version,
+    about = "Syncs secrets from Thalassa Cloud Secrets Manager into Kubernetes Secrets"
+)]
 pub struct Cli {
     /// What to do (default: run the controller).
     #[command(subcommand)]
@@ -31,7 +35,11 @@ pub enum Command {
 #[derive(ClapArgs, Debug, Clone)]
 pub struct Args {
     /// Base URL of the Thalassa API.
-    #[arg(long, env = "THALASSA_API_URL", default_value = "https://api.thalassa.cloud")]
+    #[arg(
+        long,
+        env = "THALASSA_API_URL",
+        default_value = "https://api.thalassa.cloud"
+    )]
     pub thalassa_url: String,
 
     /// Thalassa organisation (identity or slug), sent as X-Organisation-Identity.
@@ -96,7 +104,11 @@ pub struct Args {
 
     /// Name of the Secret (in the operator namespace) holding the key for data hashes; created
     /// when missing.
-    #[arg(long, env = "HASH_KEY_SECRET", default_value = "thalassa-secrets-operator-hash-key")]
+    #[arg(
+        long,
+        env = "HASH_KEY_SECRET",
+        default_value = "thalassa-secrets-operator-hash-key"
+    )]
     pub hash_key_secret: String,
 
     /// Only watch ThalassaSecrets in this namespace (namespaced mode). Default: all namespaces.
@@ -141,23 +153,34 @@ impl Args {
         let organisation = self
             .organisation
             .filter(|o| !o.trim().is_empty())
-            .ok_or_else(|| ConfigError("--organisation (THALASSA_ORGANISATION_ID) is required".into()))?;
-        if !(self.thalassa_url.starts_with("https://") || self.thalassa_url.starts_with("http://")) {
+            .ok_or_else(|| {
+                ConfigError("--organisation (THALASSA_ORGANISATION_ID) is required".into())
+            })?;
+        if !(self.thalassa_url.starts_with("https://") || self.thalassa_url.starts_with("http://"))
+        {
             return Err(ConfigError(format!(
                 "--thalassa-url must be an http(s) URL, got {:?}",
                 self.thalassa_url
             )));
         }
         if self.default_refresh_interval < Duration::from_secs(10) {
-            return Err(ConfigError("--default-refresh-interval must be at least 10s".into()));
+            return Err(ConfigError(
+                "--default-refresh-interval must be at least 10s".into(),
+            ));
         }
         if self.concurrency == 0 {
             return Err(ConfigError("--concurrency must be at least 1".into()));
         }
-        if !(self.thalassa_rate_limit > 0.0) || self.thalassa_rate_burst == 0 {
-            return Err(ConfigError("--thalassa-rate-limit and --thalassa-rate-burst must be positive".into()));
+        if self.thalassa_rate_limit.is_nan()
+            || self.thalassa_rate_limit <= 0.0
+            || self.thalassa_rate_burst == 0
+        {
+            return Err(ConfigError(
+                "--thalassa-rate-limit and --thalassa-rate-burst must be positive".into(),
+            ));
         }
-        let mut thalassa = thalassa::ClientConfig::new(self.thalassa_url, organisation, credentials);
+        let mut thalassa =
+            thalassa::ClientConfig::new(self.thalassa_url, organisation, credentials);
         thalassa.project = self.project.filter(|p| !p.trim().is_empty());
         thalassa.rate_limit_per_second = self.thalassa_rate_limit;
         thalassa.rate_limit_burst = self.thalassa_rate_burst;
@@ -176,7 +199,10 @@ impl Args {
     fn credentials(&self) -> Result<thalassa::Credentials, ConfigError> {
         let mut chosen = Vec::new();
         if let Some(file) = &self.token_file {
-            chosen.push(("--token-file", thalassa::Credentials::BearerTokenFile(file.clone())));
+            chosen.push((
+                "--token-file",
+                thalassa::Credentials::BearerTokenFile(file.clone()),
+            ));
         }
         if let Some(file) = &self.personal_access_token_file {
             chosen.push((
@@ -242,7 +268,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("duration {text:?} is missing a unit (ms, s, m, h)"))?;
         if number_len == 0 {
-            return Err(format!("duration {text:?} must start each part with a number"));
+            return Err(format!(
+                "duration {text:?} must start each part with a number"
+            ));
         }
         let number: f64 = rest[..number_len]
             .parse()
@@ -257,7 +285,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         } else if rest.starts_with('h') {
             (3600.0, 1)
         } else {
-            return Err(format!("duration {text:?} has an unknown unit; use ms, s, m or h"));
+            return Err(format!(
+                "duration {text:?} has an unknown unit; use ms, s, m or h"
+            ));
         };
         rest = &rest[unit_len..];
         total += Duration::from_secs_f64(number * unit_secs);
@@ -284,7 +314,11 @@ mod tests {
             ("2h", 7_200_000),
         ];
         for (text, millis) in cases {
-            assert_eq!(parse_duration(text).unwrap(), Duration::from_millis(millis), "{text}");
+            assert_eq!(
+                parse_duration(text).unwrap(),
+                Duration::from_millis(millis),
+                "{text}"
+            );
         }
         for bad in ["", "10", "m", "5d", "1m30", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
@@ -294,7 +328,10 @@ mod tests {
     fn args(extra: &[&str]) -> Result<Config, ConfigError> {
         let mut argv = vec!["op"];
         argv.extend_from_slice(extra);
-        Cli::try_parse_from(argv).expect("flags parse").args.into_config()
+        Cli::try_parse_from(argv)
+            .expect("flags parse")
+            .args
+            .into_config()
     }
 
     #[test]
@@ -303,22 +340,54 @@ mod tests {
         assert!(err.to_string().contains("--organisation"), "{err}");
         let err = args(&["--organisation", "o"]).unwrap_err();
         assert!(err.to_string().contains("no Thalassa credentials"), "{err}");
-        let err = args(&["--organisation", "o", "--token-file", "/t", "--client-id", "c", "--client-secret-file", "/s"])
-            .unwrap_err();
+        let err = args(&[
+            "--organisation",
+            "o",
+            "--token-file",
+            "/t",
+            "--client-id",
+            "c",
+            "--client-secret-file",
+            "/s",
+        ])
+        .unwrap_err();
         assert!(err.to_string().contains("exactly one kind"), "{err}");
         let err = args(&["--organisation", "o", "--client-id", "c"]).unwrap_err();
         assert!(err.to_string().contains("together"), "{err}");
-        let ok = args(&["--organisation", "o", "--token-file", "/t", "--project", "p"]).unwrap();
+        let ok = args(&[
+            "--organisation",
+            "o",
+            "--token-file",
+            "/t",
+            "--project",
+            "p",
+        ])
+        .unwrap();
         assert_eq!(ok.default_region, "nl-01");
         assert_eq!(ok.default_refresh_interval, Duration::from_secs(60));
     }
 
     #[test]
     fn rejects_short_refresh_and_bad_url() {
-        let err = args(&["--organisation", "o", "--token-file", "/t", "--default-refresh-interval", "1s"])
-            .unwrap_err();
+        let err = args(&[
+            "--organisation",
+            "o",
+            "--token-file",
+            "/t",
+            "--default-refresh-interval",
+            "1s",
+        ])
+        .unwrap_err();
         assert!(err.to_string().contains("at least 10s"), "{err}");
-        let err = args(&["--organisation", "o", "--token-file", "/t", "--thalassa-url", "ftp://x"]).unwrap_err();
+        let err = args(&[
+            "--organisation",
+            "o",
+            "--token-file",
+            "/t",
+            "--thalassa-url",
+            "ftp://x",
+        ])
+        .unwrap_err();
         assert!(err.to_string().contains("http(s) URL"), "{err}");
     }
 }

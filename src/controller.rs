@@ -12,13 +12,10 @@ use std::{
 };
 
 use futures::{StreamExt, future::join_all};
-use k8s_openapi::{
-    api::core::v1::Secret,
-    apimachinery::pkg::apis::meta::v1::OwnerReference,
-};
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::OwnerReference};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams, PartialObjectMeta},
+    api::{PartialObjectMeta, Patch, PatchParams},
     runtime::{
         Controller, Predicate, WatchStreamExt,
         controller::Action,
@@ -36,13 +33,13 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::{
     config::{Config, parse_duration},
     crd::{
-        CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, FIELD_MANAGER, MANAGED_SELECTOR, OWNER_ANNOTATION,
-        SecretType, ThalassaSecret,
+        CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, FIELD_MANAGER, MANAGED_SELECTOR,
+        OWNER_ANNOTATION, SecretType, ThalassaSecret,
     },
     error::{Error, Result},
     render::{
-        self, HashKey, KeyMapping, RenderSource, SourceValue, TargetSettings, data_hash, is_intact, is_owned_by,
-        parse_sources, prefix_key, render_data, render_secret, reuse_keys,
+        self, HashKey, KeyMapping, RenderSource, SourceValue, TargetSettings, data_hash, is_intact,
+        is_owned_by, parse_sources, prefix_key, render_data, render_secret, reuse_keys,
     },
     sources::{SourceCache, SourceMeta, parent_prefix},
     status::{self, Observed, Prerequisites, reasons},
@@ -130,17 +127,22 @@ pub struct PathSource {
 pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
     let spec = &ts.spec;
     let refresh_interval = match &spec.refresh_interval {
-        Some(text) => parse_duration(text).map_err(|e| Error::InvalidSpec(format!("refreshInterval: {e}")))?,
+        Some(text) => {
+            parse_duration(text).map_err(|e| Error::InvalidSpec(format!("refreshInterval: {e}")))?
+        }
         None => config.default_refresh_interval,
     };
     if refresh_interval < Duration::from_secs(10) {
-        return Err(Error::InvalidSpec("refreshInterval must be at least 10s".into()));
+        return Err(Error::InvalidSpec(
+            "refreshInterval must be at least 10s".into(),
+        ));
     }
     let mut paths: BTreeMap<String, PathSource> = BTreeMap::new();
     let mut keys = BTreeSet::new();
     for entry in &spec.data {
-        thalassa::validate_path(&entry.remote_ref.path)
-            .map_err(|e| Error::InvalidSpec(format!("data[{}].remoteRef.path: {e}", entry.secret_key)))?;
+        thalassa::validate_path(&entry.remote_ref.path).map_err(|e| {
+            Error::InvalidSpec(format!("data[{}].remoteRef.path: {e}", entry.secret_key))
+        })?;
         if !keys.insert(entry.secret_key.clone()) {
             return Err(Error::TargetKeyConflict {
                 key: entry.secret_key.clone(),
@@ -155,10 +157,12 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
                 secret_key: entry.secret_key.clone(),
             },
         };
-        let source = paths.entry(entry.remote_ref.path.clone()).or_insert(PathSource {
-            version: entry.remote_ref.version,
-            mappings: Vec::new(),
-        });
+        let source = paths
+            .entry(entry.remote_ref.path.clone())
+            .or_insert(PathSource {
+                version: entry.remote_ref.version,
+                mappings: Vec::new(),
+            });
         if source.version != entry.remote_ref.version {
             return Err(Error::InvalidSpec(format!(
                 "path {} is read at two different versions; read one version per path",
@@ -171,7 +175,8 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
     for (i, from) in spec.data_from.iter().enumerate() {
         match (&from.path, &from.path_prefix) {
             (Some(path), None) => {
-                thalassa::validate_path(path).map_err(|e| Error::InvalidSpec(format!("dataFrom[{i}].path: {e}")))?;
+                thalassa::validate_path(path)
+                    .map_err(|e| Error::InvalidSpec(format!("dataFrom[{i}].path: {e}")))?;
                 let source = paths.entry(path.clone()).or_insert(PathSource {
                     version: None,
                     mappings: Vec::new(),
@@ -199,15 +204,22 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
         }
     }
     if paths.is_empty() && prefixes.is_empty() {
-        return Err(Error::InvalidSpec("at least one entry in data or dataFrom is required".into()));
+        return Err(Error::InvalidSpec(
+            "at least one entry in data or dataFrom is required".into(),
+        ));
     }
-    if spec.target.creation_policy == CreationPolicy::Merge && spec.target.deletion_policy == DeletionPolicy::Delete {
+    if spec.target.creation_policy == CreationPolicy::Merge
+        && spec.target.deletion_policy == DeletionPolicy::Delete
+    {
         return Err(Error::InvalidSpec(
             "target.deletionPolicy Delete cannot be combined with creationPolicy Merge".into(),
         ));
     }
     Ok(ValidatedSpec {
-        region: spec.region.clone().unwrap_or_else(|| config.default_region.clone()),
+        region: spec
+            .region
+            .clone()
+            .unwrap_or_else(|| config.default_region.clone()),
         refresh_interval,
         target_name: spec.target.name.clone().unwrap_or_else(|| ts.name_any()),
         paths,
@@ -241,7 +253,8 @@ async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<A
     // generation, or none at all, makes this a new or edited resource.
     let written = validated.as_ref().ok().and_then(|v| {
         let namespace = ts.namespace().unwrap_or_default();
-        ctx.secrets.get(&ObjectRef::new(&v.target_name).within(&namespace))
+        ctx.secrets
+            .get(&ObjectRef::new(&v.target_name).within(&namespace))
     });
     let spec_changed = written
         .as_ref()
@@ -251,10 +264,25 @@ async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<A
     let _periodic_permit = if spec_changed {
         None
     } else {
-        Some(ctx.periodic_lane.acquire().await.expect("semaphore never closed"))
+        Some(
+            ctx.periodic_lane
+                .acquire()
+                .await
+                .expect("semaphore never closed"),
+        )
     };
     let result = match &validated {
-        Ok(v) => sync(&ts, v, &ctx, written.as_deref(), spec_changed, &mut prerequisites).await,
+        Ok(v) => {
+            sync(
+                &ts,
+                v,
+                &ctx,
+                written.as_deref(),
+                spec_changed,
+                &mut prerequisites,
+            )
+            .await
+        }
         Err(e) => Err(Error::InvalidSpec(e.to_string())),
     };
     let refresh = validated
@@ -267,7 +295,10 @@ async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<A
     write_status(&ts, &ctx, &validated, &result, &prerequisites).await?;
     match result {
         Ok(_) => {
-            ctx.failures.lock().expect("failures lock").remove(&ObjectRef::from_obj(&*ts));
+            ctx.failures
+                .lock()
+                .expect("failures lock")
+                .remove(&ObjectRef::from_obj(&*ts));
             // Half the interval, because a shared listing may already be up to half an interval
             // old: a stored version then reaches the Secret within one interval.
             Ok(Action::requeue(jitter(refresh / 2)))
@@ -337,10 +368,9 @@ async fn sync(
             if !summary.feature_enabled {
                 return Err(Error::KmsFeatureDisabled);
             }
-            let region = summary
-                .regions
-                .iter()
-                .find(|r| r.slug == spec.region || r.identity == spec.region || r.name == spec.region);
+            let region = summary.regions.iter().find(|r| {
+                r.slug == spec.region || r.identity == spec.region || r.name == spec.region
+            });
             match region {
                 Some(r) if r.kms_available => {
                     prerequisites.kms_backend = Observed::ok(
@@ -361,7 +391,10 @@ async fn sync(
     let metas = resolve_sources(spec, ctx, max_age).await?;
     prerequisites.listing_succeeded();
     check_keys(ts, &metas)?;
-    prerequisites.kms_key = Observed::ok(reasons::ACTIVE, "every source is bound to an active KMS key");
+    prerequisites.kms_key = Observed::ok(
+        reasons::ACTIVE,
+        "every source is bound to an active KMS key",
+    );
     let desired: BTreeMap<String, u64> = metas
         .iter()
         .map(|(path, (meta, pinned))| (path.clone(), pinned.unwrap_or(meta.current_version)))
@@ -371,10 +404,20 @@ async fn sync(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let key = (namespace.clone(), spec.target_name.clone());
     let written_versions: BTreeMap<String, u64> = written
-        .map(|m| parse_sources(&m.metadata).into_iter().map(|(p, r)| (p, r.version)).collect())
+        .map(|m| {
+            parse_sources(&m.metadata)
+                .into_iter()
+                .map(|(p, r)| (p, r.version))
+                .collect()
+        })
         .unwrap_or_default();
     let cached_rv = written.and_then(|m| m.metadata.resource_version.clone());
-    let verified_rv = ctx.verified.lock().expect("verified lock").get(&key).cloned();
+    let verified_rv = ctx
+        .verified
+        .lock()
+        .expect("verified lock")
+        .get(&key)
+        .cloned();
     let unchanged = !spec_changed
         && desired == written_versions
         && cached_rv.is_some()
@@ -389,7 +432,9 @@ async fn sync(
     }
     let existing = secrets.get_opt(&spec.target_name).await?;
     let policy = ts.spec.target.creation_policy;
-    let owned = existing.as_ref().is_some_and(|s| is_owned_by(s, &ts.name_any()));
+    let owned = existing
+        .as_ref()
+        .is_some_and(|s| is_owned_by(s, &ts.name_any()));
     if let Some(existing) = &existing
         && !owned
     {
@@ -412,14 +457,18 @@ async fn sync(
             .is_some_and(|s| is_intact(s, &ctx.hash_key, manage_type));
 
     // 4. Reveal only sources whose version changed (or everything after a spec change or drift).
-    let recorded = existing.as_ref().map(|s| parse_sources(&s.metadata)).unwrap_or_default();
+    let recorded = existing
+        .as_ref()
+        .map(|s| parse_sources(&s.metadata))
+        .unwrap_or_default();
     let spec_changed = spec_changed
         || existing
             .as_ref()
             .is_some_and(|s| render::written_generation(&s.metadata) != ts.metadata.generation);
     let mut to_reveal = Vec::new();
     for (path, version) in &desired {
-        let reusable = !spec_changed && intact && recorded.get(path).is_some_and(|r| r.version == *version);
+        let reusable =
+            !spec_changed && intact && recorded.get(path).is_some_and(|r| r.version == *version);
         if !reusable {
             to_reveal.push((path.clone(), *version));
         }
@@ -429,7 +478,12 @@ async fn sync(
         // A followed path is read at the version the listing reported, so a put landing between
         // listing and reveal is picked up by the next check, not half-applied now.
         let version = pinned.or(Some(*version));
-        async move { (path.clone(), ctx.sources.reveal(&spec.region, path, version).await) }
+        async move {
+            (
+                path.clone(),
+                ctx.sources.reveal(&spec.region, path, version).await,
+            )
+        }
     }))
     .await;
     let mut values = BTreeMap::new();
@@ -445,7 +499,10 @@ async fn sync(
                 actual: secret.kms_key_identity.clone(),
             });
         }
-        kms_key = Some((secret.kms_key_identity.clone(), secret.kms_key_version.clone()));
+        kms_key = Some((
+            secret.kms_key_identity.clone(),
+            secret.kms_key_version.clone(),
+        ));
         values.insert(path, secret);
     }
     if !values.is_empty() {
@@ -457,14 +514,17 @@ async fn sync(
         .iter()
         .filter(|(path, _)| !spec.paths.contains_key(*path))
         .filter_map(|(path, _)| {
-            spec.prefixes.iter().find(|p| path.starts_with(p.as_str())).map(|prefix| {
-                (
-                    path.clone(),
-                    KeyMapping::UnderPrefix {
-                        relative_key: prefix_key(prefix, path),
-                    },
-                )
-            })
+            spec.prefixes
+                .iter()
+                .find(|p| path.starts_with(p.as_str()))
+                .map(|prefix| {
+                    (
+                        path.clone(),
+                        KeyMapping::UnderPrefix {
+                            relative_key: prefix_key(prefix, path),
+                        },
+                    )
+                })
         })
         .collect();
     let mut render_sources = Vec::new();
@@ -476,7 +536,10 @@ async fn sync(
         let value = match values.get(path) {
             Some(secret) => SourceValue::Revealed(&secret.value),
             None => {
-                let keys = recorded.get(path).map(|r| r.keys.clone()).unwrap_or_default();
+                let keys = recorded
+                    .get(path)
+                    .map(|r| r.keys.clone())
+                    .unwrap_or_default();
                 let existing = existing.as_ref().expect("reuse implies an existing Secret");
                 match reuse_keys(existing, &keys) {
                     Some(reused) => SourceValue::Reused(reused),
@@ -527,12 +590,21 @@ async fn sync(
     // 6. Apply, unless the Secret already is exactly this.
     let same_data = owned
         && existing.as_ref().is_some_and(|s| {
-            s.metadata.annotations.as_ref().and_then(|a| a.get(DATA_HASH_ANNOTATION)) == Some(&hash) && intact
+            s.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DATA_HASH_ANNOTATION))
+                == Some(&hash)
+                && intact
         });
-    let same_metadata = existing.as_ref().is_some_and(|s| metadata_matches(s, &desired_secret));
+    let same_metadata = existing
+        .as_ref()
+        .is_some_and(|s| metadata_matches(s, &desired_secret));
     let mut wrote = false;
     let applied_rv = if same_data && same_metadata {
-        existing.as_ref().and_then(|s| s.metadata.resource_version.clone())
+        existing
+            .as_ref()
+            .and_then(|s| s.metadata.resource_version.clone())
     } else {
         if let Some(existing) = &existing
             && existing.immutable == Some(true)
@@ -562,16 +634,25 @@ async fn sync(
                 "SecretRepaired",
                 format!("Secret {} was deleted; recreated it", spec.target_name),
             ),
-            (None, _, _) => ("SecretCreated", format!("created Secret {}", spec.target_name)),
+            (None, _, _) => (
+                "SecretCreated",
+                format!("created Secret {}", spec.target_name),
+            ),
             (Some(_), true, false) if was_synced => (
                 "SecretRepaired",
-                format!("Secret {} was edited or incomplete; restored it", spec.target_name),
+                format!(
+                    "Secret {} was edited or incomplete; restored it",
+                    spec.target_name
+                ),
             ),
             (Some(_), false, _) => (
                 "SecretAdopted",
                 format!("took over Secret {} ({:?})", spec.target_name, policy),
             ),
-            _ => ("SecretUpdated", format!("updated Secret {}", spec.target_name)),
+            _ => (
+                "SecretUpdated",
+                format!("updated Secret {}", spec.target_name),
+            ),
         };
         info!(secret = %spec.target_name, reason, "wrote Secret");
         publish(ctx, ts, EventType::Normal, reason, note).await;
@@ -594,10 +675,17 @@ async fn resolve_sources(
     ctx: &Context,
     max_age: Duration,
 ) -> Result<BTreeMap<String, (SourceMeta, Option<u64>)>> {
-    let mut groups: BTreeSet<String> = spec.paths.keys().map(|p| parent_prefix(p).to_string()).collect();
+    let mut groups: BTreeSet<String> = spec
+        .paths
+        .keys()
+        .map(|p| parent_prefix(p).to_string())
+        .collect();
     groups.extend(spec.prefixes.iter().cloned());
     let listings = join_all(groups.iter().map(|prefix| async move {
-        (prefix.clone(), ctx.sources.listing(&spec.region, prefix, max_age).await)
+        (
+            prefix.clone(),
+            ctx.sources.listing(&spec.region, prefix, max_age).await,
+        )
     }))
     .await;
     let mut by_prefix = BTreeMap::new();
@@ -628,7 +716,10 @@ async fn resolve_sources(
 }
 
 /// Refuses sources bound to another key than the spec requires, or to a key that is not active.
-fn check_keys(ts: &ThalassaSecret, metas: &BTreeMap<String, (SourceMeta, Option<u64>)>) -> Result<()> {
+fn check_keys(
+    ts: &ThalassaSecret,
+    metas: &BTreeMap<String, (SourceMeta, Option<u64>)>,
+) -> Result<()> {
     for (path, (meta, _)) in metas {
         if let (Some(required), Some(actual)) = (&ts.spec.kms_key_identity, &meta.kms_key_identity)
             && required != actual
@@ -655,7 +746,8 @@ fn check_keys(ts: &ThalassaSecret, metas: &BTreeMap<String, (SourceMeta, Option<
 /// True when the existing Secret already carries every label, annotation and owner reference the
 /// desired one has.
 fn metadata_matches(existing: &Secret, desired: &Secret) -> bool {
-    let contains = |have: &Option<BTreeMap<String, String>>, want: &Option<BTreeMap<String, String>>| {
+    let contains = |have: &Option<BTreeMap<String, String>>,
+                    want: &Option<BTreeMap<String, String>>| {
         want.iter()
             .flatten()
             .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
@@ -672,7 +764,10 @@ fn metadata_matches(existing: &Secret, desired: &Secret) -> bool {
         None => true,
     };
     contains(&existing.metadata.labels, &desired.metadata.labels)
-        && contains(&existing.metadata.annotations, &desired.metadata.annotations)
+        && contains(
+            &existing.metadata.annotations,
+            &desired.metadata.annotations,
+        )
         && owner_ok
         && (desired.type_.is_none() || existing.type_ == desired.type_)
         && (desired.immutable.is_none() || existing.immutable == desired.immutable)
@@ -697,7 +792,11 @@ async fn remove_foreign_keys(
     }
     let name = existing.name_any();
     secrets
-        .patch(&name, &PatchParams::default(), &Patch::Merge(json!({ "data": foreign })))
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "data": foreign })),
+        )
         .await?;
     Ok(())
 }
@@ -717,46 +816,57 @@ async fn write_status(
         Ok(_) => Ok(()),
         Err(e) => Err(e),
     };
-    let conditions = status::next_conditions(previous_conditions, prerequisites, ready, ts.metadata.generation, &now);
+    let conditions = status::next_conditions(
+        previous_conditions,
+        prerequisites,
+        ready,
+        ts.metadata.generation,
+        &now,
+    );
     let mut next = old.cloned().unwrap_or_default();
     next.conditions = conditions;
     next.observed_generation = ts.metadata.generation;
     if let Ok(v) = validated {
         next.secret_name = Some(v.target_name.clone());
     }
-    match result {
-        Ok(outcome) => {
-            let versions_changed = next.synced_versions != outcome.synced_versions;
-            if outcome.wrote || versions_changed || next.last_sync_time.is_none() {
-                next.last_sync_time = Some(now.clone());
-            }
-            next.synced_versions = outcome.synced_versions.clone();
-            if let Some((identity, version)) = &outcome.kms_key {
-                next.kms_key_identity = Some(identity.clone());
-                next.kms_key_version = Some(version.clone());
-            }
-            next.last_check_time = Some(now.clone());
+    if let Ok(outcome) = result {
+        let versions_changed = next.synced_versions != outcome.synced_versions;
+        if outcome.wrote || versions_changed || next.last_sync_time.is_none() {
+            next.last_sync_time = Some(now.clone());
         }
-        Err(_) => {}
+        next.synced_versions = outcome.synced_versions.clone();
+        if let Some((identity, version)) = &outcome.kms_key {
+            next.kms_key_identity = Some(identity.clone());
+            next.kms_key_version = Some(version.clone());
+        }
+        next.last_check_time = Some(now.clone());
     }
     if !status::needs_write(old, &next, CHECK_TIME_REFRESH) {
         return Ok(());
     }
-    let api: Api<ThalassaSecret> = Api::namespaced(ctx.client.clone(), &ts.namespace().unwrap_or_default());
+    let api: Api<ThalassaSecret> =
+        Api::namespaced(ctx.client.clone(), &ts.namespace().unwrap_or_default());
     let patch = json!({
         "apiVersion": ThalassaSecret::api_version(&()),
         "kind": ThalassaSecret::kind(&()),
         "status": next,
     });
-    api.patch_status(&ts.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        &ts.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     let before = status::ready_reason(old);
     let after = status::ready_reason(Some(&next));
     if before != after
         && let Some((ready, reason)) = after
     {
         let (event_type, note) = match result {
-            Ok(_) => (EventType::Normal, "the Secret holds the current version of every source".to_string()),
+            Ok(_) => (
+                EventType::Normal,
+                "the Secret holds the current version of every source".to_string(),
+            ),
             Err(e) => (EventType::Warning, e.to_string()),
         };
         let _ = ready;
@@ -781,7 +891,11 @@ async fn publish(ctx: &Context, ts: &ThalassaSecret, type_: EventType, reason: &
 /// Maps a managed Secret to the `ThalassaSecret` named in its owner annotation.
 fn owner_of(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<ThalassaSecret>> {
     let namespace = secret.metadata.namespace.as_deref()?;
-    let owner = secret.metadata.annotations.as_ref()?.get(OWNER_ANNOTATION)?;
+    let owner = secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(OWNER_ANNOTATION)?;
     Some(ObjectRef::new(owner).within(namespace))
 }
 
@@ -796,13 +910,19 @@ pub async fn run(
 ) {
     let (resources, secrets_api): (Api<ThalassaSecret>, Api<PartialObjectMeta<Secret>>) =
         match &config.watch_namespace {
-            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
     let (secret_store, secret_writer) = reflector::store();
     let secret_stream = reflector(
         secret_writer,
-        watcher(secrets_api, watcher::Config::default().labels(MANAGED_SELECTOR)),
+        watcher(
+            secrets_api,
+            watcher::Config::default().labels(MANAGED_SELECTOR),
+        ),
     )
     .default_backoff()
     .touched_objects();
@@ -810,16 +930,26 @@ pub async fn run(
     let (resource_store, resource_writer) = reflector::store();
     // Status writes bump resourceVersion but not generation: filtering on generation (and
     // annotations) keeps our own status patches from re-triggering reconciles.
-    let resource_stream = reflector(resource_writer, watcher(resources, watcher::Config::default().any_semantic()))
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(
-            predicates::generation.combine(predicates::annotations),
-            Default::default(),
-        );
+    let resource_stream = reflector(
+        resource_writer,
+        watcher(resources, watcher::Config::default().any_semantic()),
+    )
+    .default_backoff()
+    .applied_objects()
+    .predicate_filter(
+        predicates::generation.combine(predicates::annotations),
+        Default::default(),
+    );
 
     let concurrency = config.concurrency;
-    let ctx = Arc::new(Context::new(client, config, thalassa, hash_key, secret_store, reporter));
+    let ctx = Arc::new(Context::new(
+        client,
+        config,
+        thalassa,
+        hash_key,
+        secret_store,
+        reporter,
+    ));
     Controller::for_stream(resource_stream, resource_store)
         .watches_stream(secret_stream, owner_of)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -834,7 +964,11 @@ pub async fn run(
 }
 
 /// Reads the data-hash key from its Secret, creating the Secret with 32 random bytes when missing.
-pub async fn load_or_create_hash_key(client: &Client, namespace: &str, name: &str) -> Result<HashKey> {
+pub async fn load_or_create_hash_key(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<HashKey> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     if let Some(existing) = api.get_opt(name).await?
         && let Some(key) = existing.data.as_ref().and_then(|d| d.get("key"))
@@ -850,7 +984,10 @@ pub async fn load_or_create_hash_key(client: &Client, namespace: &str, name: &st
             namespace: Some(namespace.to_string()),
             ..Default::default()
         },
-        data: Some(BTreeMap::from([("key".to_string(), k8s_openapi::ByteString(bytes.clone()))])),
+        data: Some(BTreeMap::from([(
+            "key".to_string(),
+            k8s_openapi::ByteString(bytes.clone()),
+        )])),
         ..Default::default()
     };
     match api.create(&Default::default(), &secret).await {
@@ -861,7 +998,9 @@ pub async fn load_or_create_hash_key(client: &Client, namespace: &str, name: &st
             let key = existing
                 .data
                 .and_then(|mut d| d.remove("key"))
-                .ok_or_else(|| Error::InvalidSpec(format!("Secret {namespace}/{name} has no key")))?;
+                .ok_or_else(|| {
+                    Error::InvalidSpec(format!("Secret {namespace}/{name} has no key"))
+                })?;
             Ok(HashKey::new(key.0))
         }
         Err(e) => Err(e.into()),

@@ -36,6 +36,8 @@ pub const DEFAULT_REFRESH_INTERVAL: &str = "1m";
 
 /// A `ThalassaSecret` keeps one Kubernetes Secret in sync with secrets stored in Thalassa Cloud
 /// Secrets Manager.
+// Each `printcolumn(...)` repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "secrets.thalassa.cloud",
@@ -48,11 +50,23 @@ pub const DEFAULT_REFRESH_INTERVAL: &str = "1m";
     namespaced,
     status = "ThalassaSecretStatus",
     doc = "ThalassaSecret keeps a Kubernetes Secret in sync with secrets stored in Thalassa Cloud Secrets Manager.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
     printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = Rule::new("size(self.data) + size(self.dataFrom) > 0").message("at least one entry in data or dataFrom is required"),
@@ -145,7 +159,10 @@ pub struct DataFromSource {
     /// `<relative path>.<property>`. `+` in a path becomes `-`. Two sources that map to the same
     /// key are an error (reason TargetKeyConflict).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 512), regex(pattern = r"^/([A-Za-z0-9_.+-]+/)*$"))]
+    #[schemars(
+        length(min = 1, max = 512),
+        regex(pattern = r"^/([A-Za-z0-9_.+-]+/)*$")
+    )]
     pub path_prefix: Option<String>,
 }
 
@@ -305,17 +322,16 @@ mod tests {
     use super::*;
     use kube::CustomResourceExt;
 
-/// Thalassa secret path rule: leading `/`, segments of `[A-Za-z0-9_.+-]`, no `//`, no trailing `/`.
-const PATH_PATTERN: &str = r"^(/[A-Za-z0-9_.+-]+)+$";
-/// A path prefix for a recursive listing: `/` or a directory path ending in `/`.
-const PATH_PREFIX_PATTERN: &str = r"^/([A-Za-z0-9_.+-]+/)*$";
-/// Kubernetes Secret data key rule.
-const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
-/// Thalassa key/value property name rule.
-const PROPERTY_PATTERN: &str = r"^[A-Za-z0-9_.-]+$";
-/// A Go-style duration such as `30s`, `1m`, `1h30m`.
-const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
-
+    /// Thalassa secret path rule: leading `/`, segments of `[A-Za-z0-9_.+-]`, no `//`, no trailing `/`.
+    const PATH_PATTERN: &str = r"^(/[A-Za-z0-9_.+-]+)+$";
+    /// A path prefix for a recursive listing: `/` or a directory path ending in `/`.
+    const PATH_PREFIX_PATTERN: &str = r"^/([A-Za-z0-9_.+-]+/)*$";
+    /// Kubernetes Secret data key rule.
+    const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+    /// Thalassa key/value property name rule.
+    const PROPERTY_PATTERN: &str = r"^[A-Za-z0-9_.-]+$";
+    /// A Go-style duration such as `30s`, `1m`, `1h30m`.
+    const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 
     #[test]
     fn crd_has_group_version_and_cel_rules() {
@@ -337,7 +353,10 @@ const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
             DURATION_PATTERN,
         ] {
             let json = serde_json::to_string(pattern).unwrap();
-            assert!(crd.contains(&json), "pattern {pattern} missing from the CRD");
+            assert!(
+                crd.contains(&json),
+                "pattern {pattern} missing from the CRD"
+            );
         }
     }
 }

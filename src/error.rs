@@ -27,7 +27,9 @@ pub enum Error {
     },
 
     /// The target Secret is immutable and the data to write differs.
-    #[error("Secret {name} is immutable and its data would change; delete it or use a new target.name")]
+    #[error(
+        "Secret {name} is immutable and its data would change; delete it or use a new target.name"
+    )]
     TargetImmutable {
         /// Name of the Secret.
         name: String,
@@ -41,7 +43,9 @@ pub enum Error {
     },
 
     /// A source secret is bound to a different KMS key than `spec.kmsKeyIdentity`.
-    #[error("secret {path} is bound to KMS key {actual}, but spec.kmsKeyIdentity requires {expected}")]
+    #[error(
+        "secret {path} is bound to KMS key {actual}, but spec.kmsKeyIdentity requires {expected}"
+    )]
     KmsKeyMismatch {
         /// Thalassa path.
         path: String,
@@ -110,6 +114,31 @@ impl From<Arc<thalassa::Error>> for Error {
     }
 }
 
+/// Every reason [`Error::reason`] can return: the closed set of `Ready=False` reasons.
+pub const READY_FALSE_REASONS: [&str; 21] = [
+    "InvalidSpec",
+    "TargetConflict",
+    "TargetImmutable",
+    "TargetKeyConflict",
+    "KmsKeyMismatch",
+    "KmsKeyNotActive",
+    "KmsKeyNotFound",
+    "KmsFeatureDisabled",
+    "KmsBackendUnavailable",
+    "SourceFormatMismatch",
+    "Unauthorized",
+    "CredentialsUnavailable",
+    "SecretsFeatureDisabled",
+    "Forbidden",
+    "SecretNotFound",
+    "VersionNotFound",
+    "RegionNotFound",
+    "RateLimited",
+    "ProviderRejected",
+    "ProviderError",
+    "KubernetesError",
+];
+
 impl Error {
     /// Stable reason name (closed set, documented in the README).
     pub fn reason(&self) -> &'static str {
@@ -124,11 +153,21 @@ impl Error {
             Error::KmsBackendUnavailable { .. } => "KmsBackendUnavailable",
             Error::SourceFormatMismatch { .. } => "SourceFormatMismatch",
             Error::Thalassa { source } => match source.reason() {
-                "KeyNotActive" => "KmsKeyNotActive",
+                "Unauthorized" => "Unauthorized",
+                "CredentialFileUnreadable" => "CredentialsUnavailable",
+                "SecretsFeatureDisabled" => "SecretsFeatureDisabled",
+                "KmsFeatureDisabled" => "KmsFeatureDisabled",
+                "Forbidden" => "Forbidden",
+                "SecretNotFound" => "SecretNotFound",
+                "VersionNotFound" => "VersionNotFound",
                 "KeyNotFound" => "KmsKeyNotFound",
-                "Server" | "Transport" | "InvalidResponse" => "ProviderError",
-                "InvalidRequest" | "InvalidPath" | "InvalidConfig" => "ProviderRejected",
-                other => other,
+                "KeyNotActive" => "KmsKeyNotActive",
+                "RegionNotFound" => "RegionNotFound",
+                "KmsBackendUnavailable" => "KmsBackendUnavailable",
+                "RateLimited" => "RateLimited",
+                "InvalidRequest" | "Conflict" | "InvalidPath" | "InvalidArgument"
+                | "InvalidConfig" => "ProviderRejected",
+                _ => "ProviderError",
             },
             Error::Kube(_) => "KubernetesError",
         }

@@ -38,10 +38,15 @@ async fn run(args: thalassa_operator::config::Args) -> anyhow::Result<()> {
             "cannot list ThalassaSecrets ({e}); install the CRD first: kubectl apply -f crds/ (or helm install)"
         );
     }
-    let hash_key = controller::load_or_create_hash_key(&client, &config.operator_namespace, &config.hash_key_secret)
-        .await
-        .context("cannot read or create the data-hash key Secret")?;
-    let thalassa = thalassa::Client::new(config.thalassa.clone()).context("invalid Thalassa client settings")?;
+    let hash_key = controller::load_or_create_hash_key(
+        &client,
+        &config.operator_namespace,
+        &config.hash_key_secret,
+    )
+    .await
+    .context("cannot read or create the data-hash key Secret")?;
+    let thalassa = thalassa::Client::new(config.thalassa.clone())
+        .context("invalid Thalassa client settings")?;
     let reporter = Reporter {
         controller: "thalassa-secrets-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -58,18 +63,34 @@ async fn run(args: thalassa_operator::config::Args) -> anyhow::Result<()> {
     };
 
     let readiness = Readiness::default();
-    let server = tokio::spawn(server::serve(config.metrics_addr, readiness.clone(), stopped(stop_rx.clone())));
+    let server = tokio::spawn(server::serve(
+        config.metrics_addr,
+        readiness.clone(),
+        stopped(stop_rx.clone()),
+    ));
     tracing::info!(addr = %config.metrics_addr, "serving /healthz and /readyz");
     readiness.set(true);
-    controller::run(client, config, thalassa, hash_key, reporter, stopped(stop_rx)).await;
+    controller::run(
+        client,
+        config,
+        thalassa,
+        hash_key,
+        reporter,
+        stopped(stop_rx),
+    )
+    .await;
     readiness.set(false);
-    server.await.context("server task")?.context("HTTP server")?;
+    server
+        .await
+        .context("server task")?
+        .context("HTTP server")?;
     tracing::info!("stopped");
     Ok(())
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -15,8 +15,8 @@ use zeroize::Zeroizing;
 
 use crate::{
     crd::{
-        CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, GENERATION_ANNOTATION, MANAGED_BY, OWNER_ANNOTATION,
-        SOURCES_ANNOTATION, SecretType,
+        CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, GENERATION_ANNOTATION, MANAGED_BY,
+        OWNER_ANNOTATION, SOURCES_ANNOTATION, SecretType,
     },
     error::{Error, Result},
     thalassa::SecretValue,
@@ -118,7 +118,10 @@ impl Drop for RenderedData {
 
 /// Maps source values to Secret keys. Fails on a key written twice, on a value whose shape does
 /// not match its mapping, or when the Secret type's required keys are missing.
-pub fn render_data(sources: &[RenderSource<'_>], secret_type: Option<SecretType>) -> Result<RenderedData> {
+pub fn render_data(
+    sources: &[RenderSource<'_>],
+    secret_type: Option<SecretType>,
+) -> Result<RenderedData> {
     let mut data: BTreeMap<String, ByteString> = BTreeMap::new();
     let mut records: BTreeMap<String, SourceRecord> = BTreeMap::new();
     for source in sources {
@@ -144,7 +147,9 @@ pub fn render_data(sources: &[RenderSource<'_>], secret_type: Option<SecretType>
             if !is_valid_secret_key(&key) {
                 return Err(Error::SourceFormatMismatch {
                     path: source.path.to_string(),
-                    detail: format!("produces the Secret key {key:?}, which is not a valid key ([-._a-zA-Z0-9]+)"),
+                    detail: format!(
+                        "produces the Secret key {key:?}, which is not a valid key ([-._a-zA-Z0-9]+)"
+                    ),
                 });
             }
             record.keys.push(key.clone());
@@ -169,10 +174,18 @@ pub fn render_data(sources: &[RenderSource<'_>], secret_type: Option<SecretType>
             )));
         }
     }
-    Ok(RenderedData { data, sources: records })
+    Ok(RenderedData {
+        data,
+        sources: records,
+    })
 }
 
-fn produce(path: &str, mapping: &KeyMapping, value: &SecretValue, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+fn produce(
+    path: &str,
+    mapping: &KeyMapping,
+    value: &SecretValue,
+    out: &mut Vec<(String, Vec<u8>)>,
+) -> Result<()> {
     let mismatch = |detail: String| Error::SourceFormatMismatch {
         path: path.to_string(),
         detail,
@@ -187,7 +200,13 @@ fn produce(path: &str, mapping: &KeyMapping, value: &SecretValue, out: &mut Vec<
                 map.keys().collect::<Vec<_>>()
             )));
         }
-        (KeyMapping::Property { secret_key, property }, SecretValue::KeyValues(map)) => {
+        (
+            KeyMapping::Property {
+                secret_key,
+                property,
+            },
+            SecretValue::KeyValues(map),
+        ) => {
             let bytes = map.get(property).ok_or_else(|| {
                 mismatch(format!(
                     "has no property {property:?} (properties: {:?})",
@@ -216,7 +235,10 @@ fn produce(path: &str, mapping: &KeyMapping, value: &SecretValue, out: &mut Vec<
         }
         (KeyMapping::UnderPrefix { relative_key }, SecretValue::KeyValues(map)) => {
             for (property, bytes) in map {
-                out.push((format!("{relative_key}.{property}"), bytes.expose().to_vec()));
+                out.push((
+                    format!("{relative_key}.{property}"),
+                    bytes.expose().to_vec(),
+                ));
             }
         }
     }
@@ -229,7 +251,9 @@ pub fn is_valid_secret_key(key: &str) -> bool {
         && key.len() <= 253
         && key != "."
         && key != ".."
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// Secret key for a keyed hash of rendered data. Zeroized on drop, never printed.
@@ -257,7 +281,8 @@ pub fn data_hash<'a>(
     secret_type: Option<&str>,
     data: impl IntoIterator<Item = (&'a String, &'a ByteString)>,
 ) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.0).expect("HMAC accepts any key length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(&key.0).expect("HMAC accepts any key length");
     let type_bytes = secret_type.unwrap_or("").as_bytes();
     mac.update(&(type_bytes.len() as u64).to_be_bytes());
     mac.update(type_bytes);
@@ -307,7 +332,11 @@ pub struct TargetSettings<'a> {
 
 /// Builds the Secret to server-side apply: our keys only, ownership labels and annotations (owner,
 /// sources and versions, keyed data hash), and the ownerReference for `deletionPolicy: Delete`.
-pub fn render_secret(target: &TargetSettings<'_>, rendered: &RenderedData, data_hash: &str) -> Secret {
+pub fn render_secret(
+    target: &TargetSettings<'_>,
+    rendered: &RenderedData,
+    data_hash: &str,
+) -> Secret {
     let mut labels = target.labels.clone();
     labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
     let mut annotations = target.annotations.clone();
@@ -317,7 +346,10 @@ pub fn render_secret(target: &TargetSettings<'_>, rendered: &RenderedData, data_
         serde_json::to_string(&rendered.sources).expect("source records serialize"),
     );
     annotations.insert(DATA_HASH_ANNOTATION.into(), data_hash.to_string());
-    annotations.insert(GENERATION_ANNOTATION.into(), target.owner_generation.to_string());
+    annotations.insert(
+        GENERATION_ANNOTATION.into(),
+        target.owner_generation.to_string(),
+    );
     Secret {
         metadata: ObjectMeta {
             name: Some(target.name.to_string()),
@@ -346,13 +378,23 @@ pub fn parse_sources(metadata: &ObjectMeta) -> BTreeMap<String, SourceRecord> {
 
 /// The owner generation recorded on an existing Secret.
 pub fn written_generation(metadata: &ObjectMeta) -> Option<i64> {
-    metadata.annotations.as_ref()?.get(GENERATION_ANNOTATION)?.parse().ok()
+    metadata
+        .annotations
+        .as_ref()?
+        .get(GENERATION_ANNOTATION)?
+        .parse()
+        .ok()
 }
 
 /// Checks an existing Secret against its own annotations: true when the data of the keys it
 /// records still hashes to its data-hash annotation (no edit since our last write).
 pub fn is_intact(secret: &Secret, key: &HashKey, managed_type: bool) -> bool {
-    let Some(recorded) = secret.metadata.annotations.as_ref().and_then(|a| a.get(DATA_HASH_ANNOTATION)) else {
+    let Some(recorded) = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DATA_HASH_ANNOTATION))
+    else {
         return false;
     };
     let sources = parse_sources(&secret.metadata);
@@ -392,9 +434,14 @@ pub fn is_owned_by(secret: &Secret, owner_name: &str) -> bool {
 
 /// Borrows the named keys of an existing Secret, for a source whose version did not change; `None`
 /// when any key is missing (then the source is revealed again).
-pub fn reuse_keys<'a>(secret: &'a Secret, keys: &[String]) -> Option<BTreeMap<String, &'a ByteString>> {
+pub fn reuse_keys<'a>(
+    secret: &'a Secret,
+    keys: &[String],
+) -> Option<BTreeMap<String, &'a ByteString>> {
     let data = secret.data.as_ref()?;
-    keys.iter().map(|k| data.get(k).map(|v| (k.clone(), v))).collect()
+    keys.iter()
+        .map(|k| data.get(k).map(|v| (k.clone(), v)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -460,27 +507,58 @@ mod tests {
         assert_eq!(keys, ["db_api-key", "password", "port", "user", "username"]);
         assert_eq!(rendered.data["user"].0, b"admin");
         assert_eq!(rendered.sources["/app/prod/db/creds"].version, 3);
-        assert_eq!(rendered.sources["/app/prod/db/creds"].keys, ["user", "port", "username"]);
+        assert_eq!(
+            rendered.sources["/app/prod/db/creds"].keys,
+            ["user", "port", "username"]
+        );
         // Debug output names keys only.
         let debug = format!("{rendered:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("admin"), "{debug}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("admin"),
+            "{debug}"
+        );
     }
 
     #[test]
     fn rejects_conflicts_shape_mismatches_and_missing_type_keys() {
-        let a = KeyMapping::Whole { secret_key: "k".into() };
-        let b = KeyMapping::Whole { secret_key: "k".into() };
+        let a = KeyMapping::Whole {
+            secret_key: "k".into(),
+        };
+        let b = KeyMapping::Whole {
+            secret_key: "k".into(),
+        };
         let (v1, v2) = (s("1"), s("2"));
         let dup = [
-            RenderSource { path: "/a", version: 1, mappings: vec![&a], value: SourceValue::Revealed(&v1) },
-            RenderSource { path: "/b", version: 1, mappings: vec![&b], value: SourceValue::Revealed(&v2) },
+            RenderSource {
+                path: "/a",
+                version: 1,
+                mappings: vec![&a],
+                value: SourceValue::Revealed(&v1),
+            },
+            RenderSource {
+                path: "/b",
+                version: 1,
+                mappings: vec![&b],
+                value: SourceValue::Revealed(&v2),
+            },
         ];
-        assert_eq!(render_data(&dup, None).unwrap_err().reason(), "TargetKeyConflict");
+        assert_eq!(
+            render_data(&dup, None).unwrap_err().reason(),
+            "TargetKeyConflict"
+        );
 
-        let prop = KeyMapping::Property { secret_key: "k".into(), property: "missing".into() };
+        let prop = KeyMapping::Property {
+            secret_key: "k".into(),
+            property: "missing".into(),
+        };
         let creds = kv(&[("username", "secret-user")]);
         let err = render_data(
-            &[RenderSource { path: "/c", version: 1, mappings: vec![&prop], value: SourceValue::Revealed(&creds) }],
+            &[RenderSource {
+                path: "/c",
+                version: 1,
+                mappings: vec![&prop],
+                value: SourceValue::Revealed(&creds),
+            }],
             None,
         )
         .unwrap_err();
@@ -488,7 +566,12 @@ mod tests {
         assert!(err.to_string().contains("username") && !err.to_string().contains("secret-user"));
 
         let err = render_data(
-            &[RenderSource { path: "/a", version: 1, mappings: vec![&a], value: SourceValue::Revealed(&v1) }],
+            &[RenderSource {
+                path: "/a",
+                version: 1,
+                mappings: vec![&a],
+                value: SourceValue::Revealed(&v1),
+            }],
             Some(SecretType::Tls),
         )
         .unwrap_err();
@@ -504,7 +587,10 @@ mod tests {
         let h1 = data_hash(&key(), Some("Opaque"), &a);
         assert!(h1.starts_with("hmac-sha256:"));
         assert_eq!(h1, data_hash(&key(), Some("Opaque"), a.iter().rev()));
-        assert_ne!(h1, data_hash(&HashKey::new(vec![8; 32]), Some("Opaque"), &a));
+        assert_ne!(
+            h1,
+            data_hash(&HashKey::new(vec![8; 32]), Some("Opaque"), &a)
+        );
         assert_ne!(h1, data_hash(&key(), Some("kubernetes.io/tls"), &a));
         let mut b = a.clone();
         b.insert("y".to_string(), ByteString(b"3".to_vec()));
@@ -519,10 +605,17 @@ mod tests {
 
     #[test]
     fn rendered_secret_round_trips_through_intact_check() {
-        let whole = KeyMapping::Whole { secret_key: "password".into() };
+        let whole = KeyMapping::Whole {
+            secret_key: "password".into(),
+        };
         let pw = s("hunter2");
         let rendered = render_data(
-            &[RenderSource { path: "/p", version: 2, mappings: vec![&whole], value: SourceValue::Revealed(&pw) }],
+            &[RenderSource {
+                path: "/p",
+                version: 2,
+                mappings: vec![&whole],
+                value: SourceValue::Revealed(&pw),
+            }],
             Some(SecretType::Opaque),
         )
         .unwrap();
@@ -550,7 +643,11 @@ mod tests {
         let annotations = serde_json::to_string(&secret.metadata.annotations).unwrap();
         assert!(!annotations.contains("hunter2"));
         // An edit to the data is detected.
-        secret.data.as_mut().unwrap().insert("password".into(), ByteString(b"edited".to_vec()));
+        secret
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("password".into(), ByteString(b"edited".to_vec()));
         assert!(!is_intact(&secret, &key(), true));
     }
 
@@ -560,6 +657,8 @@ mod tests {
         assert_eq!(prefix_key("/", "/x"), "x");
         assert_eq!(prefix_key("/app/", "/app/a+b"), "a-b");
         assert!(is_valid_secret_key("db_password.v1-x"));
-        assert!(!is_valid_secret_key("a b") && !is_valid_secret_key("..") && !is_valid_secret_key(""));
+        assert!(
+            !is_valid_secret_key("a b") && !is_valid_secret_key("..") && !is_valid_secret_key("")
+        );
     }
 }

@@ -22,6 +22,9 @@ use crate::thalassa::{self, KmsKeyStatus, KmsSummary, RevealedSecret};
 /// Shared result of a coalesced call.
 type SharedResult<T> = Shared<BoxFuture<'static, Result<Arc<T>, Arc<thalassa::Error>>>>;
 
+/// Region, path and version (`None` = current) of one reveal.
+type RevealKey = (String, String, Option<u64>);
+
 /// The metadata the operator needs about one source secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceMeta {
@@ -81,7 +84,7 @@ pub struct SourceCache {
     client: thalassa::Client,
     listings: Mutex<HashMap<(String, String), Slot<Listing>>>,
     summary: Mutex<Option<Slot<KmsSummary>>>,
-    reveals: Mutex<HashMap<(String, String, Option<u64>), SharedResult<RevealedSecret>>>,
+    reveals: Mutex<HashMap<RevealKey, SharedResult<RevealedSecret>>>,
     stats: Mutex<CacheStats>,
 }
 
@@ -130,9 +133,15 @@ impl SourceCache {
                     let client = self.client.clone();
                     let (region, prefix) = key.clone();
                     let call = async move {
-                        let secrets = client.list_secrets(&region, &prefix).await.map_err(Arc::new)?;
+                        let secrets = client
+                            .list_secrets(&region, &prefix)
+                            .await
+                            .map_err(Arc::new)?;
                         Ok(Arc::new(Listing {
-                            secrets: secrets.iter().map(|s| (s.path.clone(), SourceMeta::from(s))).collect(),
+                            secrets: secrets
+                                .iter()
+                                .map(|s| (s.path.clone(), SourceMeta::from(s)))
+                                .collect(),
                         }))
                     }
                     .boxed()
@@ -153,16 +162,20 @@ impl SourceCache {
     }
 
     /// The KMS summary (feature gate and per-region availability), no older than `max_age`.
-    pub async fn summary(&self, max_age: Duration) -> Result<Arc<KmsSummary>, Arc<thalassa::Error>> {
+    pub async fn summary(
+        &self,
+        max_age: Duration,
+    ) -> Result<Arc<KmsSummary>, Arc<thalassa::Error>> {
         let call = {
             let mut summary = self.summary.lock().expect("summary lock");
             match summary.as_ref() {
                 Some(slot) if slot.usable(max_age) => slot.call.clone(),
                 _ => {
                     let client = self.client.clone();
-                    let call = async move { client.kms_summary().await.map(Arc::new).map_err(Arc::new) }
-                        .boxed()
-                        .shared();
+                    let call =
+                        async move { client.kms_summary().await.map(Arc::new).map_err(Arc::new) }
+                            .boxed()
+                            .shared();
                     *summary = Some(Slot {
                         started: Instant::now(),
                         call: call.clone(),
@@ -176,7 +189,11 @@ impl SourceCache {
 
     /// Metadata of one secret, for a path a listing did not show (missing, or not readable by the
     /// listing's filter): the direct call tells a definite 404 from a 403.
-    pub async fn metadata(&self, region: &str, path: &str) -> Result<SourceMeta, Arc<thalassa::Error>> {
+    pub async fn metadata(
+        &self,
+        region: &str,
+        path: &str,
+    ) -> Result<SourceMeta, Arc<thalassa::Error>> {
         self.client
             .get_secret(region, path, false)
             .await
@@ -222,7 +239,10 @@ impl SourceCache {
         // The first finisher removes the in-flight entry; later callers of the same key start a
         // new reveal, so a value is never served after its reveal completed.
         let mut reveals = self.reveals.lock().expect("reveals lock");
-        if reveals.get(&key).is_some_and(|current| current.ptr_eq(&call)) {
+        if reveals
+            .get(&key)
+            .is_some_and(|current| current.ptr_eq(&call))
+        {
             reveals.remove(&key);
         }
         result

@@ -39,8 +39,6 @@ pub mod types {
 pub mod reasons {
     /// Ready=True: the Secret holds the current data.
     pub const SYNCED: &str = "Synced";
-    /// Ready=Unknown: the first sync has not finished.
-    pub const PROGRESSING: &str = "Progressing";
     /// A feature gate is on.
     pub const ENABLED: &str = "Enabled";
     /// A feature gate is off.
@@ -119,7 +117,10 @@ impl Prerequisites {
     /// 403 when either is off) and the credentials valid.
     pub fn listing_succeeded(&mut self) {
         self.secrets_feature = Observed::ok(reasons::ENABLED, "Secrets Manager calls succeed");
-        self.kms_feature = Observed::ok(reasons::ENABLED, "Secrets Manager calls succeed, so the kms feature is on");
+        self.kms_feature = Observed::ok(
+            reasons::ENABLED,
+            "Secrets Manager calls succeed, so the kms feature is on",
+        );
         if self.authorized.as_ref().is_none_or(|a| a.ok) {
             self.authorized = Observed::ok(reasons::AUTHORIZED, "credentials accepted");
         }
@@ -128,7 +129,10 @@ impl Prerequisites {
     /// Everything a successful reveal proves: the whole chain works.
     pub fn reveal_succeeded(&mut self, region: &str) {
         self.listing_succeeded();
-        self.kms_backend = Observed::ok(reasons::AVAILABLE, format!("KMS decrypted a value in region {region}"));
+        self.kms_backend = Observed::ok(
+            reasons::AVAILABLE,
+            format!("KMS decrypted a value in region {region}"),
+        );
         if self.kms_key.as_ref().is_none_or(|k| k.ok) {
             self.kms_key = Observed::ok(reasons::ACTIVE, "the bound KMS key decrypted the value");
         }
@@ -139,9 +143,12 @@ impl Prerequisites {
     pub fn record_error(&mut self, error: &Error) {
         let message = error.to_string();
         match error.reason() {
-            "Unauthorized" => self.authorized = Observed::broken(reasons::INVALID_CREDENTIALS, message),
+            "Unauthorized" | "CredentialsUnavailable" => {
+                self.authorized = Observed::broken(reasons::INVALID_CREDENTIALS, message)
+            }
             "Forbidden" => {
-                self.secrets_feature = Observed::ok(reasons::ENABLED, "the API answered with a permission error");
+                self.secrets_feature =
+                    Observed::ok(reasons::ENABLED, "the API answered with a permission error");
                 self.authorized = Observed::broken(reasons::PERMISSION_DENIED, message);
             }
             "SecretsFeatureDisabled" => {
@@ -178,12 +185,27 @@ pub fn next_conditions(
 ) -> Vec<Condition> {
     let mut next = Vec::with_capacity(types::ALL.len());
     let (ready_status, ready_reason, ready_message) = match ready {
-        Ok(()) => ("True", reasons::SYNCED, "the Secret holds the current version of every source".to_string()),
+        Ok(()) => (
+            "True",
+            reasons::SYNCED,
+            "the Secret holds the current version of every source".to_string(),
+        ),
         Err(e) => ("False", e.reason(), e.to_string()),
     };
-    next.push(condition(previous, types::READY, ready_status, ready_reason, ready_message, generation, now));
+    next.push(condition(
+        previous,
+        types::READY,
+        ready_status,
+        ready_reason,
+        ready_message,
+        generation,
+        now,
+    ));
     let links = [
-        (types::SECRETS_FEATURE_ENABLED, &prerequisites.secrets_feature),
+        (
+            types::SECRETS_FEATURE_ENABLED,
+            &prerequisites.secrets_feature,
+        ),
         (types::KMS_FEATURE_ENABLED, &prerequisites.kms_feature),
         (types::KMS_BACKEND_AVAILABLE, &prerequisites.kms_backend),
         (types::KMS_KEY_ACTIVE, &prerequisites.kms_key),
@@ -191,7 +213,11 @@ pub fn next_conditions(
     ];
     for (type_, observed) in links {
         let (status, reason, message) = match observed {
-            Some(o) => (if o.ok { "True" } else { "False" }, o.reason, o.message.clone()),
+            Some(o) => (
+                if o.ok { "True" } else { "False" },
+                o.reason,
+                o.message.clone(),
+            ),
             None => match previous.iter().find(|c| c.type_ == type_) {
                 Some(old) => {
                     next.push(Condition {
@@ -200,10 +226,16 @@ pub fn next_conditions(
                     });
                     continue;
                 }
-                None => ("Unknown", reasons::NOT_CHECKED, "not checked yet".to_string()),
+                None => (
+                    "Unknown",
+                    reasons::NOT_CHECKED,
+                    "not checked yet".to_string(),
+                ),
             },
         };
-        next.push(condition(previous, type_, status, reason, message, generation, now));
+        next.push(condition(
+            previous, type_, status, reason, message, generation, now,
+        ));
     }
     next
 }
@@ -302,7 +334,9 @@ mod tests {
         assert_eq!(ready.observed_generation, Some(2));
 
         // A failure flips Ready and the failing link only.
-        let err = Error::KmsBackendUnavailable { region: "nl-01".into() };
+        let err = Error::KmsBackendUnavailable {
+            region: "nl-01".into(),
+        };
         p.record_error(&err);
         let third = next_conditions(&second, &p, Err(&err), Some(2), &at(300));
         let get = |t: &str| third.iter().find(|c| c.type_ == t).unwrap().clone();
@@ -310,9 +344,15 @@ mod tests {
         assert_eq!(get(types::READY).reason, "KmsBackendUnavailable");
         assert_eq!(get(types::READY).last_transition_time, at(300));
         assert_eq!(get(types::KMS_BACKEND_AVAILABLE).status, "False");
-        assert_eq!(get(types::KMS_BACKEND_AVAILABLE).reason, reasons::UNAVAILABLE);
+        assert_eq!(
+            get(types::KMS_BACKEND_AVAILABLE).reason,
+            reasons::UNAVAILABLE
+        );
         assert_eq!(get(types::SECRETS_FEATURE_ENABLED).status, "True");
-        assert_eq!(get(types::SECRETS_FEATURE_ENABLED).last_transition_time, at(100));
+        assert_eq!(
+            get(types::SECRETS_FEATURE_ENABLED).last_transition_time,
+            at(100)
+        );
     }
 
     #[test]
@@ -327,8 +367,14 @@ mod tests {
     #[test]
     fn unknown_until_checked() {
         let conditions = next_conditions(&[], &Prerequisites::default(), Ok(()), None, &at(1));
-        let kms = conditions.iter().find(|c| c.type_ == types::KMS_KEY_ACTIVE).unwrap();
-        assert_eq!((kms.status.as_str(), kms.reason.as_str()), ("Unknown", reasons::NOT_CHECKED));
+        let kms = conditions
+            .iter()
+            .find(|c| c.type_ == types::KMS_KEY_ACTIVE)
+            .unwrap();
+        assert_eq!(
+            (kms.status.as_str(), kms.reason.as_str()),
+            ("Unknown", reasons::NOT_CHECKED)
+        );
     }
 
     #[test]
@@ -340,11 +386,23 @@ mod tests {
         };
         let mut new = old.clone();
         new.last_check_time = Some(at(60));
-        assert!(!needs_write(Some(&old), &new, std::time::Duration::from_secs(600)));
+        assert!(!needs_write(
+            Some(&old),
+            &new,
+            std::time::Duration::from_secs(600)
+        ));
         new.last_check_time = Some(at(601));
-        assert!(needs_write(Some(&old), &new, std::time::Duration::from_secs(600)));
+        assert!(needs_write(
+            Some(&old),
+            &new,
+            std::time::Duration::from_secs(600)
+        ));
         new.last_check_time = Some(at(60));
         new.observed_generation = Some(2);
-        assert!(needs_write(Some(&old), &new, std::time::Duration::from_secs(600)));
+        assert!(needs_write(
+            Some(&old),
+            &new,
+            std::time::Duration::from_secs(600)
+        ));
     }
 }

@@ -16,7 +16,10 @@ async fn canary_value_never_leaves_the_secret() {
         base64::engine::general_purpose::STANDARD.encode(&canary)
     };
     h.create_string("/app/canary/password", &canary);
-    h.create_kv("/app/canary/creds", &[("username", &canary), ("other", "x")]);
+    h.create_kv(
+        "/app/canary/creds",
+        &[("username", &canary), ("other", "x")],
+    );
     h.start_operator(&[]).await;
     h.apply_yaml(
         r#"apiVersion: secrets.thalassa.cloud/v1alpha1
@@ -32,9 +35,14 @@ spec:
 "#,
     )
     .await;
-    h.wait_condition("canary", "Ready", "True", Some("Synced")).await;
+    h.wait_condition("canary", "Ready", "True", Some("Synced"))
+        .await;
     let secret = h.secrets().get("canary").await.unwrap();
-    assert_eq!(secret_data(&secret)["password"], canary.as_bytes(), "the canary is in the Secret");
+    assert_eq!(
+        secret_data(&secret)["password"],
+        canary.as_bytes(),
+        "the canary is in the Secret"
+    );
 
     // Error paths that handle the value: a missing property of a key/value secret (the message
     // lists properties), a string secret read with a property, a disabled key, a new version.
@@ -52,25 +60,41 @@ spec:
 "#,
     )
     .await;
-    h.wait_condition("broken", "Ready", "False", Some("SourceFormatMismatch")).await;
+    h.wait_condition("broken", "Ready", "False", Some("SourceFormatMismatch"))
+        .await;
     h.emulator
         .control()
-        .put_secret_value(REGION, "/app/canary/password", SeedValue::String(format!("{canary}-2")))
+        .put_secret_value(
+            REGION,
+            "/app/canary/password",
+            SeedValue::String(format!("{canary}-2")),
+        )
         .unwrap();
     h.wait_secret("canary", "second canary version", |d| {
         d.get("password").map(Vec::as_slice) == Some(format!("{canary}-2").as_bytes())
     })
     .await;
-    h.emulator.control().set_key_status(REGION, &h.key, "disabled").unwrap();
-    h.wait_condition("canary", "Ready", "False", Some("KmsKeyNotActive")).await;
+    h.emulator
+        .control()
+        .set_key_status(REGION, &h.key, "disabled")
+        .unwrap();
+    h.wait_condition("canary", "Ready", "False", Some("KmsKeyNotActive"))
+        .await;
 
     // Collect everything the operator produced.
     let mut outputs = vec![("operator log".to_string(), h.operator_log())];
     let (ok, events) = kubectl(&["get", "events", "-n", h.ns(), "-o", "yaml"], None).await;
     assert!(ok, "{events}");
-    assert!(events.contains("SecretCreated"), "events were recorded: {events}");
+    assert!(
+        events.contains("SecretCreated"),
+        "events were recorded: {events}"
+    );
     outputs.push(("events".into(), events));
-    let (ok, resources) = kubectl(&["get", "thalassasecrets", "-n", h.ns(), "-o", "yaml"], None).await;
+    let (ok, resources) = kubectl(
+        &["get", "thalassasecrets", "-n", h.ns(), "-o", "yaml"],
+        None,
+    )
+    .await;
     assert!(ok, "{resources}");
     outputs.push(("ThalassaSecret status".into(), resources));
     let port = h.operator.as_ref().unwrap().port;
@@ -79,11 +103,18 @@ spec:
             outputs.push((format!("GET {path}"), body));
         }
     }
-    assert!(outputs[0].1.lines().count() > 20, "the operator logged at debug level");
+    assert!(
+        outputs[0].1.lines().count() > 20,
+        "the operator logged at debug level"
+    );
     let token = h.emulator.token().to_string();
     for (what, text) in &outputs {
         for needle in [canary.as_str(), canary_b64.as_str(), token.as_str()] {
-            assert!(!text.contains(needle), "{what} contains a secret ({} bytes searched)", text.len());
+            assert!(
+                !text.contains(needle),
+                "{what} contains a secret ({} bytes searched)",
+                text.len()
+            );
         }
     }
 }

@@ -20,7 +20,10 @@ fn bytes(text: &str) -> Vec<u8> {
 async fn getting_started_flow_with_kubectl() {
     let mut h = harness("flow").await;
     h.create_string("/app/production/db/password", "s3cr3t-v1");
-    h.create_kv("/app/production/db/creds", &[("username", "admin"), ("port", "5432")]);
+    h.create_kv(
+        "/app/production/db/creds",
+        &[("username", "admin"), ("port", "5432")],
+    );
     h.create_string("/app/production/api/token", "token-v1");
     h.put_string("/app/production/api/token", "token-v2");
     h.start_operator(&[]).await;
@@ -46,7 +49,14 @@ spec:
     let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&yaml)).await;
     assert!(ok, "kubectl apply failed: {out}");
     let (ok, out) = kubectl(
-        &["wait", "--for=condition=Ready", "thalassasecret/db", "-n", h.ns(), "--timeout=60s"],
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "thalassasecret/db",
+            "-n",
+            h.ns(),
+            "--timeout=60s",
+        ],
         None,
     )
     .await;
@@ -56,11 +66,21 @@ spec:
     let data = secret_data(&secret);
     assert_eq!(data["password"], bytes("s3cr3t-v1"));
     assert_eq!(data["username"], bytes("admin"));
-    assert_eq!(data["api-token"], bytes("token-v1"), "pinned version 1 is served");
+    assert_eq!(
+        data["api-token"],
+        bytes("token-v1"),
+        "pinned version 1 is served"
+    );
     assert_eq!(data.len(), 3);
     let labels = secret.metadata.labels.clone().unwrap();
-    assert_eq!(labels["app.kubernetes.io/managed-by"], "thalassa-secrets-operator");
-    assert!(secret.metadata.owner_references.is_none(), "Retain: no ownerReference");
+    assert_eq!(
+        labels["app.kubernetes.io/managed-by"],
+        "thalassa-secrets-operator"
+    );
+    assert!(
+        secret.metadata.owner_references.is_none(),
+        "Retain: no ownerReference"
+    );
 
     let ts = h.resources().get("db").await.unwrap();
     let status = ts.status.unwrap();
@@ -78,8 +98,10 @@ spec:
     let stored = std::time::Instant::now();
     h.put_string("/app/production/db/password", "s3cr3t-v2");
     h.put_string("/app/production/api/token", "token-v3");
-    h.wait_secret("db", "password v2", |d| d.get("password") == Some(&bytes("s3cr3t-v2")))
-        .await;
+    h.wait_secret("db", "password v2", |d| {
+        d.get("password") == Some(&bytes("s3cr3t-v2"))
+    })
+    .await;
     let latency = stored.elapsed();
     println!("new version reached the Secret after {latency:?} (refresh interval 10s)");
     assert!(latency < Duration::from_secs(15), "took {latency:?}");
@@ -88,23 +110,28 @@ spec:
     let ts = h
         .wait_condition("db", "Ready", "True", Some("Synced"))
         .await;
-    assert_eq!(ts.status.unwrap().synced_versions["/app/production/db/password"], 2);
+    assert_eq!(
+        ts.status.unwrap().synced_versions["/app/production/db/password"],
+        2
+    );
 
     // dataFrom: every property of a key/value secret, and every secret under a prefix.
-    h.apply_yaml(&format!(
+    h.apply_yaml(
         r#"apiVersion: secrets.thalassa.cloud/v1alpha1
 kind: ThalassaSecret
-metadata: {{name: bulk}}
+metadata: {name: bulk}
 spec:
   refreshInterval: 10s
   dataFrom:
     - path: /app/production/db/creds
     - pathPrefix: /app/production/api/
-"#
-    ))
+"#,
+    )
     .await;
     let secret = h
-        .wait_secret("bulk", "bulk keys", |d| d.contains_key("port") && d.contains_key("token"))
+        .wait_secret("bulk", "bulk keys", |d| {
+            d.contains_key("port") && d.contains_key("token")
+        })
         .await;
     let data = secret_data(&secret);
     assert_eq!(data["username"], bytes("admin"));
@@ -131,7 +158,8 @@ spec:
 "#,
     )
     .await;
-    h.wait_condition("app", "Ready", "True", Some("Synced")).await;
+    h.wait_condition("app", "Ready", "True", Some("Synced"))
+        .await;
     let before = h.secrets().get("app").await.unwrap();
     let control = h.emulator.control();
     let token = h.emulator.token().to_string();
@@ -139,60 +167,107 @@ spec:
 
     type Switch = Box<dyn Fn(bool) + Send + Sync>;
     let scenarios: Vec<(&str, &str, &str, &str, Switch)> = vec![
-        ("secrets gate", "SecretsFeatureEnabled", "FeatureDisabled", "SecretsFeatureDisabled", {
-            let c = control.clone();
-            Box::new(move |on| c.set_feature_gates(on, true))
-        }),
-        ("kms gate", "KmsFeatureEnabled", "FeatureDisabled", "KmsFeatureDisabled", {
-            let c = control.clone();
-            Box::new(move |on| c.set_feature_gates(true, on))
-        }),
-        ("regional KMS backend", "KmsBackendAvailable", "Unavailable", "KmsBackendUnavailable", {
-            let c = control.clone();
-            Box::new(move |on| c.set_kms_available(REGION, on).unwrap())
-        }),
-        ("disabled key", "KmsKeyActive", "KeyNotActive", "KmsKeyNotActive", {
-            let (c, key) = (control.clone(), key.clone());
-            Box::new(move |on| {
-                c.set_key_status(REGION, &key, if on { "active" } else { "disabled" }).unwrap();
-            })
-        }),
-        ("key pending deletion", "KmsKeyActive", "KeyNotActive", "KmsKeyNotActive", {
-            let (c, key) = (control.clone(), key.clone());
-            Box::new(move |on| {
-                c.set_key_status(REGION, &key, if on { "active" } else { "pending_deletion" }).unwrap();
-            })
-        }),
-        ("revoked token", "Authorized", "InvalidCredentials", "Unauthorized", {
-            let (c, token) = (control.clone(), token.clone());
-            Box::new(move |on| {
-                if on {
-                    c.add_token(TokenSpec::bearer(token.clone())).unwrap();
-                } else {
-                    c.revoke_token(&token);
-                }
-            })
-        }),
-        ("read-denied path", "Authorized", "PermissionDenied", "Forbidden", {
-            let (c, token) = (control.clone(), token.clone());
-            Box::new(move |on| {
-                let access = if on {
-                    Access::default()
-                } else {
-                    Access {
-                        path_globs: Some(vec!["/other/*".into()]),
-                        ..Access::default()
+        (
+            "secrets gate",
+            "SecretsFeatureEnabled",
+            "FeatureDisabled",
+            "SecretsFeatureDisabled",
+            {
+                let c = control.clone();
+                Box::new(move |on| c.set_feature_gates(on, true))
+            },
+        ),
+        (
+            "kms gate",
+            "KmsFeatureEnabled",
+            "FeatureDisabled",
+            "KmsFeatureDisabled",
+            {
+                let c = control.clone();
+                Box::new(move |on| c.set_feature_gates(true, on))
+            },
+        ),
+        (
+            "regional KMS backend",
+            "KmsBackendAvailable",
+            "Unavailable",
+            "KmsBackendUnavailable",
+            {
+                let c = control.clone();
+                Box::new(move |on| c.set_kms_available(REGION, on).unwrap())
+            },
+        ),
+        (
+            "disabled key",
+            "KmsKeyActive",
+            "KeyNotActive",
+            "KmsKeyNotActive",
+            {
+                let (c, key) = (control.clone(), key.clone());
+                Box::new(move |on| {
+                    c.set_key_status(REGION, &key, if on { "active" } else { "disabled" })
+                        .unwrap();
+                })
+            },
+        ),
+        (
+            "key pending deletion",
+            "KmsKeyActive",
+            "KeyNotActive",
+            "KmsKeyNotActive",
+            {
+                let (c, key) = (control.clone(), key.clone());
+                Box::new(move |on| {
+                    c.set_key_status(REGION, &key, if on { "active" } else { "pending_deletion" })
+                        .unwrap();
+                })
+            },
+        ),
+        (
+            "revoked token",
+            "Authorized",
+            "InvalidCredentials",
+            "Unauthorized",
+            {
+                let (c, token) = (control.clone(), token.clone());
+                Box::new(move |on| {
+                    if on {
+                        c.add_token(TokenSpec::bearer(token.clone())).unwrap();
+                    } else {
+                        c.revoke_token(&token);
                     }
-                };
-                c.add_token(TokenSpec::bearer(token.clone()).with_access(access)).unwrap();
-            })
-        }),
+                })
+            },
+        ),
+        (
+            "read-denied path",
+            "Authorized",
+            "PermissionDenied",
+            "Forbidden",
+            {
+                let (c, token) = (control.clone(), token.clone());
+                Box::new(move |on| {
+                    let access = if on {
+                        Access::default()
+                    } else {
+                        Access {
+                            path_globs: Some(vec!["/other/*".into()]),
+                            ..Access::default()
+                        }
+                    };
+                    c.add_token(TokenSpec::bearer(token.clone()).with_access(access))
+                        .unwrap();
+                })
+            },
+        ),
     ];
 
     for (name, condition, reason, ready_reason, switch) in scenarios {
         println!("scenario: {name}");
         switch(false);
-        let ts = h.wait_condition("app", condition, "False", Some(reason)).await;
+        let ts = h
+            .wait_condition("app", condition, "False", Some(reason))
+            .await;
         let ready = ts
             .status
             .as_ref()
@@ -211,11 +286,15 @@ spec:
             "{name}: the Secret was not written at all"
         );
         switch(true);
-        h.wait_condition("app", "Ready", "True", Some("Synced")).await;
+        h.wait_condition("app", "Ready", "True", Some("Synced"))
+            .await;
         h.wait_condition("app", condition, "True", None).await;
     }
     let after = h.secrets().get("app").await.unwrap();
-    assert_eq!(after.metadata.resource_version, before.metadata.resource_version);
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
 
     // A kmsKeyIdentity that is not the bound key is refused without touching anything.
     h.apply_yaml(
@@ -230,13 +309,18 @@ spec:
 "#,
     )
     .await;
-    h.wait_condition("wrong-key", "KmsKeyActive", "False", Some("KeyMismatch")).await;
-    h.wait_condition("wrong-key", "Ready", "False", Some("KmsKeyMismatch")).await;
+    h.wait_condition("wrong-key", "KmsKeyActive", "False", Some("KeyMismatch"))
+        .await;
+    h.wait_condition("wrong-key", "Ready", "False", Some("KmsKeyMismatch"))
+        .await;
     assert!(h.secrets().get_opt("wrong-key").await.unwrap().is_none());
 
     // A definite "not found" keeps the Secret too.
-    control.delete_secret(REGION, "/app/prereq/password").unwrap();
-    h.wait_condition("app", "Ready", "False", Some("SecretNotFound")).await;
+    control
+        .delete_secret(REGION, "/app/prereq/password")
+        .unwrap();
+    h.wait_condition("app", "Ready", "False", Some("SecretNotFound"))
+        .await;
     let gone = h.secrets().get("app").await.unwrap();
     assert_eq!(gone.data, before.data);
 }
@@ -260,7 +344,8 @@ spec:
 "#,
     )
     .await;
-    h.wait_condition("app", "Ready", "True", Some("Synced")).await;
+    h.wait_condition("app", "Ready", "True", Some("Synced"))
+        .await;
     let before = h.secrets().get("app").await.unwrap();
     let control = h.emulator.control();
 
@@ -283,7 +368,13 @@ spec:
     ] {
         control.set_faults(faults);
         let ts = h.wait_condition("app", "Ready", "False", None).await;
-        let ready = ts.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+        let ready = ts
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
         println!("{name}: Ready=False reason={}", ready.reason);
         control.reset_counters();
         let window = Duration::from_secs(30);
@@ -291,13 +382,20 @@ spec:
         let requests = control.counters().total;
         println!("{name}: {requests} Thalassa requests in {window:?} while failing");
         // Backoff (honouring Retry-After) keeps this to a handful; a retry loop would be thousands.
-        assert!(requests <= 30, "{name}: {requests} requests in {window:?} is hammering");
+        assert!(
+            requests <= 30,
+            "{name}: {requests} requests in {window:?} is hammering"
+        );
         assert!(requests >= 1, "{name}: the operator kept checking");
         let during = h.secrets().get("app").await.unwrap();
-        assert_eq!(during.metadata.resource_version, before.metadata.resource_version, "{name}");
+        assert_eq!(
+            during.metadata.resource_version, before.metadata.resource_version,
+            "{name}"
+        );
         assert_eq!(during.data, before.data, "{name}");
         control.set_faults(Faults::default());
-        h.wait_condition("app", "Ready", "True", Some("Synced")).await;
+        h.wait_condition("app", "Ready", "True", Some("Synced"))
+            .await;
     }
 }
 
@@ -306,7 +404,8 @@ spec:
 async fn drift_is_repaired_after_edit_and_deletion() {
     let mut h = harness("drift").await;
     h.create_string("/app/drift/password", "original");
-    h.start_operator(&["--default-refresh-interval", "10m"]).await;
+    h.start_operator(&["--default-refresh-interval", "10m"])
+        .await;
     h.apply_yaml(
         r#"apiVersion: secrets.thalassa.cloud/v1alpha1
 kind: ThalassaSecret
@@ -318,7 +417,8 @@ spec:
 "#,
     )
     .await;
-    h.wait_condition("app", "Ready", "True", Some("Synced")).await;
+    h.wait_condition("app", "Ready", "True", Some("Synced"))
+        .await;
 
     // Edit: the refresh interval is 10 minutes, so only the watch can repair this quickly.
     let edited = std::time::Instant::now();
@@ -330,16 +430,23 @@ spec:
         )
         .await
         .unwrap();
-    h.wait_secret("app", "edit repaired", |d| d.get("password") == Some(&bytes("original")))
-        .await;
+    h.wait_secret("app", "edit repaired", |d| {
+        d.get("password") == Some(&bytes("original"))
+    })
+    .await;
     println!("edit repaired after {:?}", edited.elapsed());
     assert!(edited.elapsed() < Duration::from_secs(10));
 
     // Deletion.
     let deleted = std::time::Instant::now();
-    h.secrets().delete("app", &DeleteParams::default()).await.unwrap();
-    h.wait_secret("app", "deletion repaired", |d| d.get("password") == Some(&bytes("original")))
-        .await;
+    h.secrets()
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_secret("app", "deletion repaired", |d| {
+        d.get("password") == Some(&bytes("original"))
+    })
+    .await;
     println!("deletion repaired after {:?}", deleted.elapsed());
     assert!(deleted.elapsed() < Duration::from_secs(10));
 }
@@ -364,18 +471,36 @@ spec:
 "#
         ))
         .await;
-        h.wait_condition(name, "Ready", "True", Some("Synced")).await;
+        h.wait_condition(name, "Ready", "True", Some("Synced"))
+            .await;
     }
     let removed = h.secrets().get("removed").await.unwrap();
-    assert_eq!(removed.metadata.owner_references.as_ref().map(Vec::len), Some(1));
+    assert_eq!(
+        removed.metadata.owner_references.as_ref().map(Vec::len),
+        Some(1)
+    );
     for name in ["kept", "removed"] {
-        h.resources().delete(name, &DeleteParams::default()).await.unwrap();
+        h.resources()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
     }
     let secrets = h.secrets();
-    wait_for(Duration::from_secs(90), "garbage collection of 'removed'", || {
-        let secrets = secrets.clone();
-        async move { secrets.get_opt("removed").await.ok()?.is_none().then_some(()) }
-    })
+    wait_for(
+        Duration::from_secs(90),
+        "garbage collection of 'removed'",
+        || {
+            let secrets = secrets.clone();
+            async move {
+                secrets
+                    .get_opt("removed")
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            }
+        },
+    )
     .await;
     let kept = h.secrets().get("kept").await.unwrap();
     assert_eq!(secret_data(&kept)["password"], bytes("v"));
@@ -397,7 +522,10 @@ async fn foreign_secrets_are_refused_unless_merge_or_adopt() {
             data: Some([("theirs".to_string(), ByteString(bytes("keep")))].into()),
             ..Default::default()
         };
-        h.secrets().create(&PostParams::default(), &foreign).await.unwrap();
+        h.secrets()
+            .create(&PostParams::default(), &foreign)
+            .await
+            .unwrap();
     }
     let spec = |name: &str, policy: &str| {
         format!(
@@ -415,16 +543,22 @@ spec:
     h.apply_yaml(&spec("conflict", "Owner")).await;
     h.apply_yaml(&spec("merged", "Merge")).await;
     h.apply_yaml(&spec("adopted", "Adopt")).await;
-    h.wait_condition("conflict", "Ready", "False", Some("TargetConflict")).await;
+    h.wait_condition("conflict", "Ready", "False", Some("TargetConflict"))
+        .await;
     let untouched = h.secrets().get("conflict").await.unwrap();
-    assert_eq!(secret_data(&untouched).keys().collect::<Vec<_>>(), ["theirs"]);
+    assert_eq!(
+        secret_data(&untouched).keys().collect::<Vec<_>>(),
+        ["theirs"]
+    );
 
-    h.wait_condition("merged", "Ready", "True", Some("Synced")).await;
+    h.wait_condition("merged", "Ready", "True", Some("Synced"))
+        .await;
     let merged = secret_data(&h.secrets().get("merged").await.unwrap());
     assert_eq!(merged["theirs"], bytes("keep"));
     assert_eq!(merged["password"], bytes("from-thalassa"));
 
-    h.wait_condition("adopted", "Ready", "True", Some("Synced")).await;
+    h.wait_condition("adopted", "Ready", "True", Some("Synced"))
+        .await;
     let adopted = secret_data(&h.secrets().get("adopted").await.unwrap());
     assert_eq!(adopted.keys().collect::<Vec<_>>(), ["password"]);
 }
@@ -434,17 +568,41 @@ spec:
 async fn invalid_specs_are_rejected_at_admission() {
     let h = harness("admission").await;
     let cases = [
-        ("bad path", r#"data: [{secretKey: a, remoteRef: {path: "app/no-leading-slash"}}]"#, "spec.data[0].remoteRef.path"),
-        ("trailing slash", r#"data: [{secretKey: a, remoteRef: {path: "/app/"}}]"#, "spec.data[0].remoteRef.path"),
-        ("double slash", r#"data: [{secretKey: a, remoteRef: {path: "/app//x"}}]"#, "spec.data[0].remoteRef.path"),
-        ("bad key", r#"data: [{secretKey: "a b", remoteRef: {path: "/app/x"}}]"#, "spec.data[0].secretKey"),
+        (
+            "bad path",
+            r#"data: [{secretKey: a, remoteRef: {path: "app/no-leading-slash"}}]"#,
+            "spec.data[0].remoteRef.path",
+        ),
+        (
+            "trailing slash",
+            r#"data: [{secretKey: a, remoteRef: {path: "/app/"}}]"#,
+            "spec.data[0].remoteRef.path",
+        ),
+        (
+            "double slash",
+            r#"data: [{secretKey: a, remoteRef: {path: "/app//x"}}]"#,
+            "spec.data[0].remoteRef.path",
+        ),
+        (
+            "bad key",
+            r#"data: [{secretKey: "a b", remoteRef: {path: "/app/x"}}]"#,
+            "spec.data[0].secretKey",
+        ),
         (
             "duplicate key",
             r#"data: [{secretKey: a, remoteRef: {path: "/app/x"}}, {secretKey: a, remoteRef: {path: "/app/y"}}]"#,
             "Duplicate value",
         ),
-        ("empty", "refreshInterval: 1m", "at least one entry in data or dataFrom is required"),
-        ("short refresh", r#"{refreshInterval: 1s, data: [{secretKey: a, remoteRef: {path: "/a"}}]}"#, "refreshInterval must be at least 10s"),
+        (
+            "empty",
+            "refreshInterval: 1m",
+            "at least one entry in data or dataFrom is required",
+        ),
+        (
+            "short refresh",
+            r#"{refreshInterval: 1s, data: [{secretKey: a, remoteRef: {path: "/a"}}]}"#,
+            "refreshInterval must be at least 10s",
+        ),
         (
             "path and prefix",
             r#"dataFrom: [{path: "/a", pathPrefix: "/b/"}]"#,
@@ -455,8 +613,16 @@ async fn invalid_specs_are_rejected_at_admission() {
             r#"{target: {creationPolicy: Merge, deletionPolicy: Delete}, data: [{secretKey: a, remoteRef: {path: "/a"}}]}"#,
             "deletionPolicy Delete cannot be combined with creationPolicy Merge",
         ),
-        ("version zero", r#"data: [{secretKey: a, remoteRef: {path: "/a", version: 0}}]"#, "spec.data[0].remoteRef.version"),
-        ("bad type", r#"{target: {type: Fancy}, data: [{secretKey: a, remoteRef: {path: "/a"}}]}"#, "spec.target.type"),
+        (
+            "version zero",
+            r#"data: [{secretKey: a, remoteRef: {path: "/a", version: 0}}]"#,
+            "spec.data[0].remoteRef.version",
+        ),
+        (
+            "bad type",
+            r#"{target: {type: Fancy}, data: [{secretKey: a, remoteRef: {path: "/a"}}]}"#,
+            "spec.target.type",
+        ),
     ];
     for (name, spec, expected) in cases {
         let spec_yaml = if spec.starts_with('{') {
@@ -470,7 +636,10 @@ async fn invalid_specs_are_rejected_at_admission() {
         );
         let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&yaml)).await;
         assert!(!ok, "{name}: should be rejected");
-        assert!(out.contains(expected), "{name}: message should mention {expected:?}: {out}");
+        assert!(
+            out.contains(expected),
+            "{name}: message should mention {expected:?}: {out}"
+        );
     }
     // And target.name cannot change after creation.
     let yaml = |target: &str| {

@@ -17,9 +17,11 @@ async fn ready_count(h: &Harness) -> usize {
         .iter()
         .filter(|ts| {
             ts.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True" && c.observed_generation == ts.metadata.generation)
+                s.conditions.iter().any(|c| {
+                    c.type_ == "Ready"
+                        && c.status == "True"
+                        && c.observed_generation == ts.metadata.generation
+                })
             })
         })
         .count()
@@ -71,18 +73,22 @@ spec:
     h.put_string("/app/cost/s0", "value-0-new");
     let readers = resources.div_ceil(SOURCES).min(resources);
     let secrets = h.secrets();
-    wait_for(Duration::from_secs(60), "new version synced everywhere", || {
-        let secrets = secrets.clone();
-        async move {
-            for i in (0..resources).step_by(SOURCES) {
-                let s = secrets.get(&format!("r{i}")).await.ok()?;
-                if s.data?.get("value")?.0 != b"value-0-new" {
-                    return None;
+    wait_for(
+        Duration::from_secs(60),
+        "new version synced everywhere",
+        || {
+            let secrets = secrets.clone();
+            async move {
+                for i in (0..resources).step_by(SOURCES) {
+                    let s = secrets.get(&format!("r{i}")).await.ok()?;
+                    if s.data?.get("value")?.0 != b"value-0-new" {
+                        return None;
+                    }
                 }
+                Some(())
             }
-            Some(())
-        }
-    })
+        },
+    )
     .await;
     let changed = control.counters();
     h.stop_operator().await;
@@ -106,24 +112,47 @@ async fn provider_calls_grow_with_changes_not_with_resources() {
     println!(
         "\nprovider calls in {WINDOW:?} of steady state (refresh interval 10s), {SOURCES} paths under one prefix:"
     );
-    println!("resources  listSecrets  getSecret  kmsSummary  reveals(idle)  reveals(1 change)  readers");
+    println!(
+        "resources  listSecrets  getSecret  kmsSummary  reveals(idle)  reveals(1 change)  readers"
+    );
     for m in &rows {
         println!(
             "{:>9}  {:>11}  {:>9}  {:>10}  {:>13}  {:>17}  {:>7}",
-            m.resources, m.listings, m.gets, m.summaries, m.reveals_idle, m.reveals_after_change, m.readers_of_changed
+            m.resources,
+            m.listings,
+            m.gets,
+            m.summaries,
+            m.reveals_idle,
+            m.reveals_after_change,
+            m.readers_of_changed
         );
     }
     for m in &rows {
-        assert_eq!(m.reveals_idle, 0, "{} resources: reveals at steady state", m.resources);
-        assert_eq!(m.gets, 0, "{} resources: per-path metadata calls at steady state", m.resources);
-        assert!(m.reveals_after_change >= 1, "{} resources: the change was read", m.resources);
+        assert_eq!(
+            m.reveals_idle, 0,
+            "{} resources: reveals at steady state",
+            m.resources
+        );
+        assert_eq!(
+            m.gets, 0,
+            "{} resources: per-path metadata calls at steady state",
+            m.resources
+        );
+        assert!(
+            m.reveals_after_change >= 1,
+            "{} resources: the change was read",
+            m.resources
+        );
         assert!(
             m.reveals_after_change <= m.readers_of_changed as u64,
             "{} resources: at most one reveal per resource reading the changed path",
             m.resources
         );
     }
-    assert_eq!(rows[0].reveals_after_change, 1, "one resource: exactly one reveal per changed version");
+    assert_eq!(
+        rows[0].reveals_after_change, 1,
+        "one resource: exactly one reveal per changed version"
+    );
     // Metadata calls are shared: 100 resources cost about what one costs.
     let one = rows[0].listings.max(1);
     for m in &rows[1..] {

@@ -73,7 +73,11 @@ target_dir=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/thalassa-test-all.XXXXXX")
 # --exit-with: if this script is killed (even with SIGKILL), the control plane stops too.
-"$target_dir/debug/testenv" up --dir "$run_dir/control-plane" --exit-with $$ \
+# --crds: the operator's CRDs exist before kube-controller-manager starts, so its garbage
+# collector handles their ownerReferences at once instead of after a 30 s discovery resync.
+crd_args=()
+if compgen -G "crds/*.yaml" >/dev/null; then crd_args=(--crds crds); fi
+"$target_dir/debug/testenv" up --dir "$run_dir/control-plane" --exit-with $$ "${crd_args[@]}" \
   >"$run_dir/testenv-up.log" 2>&1 &
 up_pid=$!
 until [ -f "$run_dir/control-plane/controlplane.json" ]; do

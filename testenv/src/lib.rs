@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +55,9 @@ pub const ENV_DIR: &str = "TESTENV_DIR";
 /// Env var: directory holding `etcd`, `kube-apiserver`, `kube-controller-manager`.
 /// Without it, `tools/build-tools.sh` is run (builds on first use, then prints the cached dir).
 pub const ENV_BIN_DIR: &str = "TESTENV_BIN_DIR";
+/// Env var: CRD manifests (files or directories of `*.yaml`, `:`-separated) that a control
+/// plane started by [`ControlPlane::shared`] installs before kube-controller-manager starts.
+pub const ENV_CRDS: &str = "TESTENV_CRDS";
 /// Env var: when `1`, the run directory (logs, etcd data, certificates) is kept after the run.
 pub const ENV_KEEP: &str = "TESTENV_KEEP";
 
@@ -76,6 +80,11 @@ pub struct StartOptions {
     pub keep_dir: bool,
     /// Readiness deadline for each component; default 120 s.
     pub startup_timeout: Option<Duration>,
+    /// CRD manifests (YAML files, possibly multi-document, or directories of `*.yaml`) to
+    /// install and wait for before kube-controller-manager starts. Why: the garbage collector
+    /// only learns about kinds created later on its 30 s discovery resync, so ownerReference
+    /// cleanup of pre-installed kinds is immediate (measured ~0.1 s vs ~30–45 s).
+    pub crds: Vec<PathBuf>,
 }
 
 /// What `controlplane.json` in the run directory records; read back by [`ControlPlane::attach`].
@@ -130,7 +139,12 @@ impl ControlPlane {
         let shared = SHARED.get_or_init(|| {
             let result = match std::env::var_os(ENV_DIR).filter(|dir| !dir.is_empty()) {
                 Some(dir) => ControlPlane::attach(Path::new(&dir)),
-                None => ControlPlane::start(StartOptions::default()),
+                None => ControlPlane::start(StartOptions {
+                    crds: std::env::var_os(ENV_CRDS)
+                        .map(|paths| std::env::split_paths(&paths).collect())
+                        .unwrap_or_default(),
+                    ..StartOptions::default()
+                }),
             };
             result.map_err(|error| format!("{error:#}"))
         });
@@ -470,7 +484,15 @@ fn start_blocking(options: StartOptions) -> anyhow::Result<ControlPlane> {
         keep_dir,
         stopped: false,
     };
-    match launch(&binaries, &dir, &log_dir, timeout, &mut owned.components) {
+    let crds = crd_manifests(&options.crds)?;
+    match launch(
+        &binaries,
+        &dir,
+        &log_dir,
+        timeout,
+        &crds,
+        &mut owned.components,
+    ) {
         Ok(mut state) => {
             state.startup_millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(0);
             write_state_files(&dir, &state)?;
@@ -502,6 +524,7 @@ fn launch(
     dir: &Path,
     log_dir: &Path,
     timeout: Duration,
+    crds: &[CustomResourceDefinition],
     components: &mut Vec<Component>,
 ) -> anyhow::Result<State> {
     let pki = Pki::generate(&dir.join("pki"))?;
@@ -593,6 +616,12 @@ fn launch(
         runtime.block_on(probe_http(&admin_client, "/readyz"))
     })?;
 
+    if !crds.is_empty() {
+        runtime
+            .block_on(install_crds(&admin_client, crds, timeout))
+            .context("installing the CRDs given in StartOptions::crds / TESTENV_CRDS")?;
+    }
+
     let kcm_args = vec![
         format!("--kubeconfig={}", path(&kubeconfig)),
         format!("--authentication-kubeconfig={}", path(&kubeconfig)),
@@ -639,6 +668,76 @@ fn launch(
             .collect(),
         startup_millis: 0,
     })
+}
+
+/// Reads every CRD from `paths` (files, or directories whose `*.yaml`/`*.yml` files are read
+/// in name order); multi-document YAML is split, empty documents are skipped.
+fn crd_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<CustomResourceDefinition>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = fs::read_dir(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .map(|entry| entry.map(|entry| entry.path()))
+                .collect::<Result<_, _>>()?;
+            entries.retain(|file| {
+                file.extension()
+                    .is_some_and(|extension| extension == "yaml" || extension == "yml")
+            });
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut crds = Vec::new();
+    for file in files {
+        let text =
+            fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(document)
+                .with_context(|| format!("parsing {}", file.display()))?;
+            if value.is_null() {
+                continue;
+            }
+            crds.push(serde_yaml::from_value(value).with_context(|| {
+                format!("{} holds something that is not a CRD", file.display())
+            })?);
+        }
+    }
+    Ok(crds)
+}
+
+/// Server-side applies the CRDs and waits until each is Established.
+async fn install_crds(
+    client: &kube::Client,
+    crds: &[CustomResourceDefinition],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    for crd in crds {
+        let name = crd
+            .metadata
+            .name
+            .clone()
+            .context("a CRD without metadata.name")?;
+        api.patch(
+            &name,
+            &kube::api::PatchParams::apply("testenv").force(),
+            &kube::api::Patch::Apply(crd),
+        )
+        .await
+        .with_context(|| format!("applying CRD {name}"))?;
+        let established = kube::runtime::wait::await_condition(
+            api.clone(),
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(timeout, established)
+            .await
+            .with_context(|| format!("CRD {name} not Established after {timeout:?}"))??;
+    }
+    Ok(())
 }
 
 /// Polls `probe` every 100 ms until it succeeds, failing early if any component has exited.

@@ -35,6 +35,10 @@ enum Commands {
         /// killed script cannot leave a control plane behind.
         #[arg(long)]
         exit_with: Option<u32>,
+        /// CRD manifest file or directory of *.yaml to install before kube-controller-manager
+        /// starts (repeatable), so its garbage collector knows those kinds from the start.
+        #[arg(long = "crds")]
+        crds: Vec<PathBuf>,
     },
 }
 
@@ -45,11 +49,17 @@ async fn main() -> anyhow::Result<()> {
             dir,
             bin_dir,
             exit_with,
-        } => up(dir, bin_dir, exit_with).await,
+            crds,
+        } => up(dir, bin_dir, exit_with, crds).await,
     }
 }
 
-async fn up(dir: PathBuf, bin_dir: Option<PathBuf>, exit_with: Option<u32>) -> anyhow::Result<()> {
+async fn up(
+    dir: PathBuf,
+    bin_dir: Option<PathBuf>,
+    exit_with: Option<u32>,
+    crds: Vec<PathBuf>,
+) -> anyhow::Result<()> {
     // Register the handlers before the (slow) start, so a signal during start-up is not lost.
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -59,6 +69,7 @@ async fn up(dir: PathBuf, bin_dir: Option<PathBuf>, exit_with: Option<u32>) -> a
             dir: Some(dir),
             keep_dir: true,
             startup_timeout: None,
+            crds,
         })
     })
     .await??;

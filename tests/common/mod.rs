@@ -13,7 +13,8 @@ use std::{
 };
 
 use k8s_openapi::{
-    api::core::v1::Secret, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    api::core::v1::Secret,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
     Api, Client, CustomResourceExt,
@@ -63,7 +64,11 @@ impl Drop for OperatorLogsOnPanic {
         {
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(80)..];
-            eprintln!("---- operator log tail ({}) ----\n{}", self.0.display(), tail.join("\n"));
+            eprintln!(
+                "---- operator log tail ({}) ----\n{}",
+                self.0.display(),
+                tail.join("\n")
+            );
         }
     }
 }
@@ -77,7 +82,9 @@ pub async fn harness(prefix: &str) -> Harness {
     let client = control_plane.client().await;
     install_crd(&client).await;
     let namespace = control_plane.temp_namespace(prefix).await;
-    let emulator = Emulator::start(EmulatorConfig::default()).await.expect("emulator starts");
+    let emulator = Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator starts");
     let key = emulator
         .control()
         .create_key(REGION, "app-key", "aes256-gcm96")
@@ -103,9 +110,13 @@ pub async fn install_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = ThalassaSecret::crd();
     let name = crd.metadata.name.clone().unwrap();
-    crds.patch(&name, &PatchParams::apply("tests").force(), &Patch::Apply(&crd))
-        .await
-        .expect("CRD applies");
+    crds.patch(
+        &name,
+        &PatchParams::apply("tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("CRD applies");
     wait_for(Duration::from_secs(30), "CRD established", || {
         let crds = crds.clone();
         let name = name.clone();
@@ -137,7 +148,10 @@ impl Harness {
 
     /// Creates a key/value secret in the emulator.
     pub fn create_kv(&self, path: &str, pairs: &[(&str, &str)]) {
-        let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self.emulator
             .control()
             .create_secret(REGION, path, &self.key, SeedValue::KeyValues(map))
@@ -156,7 +170,11 @@ impl Harness {
     pub async fn start_operator(&mut self, extra_args: &[&str]) {
         let port = free_port();
         let log = self.dir.join("operator.log");
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let err = out.try_clone().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_thalassa-secrets-operator"));
         command
@@ -194,7 +212,12 @@ impl Harness {
         let url = format!("http://127.0.0.1:{port}/readyz");
         wait_for(Duration::from_secs(60), "operator ready", || {
             let url = url.clone();
-            async move { http_get(&url).await.filter(|(status, _)| *status == 200).map(|_| ()) }
+            async move {
+                http_get(&url)
+                    .await
+                    .filter(|(status, _)| *status == 200)
+                    .map(|_| ())
+            }
         })
         .await;
     }
@@ -232,13 +255,23 @@ impl Harness {
         ts.metadata.namespace = Some(self.ns().to_string());
         let name = ts.metadata.name.clone().unwrap();
         self.resources()
-            .patch(&name, &PatchParams::apply("tests").force(), &Patch::Apply(&ts))
+            .patch(
+                &name,
+                &PatchParams::apply("tests").force(),
+                &Patch::Apply(&ts),
+            )
             .await
             .expect("ThalassaSecret applies")
     }
 
     /// Waits until the resource has a condition with this status (and reason, if given).
-    pub async fn wait_condition(&self, name: &str, type_: &str, status: &str, reason: Option<&str>) -> ThalassaSecret {
+    pub async fn wait_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> ThalassaSecret {
         let api = self.resources();
         let what = format!("{name}: {type_}={status} reason={reason:?}");
         wait_for(Duration::from_secs(60), &what, || {
@@ -308,7 +341,11 @@ where
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// GET over plain HTTP, returning (status, body).
@@ -326,9 +363,22 @@ pub fn bin_dir() -> &'static Path {
             return PathBuf::from(dir);
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/build-tools.sh");
-        let out = std::process::Command::new(script).output().expect("tools/build-tools.sh runs");
-        assert!(out.status.success(), "tools/build-tools.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim().lines().last().unwrap())
+        let out = std::process::Command::new(script)
+            .output()
+            .expect("tools/build-tools.sh runs");
+        assert!(
+            out.status.success(),
+            "tools/build-tools.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim()
+                .lines()
+                .last()
+                .unwrap(),
+        )
     })
 }
 
@@ -336,7 +386,10 @@ pub fn bin_dir() -> &'static Path {
 pub async fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String) {
     use tokio::io::AsyncWriteExt;
     let mut child = Command::new(bin_dir().join("kubectl"))
-        .env("KUBECONFIG", testenv::ControlPlane::shared().kubeconfig_path())
+        .env(
+            "KUBECONFIG",
+            testenv::ControlPlane::shared().kubeconfig_path(),
+        )
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

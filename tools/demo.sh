@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The README's first command: runs the operator's main job on a local default.
+#   - builds the operator, the Thalassa emulator and the control-plane tools (first run: minutes),
+#   - starts a real local control plane (etcd, kube-apiserver, kube-controller-manager),
+#   - starts the Thalassa emulator seeded with config/samples/emulator-seed.yaml,
+#   - installs the CRD, runs the operator, applies config/samples into namespace "demo",
+#   - waits for every ThalassaSecret to be Ready and shows the synced Secrets,
+#   - keeps running until Ctrl-C, then stops everything it started.
+# Environment: DEMO_EMULATOR_PORT (default 8787), DEMO_METRICS_PORT (default 8080).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+emulator_port=${DEMO_EMULATOR_PORT:-8787}
+metrics_port=${DEMO_METRICS_PORT:-8080}
+run=$(mktemp -d "${TMPDIR:-/tmp}/thalassa-demo.XXXXXX")
+pids=()
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+cleanup() {
+  trap - EXIT INT TERM
+  say "stopping (logs kept in $run)"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in "$emulator_port" "$metrics_port"; do
+  port_free "$port" || { echo "port $port is in use; set DEMO_EMULATOR_PORT / DEMO_METRICS_PORT" >&2; exit 1; }
+done
+
+say "building the control-plane tools (cached after the first run)"
+bin_dir=$(tools/build-tools.sh | tail -n 1)
+export PATH="$bin_dir:$PATH"
+
+say "building the operator, the emulator and testenv"
+cargo build -q --bin thalassa-secrets-operator --bin crdgen -p thalassa-secrets-operator
+cargo build -q -p thalassa-emulator -p testenv
+target=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/debug
+
+say "starting the local control plane"
+TESTENV_BIN_DIR=$bin_dir "$target/testenv" up --dir "$run/control-plane" --exit-with $$ \
+  >"$run/control-plane.log" 2>&1 &
+pids+=($!)
+until [ -f "$run/control-plane/controlplane.json" ]; do
+  kill -0 "${pids[0]}" 2>/dev/null || { cat "$run/control-plane.log" >&2; exit 1; }
+  sleep 0.2
+done
+# shellcheck source=/dev/null
+source "$run/control-plane/env"
+export KUBECONFIG
+
+say "starting the Thalassa emulator on 127.0.0.1:$emulator_port"
+"$target/thalassa-emulator" --listen "127.0.0.1:$emulator_port" --token emulator-token \
+  --seed config/samples/emulator-seed.yaml >"$run/emulator.log" 2>&1 &
+pids+=($!)
+until (exec 3<>"/dev/tcp/127.0.0.1/$emulator_port") 2>/dev/null; do sleep 0.2; done
+printf 'emulator-token' >"$run/token"
+
+say "installing the CRD and starting the operator"
+kubectl apply --server-side -f crds/ >/dev/null
+kubectl wait --for=condition=Established crd/thalassasecrets.secrets.thalassa.cloud --timeout=60s >/dev/null
+kubectl create namespace thalassa-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+"$target/thalassa-secrets-operator" \
+  --thalassa-url "http://127.0.0.1:$emulator_port" --organisation org-local --region nl-01 \
+  --token-file "$run/token" --operator-namespace thalassa-system \
+  --default-refresh-interval 15s --metrics-addr "127.0.0.1:$metrics_port" >"$run/operator.log" 2>&1 &
+pids+=($!)
+
+say "applying config/samples into namespace demo"
+kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -n demo -k config/samples
+kubectl wait -n demo --for=condition=Ready thalassasecret --all --timeout=120s
+kubectl get thalassasecrets -n demo
+echo
+say "the synced Secret demo/db (decoded):"
+kubectl get secret -n demo db -o go-template='{{range $k, $v := .data}}{{$k}}={{$v | base64decode}}{{"\n"}}{{end}}'
+
+cat <<EOF
+
+The operator keeps these Secrets in sync until you press Ctrl-C. Try, in another terminal:
+
+  export KUBECONFIG=$KUBECONFIG
+  kubectl get thalassasecrets -n demo -w
+  kubectl describe thalassasecret -n demo db
+
+  # store a new version in the emulator; the Secret follows within the refresh interval (15s)
+  curl -s -X POST http://127.0.0.1:$emulator_port/v1/secrets/nl-01/secret/app/production/db/password/versions \\
+    -H 'Authorization: Bearer emulator-token' -H 'X-Organisation-Identity: org-local' \\
+    -H 'Content-Type: application/json' \\
+    -d "{\"secretString\": \"\$(printf new-password | base64)\"}"
+
+  # switch the kms feature gate off: Ready=False, KmsFeatureEnabled=False, the Secret stays as it is
+  curl -s -X PUT http://127.0.0.1:$emulator_port/_emulator/feature-gates \\
+    -H 'Content-Type: application/json' -d '{"kms": false}'
+  # ... and back on
+  curl -s -X PUT http://127.0.0.1:$emulator_port/_emulator/feature-gates \\
+    -H 'Content-Type: application/json' -d '{"kms": true}'
+
+  # edit or delete the Secret: the operator repairs it at once
+  kubectl delete secret -n demo db
+
+Logs: $run/operator.log, $run/emulator.log, $run/control-plane/logs/
+EOF
+wait "${pids[2]}"
