@@ -29,6 +29,41 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller (the default).
     Run,
+    /// Check the Thalassa connection link by link (credentials, feature gates, regional KMS, a
+    /// key, reveal permission on a path) and print what to fix. Needs no Kubernetes access;
+    /// exits with status 1 when a check fails. Never prints a secret value.
+    Check {
+        /// Region to check. Default: --region.
+        #[arg(id = "check_region", value_name = "REGION")]
+        region: Option<String>,
+        /// KMS key (identity or slug) that must exist, be active and be symmetric.
+        #[arg(long)]
+        key: Option<String>,
+        /// Secret path to read and reveal with getSecretValue (the value is never printed).
+        #[arg(long)]
+        path: Option<String>,
+    },
+}
+
+impl Cli {
+    /// Parses the process arguments like [`Parser::parse`], but with every shared flag global,
+    /// so connection flags may also follow the subcommand (`check --organisation o …`).
+    pub fn parse_args() -> Self {
+        Self::try_parse_args_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Cli::parse_args`] for an explicit argument list (the first item is the program name).
+    pub fn try_parse_args_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let mut matches = Self::command()
+            .mut_args(|arg| arg.global(true))
+            .try_get_matches_from(args)?;
+        Self::from_arg_matches_mut(&mut matches)
+    }
 }
 
 /// Flags shared by all subcommands.
@@ -118,6 +153,23 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", default_value = "plain", value_parser = ["plain", "json"])]
     pub log_format: String,
+
+    /// Run several replicas with one active writer, elected through a Lease in the operator
+    /// namespace.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "thalassa-secrets-operator")]
+    pub lease_name: String,
+
+    /// How long a lease is valid without renewal; a crashed leader is replaced after this.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = parse_duration_arg)]
+    pub lease_duration: Duration,
+
+    /// This replica's identity in the Lease (the pod name in Kubernetes).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
 }
 
 /// Validated operator configuration.
@@ -139,6 +191,19 @@ pub struct Config {
     pub hash_key_secret: String,
     /// Namespace filter, if any.
     pub watch_namespace: Option<String>,
+    /// Leader election, when enabled.
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// Leader-election settings.
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    /// Lease name (in the operator namespace).
+    pub lease_name: String,
+    /// Lease duration.
+    pub lease_duration: Duration,
+    /// This replica's identity.
+    pub identity: String,
 }
 
 /// A configuration problem found at start-up.
@@ -179,6 +244,20 @@ impl Args {
                 "--thalassa-rate-limit and --thalassa-rate-burst must be positive".into(),
             ));
         }
+        let leader_election = if self.leader_election {
+            if self.lease_duration < Duration::from_secs(5) {
+                return Err(ConfigError("--lease-duration must be at least 5s".into()));
+            }
+            Some(LeaderElection {
+                lease_name: self.lease_name,
+                lease_duration: self.lease_duration,
+                identity: self.pod_name.filter(|p| !p.is_empty()).unwrap_or_else(|| {
+                    format!("thalassa-secrets-operator-{:08x}", rand::random::<u32>())
+                }),
+            })
+        } else {
+            None
+        };
         let mut thalassa =
             thalassa::ClientConfig::new(self.thalassa_url, organisation, credentials);
         thalassa.project = self.project.filter(|p| !p.trim().is_empty());
@@ -193,6 +272,7 @@ impl Args {
             operator_namespace: self.operator_namespace,
             hash_key_secret: self.hash_key_secret,
             watch_namespace: self.watch_namespace,
+            leader_election,
         })
     }
 

@@ -7,11 +7,14 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
-use futures::{StreamExt, future::join_all};
+use futures::{StreamExt, TryStreamExt, future::join_all};
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::OwnerReference};
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -37,10 +40,12 @@ use crate::{
         OWNER_ANNOTATION, SecretType, ThalassaSecret,
     },
     error::{Error, Result},
+    metrics::Metrics,
     render::{
         self, HashKey, KeyMapping, RenderSource, SourceValue, TargetSettings, data_hash, is_intact,
         is_owned_by, parse_sources, prefix_key, render_data, render_secret, reuse_keys,
     },
+    server::Readiness,
     sources::{SourceCache, SourceMeta, parent_prefix},
     status::{self, Observed, Prerequisites, reasons},
     thalassa::{self, KmsKeyStatus},
@@ -72,6 +77,8 @@ pub struct Context {
     /// Caps how many periodic checks run at once, so new and edited resources always find a
     /// free reconcile slot.
     periodic_lane: Semaphore,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -83,6 +90,7 @@ impl Context {
         hash_key: HashKey,
         secrets: Store<PartialObjectMeta<Secret>>,
         reporter: Reporter,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let periodic_slots = usize::from(config.concurrency / 2).max(1);
         Context {
@@ -95,6 +103,7 @@ impl Context {
             verified: Mutex::default(),
             failures: Mutex::default(),
             periodic_lane: Semaphore::new(periodic_slots),
+            metrics,
         }
     }
 }
@@ -243,7 +252,11 @@ pub async fn reconcile(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Act
         name = ts.name_any(),
         generation = ts.metadata.generation.unwrap_or_default()
     );
-    reconcile_inner(ts, ctx).instrument(span).await
+    let started = std::time::Instant::now();
+    let metrics = ctx.metrics.clone();
+    let result = reconcile_inner(ts, ctx).instrument(span).await;
+    metrics.reconciled(started.elapsed(), result.as_ref().err().map(Error::reason));
+    result
 }
 
 async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Action> {
@@ -295,6 +308,8 @@ async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<A
     write_status(&ts, &ctx, &validated, &result, &prerequisites).await?;
     match result {
         Ok(_) => {
+            ctx.metrics
+                .checked(&ts.namespace().unwrap_or_default(), &ts.name_any());
             ctx.failures
                 .lock()
                 .expect("failures lock")
@@ -823,6 +838,13 @@ async fn write_status(
         ts.metadata.generation,
         &now,
     );
+    ctx.metrics.set_conditions(
+        &ts.namespace().unwrap_or_default(),
+        &ts.name_any(),
+        conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str())),
+    );
     let mut next = old.cloned().unwrap_or_default();
     next.conditions = conditions;
     next.observed_generation = ts.metadata.generation;
@@ -899,15 +921,54 @@ fn owner_of(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<ThalassaSecre
     Some(ObjectRef::new(owner).within(namespace))
 }
 
+/// Tracks the first complete listing of each watch, to report readiness.
+struct SyncedWatches {
+    readiness: Readiness,
+    secrets: AtomicBool,
+    resources: AtomicBool,
+}
+
+impl SyncedWatches {
+    fn observe<K>(&self, event: &watcher::Event<K>, flag: impl Fn(&Self) -> &AtomicBool) {
+        if matches!(event, watcher::Event::InitDone) {
+            flag(self).store(true, Ordering::SeqCst);
+            if self.secrets.load(Ordering::SeqCst)
+                && self.resources.load(Ordering::SeqCst)
+                && !self.readiness.get()
+            {
+                self.readiness.set(true);
+                info!("caches synced; ready");
+            }
+        }
+    }
+}
+
+/// Everything `run` needs besides the clients.
+pub struct RunSettings {
+    /// Data-hash key.
+    pub hash_key: HashKey,
+    /// Event reporter identity.
+    pub reporter: Reporter,
+    /// Metrics shared with the HTTP server and the Thalassa client.
+    pub metrics: Arc<Metrics>,
+    /// Set once the watches have listed everything.
+    pub readiness: Readiness,
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
     config: Config,
     thalassa: thalassa::Client,
-    hash_key: HashKey,
-    reporter: Reporter,
+    settings: RunSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let RunSettings {
+        hash_key,
+        reporter,
+        metrics,
+        readiness,
+    } = settings;
     let (resources, secrets_api): (Api<ThalassaSecret>, Api<PartialObjectMeta<Secret>>) =
         match &config.watch_namespace {
             Some(ns) => (
@@ -916,7 +977,16 @@ pub async fn run(
             ),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
+    // Ready once both watches have listed everything (the caches are synced). Seen on the
+    // streams themselves: `Store::wait_until_ready` wakes only one waiter, and the controller
+    // already waits on the resource store.
+    let synced = Arc::new(SyncedWatches {
+        readiness,
+        secrets: AtomicBool::new(false),
+        resources: AtomicBool::new(false),
+    });
     let (secret_store, secret_writer) = reflector::store();
+    let secrets_synced = synced.clone();
     let secret_stream = reflector(
         secret_writer,
         watcher(
@@ -924,22 +994,38 @@ pub async fn run(
             watcher::Config::default().labels(MANAGED_SELECTOR),
         ),
     )
+    .inspect_ok(move |event| secrets_synced.observe(event, |s| &s.secrets))
     .default_backoff()
     .touched_objects();
 
     let (resource_store, resource_writer) = reflector::store();
+    let resources_synced = synced.clone();
     // Status writes bump resourceVersion but not generation: filtering on generation (and
     // annotations) keeps our own status patches from re-triggering reconciles.
     let resource_stream = reflector(
         resource_writer,
         watcher(resources, watcher::Config::default().any_semantic()),
     )
+    .inspect_ok(move |event| resources_synced.observe(event, |s| &s.resources))
     .default_backoff()
     .applied_objects()
     .predicate_filter(
         predicates::generation.combine(predicates::annotations),
         Default::default(),
     );
+
+    // Metrics of deleted resources are dropped (deletions do not reach the reconciler).
+    let prune_store = resource_store.clone();
+    let prune_metrics = metrics.clone();
+    let prune_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            prune_metrics.retain_resources(|ns, name| {
+                prune_store.get(&ObjectRef::new(name).within(ns)).is_some()
+            });
+        }
+    });
 
     let concurrency = config.concurrency;
     let ctx = Arc::new(Context::new(
@@ -949,6 +1035,7 @@ pub async fn run(
         hash_key,
         secret_store,
         reporter,
+        metrics,
     ));
     Controller::for_stream(resource_stream, resource_store)
         .watches_stream(secret_stream, owner_of)
@@ -961,6 +1048,7 @@ pub async fn run(
             }
         })
         .await;
+    prune_task.abort();
 }
 
 /// Reads the data-hash key from its Secret, creating the Secret with 32 random bytes when missing.

@@ -140,7 +140,8 @@ pub struct RemoteRef {
     /// Pin a version. Without it the current version is used and followed as new versions are
     /// stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    // int64 in the schema: the apiserver warns about the unknown format "uint64".
+    #[schemars(with = "Option<i64>", range(min = 1))]
     pub version: Option<u64>,
 }
 
@@ -300,6 +301,7 @@ pub struct ThalassaSecretStatus {
     pub secret_name: Option<String>,
     /// Version written to the Secret, per source path.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, i64>")]
     pub synced_versions: BTreeMap<String, u64>,
     /// Identity of the KMS key that protected the values last read.
     #[serde(default, skip_serializing_if = "Option::is_none")]

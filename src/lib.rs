@@ -3,10 +3,13 @@
 //!
 //! The binary in `main.rs` only wires these modules together.
 
+pub mod check;
 pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod leader;
+pub mod metrics;
 pub mod render;
 pub mod server;
 pub mod sources;

@@ -2,12 +2,15 @@
 //! clients, the HTTP server and the controller together. All logic lives in the library.
 
 use anyhow::{Context as _, bail};
-use clap::Parser;
 use kube::{Api, Client, runtime::events::Reporter};
+use std::sync::Arc;
+
 use thalassa_operator::{
     config::{Cli, Command},
-    controller,
+    controller::{self, RunSettings},
     crd::ThalassaSecret,
+    leader,
+    metrics::Metrics,
     server::{self, Readiness},
     telemetry, thalassa,
 };
@@ -16,15 +19,50 @@ use tokio::sync::watch;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     thalassa::install_crypto_provider();
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     telemetry::init(cli.args.log_format == "json");
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.args).await,
+        Command::Check { region, key, path } => check(cli.args, region, key, path).await,
     }
 }
 
-async fn run(args: thalassa_operator::config::Args) -> anyhow::Result<()> {
+/// `check`: walks the Thalassa dependency chain, prints the table and exits with status 1 when a
+/// check failed. Needs no Kubernetes access.
+async fn check(
+    args: thalassa_operator::config::Args,
+    region: Option<String>,
+    key: Option<String>,
+    path: Option<String>,
+) -> anyhow::Result<()> {
+    use thalassa_operator::check;
     let config = args.into_config()?;
+    let region = region.unwrap_or(config.default_region);
+    println!(
+        "Checking Thalassa at {} (organisation {}{}), region {region}\n",
+        config.thalassa.base_url,
+        config.thalassa.organisation,
+        config
+            .thalassa
+            .project
+            .as_deref()
+            .map(|p| format!(", project {p}"))
+            .unwrap_or_default()
+    );
+    let client =
+        thalassa::Client::new(config.thalassa).context("invalid Thalassa client settings")?;
+    let results = check::run_checks(&client, &region, key.as_deref(), path.as_deref()).await;
+    print!("{}", check::render_table(&results));
+    if check::any_failed(&results) {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn run(args: thalassa_operator::config::Args) -> anyhow::Result<()> {
+    let mut config = args.into_config()?;
+    let metrics = Arc::new(Metrics::new());
+    config.thalassa.observer = Some(metrics.clone());
     let client = Client::try_default()
         .await
         .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
@@ -66,20 +104,75 @@ async fn run(args: thalassa_operator::config::Args) -> anyhow::Result<()> {
     let server = tokio::spawn(server::serve(
         config.metrics_addr,
         readiness.clone(),
+        metrics.clone(),
         stopped(stop_rx.clone()),
     ));
-    tracing::info!(addr = %config.metrics_addr, "serving /healthz and /readyz");
-    readiness.set(true);
-    controller::run(
-        client,
-        config,
-        thalassa,
-        hash_key,
-        reporter,
-        stopped(stop_rx),
-    )
-    .await;
+    tracing::info!(addr = %config.metrics_addr, "serving /healthz, /readyz and /metrics");
+    let settings = |readiness: Readiness| RunSettings {
+        hash_key: hash_key.clone(),
+        reporter: reporter.clone(),
+        metrics: metrics.clone(),
+        readiness,
+    };
+
+    let mut lost_lease = false;
+    match config.leader_election.clone() {
+        None => {
+            controller::run(
+                client,
+                config,
+                thalassa,
+                settings(readiness.clone()),
+                stopped(stop_rx.clone()),
+            )
+            .await;
+        }
+        Some(election) => {
+            let mut leadership =
+                leader::join(client.clone(), &config.operator_namespace, &election)
+                    .await
+                    .context("cannot join the leader election")?;
+            // A follower knows its role, so it is ready (to take over).
+            readiness.set(true);
+            tracing::info!(identity = %election.identity, lease = %election.lease_name, "waiting for the leader lease");
+            let acquired = tokio::select! {
+                acquired = leadership.acquired() => acquired,
+                _ = stopped(stop_rx.clone()) => false,
+            };
+            if acquired {
+                tracing::info!(identity = %election.identity, "became the leader");
+                metrics.set_leader(true);
+                readiness.set(false);
+                let state = leadership.subscribe();
+                let shutdown = {
+                    let stop = stopped(stop_rx.clone());
+                    let lost = leader::lost(state.clone());
+                    async move {
+                        tokio::select! {
+                            _ = stop => {}
+                            _ = lost => {}
+                        }
+                    }
+                };
+                controller::run(
+                    client,
+                    config,
+                    thalassa,
+                    settings(readiness.clone()),
+                    shutdown,
+                )
+                .await;
+                lost_lease = !*state.borrow() && !*stop_rx.borrow();
+                metrics.set_leader(false);
+            }
+            leadership.release().await;
+        }
+    }
     readiness.set(false);
+    if lost_lease {
+        // Exit so Kubernetes restarts this replica as a follower with clean state.
+        bail!("lost the leader lease; exiting");
+    }
     server
         .await
         .context("server task")?

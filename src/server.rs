@@ -1,5 +1,5 @@
-//! The operator's HTTP port: `/healthz` (the process is alive) and `/readyz` (the controller's
-//! watches are running).
+//! The operator's HTTP port: `/healthz` (the process is alive), `/readyz` (caches synced, or the
+//! replica knows it is a follower) and `/metrics` (Prometheus text format).
 
 use std::{
     net::SocketAddr,
@@ -9,7 +9,15 @@ use std::{
     },
 };
 
-use axum::{Router, extract::State, http::StatusCode, routing::get};
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
+
+use crate::metrics::Metrics;
 
 /// Readiness shared between the controller and the server.
 #[derive(Clone, Default)]
@@ -27,31 +35,51 @@ impl Readiness {
     }
 }
 
+#[derive(Clone)]
+struct ServerState {
+    readiness: Readiness,
+    metrics: Arc<Metrics>,
+}
+
 /// Builds the router.
-pub fn router(readiness: Readiness) -> Router {
+pub fn router(readiness: Readiness, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(|State(r): State<Readiness>| async move {
-                if r.get() {
+            get(|State(s): State<ServerState>| async move {
+                if s.readiness.get() {
                     (StatusCode::OK, "ready")
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, "not ready")
                 }
             }),
         )
-        .with_state(readiness)
+        .route(
+            "/metrics",
+            get(|State(s): State<ServerState>| async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    s.metrics.encode(),
+                )
+                    .into_response()
+            }),
+        )
+        .with_state(ServerState { readiness, metrics })
 }
 
 /// Serves the router until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     readiness: Readiness,
+    metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(readiness))
+    axum::serve(listener, router(readiness, metrics))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -1156,3 +1156,179 @@ async fn operator_with_namespaced_chart_rbac_syncs_samples_and_uninstall_keeps_s
 async fn operator_with_cluster_chart_rbac_syncs_samples_and_uninstall_keeps_secrets() {
     operator_with_chart_permissions(true).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Grafana dashboard
+// ---------------------------------------------------------------------------------------------
+
+/// Every metric the operator exports (`src/metrics.rs`), as PromQL names it.
+const OPERATOR_METRICS: &[&str] = &[
+    "thalassa_operator_reconcile_runs_total",
+    "thalassa_operator_reconcile_errors_total",
+    "thalassa_operator_reconcile_duration_seconds",
+    "thalassa_operator_thalassa_requests_total",
+    "thalassa_operator_thalassa_request_duration_seconds",
+    "thalassa_operator_thalassa_reveals_total",
+    "thalassa_operator_thalassa_metadata_requests_total",
+    "thalassa_operator_thalassa_rate_limit_wait_seconds_total",
+    "thalassa_operator_resources",
+    "thalassa_operator_last_successful_check_timestamp_seconds",
+    "thalassa_operator_leader",
+];
+
+/// The histograms among [`OPERATOR_METRICS`] (queried through `_bucket`, `_sum`, `_count`).
+const OPERATOR_HISTOGRAMS: &[&str] = &[
+    "thalassa_operator_reconcile_duration_seconds",
+    "thalassa_operator_thalassa_request_duration_seconds",
+];
+
+/// The `thalassa_operator_*` metric names in a PromQL expression, with histogram series
+/// suffixes mapped to the histogram's name.
+fn queried_metrics(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("thalassa_operator_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|base| OPERATOR_HISTOGRAMS.contains(base))
+            })
+            .unwrap_or(name);
+        names.push(base.to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// Every `targets[].expr` of every panel (rows may nest panels).
+fn dashboard_exprs(panels: &serde_json::Value, out: &mut Vec<String>) {
+    for panel in panels.as_array().into_iter().flatten() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or_default();
+            assert!(
+                !expr.is_empty(),
+                "panel {:?} has a target without expr",
+                panel["title"]
+            );
+            out.push(expr.to_owned());
+        }
+        dashboard_exprs(&panel["panels"], out);
+    }
+}
+
+#[tokio::test]
+async fn grafana_dashboard_configmap_embeds_a_dashboard_of_operator_metrics() {
+    let base = [
+        "--set",
+        "thalassa.organisation=o",
+        "--set",
+        "credentials.existingSecret=c",
+    ];
+    let off = documents(&template("tso", "thalassa-system", &base).await);
+    assert!(
+        !off.iter().any(|d| kind(d) == "ConfigMap"),
+        "no dashboard ConfigMap by default"
+    );
+
+    let mut on = base.to_vec();
+    on.extend(["--set", "grafanaDashboard.enabled=true"]);
+    let docs = documents(&template("tso", "thalassa-system", &on).await);
+    let config_map = find(
+        &docs,
+        "ConfigMap",
+        "tso-thalassa-secrets-operator-dashboard",
+    );
+    assert_eq!(config_map["metadata"]["namespace"], "thalassa-system");
+    assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let text = config_map["data"]["thalassa-secrets-operator.json"]
+        .as_str()
+        .expect("dashboard key");
+    let dashboard: serde_json::Value = serde_json::from_str(text).expect("embedded JSON parses");
+    let file = chart().join("dashboards/thalassa-secrets-operator.json");
+    let shipped: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).expect("file parses");
+    assert_eq!(dashboard, shipped, "the ConfigMap embeds the file verbatim");
+    assert_eq!(dashboard["uid"], "thalassa-secrets-operator");
+
+    let mut exprs = Vec::new();
+    dashboard_exprs(&dashboard["panels"], &mut exprs);
+    assert!(exprs.len() >= 10, "dashboard queries: {exprs:?}");
+    let mut queried = BTreeSet::new();
+    for expr in &exprs {
+        let names = queried_metrics(expr);
+        assert!(!names.is_empty(), "{expr:?} queries no operator metric");
+        for name in names {
+            assert!(
+                OPERATOR_METRICS.contains(&name.as_str()),
+                "{expr:?} queries {name}, which the operator does not export"
+            );
+            queried.insert(name);
+        }
+    }
+    let all: BTreeSet<String> = OPERATOR_METRICS.iter().map(|m| m.to_string()).collect();
+    assert_eq!(queried, all, "every operator metric is on the dashboard");
+    // Panels use the datasource variable, so the dashboard works with any Prometheus.
+    let panels = dashboard["panels"].as_array().unwrap();
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{:?}",
+            panel["title"]
+        );
+    }
+    let ids: BTreeSet<u64> = panels.iter().filter_map(|p| p["id"].as_u64()).collect();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+
+    // Namespace, labels and annotations are configurable; the ConfigMap is a valid object.
+    let control_plane = testenv::ControlPlane::shared();
+    let target_ns = control_plane.temp_namespace("chart-dash").await;
+    let namespace = format!("grafanaDashboard.namespace={}", target_ns.name());
+    let mut custom = on.clone();
+    custom.extend([
+        "--set",
+        namespace.as_str(),
+        "--set",
+        "grafanaDashboard.labels.grafana_dashboard=null",
+        "--set",
+        "grafanaDashboard.labels.team-dashboards=thalassa",
+        "--set",
+        "grafanaDashboard.annotations.grafana_folder=Operators",
+    ]);
+    let rendered = template("tso", "thalassa-system", &custom).await;
+    let docs = documents(&rendered);
+    let config_map = find(
+        &docs,
+        "ConfigMap",
+        "tso-thalassa-secrets-operator-dashboard",
+    );
+    assert_eq!(config_map["metadata"]["namespace"], target_ns.name());
+    assert!(config_map["metadata"]["labels"]["grafana_dashboard"].is_null());
+    assert_eq!(
+        config_map["metadata"]["labels"]["team-dashboards"],
+        "thalassa"
+    );
+    assert_eq!(
+        config_map["metadata"]["annotations"]["grafana_folder"],
+        "Operators"
+    );
+    dry_run(
+        "dashboard ConfigMap",
+        &serde_yaml::to_string(config_map).unwrap(),
+    )
+    .await;
+
+    // The schema rejects unknown keys under grafanaDashboard.
+    let mut bad = on.clone();
+    bad.extend(["--set", "grafanaDashboard.label=x"]);
+    let chart = chart();
+    let mut args = vec!["template", "tso", chart.to_str().unwrap()];
+    args.extend(bad);
+    let (ok, _, err) = helm(&args).await;
+    assert!(!ok && err.contains("/grafanaDashboard"), "{err}");
+}

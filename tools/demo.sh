@@ -77,8 +77,8 @@ kubectl apply -n demo -k config/samples
 kubectl wait -n demo --for=condition=Ready thalassasecret --all --timeout=120s
 kubectl get thalassasecrets -n demo
 echo
-say "the synced Secret demo/db (decoded):"
-kubectl get secret -n demo db -o go-template='{{range $k, $v := .data}}{{$k}}={{$v | base64decode}}{{"\n"}}{{end}}'
+say "the synced Secret demo/db-creds (decoded):"
+kubectl get secret -n demo db-creds -o go-template='{{range $k, $v := .data}}{{$k}}={{$v | base64decode}}{{"\n"}}{{end}}'
 
 cat <<EOF
 
@@ -86,7 +86,7 @@ The operator keeps these Secrets in sync until you press Ctrl-C. Try, in another
 
   export KUBECONFIG=$KUBECONFIG
   kubectl get thalassasecrets -n demo -w
-  kubectl describe thalassasecret -n demo db
+  kubectl describe thalassasecret -n demo db-password
 
   # store a new version in the emulator; the Secret follows within the refresh interval (15s)
   curl -s -X POST http://127.0.0.1:$emulator_port/v1/secrets/nl-01/secret/app/production/db/password/versions \\
@@ -102,7 +102,7 @@ The operator keeps these Secrets in sync until you press Ctrl-C. Try, in another
     -H 'Content-Type: application/json' -d '{"kms": true}'
 
   # edit or delete the Secret: the operator repairs it at once
-  kubectl delete secret -n demo db
+  kubectl delete secret -n demo db-password
 
 Logs: $run/operator.log, $run/emulator.log, $run/control-plane/logs/
 EOF

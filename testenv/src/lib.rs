@@ -509,11 +509,12 @@ fn start_blocking(options: StartOptions) -> anyhow::Result<ControlPlane> {
             }
             touch_marker(&dir, KEEP_MARKER);
             touch_marker(&dir, STOPPED_MARKER);
-            Err(error.context(format!(
-                "starting the control plane in {} (kept for inspection)\n{}",
+            // The cause first, then the tails: the cause is what a reader needs in one line.
+            Err(anyhow!(
+                "starting the control plane in {} failed (directory kept for inspection): {error:#}\n{}",
                 dir.display(),
                 logs::tails(&log_dir, DEFAULT_TAIL_LINES)
-            )))
+            ))
         }
     }
 }

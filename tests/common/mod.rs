@@ -55,20 +55,50 @@ pub struct Operator {
     pub log: PathBuf,
 }
 
+impl Operator {
+    /// GET a path on the operator's HTTP port.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(&format!("http://127.0.0.1:{}{path}", self.port)).await
+    }
+
+    /// The operator's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 struct OperatorLogsOnPanic(PathBuf);
 
 impl Drop for OperatorLogsOnPanic {
     fn drop(&mut self) {
-        if std::thread::panicking()
-            && let Ok(text) = std::fs::read_to_string(&self.0)
-        {
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(80)..];
-            eprintln!(
-                "---- operator log tail ({}) ----\n{}",
-                self.0.display(),
-                tail.join("\n")
-            );
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log")
+                && let Ok(text) = std::fs::read_to_string(&path)
+            {
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(80)..];
+                eprintln!(
+                    "---- operator log tail ({}) ----\n{}",
+                    path.display(),
+                    tail.join("\n")
+                );
+            }
         }
     }
 }
@@ -92,7 +122,7 @@ pub async fn harness(prefix: &str) -> Harness {
     let dir = std::env::temp_dir().join(format!("tso-{}", namespace.name()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("token"), emulator.token()).unwrap();
-    let operator_log = dir.join("operator.log");
+    let operator_logs = dir.clone();
     Harness {
         client,
         namespace,
@@ -101,7 +131,7 @@ pub async fn harness(prefix: &str) -> Harness {
         operator: None,
         dir,
         _logs: logs,
-        _operator_logs: OperatorLogsOnPanic(operator_log),
+        _operator_logs: OperatorLogsOnPanic(operator_logs),
     }
 }
 
@@ -166,10 +196,18 @@ impl Harness {
             .expect("version stored")
     }
 
-    /// Starts the operator binary against this namespace and the emulator.
+    /// Starts the operator binary against this namespace and the emulator, and waits until it
+    /// is ready.
     pub async fn start_operator(&mut self, extra_args: &[&str]) {
+        let operator = self.spawn_operator(extra_args, "operator.log").await;
+        self.operator = Some(operator);
+    }
+
+    /// Spawns one more operator process (logging to `log_name` in the scratch dir) and waits for
+    /// `/readyz`.
+    pub async fn spawn_operator(&self, extra_args: &[&str], log_name: &str) -> Operator {
         let port = free_port();
-        let log = self.dir.join("operator.log");
+        let log = self.dir.join(log_name);
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -181,9 +219,11 @@ impl Harness {
             .env("KUBECONFIG", testenv::ControlPlane::shared().kubeconfig_path())
             .env(
                 "RUST_LOG",
-                "debug,kube=info,kube_runtime=info,hyper=info,hyper_util=info,tower=info,rustls=info,reqwest=info,h2=info",
+                std::env::var("OPERATOR_TEST_RUST_LOG").unwrap_or_else(|_| {
+                    "debug,kube=info,kube_runtime=info,hyper=info,hyper_util=info,tower=info,rustls=info,reqwest=info,h2=info".into()
+                }),
             )
-            .env("POD_NAME", "operator-under-test")
+            .env("POD_NAME", log_name.trim_end_matches(".log"))
             // An env default, so a test can still pass --default-refresh-interval.
             .env("DEFAULT_REFRESH_INTERVAL", "10s")
             .args([
@@ -208,7 +248,6 @@ impl Harness {
             .kill_on_drop(true);
         let child = command.spawn().expect("operator starts");
         stop_with_this_process(child.id().expect("pid"));
-        self.operator = Some(Operator { child, port, log });
         let url = format!("http://127.0.0.1:{port}/readyz");
         wait_for(Duration::from_secs(60), "operator ready", || {
             let url = url.clone();
@@ -220,6 +259,7 @@ impl Harness {
             }
         })
         .await;
+        Operator { child, port, log }
     }
 
     /// Stops the operator (SIGKILL) and waits for it.

@@ -1,0 +1,352 @@
+//! Prometheus metrics (prefix `thalassa_operator_`). Labels are bounded: operation names, HTTP
+//! status codes, condition types and documented reasons. The one per-object metric is the
+//! last-successful-check timestamp, labelled by namespace and name, for staleness alerts. No
+//! paths, error texts or values ever become labels.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, atomic::AtomicU64},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::thalassa::RequestObserver;
+
+/// Label: a reason from the closed set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// The reason.
+    pub reason: String,
+}
+
+/// Labels of a Thalassa API request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Operation name (`getSecretValue`, `listSecrets`, …).
+    pub operation: String,
+    /// HTTP status code, or `error` when no response arrived.
+    pub status: String,
+}
+
+/// Label: a Thalassa operation name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// Operation name.
+    pub operation: String,
+}
+
+/// Labels of the resources-by-condition gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    /// Condition type.
+    pub condition: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Condition reason.
+    pub reason: String,
+}
+
+/// Labels of the per-resource staleness gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+type ResourceKey = (String, String);
+
+/// Every metric of the operator.
+pub struct Metrics {
+    registry: Registry,
+    reconcile_runs: Counter,
+    reconcile_errors: Family<ReasonLabels, Counter>,
+    reconcile_duration: Histogram,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Family<OperationLabels, Histogram>,
+    reveals: Counter,
+    metadata_requests: Counter,
+    rate_limit_wait: Counter<f64, AtomicU64>,
+    resources: Family<ConditionLabels, Gauge>,
+    last_check: Family<ResourceLabels, Gauge<f64, AtomicU64>>,
+    leader: Gauge,
+    /// Conditions each resource currently counts under, so the gauge is updated incrementally.
+    counted: Mutex<HashMap<ResourceKey, Vec<ConditionLabels>>>,
+}
+
+fn request_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("thalassa_operator");
+        let reconcile_runs = Counter::default();
+        registry.register(
+            "reconcile_runs",
+            "Reconciles of ThalassaSecrets",
+            reconcile_runs.clone(),
+        );
+        let reconcile_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by reason (the Ready=False reason)",
+            reconcile_errors.clone(),
+        );
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            reconcile_duration.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "thalassa_requests",
+            "Thalassa API requests (each attempt) by operation and HTTP status",
+            requests.clone(),
+        );
+        let request_duration = Family::<OperationLabels, Histogram>::new_with_constructor(
+            request_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "thalassa_request_duration_seconds",
+            "Latency of Thalassa API requests by operation",
+            request_duration.clone(),
+        );
+        let reveals = Counter::default();
+        registry.register(
+            "thalassa_reveals",
+            "getSecretValue requests (decrypting reveals)",
+            reveals.clone(),
+        );
+        let metadata_requests = Counter::default();
+        registry.register(
+            "thalassa_metadata_requests",
+            "Metadata requests used for change detection (listSecrets, getSecret, browseSecrets, kmsSummary)",
+            metadata_requests.clone(),
+        );
+        let rate_limit_wait = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "thalassa_rate_limit_wait_seconds",
+            "Time spent waiting on the client-side Thalassa rate limit",
+            rate_limit_wait.clone(),
+        );
+        let resources = Family::<ConditionLabels, Gauge>::default();
+        registry.register(
+            "resources",
+            "ThalassaSecrets by condition type, status and reason",
+            resources.clone(),
+        );
+        let last_check = Family::<ResourceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "last_successful_check_timestamp_seconds",
+            "Unix time of the last successful version check of each ThalassaSecret",
+            last_check.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 when this replica holds the leader lease",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            reconcile_runs,
+            reconcile_errors,
+            reconcile_duration,
+            requests,
+            request_duration,
+            reveals,
+            metadata_requests,
+            rate_limit_wait,
+            resources,
+            last_check,
+            leader,
+            counted: Mutex::default(),
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Records one reconcile.
+    pub fn reconciled(&self, elapsed: Duration, error_reason: Option<&str>) {
+        self.reconcile_runs.inc();
+        self.reconcile_duration.observe(elapsed.as_secs_f64());
+        if let Some(reason) = error_reason {
+            self.reconcile_errors
+                .get_or_create(&ReasonLabels {
+                    reason: reason.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// Records the conditions a resource now has (type, status, reason).
+    pub fn set_conditions<'a>(
+        &self,
+        namespace: &str,
+        name: &str,
+        conditions: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    ) {
+        let labels: Vec<ConditionLabels> = conditions
+            .into_iter()
+            .map(|(condition, status, reason)| ConditionLabels {
+                condition: condition.to_string(),
+                status: status.to_string(),
+                reason: reason.to_string(),
+            })
+            .collect();
+        let mut counted = self.counted.lock().expect("metrics lock");
+        let key = (namespace.to_string(), name.to_string());
+        if counted.get(&key) == Some(&labels) {
+            return;
+        }
+        for old in counted.remove(&key).unwrap_or_default() {
+            self.resources.get_or_create(&old).dec();
+        }
+        for new in &labels {
+            self.resources.get_or_create(new).inc();
+        }
+        counted.insert(key, labels);
+    }
+
+    /// Records a successful version check of a resource now.
+    pub fn checked(&self, namespace: &str, name: &str) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        self.last_check
+            .get_or_create(&ResourceLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })
+            .set(now);
+    }
+
+    /// Forgets resources that no longer exist (`keep` says which still do).
+    pub fn retain_resources(&self, keep: impl Fn(&str, &str) -> bool) {
+        let mut counted = self.counted.lock().expect("metrics lock");
+        let gone: Vec<ResourceKey> = counted
+            .keys()
+            .filter(|(ns, n)| !keep(ns, n))
+            .cloned()
+            .collect();
+        for key in gone {
+            for old in counted.remove(&key).unwrap_or_default() {
+                self.resources.get_or_create(&old).dec();
+            }
+            self.last_check.remove(&ResourceLabels {
+                namespace: key.0,
+                name: key.1,
+            });
+        }
+    }
+
+    /// Sets the leader gauge.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+}
+
+const METADATA_OPERATIONS: [&str; 4] = ["listSecrets", "getSecret", "browseSecrets", "kmsSummary"];
+
+impl RequestObserver for Metrics {
+    fn observe(&self, operation: &'static str, status: Option<u16>, elapsed: Duration) {
+        let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation: operation.to_string(),
+                status,
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&OperationLabels {
+                operation: operation.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+        if operation == "getSecretValue" {
+            self.reveals.inc();
+        } else if METADATA_OPERATIONS.contains(&operation) {
+            self.metadata_requests.inc();
+        }
+    }
+
+    fn observe_rate_limit_wait(&self, _operation: &'static str, waited: Duration) {
+        self.rate_limit_wait.inc_by(waited.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_every_metric_and_bounded_labels() {
+        let m = Metrics::new();
+        m.reconciled(Duration::from_millis(5), None);
+        m.reconciled(Duration::from_millis(5), Some("RateLimited"));
+        m.observe("getSecretValue", Some(200), Duration::from_millis(3));
+        m.observe("listSecrets", Some(200), Duration::from_millis(1));
+        m.observe("listSecrets", None, Duration::from_millis(1));
+        m.observe_rate_limit_wait("listSecrets", Duration::from_millis(250));
+        m.set_conditions("shop", "db", [("Ready", "True", "Synced")]);
+        m.checked("shop", "db");
+        m.set_leader(true);
+        let text = m.encode();
+        for needle in [
+            "thalassa_operator_reconcile_runs_total 2",
+            "thalassa_operator_reconcile_errors_total{reason=\"RateLimited\"} 1",
+            "thalassa_operator_reconcile_duration_seconds_bucket",
+            "thalassa_operator_thalassa_requests_total{operation=\"listSecrets\",status=\"error\"} 1",
+            "thalassa_operator_thalassa_request_duration_seconds_bucket{le=",
+            "thalassa_operator_thalassa_reveals_total 1",
+            "thalassa_operator_thalassa_metadata_requests_total 2",
+            "thalassa_operator_thalassa_rate_limit_wait_seconds_total 0.25",
+            "thalassa_operator_resources{condition=\"Ready\",status=\"True\",reason=\"Synced\"} 1",
+            "thalassa_operator_last_successful_check_timestamp_seconds{namespace=\"shop\",name=\"db\"}",
+            "thalassa_operator_leader 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn condition_gauge_moves_resources_between_reasons_and_forgets_deleted_ones() {
+        let m = Metrics::new();
+        m.set_conditions("a", "x", [("Ready", "True", "Synced")]);
+        m.set_conditions("a", "y", [("Ready", "True", "Synced")]);
+        m.set_conditions("a", "y", [("Ready", "False", "RateLimited")]);
+        let text = m.encode();
+        assert!(text.contains("reason=\"Synced\"} 1"), "{text}");
+        assert!(text.contains("reason=\"RateLimited\"} 1"), "{text}");
+        m.checked("a", "y");
+        m.retain_resources(|_, name| name != "y");
+        let text = m.encode();
+        assert!(text.contains("reason=\"RateLimited\"} 0"), "{text}");
+        assert!(!text.contains("name=\"y\""), "{text}");
+    }
+}

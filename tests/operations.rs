@@ -1,0 +1,220 @@
+//! Operations on the real control plane: the metrics page after a sync, leader election with two
+//! processes (one writer, failover on crash and on SIGTERM), and prompt graceful shutdown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Harness, Operator, harness, wait_for};
+
+const RESOURCE: &str = r#"apiVersion: secrets.thalassa.cloud/v1alpha1
+kind: ThalassaSecret
+metadata: {name: NAME}
+spec:
+  refreshInterval: 10s
+  data:
+    - secretKey: password
+      remoteRef: {path: /app/ops/password}
+"#;
+
+async fn apply(h: &Harness, name: &str) {
+    h.apply_yaml(&RESOURCE.replace("NAME", name)).await;
+}
+
+fn metric_value(page: &str, line_prefix: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_page_after_a_sync() {
+    let mut h = harness("metrics").await;
+    h.create_string("/app/ops/password", "metrics-value");
+    h.start_operator(&[]).await;
+    apply(&h, "db").await;
+    h.wait_condition("db", "Ready", "True", Some("Synced"))
+        .await;
+    let operator = h.operator.as_ref().unwrap();
+    let wanted =
+        r#"thalassa_operator_resources{condition="Ready",status="True",reason="Synced"} 1"#;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, page) = loop {
+        let (status, page) = operator.get("/metrics").await.expect("metrics answer");
+        if page.contains(wanted) {
+            break (status, page);
+        }
+        assert!(Instant::now() < deadline, "no {wanted} in\n{page}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(status, 200);
+    println!("---- sample /metrics after one sync ----\n{page}");
+    assert!(metric_value(&page, "thalassa_operator_reconcile_runs_total").unwrap() >= 1.0);
+    assert_eq!(
+        metric_value(&page, "thalassa_operator_thalassa_reveals_total"),
+        Some(1.0)
+    );
+    assert!(
+        metric_value(&page, "thalassa_operator_thalassa_metadata_requests_total").unwrap() >= 2.0
+    );
+    assert!(page.contains(
+        r#"thalassa_operator_thalassa_requests_total{operation="getSecretValue",status="200"} 1"#
+    ));
+    assert!(page.contains("thalassa_operator_thalassa_request_duration_seconds_bucket{"));
+    let last_check = metric_value(
+        &page,
+        &format!(r#"thalassa_operator_last_successful_check_timestamp_seconds{{namespace="{}",name="db"}}"#, h.ns()),
+    )
+    .expect("per-resource staleness gauge");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (now - last_check).abs() < 60.0,
+        "last check {last_check} vs now {now}"
+    );
+    assert_eq!(
+        metric_value(&page, "thalassa_operator_leader"),
+        Some(0.0),
+        "no election: not a leader"
+    );
+    assert!(!page.contains("metrics-value"));
+    assert!(
+        !page.contains("/app/ops/password"),
+        "paths are never labels"
+    );
+    // Errors are counted by reason.
+    h.emulator.control().set_feature_gates(false, true);
+    h.wait_condition("db", "Ready", "False", Some("SecretsFeatureDisabled"))
+        .await;
+    let (_, page) = operator.get("/metrics").await.unwrap();
+    assert!(
+        page.contains(
+            r#"thalassa_operator_reconcile_errors_total{reason="SecretsFeatureDisabled"}"#
+        ),
+        "{page}"
+    );
+    assert!(page.contains(r#"thalassa_operator_resources{condition="SecretsFeatureEnabled",status="False",reason="FeatureDisabled"} 1"#));
+}
+
+async fn is_leader(op: &Operator) -> bool {
+    match op.get("/metrics").await {
+        Some((_, page)) => metric_value(&page, "thalassa_operator_leader") == Some(1.0),
+        None => false,
+    }
+}
+
+fn wrote_secrets(op: &Operator) -> usize {
+    op.log_text().matches("wrote Secret").count()
+}
+
+#[tokio::test]
+async fn leader_election_one_writer_and_failover() {
+    let h = harness("leader").await;
+    h.create_string("/app/ops/password", "v1");
+    let args = [
+        "--leader-election",
+        "--lease-duration",
+        "6s",
+        "--lease-name",
+        "ops-test",
+    ];
+    let a = h.spawn_operator(&args, "a.log").await;
+    let b = h.spawn_operator(&args, "b.log").await;
+    wait_for(Duration::from_secs(30), "a leader", || async {
+        (is_leader(&a).await || is_leader(&b).await).then_some(())
+    })
+    .await;
+    let (mut leader, follower) = if is_leader(&a).await { (a, b) } else { (b, a) };
+    assert!(!is_leader(&follower).await, "exactly one leader");
+
+    apply(&h, "first").await;
+    h.wait_condition("first", "Ready", "True", Some("Synced"))
+        .await;
+    assert_eq!(wrote_secrets(&leader), 1, "the leader wrote the Secret");
+    assert_eq!(wrote_secrets(&follower), 0, "the follower writes nothing");
+    assert!(
+        !follower.log_text().contains("reconcile{"),
+        "the follower does not reconcile"
+    );
+
+    // Crash the leader (SIGKILL: no release). The follower takes over when the lease expires.
+    let crashed = Instant::now();
+    let _ = leader.child.kill().await;
+    wait_for(Duration::from_secs(30), "failover", || async {
+        is_leader(&follower).await.then_some(())
+    })
+    .await;
+    let failover = crashed.elapsed();
+    println!("failover after a crash: {failover:?} (lease duration 6s)");
+    assert!(failover < Duration::from_secs(20), "{failover:?}");
+    apply(&h, "second").await;
+    h.wait_condition("second", "Ready", "True", Some("Synced"))
+        .await;
+    assert_eq!(
+        wrote_secrets(&follower),
+        1,
+        "the new leader wrote the new Secret"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_releases_the_lease_and_exits_promptly() {
+    let h = harness("shutdown").await;
+    h.create_string("/app/ops/password", "v1");
+    let args = [
+        "--leader-election",
+        "--lease-duration",
+        "8s",
+        "--lease-name",
+        "ops-shutdown",
+    ];
+    let mut first = h.spawn_operator(&args, "first.log").await;
+    wait_for(Duration::from_secs(30), "first leads", || async {
+        is_leader(&first).await.then_some(())
+    })
+    .await;
+    let second = h.spawn_operator(&args, "second.log").await;
+    apply(&h, "db").await;
+    h.wait_condition("db", "Ready", "True", Some("Synced"))
+        .await;
+
+    let stopping = Instant::now();
+    first.terminate();
+    let status = tokio::time::timeout(Duration::from_secs(10), first.child.wait())
+        .await
+        .expect("the operator exits within 10s of SIGTERM")
+        .unwrap();
+    let exit = stopping.elapsed();
+    assert!(
+        status.success(),
+        "clean exit: {status:?}\n{}",
+        first.log_text()
+    );
+    assert!(
+        first.log_text().contains("released the leader lease"),
+        "{}",
+        first.log_text()
+    );
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(h.client.clone(), h.ns());
+    let lease = leases.get("ops-shutdown").await.unwrap();
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(
+        holder.is_empty() || holder == "second",
+        "the lease was released, holder now {holder:?}"
+    );
+    // The follower takes the lease at its next check, at most one lease duration later.
+    wait_for(Duration::from_secs(15), "handover to second", || async {
+        is_leader(&second).await.then_some(())
+    })
+    .await;
+    let handover = stopping.elapsed();
+    println!("SIGTERM: exit after {exit:?}, handover after {handover:?} (lease duration 8s)");
+    assert!(exit < Duration::from_secs(5), "{exit:?}");
+}
