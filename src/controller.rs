@@ -393,11 +393,14 @@ async fn sync(
                         format!("KMS is available in region {}", spec.region),
                     );
                 }
-                _ => {
+                Some(_) => {
                     return Err(Error::KmsBackendUnavailable {
                         region: spec.region.clone(),
                     });
                 }
+                // A region the summary does not know: the listing below answers with a definite
+                // RegionNotFound instead of a misleading "KMS unavailable".
+                None => {}
             }
         }
     }
@@ -882,7 +885,7 @@ async fn write_status(
     let before = status::ready_reason(old);
     let after = status::ready_reason(Some(&next));
     if before != after
-        && let Some((ready, reason)) = after
+        && let Some((_, reason)) = after
     {
         let (event_type, note) = match result {
             Ok(_) => (
@@ -891,7 +894,6 @@ async fn write_status(
             ),
             Err(e) => (EventType::Warning, e.to_string()),
         };
-        let _ = ready;
         publish(ctx, ts, event_type, &reason, note).await;
     }
     Ok(())

@@ -523,7 +523,7 @@ async fn rbac_is_exactly_what_the_operator_uses() {
     assert_eq!(binding["metadata"]["namespace"], "team-a");
     assert_eq!(binding["subjects"][0]["namespace"], "ops");
 
-    // Leader election (reserved) adds Leases in the release namespace only.
+    // Leader election adds Leases in the release namespace only.
     let docs = documents(&template("tso", "ops", &["-f", &ci_values("ha-values.yaml")]).await);
     assert_eq!(
         rule_set(find(&docs, "ClusterRole", "tso-thalassa-secrets-operator")),
@@ -609,12 +609,8 @@ async fn deployment_is_hardened_and_uses_only_real_flags() {
         .get_arguments()
         .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
         .collect();
-    // Read by the runtime rather than by flags: tracing's filter and the Recorder's instance
-    // name; LEADER_ELECTION/LEASE_NAME are reserved for the leader-election release.
-    let extra: BTreeSet<String> = ["RUST_LOG", "POD_NAME", "LEADER_ELECTION", "LEASE_NAME"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    // Read by the runtime rather than by a flag: tracing's filter.
+    let extra: BTreeSet<String> = ["RUST_LOG"].iter().map(|s| s.to_string()).collect();
     for file in [
         "default-values.yaml",
         "namespaced-values.yaml",
@@ -696,6 +692,11 @@ async fn deployment_is_hardened_and_uses_only_real_flags() {
             }
             "ha-values.yaml" => {
                 assert_eq!(env["LEADER_ELECTION"]["value"], "true");
+                assert_eq!(env["LEASE_DURATION"]["value"], "15s");
+                assert!(
+                    env.contains_key("POD_NAME"),
+                    "the lease identity is the pod name"
+                );
                 assert_eq!(env["THALASSA_CLIENT_ID"]["value"], "client-abc");
                 assert_eq!(env["THALASSA_RATE_LIMIT"]["value"], "5.5");
                 assert!(docs.iter().any(|d| kind(d) == "ServiceMonitor"));

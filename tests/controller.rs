@@ -653,3 +653,98 @@ async fn invalid_specs_are_rejected_at_admission() {
     let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&yaml("two"))).await;
     assert!(!ok && out.contains("target.name is immutable"), "{out}");
 }
+
+/// The remaining Ready=False reasons that come from the spec or the sources, each with its own
+/// resource: nothing is written for any of them.
+#[tokio::test]
+async fn spec_and_source_reasons_are_reported_without_writing() {
+    let mut h = harness("reasons").await;
+    h.create_string("/app/reasons/a/token", "a");
+    h.create_string("/app/reasons/b/token", "b");
+    h.create_kv("/app/reasons/kv", &[("user", "u")]);
+    h.start_operator(&[]).await;
+    let cases = [
+        (
+            "key-conflict",
+            "TargetKeyConflict",
+            r#"dataFrom: [{pathPrefix: /app/reasons/a/}, {pathPrefix: /app/reasons/b/}]"#,
+        ),
+        (
+            "missing-version",
+            "VersionNotFound",
+            r#"data: [{secretKey: t, remoteRef: {path: /app/reasons/a/token, version: 9}}]"#,
+        ),
+        (
+            "unknown-region",
+            "RegionNotFound",
+            r#"region: xx-99
+  data: [{secretKey: t, remoteRef: {path: /app/reasons/a/token}}]"#,
+        ),
+        (
+            "tls-without-keys",
+            "InvalidSpec",
+            r#"target: {type: kubernetes.io/tls}
+  data: [{secretKey: t, remoteRef: {path: /app/reasons/a/token}}]"#,
+        ),
+        (
+            "kv-without-property",
+            "SourceFormatMismatch",
+            r#"data: [{secretKey: t, remoteRef: {path: /app/reasons/kv}}]"#,
+        ),
+        (
+            "missing-path",
+            "SecretNotFound",
+            r#"data: [{secretKey: t, remoteRef: {path: /app/reasons/nothing-here}}]"#,
+        ),
+    ];
+    for (name, _, spec) in &cases {
+        h.apply_yaml(&format!(
+            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: {name}}}\nspec:\n  {spec}\n"
+        ))
+        .await;
+    }
+    for (name, reason, _) in &cases {
+        let ts = h.wait_condition(name, "Ready", "False", Some(reason)).await;
+        let ready = ts
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert!(
+            !ready.message.is_empty(),
+            "{name}: a message explains {reason}"
+        );
+        assert!(
+            h.secrets().get_opt(name).await.unwrap().is_none(),
+            "{name}: nothing written"
+        );
+    }
+
+    // An immutable Secret is never rewritten: a new version stops with TargetImmutable.
+    h.apply_yaml(
+        r#"apiVersion: secrets.thalassa.cloud/v1alpha1
+kind: ThalassaSecret
+metadata: {name: frozen}
+spec:
+  refreshInterval: 10s
+  target: {immutable: true}
+  data: [{secretKey: t, remoteRef: {path: /app/reasons/b/token}}]
+"#,
+    )
+    .await;
+    h.wait_condition("frozen", "Ready", "True", Some("Synced"))
+        .await;
+    let before = h.secrets().get("frozen").await.unwrap();
+    assert_eq!(before.immutable, Some(true));
+    h.put_string("/app/reasons/b/token", "b2");
+    h.wait_condition("frozen", "Ready", "False", Some("TargetImmutable"))
+        .await;
+    let after = h.secrets().get("frozen").await.unwrap();
+    assert_eq!(after.data, before.data);
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+}

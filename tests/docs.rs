@@ -1,0 +1,70 @@
+//! The README is the user's reference: every Ready=False reason, every prerequisite reason and
+//! every operator flag must be documented there.
+
+use clap::CommandFactory;
+use thalassa_operator::{config::Cli, error::READY_FALSE_REASONS, status};
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md")
+}
+
+#[test]
+fn every_reason_and_condition_is_documented() {
+    let readme = readme();
+    for reason in READY_FALSE_REASONS {
+        assert!(
+            readme.contains(&format!("| `{reason}` |")),
+            "README lacks a row for reason {reason}"
+        );
+    }
+    for type_ in status::types::ALL {
+        assert!(
+            readme.contains(&format!("`{type_}`")),
+            "README lacks condition {type_}"
+        );
+    }
+    use status::reasons::*;
+    for reason in [
+        SYNCED,
+        ENABLED,
+        FEATURE_DISABLED,
+        AVAILABLE,
+        UNAVAILABLE,
+        ACTIVE,
+        KEY_NOT_ACTIVE,
+        KEY_MISMATCH,
+        KEY_NOT_FOUND,
+        AUTHORIZED,
+        INVALID_CREDENTIALS,
+        PERMISSION_DENIED,
+        NOT_CHECKED,
+    ] {
+        assert!(
+            readme.contains(&format!("`{reason}`")),
+            "README lacks reason {reason}"
+        );
+    }
+}
+
+#[test]
+fn every_flag_is_documented_with_its_environment_variable() {
+    let readme = readme();
+    let command = Cli::command();
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        assert!(
+            readme.contains(&format!("`--{long}`")),
+            "README lacks flag --{long}"
+        );
+        if let Some(env) = arg.get_env() {
+            let env = env.to_string_lossy();
+            assert!(
+                readme.contains(&format!("`{env}`")),
+                "README lacks env {env} of --{long}"
+            );
+        }
+    }
+}
