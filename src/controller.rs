@@ -923,6 +923,16 @@ fn owner_of(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<ThalassaSecre
     Some(ObjectRef::new(owner).within(namespace))
 }
 
+/// Drops what the operator never reads from cached objects (managedFields and kubectl's
+/// last-applied copy), which would otherwise dominate memory at scale.
+fn strip_cached_metadata<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 /// Tracks the first complete listing of each watch, to report readiness.
 struct SyncedWatches {
     readiness: Readiness,
@@ -994,7 +1004,8 @@ pub async fn run(
         watcher(
             secrets_api,
             watcher::Config::default().labels(MANAGED_SELECTOR),
-        ),
+        )
+        .modify(strip_cached_metadata),
     )
     .inspect_ok(move |event| secrets_synced.observe(event, |s| &s.secrets))
     .default_backoff()
@@ -1006,7 +1017,7 @@ pub async fn run(
     // annotations) keeps our own status patches from re-triggering reconciles.
     let resource_stream = reflector(
         resource_writer,
-        watcher(resources, watcher::Config::default().any_semantic()),
+        watcher(resources, watcher::Config::default().any_semantic()).modify(strip_cached_metadata),
     )
     .inspect_ok(move |event| resources_synced.observe(event, |s| &s.resources))
     .default_backoff()

@@ -146,18 +146,8 @@ async fn each_broken_prerequisite_has_its_own_condition_and_keeps_the_secret() {
     let mut h = harness("prereq").await;
     h.create_string("/app/prereq/password", "keep-me");
     h.start_operator(&[]).await;
-    h.apply_yaml(
-        r#"apiVersion: secrets.thalassa.cloud/v1alpha1
-kind: ThalassaSecret
-metadata: {name: app}
-spec:
-  refreshInterval: 10s
-  data:
-    - secretKey: password
-      remoteRef: {path: /app/prereq/password}
-"#,
-    )
-    .await;
+    h.apply_single("app", "/app/prereq/password", &["refreshInterval: 10s"])
+        .await;
     h.wait_condition("app", "Ready", "True", Some("Synced"))
         .await;
     let before = h.secrets().get("app").await.unwrap();
@@ -297,16 +287,10 @@ spec:
     );
 
     // A kmsKeyIdentity that is not the bound key is refused without touching anything.
-    h.apply_yaml(
-        r#"apiVersion: secrets.thalassa.cloud/v1alpha1
-kind: ThalassaSecret
-metadata: {name: wrong-key}
-spec:
-  kmsKeyIdentity: kms-not-the-bound-key
-  data:
-    - secretKey: password
-      remoteRef: {path: /app/prereq/password}
-"#,
+    h.apply_single(
+        "wrong-key",
+        "/app/prereq/password",
+        &["kmsKeyIdentity: kms-not-the-bound-key"],
     )
     .await;
     h.wait_condition("wrong-key", "KmsKeyActive", "False", Some("KeyMismatch"))
@@ -332,18 +316,8 @@ async fn rate_limit_storms_and_503_bursts_back_off_without_touching_the_secret()
     let mut h = harness("storm").await;
     h.create_string("/app/storm/password", "steady");
     h.start_operator(&[]).await;
-    h.apply_yaml(
-        r#"apiVersion: secrets.thalassa.cloud/v1alpha1
-kind: ThalassaSecret
-metadata: {name: app}
-spec:
-  refreshInterval: 10s
-  data:
-    - secretKey: password
-      remoteRef: {path: /app/storm/password}
-"#,
-    )
-    .await;
+    h.apply_single("app", "/app/storm/password", &["refreshInterval: 10s"])
+        .await;
     h.wait_condition("app", "Ready", "True", Some("Synced"))
         .await;
     let before = h.secrets().get("app").await.unwrap();
@@ -406,17 +380,7 @@ async fn drift_is_repaired_after_edit_and_deletion() {
     h.create_string("/app/drift/password", "original");
     h.start_operator(&["--default-refresh-interval", "10m"])
         .await;
-    h.apply_yaml(
-        r#"apiVersion: secrets.thalassa.cloud/v1alpha1
-kind: ThalassaSecret
-metadata: {name: app}
-spec:
-  data:
-    - secretKey: password
-      remoteRef: {path: /app/drift/password}
-"#,
-    )
-    .await;
+    h.apply_single("app", "/app/drift/password", &[]).await;
     h.wait_condition("app", "Ready", "True", Some("Synced"))
         .await;
 

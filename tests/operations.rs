@@ -7,18 +7,9 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, Operator, harness, wait_for};
 
-const RESOURCE: &str = r#"apiVersion: secrets.thalassa.cloud/v1alpha1
-kind: ThalassaSecret
-metadata: {name: NAME}
-spec:
-  refreshInterval: 10s
-  data:
-    - secretKey: password
-      remoteRef: {path: /app/ops/password}
-"#;
-
 async fn apply(h: &Harness, name: &str) {
-    h.apply_yaml(&RESOURCE.replace("NAME", name)).await;
+    h.apply_single(name, "/app/ops/password", &["refreshInterval: 10s"])
+        .await;
 }
 
 fn metric_value(page: &str, line_prefix: &str) -> Option<f64> {

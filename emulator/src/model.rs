@@ -1671,19 +1671,7 @@ impl Store {
         region: &str,
         id: &str,
     ) -> Result<KeyView, ApiError> {
-        self.with_key(caller, region, id, |key| {
-            if key.status == KeyStatus::PendingDeletion {
-                return Err(ApiError::bad_request(format!(
-                    "kms key {} is pending deletion; cancel the deletion first",
-                    key.identity
-                )));
-            }
-            if key.status != KeyStatus::Disabled {
-                key.status = KeyStatus::Disabled;
-                key.touch();
-            }
-            Ok(())
-        })
+        self.set_key_enabled(caller, region, id, KeyStatus::Disabled)
     }
 
     pub fn enable_key(
@@ -1692,6 +1680,17 @@ impl Store {
         region: &str,
         id: &str,
     ) -> Result<KeyView, ApiError> {
+        self.set_key_enabled(caller, region, id, KeyStatus::Active)
+    }
+
+    /// enable/disable: a key pending deletion must have its deletion cancelled first.
+    fn set_key_enabled(
+        &mut self,
+        caller: &Caller,
+        region: &str,
+        id: &str,
+        target: KeyStatus,
+    ) -> Result<KeyView, ApiError> {
         self.with_key(caller, region, id, |key| {
             if key.status == KeyStatus::PendingDeletion {
                 return Err(ApiError::bad_request(format!(
@@ -1699,8 +1698,8 @@ impl Store {
                     key.identity
                 )));
             }
-            if key.status != KeyStatus::Active {
-                key.status = KeyStatus::Active;
+            if key.status != target {
+                key.status = target;
                 key.touch();
             }
             Ok(())

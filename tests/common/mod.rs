@@ -304,6 +304,26 @@ impl Harness {
             .expect("ThalassaSecret applies")
     }
 
+    /// Applies a ThalassaSecret reading one path into the Secret key `password`, with extra
+    /// `spec` lines (YAML, indented by two spaces) such as `refreshInterval: 10s`.
+    pub async fn apply_single(
+        &self,
+        name: &str,
+        path: &str,
+        extra_spec: &[&str],
+    ) -> ThalassaSecret {
+        let mut yaml = format!(
+            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: {name}}}\nspec:\n"
+        );
+        for line in extra_spec {
+            yaml.push_str(&format!("  {line}\n"));
+        }
+        yaml.push_str(&format!(
+            "  data:\n    - secretKey: password\n      remoteRef: {{path: {path}}}\n"
+        ));
+        self.apply_yaml(&yaml).await
+    }
+
     /// Waits until the resource has a condition with this status (and reason, if given).
     pub async fn wait_condition(
         &self,

@@ -1,0 +1,216 @@
+//! Scale benchmark (prints numbers; asserts nothing about speed): on the real local control plane
+//! with the emulator, measures the operator's RSS idle, with N resources at steady state, and after
+//! K unrelated Secrets; the time for M new resources to reach Ready while the N existing ones keep
+//! being checked (p50/p99/max); and provider calls per minute at steady state.
+//!
+//!   cargo bench --bench scale                    # N=1000, M=100, K=1000
+//!   BENCH_EXISTING=10000 BENCH_NEW=500 BENCH_UNRELATED=10000 cargo bench --bench scale
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use common::{Harness, harness, wait_for};
+use futures::{StreamExt, stream};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::api::{ListParams, Patch, PatchParams};
+use thalassa_operator::crd::ThalassaSecret;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn resource(name: &str, path: &str) -> ThalassaSecret {
+    serde_yaml::from_str(&format!(
+        "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1m\n  data: [{{secretKey: value, remoteRef: {{path: {path}}}}}]\n"
+    ))
+    .unwrap()
+}
+
+async fn create_resources(
+    h: &Harness,
+    names: &[String],
+    paths: usize,
+) -> BTreeMap<String, Instant> {
+    let api = h.resources();
+    let created = stream::iter(names.iter().enumerate())
+        .map(|(i, name)| {
+            let api = api.clone();
+            async move {
+                let ts = resource(name, &format!("/bench/app{}/value", i % paths));
+                api.patch(
+                    name,
+                    &PatchParams::apply("bench").force(),
+                    &Patch::Apply(&ts),
+                )
+                .await
+                .expect("create resource");
+                (name.clone(), Instant::now())
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    created.into_iter().collect()
+}
+
+fn is_ready(ts: &ThalassaSecret) -> bool {
+    ts.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == "Ready"
+                && c.status == "True"
+                && c.observed_generation == ts.metadata.generation
+        })
+    })
+}
+
+async fn ready_names(h: &Harness) -> Vec<String> {
+    let list = h.resources().list(&ListParams::default()).await.unwrap();
+    list.items
+        .iter()
+        .filter(|ts| is_ready(ts))
+        .filter_map(|ts| ts.metadata.name.clone())
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+#[tokio::main]
+async fn main() {
+    let existing = env_usize("BENCH_EXISTING", 1000);
+    let new = env_usize("BENCH_NEW", 100);
+    let unrelated = env_usize("BENCH_UNRELATED", 1000);
+    let paths = env_usize("BENCH_PATHS", 50);
+    let mut h = harness("bench").await;
+    for i in 0..paths {
+        h.create_string(&format!("/bench/app{i}/value"), &format!("value-{i}"));
+    }
+    h.start_operator(&["--concurrency", "16"]).await;
+    let pid = h.operator.as_ref().unwrap().child.id().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_idle = rss_mib(pid);
+
+    // N existing resources reach steady state.
+    let names: Vec<String> = (0..existing).map(|i| format!("r{i}")).collect();
+    let start = Instant::now();
+    create_resources(&h, &names, paths).await;
+    wait_for(
+        Duration::from_secs(1800),
+        "existing resources Ready",
+        || async { (ready_names(&h).await.len() >= existing).then_some(()) },
+    )
+    .await;
+    let initial_sync = start.elapsed();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rss_steady = rss_mib(pid);
+
+    // Steady-state provider calls over one minute.
+    let control = h.emulator.control();
+    control.reset_counters();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let counters = control.counters();
+    let calls_per_minute = counters.total;
+    let reveals_per_minute = counters.operation_total("getSecretValue");
+
+    // M new resources while the existing ones keep being checked.
+    let new_names: Vec<String> = (0..new).map(|i| format!("new{i}")).collect();
+    let created = create_resources(&h, &new_names, paths).await;
+    let mut ready_at: BTreeMap<String, Instant> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while ready_at.len() < new && Instant::now() < deadline {
+        let list = h.resources().list(&ListParams::default()).await.unwrap();
+        let now = Instant::now();
+        for ts in list.items.iter().filter(|ts| is_ready(ts)) {
+            let name = ts.metadata.name.clone().unwrap();
+            if created.contains_key(&name) {
+                ready_at.entry(name).or_insert(now);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut latencies: Vec<Duration> = ready_at
+        .iter()
+        .map(|(name, at)| at.saturating_duration_since(created[name]))
+        .collect();
+    latencies.sort();
+
+    // K unrelated Secrets: the operator must not watch or cache them.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rss_before_unrelated = rss_mib(pid);
+    let secrets = h.secrets();
+    stream::iter(0..unrelated)
+        .map(|i| {
+            let secrets = secrets.clone();
+            async move {
+                let secret = Secret {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(format!("unrelated-{i}")),
+                        ..Default::default()
+                    },
+                    data: Some([("blob".to_string(), ByteString(vec![b'x'; 10 * 1024]))].into()),
+                    ..Default::default()
+                };
+                secrets
+                    .patch(
+                        &format!("unrelated-{i}"),
+                        &PatchParams::apply("bench").force(),
+                        &Patch::Apply(&secret),
+                    )
+                    .await
+                    .expect("unrelated secret");
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let rss_unrelated = rss_mib(pid);
+
+    println!("\nthalassa-secrets-operator scale benchmark (optimised build of the operator)");
+    println!("existing resources            {existing} over {paths} paths (refreshInterval 1m)");
+    println!(
+        "initial sync of existing      {:.1} s",
+        initial_sync.as_secs_f64()
+    );
+    println!("RSS idle                      {rss_idle:.1} MiB");
+    println!("RSS at steady state           {rss_steady:.1} MiB");
+    println!("RSS after the new resources   {rss_before_unrelated:.1} MiB");
+    println!(
+        "RSS after {unrelated} unrelated 10 KiB Secrets  {rss_unrelated:.1} MiB ({:+.1}%)",
+        (rss_unrelated / rss_before_unrelated - 1.0) * 100.0
+    );
+    println!(
+        "provider calls per minute     {calls_per_minute} at steady state ({reveals_per_minute} reveals)"
+    );
+    println!(
+        "new resources Ready           {}/{new}: p50 {:.2} s, p99 {:.2} s, max {:.2} s",
+        latencies.len(),
+        percentile(&latencies, 0.5).as_secs_f64(),
+        percentile(&latencies, 0.99).as_secs_f64(),
+        latencies.last().copied().unwrap_or_default().as_secs_f64()
+    );
+    h.stop_operator().await;
+}
