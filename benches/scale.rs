@@ -5,6 +5,7 @@
 //!
 //!   cargo bench --bench scale                    # N=1000, M=100, K=1000
 //!   BENCH_EXISTING=10000 BENCH_NEW=500 BENCH_UNRELATED=10000 cargo bench --bench scale
+//!   BENCH_OPERATOR_ARGS="--thalassa-rate-limit 100 --thalassa-rate-burst 200" cargo bench --bench scale
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -37,9 +38,9 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn resource(name: &str, path: &str) -> ThalassaSecret {
+fn resource(name: &str, batch: &str, path: &str) -> ThalassaSecret {
     serde_yaml::from_str(&format!(
-        "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1m\n  data: [{{secretKey: value, remoteRef: {{path: {path}}}}}]\n"
+        "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: {name}, labels: {{bench-batch: {batch}}}}}\nspec:\n  refreshInterval: 1m\n  data: [{{secretKey: value, remoteRef: {{path: {path}}}}}]\n"
     ))
     .unwrap()
 }
@@ -47,6 +48,7 @@ fn resource(name: &str, path: &str) -> ThalassaSecret {
 async fn create_resources(
     h: &Harness,
     names: &[String],
+    batch: &str,
     paths: usize,
 ) -> BTreeMap<String, Instant> {
     let api = h.resources();
@@ -54,7 +56,7 @@ async fn create_resources(
         .map(|(i, name)| {
             let api = api.clone();
             async move {
-                let ts = resource(name, &format!("/bench/app{}/value", i % paths));
+                let ts = resource(name, batch, &format!("/bench/app{}/value", i % paths));
                 api.patch(
                     name,
                     &PatchParams::apply("bench").force(),
@@ -81,8 +83,11 @@ fn is_ready(ts: &ThalassaSecret) -> bool {
     })
 }
 
-async fn ready_names(h: &Harness) -> Vec<String> {
-    let list = h.resources().list(&ListParams::default()).await.unwrap();
+/// Ready resources of one batch (label-selected, so polling the new batch does not load the
+/// apiserver with lists of every resource).
+async fn ready_names(h: &Harness, batch: &str) -> Vec<String> {
+    let params = ListParams::default().labels(&format!("bench-batch={batch}"));
+    let list = h.resources().list(&params).await.unwrap();
     list.items
         .iter()
         .filter(|ts| is_ready(ts))
@@ -108,7 +113,10 @@ async fn main() {
     for i in 0..paths {
         h.create_string(&format!("/bench/app{i}/value"), &format!("value-{i}"));
     }
-    h.start_operator(&["--concurrency", "16"]).await;
+    // Extra operator flags, e.g. BENCH_OPERATOR_ARGS="--thalassa-rate-limit 100".
+    let operator_args = std::env::var("BENCH_OPERATOR_ARGS").unwrap_or_default();
+    let operator_args: Vec<&str> = operator_args.split_whitespace().collect();
+    h.start_operator(&operator_args).await;
     let pid = h.operator.as_ref().unwrap().child.id().unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_idle = rss_mib(pid);
@@ -116,11 +124,15 @@ async fn main() {
     // N existing resources reach steady state.
     let names: Vec<String> = (0..existing).map(|i| format!("r{i}")).collect();
     let start = Instant::now();
-    create_resources(&h, &names, paths).await;
+    create_resources(&h, &names, "existing", paths).await;
     wait_for(
         Duration::from_secs(1800),
         "existing resources Ready",
-        || async { (ready_names(&h).await.len() >= existing).then_some(()) },
+        || async {
+            // Listing every resource is heavy at 10k: poll slowly.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            (ready_names(&h, "existing").await.len() >= existing).then_some(())
+        },
     )
     .await;
     let initial_sync = start.elapsed();
@@ -137,14 +149,13 @@ async fn main() {
 
     // M new resources while the existing ones keep being checked.
     let new_names: Vec<String> = (0..new).map(|i| format!("new{i}")).collect();
-    let created = create_resources(&h, &new_names, paths).await;
+    let created = create_resources(&h, &new_names, "new", paths).await;
     let mut ready_at: BTreeMap<String, Instant> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(600);
     while ready_at.len() < new && Instant::now() < deadline {
-        let list = h.resources().list(&ListParams::default()).await.unwrap();
+        let ready = ready_names(&h, "new").await;
         let now = Instant::now();
-        for ts in list.items.iter().filter(|ts| is_ready(ts)) {
-            let name = ts.metadata.name.clone().unwrap();
+        for name in ready {
             if created.contains_key(&name) {
                 ready_at.entry(name).or_insert(now);
             }
@@ -191,6 +202,7 @@ async fn main() {
 
     println!("\nthalassa-secrets-operator scale benchmark (optimised build of the operator)");
     println!("existing resources            {existing} over {paths} paths (refreshInterval 1m)");
+    println!("operator flags                {}", operator_args.join(" "));
     println!(
         "initial sync of existing      {:.1} s",
         initial_sync.as_secs_f64()
