@@ -284,19 +284,20 @@ async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<A
                 .expect("semaphore never closed"),
         )
     };
-    let result = match &validated {
+    let (validated, result) = match validated {
         Ok(v) => {
-            sync(
+            let result = sync(
                 &ts,
-                v,
+                &v,
                 &ctx,
                 written.as_deref(),
                 spec_changed,
                 &mut prerequisites,
             )
-            .await
+            .await;
+            (Some(v), result)
         }
-        Err(e) => Err(Error::InvalidSpec(e.to_string())),
+        Err(e) => (None, Err(e)),
     };
     let refresh = validated
         .as_ref()
@@ -305,7 +306,7 @@ async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<A
     if let Err(e) = &result {
         prerequisites.record_error(e);
     }
-    write_status(&ts, &ctx, &validated, &result, &prerequisites).await?;
+    write_status(&ts, &ctx, validated.as_ref(), &result, &prerequisites).await?;
     match result {
         Ok(_) => {
             ctx.metrics
@@ -823,7 +824,7 @@ async fn remove_foreign_keys(
 async fn write_status(
     ts: &ThalassaSecret,
     ctx: &Context,
-    validated: &Result<ValidatedSpec>,
+    validated: Option<&ValidatedSpec>,
     result: &Result<SyncOutcome>,
     prerequisites: &Prerequisites,
 ) -> Result<()> {
@@ -851,7 +852,7 @@ async fn write_status(
     let mut next = old.cloned().unwrap_or_default();
     next.conditions = conditions;
     next.observed_generation = ts.metadata.generation;
-    if let Ok(v) = validated {
+    if let Some(v) = validated {
         next.secret_name = Some(v.target_name.clone());
     }
     if let Ok(outcome) = result {
