@@ -1563,3 +1563,278 @@ pub async fn load_or_create_hash_key(
         "the data-hash key Secret {namespace}/{name} kept changing while it was being read; delete it and restart the operator"
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::SourceRecord;
+    use k8s_openapi::ByteString;
+
+    fn resource(yaml: &str) -> ThalassaSecret {
+        let mut ts: ThalassaSecret = serde_yaml::from_str(yaml).unwrap();
+        ts.metadata.namespace = Some("team".into());
+        ts.metadata.uid = Some("uid-1".into());
+        ts.metadata.generation = Some(1);
+        ts
+    }
+
+    fn base(policy: &str, type_: &str) -> ThalassaSecret {
+        resource(&format!(
+            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: app}}\nspec:\n  data: [{{secretKey: password, remoteRef: {{path: /a/b}}}}]\n  target: {{creationPolicy: {policy}, type: {type_}}}\n"
+        ))
+    }
+
+    fn secret(type_: &str, owner: Option<&str>, uid: &str, keys: &[&str]) -> Secret {
+        Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("app".into()),
+                uid: Some(uid.into()),
+                annotations: owner
+                    .map(|o| BTreeMap::from([(OWNER_ANNOTATION.to_string(), o.to_string())])),
+                ..Default::default()
+            },
+            type_: Some(type_.into()),
+            data: Some(
+                keys.iter()
+                    .map(|k| (k.to_string(), ByteString(b"v".to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn config() -> Config {
+        use clap::Parser;
+        crate::config::Cli::try_parse_from([
+            "op",
+            "--organisation",
+            "org",
+            "--token-file",
+            "/dev/null",
+            "--operator-namespace",
+            "ops",
+        ])
+        .expect("flags parse")
+        .args
+        .into_config()
+        .expect("valid config")
+    }
+
+    fn key() -> HashKey {
+        HashKey::new(vec![7; 32])
+    }
+
+    #[test]
+    fn classify_target_covers_every_case() {
+        let owner = base("Owner", "Opaque");
+        let adopt = base("Adopt", "Opaque");
+        let merge = base("Merge", "kubernetes.io/tls");
+        let class = |ts: &ThalassaSecret, s: Option<&Secret>| {
+            classify_target(ts, "app", s, &key()).map_err(|e| e.to_string())
+        };
+        assert_eq!(class(&owner, None), Ok(TargetState::Absent));
+        // Ours by annotation (not intact: no hash).
+        assert_eq!(
+            class(
+                &owner,
+                Some(&secret("Opaque", Some("app"), "s1", &["password"]))
+            ),
+            Ok(TargetState::Owned { intact: false })
+        );
+        // Another resource's Secret, whatever the policy.
+        for ts in [&owner, &adopt, &merge] {
+            let err = class(ts, Some(&secret("Opaque", Some("other"), "s1", &[]))).unwrap_err();
+            assert!(err.contains("not managed by this ThalassaSecret"), "{err}");
+        }
+        // Foreign: refused for Owner, adoptable for Adopt and Merge.
+        let foreign = secret("Opaque", None, "s1", &["x"]);
+        assert!(class(&owner, Some(&foreign)).is_err());
+        assert_eq!(class(&adopt, Some(&foreign)), Ok(TargetState::Foreign));
+        assert_eq!(class(&merge, Some(&foreign)), Ok(TargetState::Foreign));
+        // A type the operator never writes.
+        let token = secret(
+            "kubernetes.io/service-account-token",
+            None,
+            "s1",
+            &["token"],
+        );
+        for ts in [&owner, &adopt, &merge] {
+            let err = class(ts, Some(&token)).unwrap_err();
+            assert!(err.contains("never writes"), "{err}");
+        }
+        // A type change is refused for Adopt (types are immutable), ignored for Merge.
+        let tls_wanted = base("Adopt", "kubernetes.io/tls");
+        let err = class(&tls_wanted, Some(&foreign)).unwrap_err();
+        assert!(err.contains("cannot change"), "{err}");
+        // Ours by the UID recorded in status, with label and annotation stripped.
+        let mut recorded = base("Owner", "Opaque");
+        recorded.status = Some(crate::crd::ThalassaSecretStatus {
+            secret_uid: Some("s1".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            class(&recorded, Some(&foreign)),
+            Ok(TargetState::Owned { intact: false })
+        );
+        let other_uid = secret("Opaque", None, "s2", &["x"]);
+        assert!(class(&recorded, Some(&other_uid)).is_err());
+    }
+
+    #[test]
+    fn reveals_are_planned_from_recorded_versions() {
+        let desired = BTreeMap::from([("/a".to_string(), 2), ("/b".to_string(), 5)]);
+        let recorded = BTreeMap::from([
+            (
+                "/a".to_string(),
+                SourceRecord {
+                    version: 2,
+                    keys: vec!["a".into()],
+                },
+            ),
+            (
+                "/b".to_string(),
+                SourceRecord {
+                    version: 4,
+                    keys: vec!["b".into()],
+                },
+            ),
+        ]);
+        assert_eq!(
+            plan_reveals(&desired, &recorded, true),
+            vec![("/b".to_string(), 5)]
+        );
+        assert_eq!(plan_reveals(&desired, &recorded, false).len(), 2);
+        assert_eq!(plan_reveals(&desired, &BTreeMap::new(), true).len(), 2);
+    }
+
+    #[test]
+    fn keys_to_remove_depend_on_the_policy() {
+        let existing = secret("Opaque", Some("app"), "s1", &["ours", "old", "theirs"]);
+        let rendered = BTreeMap::from([("ours".to_string(), ByteString(b"v".to_vec()))]);
+        let recorded = BTreeMap::from([(
+            "/p".to_string(),
+            SourceRecord {
+                version: 1,
+                keys: vec!["ours".into(), "old".into()],
+            },
+        )]);
+        assert_eq!(
+            keys_to_remove(&existing, &rendered, CreationPolicy::Owner, &recorded),
+            vec!["old".to_string(), "theirs".to_string()]
+        );
+        assert_eq!(
+            keys_to_remove(
+                &existing,
+                &rendered,
+                CreationPolicy::Adopt,
+                &BTreeMap::new()
+            ),
+            vec!["old".to_string(), "theirs".to_string()]
+        );
+        assert_eq!(
+            keys_to_remove(&existing, &rendered, CreationPolicy::Merge, &recorded),
+            vec!["old".to_string()],
+            "Merge removes only keys it wrote"
+        );
+    }
+
+    #[test]
+    fn the_write_is_planned_without_io() {
+        let s = secret("Opaque", Some("app"), "s1", &[]);
+        assert_eq!(plan_write(None, false, vec![]), Write::Create);
+        assert_eq!(plan_write(Some(&s), true, vec![]), Write::None);
+        assert_eq!(plan_write(Some(&s), false, vec![]), Write::Apply);
+        assert_eq!(
+            plan_write(Some(&s), true, vec!["x".into()]),
+            Write::ReplaceKeys(vec!["x".into()])
+        );
+    }
+
+    #[test]
+    fn events_name_what_happened() {
+        let owner = CreationPolicy::Owner;
+        let reason = |existing, target, synced| write_event(existing, target, synced, "s", owner).0;
+        assert_eq!(reason(false, TargetState::Absent, false), "SecretCreated");
+        assert_eq!(reason(false, TargetState::Absent, true), "SecretRepaired");
+        assert_eq!(
+            reason(true, TargetState::Owned { intact: false }, true),
+            "SecretRepaired"
+        );
+        assert_eq!(
+            reason(true, TargetState::Owned { intact: true }, true),
+            "SecretUpdated"
+        );
+        assert_eq!(reason(true, TargetState::Foreign, false), "SecretAdopted");
+    }
+
+    #[test]
+    fn the_replace_patch_holds_the_whole_state_and_keeps_foreign_owner_references() {
+        let mut existing = secret("Opaque", None, "s1", &["old"]);
+        existing.metadata.resource_version = Some("42".into());
+        existing.metadata.owner_references = Some(vec![OwnerReference {
+            uid: "someone".into(),
+            ..Default::default()
+        }]);
+        let mut desired = secret("Opaque", Some("app"), "", &["new"]);
+        desired.metadata.owner_references = Some(vec![OwnerReference {
+            uid: "uid-1".into(),
+            ..Default::default()
+        }]);
+        let patch = replace_keys_patch(&desired, &existing, &["old".to_string()]);
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        assert_eq!(patch["data"]["old"], serde_json::Value::Null);
+        assert!(patch["data"]["new"].is_string());
+        let uids: Vec<&str> = patch["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["uid"].as_str().unwrap())
+            .collect();
+        assert_eq!(uids, ["someone", "uid-1"]);
+        desired.metadata.owner_references = None;
+        let patch = replace_keys_patch(&desired, &existing, &[]);
+        assert!(patch["metadata"].get("ownerReferences").is_none());
+    }
+
+    #[test]
+    fn validate_refuses_what_the_apiserver_or_the_operator_would_refuse() {
+        let config = config();
+        let with = |extra: &str| {
+            resource(&format!(
+                "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: app}}\nspec:\n  data: [{{secretKey: password, remoteRef: {{path: /a/b}}}}]\n{extra}"
+            ))
+        };
+        assert!(validate(&with(""), &config).is_ok());
+        for (extra, expected) in [
+            ("  target: {labels: {\"bad key\": x}}\n", "qualified name"),
+            ("  target: {labels: {ok: \"-bad\"}}\n", "label value"),
+            (
+                "  target: {labels: {app.kubernetes.io/managed-by: me}}\n",
+                "operator's own",
+            ),
+            (
+                "  target: {annotations: {\"a/b/c\": x}}\n",
+                "qualified name",
+            ),
+            (
+                "  target: {annotations: {secrets.thalassa.cloud/owner: x}}\n",
+                "operator's own",
+            ),
+            (
+                "  target: {name: thalassa-secrets-operator-hash-key}\n",
+                "data-hash key",
+            ),
+            ("  dataFrom: [{pathPrefix: /a/b}]\n", "must end with '/'"),
+        ] {
+            let ts = with(extra);
+            let mut config = config.clone();
+            config.operator_namespace = "team".into();
+            let err = validate(&ts, &config).unwrap_err().to_string();
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
+        let dot_key = resource(
+            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {name: app}\nspec:\n  data: [{secretKey: \"..\", remoteRef: {path: /a/b}}]\n",
+        );
+        assert!(validate(&dot_key, &config).is_err());
+    }
+}
