@@ -115,7 +115,7 @@ impl From<Arc<thalassa::Error>> for Error {
 }
 
 /// Every reason [`Error::reason`] can return: the closed set of `Ready=False` reasons.
-pub const READY_FALSE_REASONS: [&str; 21] = [
+pub const READY_FALSE_REASONS: [&str; 22] = [
     "InvalidSpec",
     "TargetConflict",
     "TargetImmutable",
@@ -132,6 +132,7 @@ pub const READY_FALSE_REASONS: [&str; 21] = [
     "Forbidden",
     "SecretNotFound",
     "VersionNotFound",
+    "SecretTooLarge",
     "RegionNotFound",
     "RateLimited",
     "ProviderRejected",
@@ -160,6 +161,7 @@ impl Error {
                 "Forbidden" => "Forbidden",
                 "SecretNotFound" => "SecretNotFound",
                 "VersionNotFound" => "VersionNotFound",
+                "ValueTooLarge" => "SecretTooLarge",
                 "KeyNotFound" => "KmsKeyNotFound",
                 "KeyNotActive" => "KmsKeyNotActive",
                 "RegionNotFound" => "RegionNotFound",
