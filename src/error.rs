@@ -181,7 +181,6 @@ impl From<Arc<thalassa::Error>> for Error {
 /// Every reason [`Error::reason`] can return: the closed set of `Ready=False` reasons.
 pub const READY_FALSE_REASONS: [&str; 22] = [
     "InvalidSpec",
-    "SecretTooLarge",
     "TargetConflict",
     "TargetImmutable",
     "TargetKeyConflict",
@@ -197,6 +196,7 @@ pub const READY_FALSE_REASONS: [&str; 22] = [
     "Forbidden",
     "SecretNotFound",
     "VersionNotFound",
+    "SecretTooLarge",
     "RegionNotFound",
     "RateLimited",
     "ProviderRejected",
@@ -231,6 +231,7 @@ impl Error {
                 "Forbidden" => "Forbidden",
                 "SecretNotFound" => "SecretNotFound",
                 "VersionNotFound" => "VersionNotFound",
+                "ValueTooLarge" => "SecretTooLarge",
                 "KeyNotFound" => "KmsKeyNotFound",
                 "KeyNotActive" => "KmsKeyNotActive",
                 "RegionNotFound" => "RegionNotFound",
