@@ -158,6 +158,11 @@ pub enum Error {
         source: Arc<thalassa::Error>,
     },
 
+    /// A broken invariant of the operator itself (a bug, or state changed under it); retried with
+    /// backoff.
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// The Kubernetes API refused or failed a call. The text is built from the status code,
     /// reason and field names only: apiserver messages can quote the data that was refused.
     #[error("Kubernetes API: {}", kube_summary(.0))]
@@ -178,70 +183,95 @@ impl From<Arc<thalassa::Error>> for Error {
     }
 }
 
-/// Every reason [`Error::reason`] can return: the closed set of `Ready=False` reasons.
-pub const READY_FALSE_REASONS: [&str; 22] = [
-    "InvalidSpec",
-    "TargetConflict",
-    "TargetImmutable",
-    "TargetKeyConflict",
-    "KmsKeyMismatch",
-    "KmsKeyNotActive",
-    "KmsKeyNotFound",
-    "KmsFeatureDisabled",
-    "KmsBackendUnavailable",
-    "SourceFormatMismatch",
-    "Unauthorized",
-    "CredentialsUnavailable",
-    "SecretsFeatureDisabled",
-    "Forbidden",
-    "SecretNotFound",
-    "VersionNotFound",
-    "SecretTooLarge",
-    "RegionNotFound",
-    "RateLimited",
-    "ProviderRejected",
-    "ProviderError",
-    "KubernetesError",
-];
+/// Why a resource is not Ready: the closed set of `Ready=False` reasons, each documented in the
+/// README (checked by `tests/docs.rs` over [`Reason::all`]). Also the Warning Event reason and the
+/// `reason` metric label.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumIter, strum::IntoStaticStr, strum::Display,
+)]
+pub enum Reason {
+    /// The spec passed admission but cannot be served.
+    InvalidSpec,
+    /// The target Secret may not be written by this resource.
+    TargetConflict,
+    /// The target Secret is immutable and its data would change.
+    TargetImmutable,
+    /// Two sources render the same Secret key.
+    TargetKeyConflict,
+    /// A source is bound to another key than `spec.kmsKeyIdentity`.
+    KmsKeyMismatch,
+    /// A bound key is disabled or pending deletion.
+    KmsKeyNotActive,
+    /// A bound key cannot be found.
+    KmsKeyNotFound,
+    /// The `kms` feature gate is off.
+    KmsFeatureDisabled,
+    /// The region's KMS backend is down.
+    KmsBackendUnavailable,
+    /// A value does not have the shape the spec expects.
+    SourceFormatMismatch,
+    /// Thalassa rejected the credentials (401).
+    Unauthorized,
+    /// The credential file cannot be read.
+    CredentialsUnavailable,
+    /// The `secrets` feature gate is off.
+    SecretsFeatureDisabled,
+    /// IAM or an access policy denied a call (403).
+    Forbidden,
+    /// A source does not exist (definite 404), or a synced source was deleted.
+    SecretNotFound,
+    /// A pinned version does not exist or was destroyed.
+    VersionNotFound,
+    /// A value, or the rendered data, is larger than a Secret holds.
+    SecretTooLarge,
+    /// The region is unknown.
+    RegionNotFound,
+    /// Thalassa answered 429.
+    RateLimited,
+    /// Thalassa rejected a request as invalid.
+    ProviderRejected,
+    /// 5xx, timeout, connection failure or malformed response.
+    ProviderError,
+    /// A Kubernetes API call failed.
+    KubernetesError,
+    /// A broken invariant of the operator itself; retried with backoff.
+    Internal,
+}
+
+impl Reason {
+    /// The reason as written in conditions, Events and metric labels.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Every reason, in declaration order.
+    pub fn all() -> impl Iterator<Item = Reason> {
+        <Reason as strum::IntoEnumIterator>::iter()
+    }
+}
 
 impl Error {
-    /// Stable reason name (closed set, documented in the README).
-    pub fn reason(&self) -> &'static str {
+    /// The reason (closed set, documented in the README).
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::InvalidSpec(_) => "InvalidSpec",
+            Error::InvalidSpec(_) => Reason::InvalidSpec,
             Error::TargetConflict { .. }
             | Error::TargetReserved { .. }
             | Error::TargetTypeRefused { .. }
-            | Error::TargetTypeConflict { .. } => "TargetConflict",
-            Error::SecretTooLarge { .. } => "SecretTooLarge",
-            Error::SourceDeleted { .. } => "SecretNotFound",
+            | Error::TargetTypeConflict { .. } => Reason::TargetConflict,
+            Error::SecretTooLarge { .. } => Reason::SecretTooLarge,
+            Error::SourceDeleted { .. } => Reason::SecretNotFound,
             Error::Repeated(inner) => inner.reason(),
-            Error::TargetImmutable { .. } => "TargetImmutable",
-            Error::TargetKeyConflict { .. } => "TargetKeyConflict",
-            Error::KmsKeyMismatch { .. } => "KmsKeyMismatch",
-            Error::KmsKeyNotActive { .. } => "KmsKeyNotActive",
-            Error::KmsFeatureDisabled => "KmsFeatureDisabled",
-            Error::KmsBackendUnavailable { .. } => "KmsBackendUnavailable",
-            Error::SourceFormatMismatch { .. } => "SourceFormatMismatch",
-            Error::Thalassa { source } => match source.reason() {
-                "Unauthorized" => "Unauthorized",
-                "CredentialFileUnreadable" => "CredentialsUnavailable",
-                "SecretsFeatureDisabled" => "SecretsFeatureDisabled",
-                "KmsFeatureDisabled" => "KmsFeatureDisabled",
-                "Forbidden" => "Forbidden",
-                "SecretNotFound" => "SecretNotFound",
-                "VersionNotFound" => "VersionNotFound",
-                "ValueTooLarge" => "SecretTooLarge",
-                "KeyNotFound" => "KmsKeyNotFound",
-                "KeyNotActive" => "KmsKeyNotActive",
-                "RegionNotFound" => "RegionNotFound",
-                "KmsBackendUnavailable" => "KmsBackendUnavailable",
-                "RateLimited" => "RateLimited",
-                "InvalidRequest" | "Conflict" | "InvalidPath" | "InvalidArgument"
-                | "InvalidConfig" => "ProviderRejected",
-                _ => "ProviderError",
-            },
-            Error::Kube(_) => "KubernetesError",
+            Error::TargetImmutable { .. } => Reason::TargetImmutable,
+            Error::TargetKeyConflict { .. } => Reason::TargetKeyConflict,
+            Error::KmsKeyMismatch { .. } => Reason::KmsKeyMismatch,
+            Error::KmsKeyNotActive { .. } => Reason::KmsKeyNotActive,
+            Error::KmsFeatureDisabled => Reason::KmsFeatureDisabled,
+            Error::KmsBackendUnavailable { .. } => Reason::KmsBackendUnavailable,
+            Error::SourceFormatMismatch { .. } => Reason::SourceFormatMismatch,
+            Error::Thalassa { source } => thalassa_reason(source),
+            Error::Kube(_) => Reason::KubernetesError,
+            Error::Internal(_) => Reason::Internal,
         }
     }
 
@@ -271,6 +301,35 @@ impl Error {
             Error::Repeated(inner) => inner.retry_after(),
             _ => None,
         }
+    }
+}
+
+/// The reason of a Thalassa client error, by variant: a new client error must be placed here.
+fn thalassa_reason(error: &thalassa::Error) -> Reason {
+    use thalassa::Error as T;
+    match error {
+        T::Unauthorized { .. } => Reason::Unauthorized,
+        T::CredentialFileUnreadable { .. } => Reason::CredentialsUnavailable,
+        T::SecretsFeatureDisabled { .. } => Reason::SecretsFeatureDisabled,
+        T::KmsFeatureDisabled { .. } => Reason::KmsFeatureDisabled,
+        T::Forbidden { .. } => Reason::Forbidden,
+        T::SecretNotFound { .. } => Reason::SecretNotFound,
+        T::VersionNotFound { .. } => Reason::VersionNotFound,
+        T::ValueTooLarge { .. } => Reason::SecretTooLarge,
+        T::KeyNotFound { .. } => Reason::KmsKeyNotFound,
+        T::KeyNotActive { .. } => Reason::KmsKeyNotActive,
+        T::RegionNotFound { .. } => Reason::RegionNotFound,
+        T::KmsBackendUnavailable { .. } => Reason::KmsBackendUnavailable,
+        T::RateLimited { .. } => Reason::RateLimited,
+        T::InvalidRequest { .. }
+        | T::Conflict { .. }
+        | T::InvalidPath { .. }
+        | T::InvalidArgument(_)
+        | T::InvalidConfig(_) => Reason::ProviderRejected,
+        T::Server { .. }
+        | T::Transport { .. }
+        | T::DeadlineExceeded { .. }
+        | T::InvalidResponse { .. } => Reason::ProviderError,
     }
 }
 
@@ -356,11 +415,26 @@ mod tests {
         );
         let repeated = Error::Repeated(Arc::new(Error::SecretTooLarge { bytes: 2, limit: 1 }));
         assert!(repeated.is_deterministic());
-        assert_eq!(repeated.reason(), "SecretTooLarge");
+        assert_eq!(repeated.reason(), Reason::SecretTooLarge);
     }
 
     #[test]
-    fn every_reason_is_in_the_closed_set() {
+    fn reasons_are_unique_pascal_case_names() {
+        let names: Vec<&str> = Reason::all().map(Reason::as_str).collect();
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len());
+        for name in &names {
+            assert!(
+                name.starts_with(|c: char| c.is_ascii_uppercase())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{name}"
+            );
+        }
+        assert_eq!(Reason::SecretTooLarge.to_string(), "SecretTooLarge");
+    }
+
+    #[test]
+    fn new_errors_map_to_their_documented_reasons() {
         let errors = [
             Error::TargetReserved { name: "n".into() },
             Error::TargetTypeRefused {
@@ -376,9 +450,19 @@ mod tests {
             Error::SourceDeleted {
                 paths: vec!["/a".into(), "/b".into()],
             },
+            Error::Internal("x".into()),
         ];
-        for error in errors {
-            assert!(READY_FALSE_REASONS.contains(&error.reason()), "{error}");
-        }
+        let reasons: Vec<Reason> = errors.iter().map(Error::reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                Reason::TargetConflict,
+                Reason::TargetConflict,
+                Reason::TargetConflict,
+                Reason::SecretTooLarge,
+                Reason::SecretNotFound,
+                Reason::Internal,
+            ]
+        );
     }
 }

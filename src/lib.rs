@@ -16,6 +16,7 @@ pub mod server;
 pub mod sources;
 pub mod status;
 pub mod telemetry;
+pub mod text;
 pub mod thalassa;
 
 pub use error::{Error, Result};

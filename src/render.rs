@@ -527,7 +527,7 @@ pub fn reuse_keys<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::thalassa::SecretBytes;
+    use crate::{error::Reason, thalassa::SecretBytes};
 
     fn s(text: &str) -> SecretValue {
         SecretValue::String(SecretBytes::new(text.as_bytes().to_vec()))
@@ -624,7 +624,7 @@ mod tests {
         ];
         assert_eq!(
             render_data(&dup, None).unwrap_err().reason(),
-            "TargetKeyConflict"
+            Reason::TargetKeyConflict
         );
 
         let prop = KeyMapping::Property {
@@ -642,7 +642,7 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert_eq!(err.reason(), "SourceFormatMismatch");
+        assert_eq!(err.reason(), Reason::SourceFormatMismatch);
         assert!(err.to_string().contains("username") && !err.to_string().contains("secret-user"));
 
         let err = render_data(
@@ -655,7 +655,7 @@ mod tests {
             Some(SecretType::Tls),
         )
         .unwrap_err();
-        assert_eq!(err.reason(), "InvalidSpec");
+        assert_eq!(err.reason(), Reason::InvalidSpec);
         assert!(err.to_string().contains("tls.crt"));
     }
 
@@ -808,7 +808,7 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert_eq!(err.reason(), "SecretTooLarge");
+        assert_eq!(err.reason(), Reason::SecretTooLarge);
         let docker = whole(".dockerconfigjson");
         let not_json = s("QCANARY{");
         let err = render_data(
@@ -821,7 +821,7 @@ mod tests {
             Some(SecretType::DockerConfigJson),
         )
         .unwrap_err();
-        assert_eq!(err.reason(), "SourceFormatMismatch");
+        assert_eq!(err.reason(), Reason::SourceFormatMismatch);
         let text = err.to_string();
         assert!(text.contains("/d") && !text.contains("CANARY"), "{text}");
     }

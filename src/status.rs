@@ -7,7 +7,10 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 
-use crate::{crd::ThalassaSecretStatus, error::Error};
+use crate::{
+    crd::ThalassaSecretStatus,
+    error::{Error, Reason},
+};
 
 /// Condition types, in the order of Thalassa's dependency chain.
 pub mod types {
@@ -143,31 +146,35 @@ impl Prerequisites {
     pub fn record_error(&mut self, error: &Error) {
         let message = error.to_string();
         match error.reason() {
-            "Unauthorized" | "CredentialsUnavailable" => {
+            Reason::Unauthorized | Reason::CredentialsUnavailable => {
                 self.authorized = Observed::broken(reasons::INVALID_CREDENTIALS, message)
             }
-            "Forbidden" => {
+            Reason::Forbidden => {
                 self.secrets_feature =
                     Observed::ok(reasons::ENABLED, "the API answered with a permission error");
                 self.authorized = Observed::broken(reasons::PERMISSION_DENIED, message);
             }
-            "SecretsFeatureDisabled" => {
+            Reason::SecretsFeatureDisabled => {
                 self.secrets_feature = Observed::broken(reasons::FEATURE_DISABLED, message);
                 self.authorized = None;
             }
-            "KmsFeatureDisabled" => {
+            Reason::KmsFeatureDisabled => {
                 self.kms_feature = Observed::broken(reasons::FEATURE_DISABLED, message);
                 self.authorized = None;
             }
-            "KmsBackendUnavailable" => {
+            Reason::KmsBackendUnavailable => {
                 self.kms_backend = Observed::broken(reasons::UNAVAILABLE, message);
             }
-            "KmsKeyNotActive" => {
+            Reason::KmsKeyNotActive => {
                 self.kms_backend = Observed::ok(reasons::AVAILABLE, "the KMS backend answered");
                 self.kms_key = Observed::broken(reasons::KEY_NOT_ACTIVE, message);
             }
-            "KmsKeyMismatch" => self.kms_key = Observed::broken(reasons::KEY_MISMATCH, message),
-            "KmsKeyNotFound" => self.kms_key = Observed::broken(reasons::KEY_NOT_FOUND, message),
+            Reason::KmsKeyMismatch => {
+                self.kms_key = Observed::broken(reasons::KEY_MISMATCH, message)
+            }
+            Reason::KmsKeyNotFound => {
+                self.kms_key = Observed::broken(reasons::KEY_NOT_FOUND, message)
+            }
             _ => {}
         }
     }
@@ -190,7 +197,7 @@ pub fn next_conditions(
             reasons::SYNCED,
             "the Secret holds the current version of every source".to_string(),
         ),
-        Err(e) => ("False", e.reason(), e.to_string()),
+        Err(e) => ("False", e.reason().as_str(), e.to_string()),
     };
     next.push(condition(
         previous,
@@ -258,21 +265,10 @@ fn condition(
         type_: type_.to_string(),
         status: status.to_string(),
         reason: reason.to_string(),
-        message: truncate(message, 1024),
+        message: crate::text::truncate(&message, 1024),
         observed_generation: generation,
         last_transition_time,
     }
-}
-
-fn truncate(mut message: String, max: usize) -> String {
-    if message.len() > max {
-        let mut cut = max;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-    }
-    message
 }
 
 /// Status of the Ready condition, if present.

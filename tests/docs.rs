@@ -2,7 +2,7 @@
 //! every operator flag must be documented there.
 
 use clap::CommandFactory;
-use thalassa_operator::{config::Cli, error::READY_FALSE_REASONS, status};
+use thalassa_operator::{config::Cli, error::Reason, status};
 
 fn readme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md")
@@ -11,7 +11,7 @@ fn readme() -> String {
 #[test]
 fn every_reason_and_condition_is_documented() {
     let readme = readme();
-    for reason in READY_FALSE_REASONS {
+    for reason in Reason::all() {
         assert!(
             readme.contains(&format!("| `{reason}` |")),
             "README lacks a row for reason {reason}"

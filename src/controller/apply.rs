@@ -194,7 +194,7 @@ pub(super) async fn publish(
     let event = Event {
         type_,
         reason: reason.to_string(),
-        note: Some(note.chars().take(1000).collect()),
+        note: Some(crate::text::truncate(&note, 1000)),
         action: "Sync".into(),
         secondary: None,
     };

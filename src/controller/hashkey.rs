@@ -73,7 +73,7 @@ pub async fn load_or_create_hash_key(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::InvalidSpec(format!(
+    Err(Error::Internal(format!(
         "the data-hash key Secret {namespace}/{name} kept changing while it was being read; delete it and restart the operator"
     )))
 }

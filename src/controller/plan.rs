@@ -309,8 +309,8 @@ pub(super) fn render_target(
                 match existing.and_then(|s| reuse_keys(s, &keys)) {
                     Some(reused) => SourceValue::Reused(reused),
                     None => {
-                        return Err(Error::InvalidSpec(format!(
-                            "internal: keys of {path} vanished from the Secret"
+                        return Err(Error::Internal(format!(
+                            "keys of {path} vanished from the Secret"
                         )));
                     }
                 }
@@ -464,6 +464,7 @@ pub(super) fn metadata_matches(existing: &Secret, desired: &Secret) -> bool {
 mod tests {
     use super::*;
     use crate::controller::fixtures::{base, key, secret};
+    use crate::error::Reason;
 
     #[test]
     fn classify_target_covers_every_case() {
@@ -668,7 +669,7 @@ mod tests {
         let mut frozen = current.clone();
         frozen.immutable = Some(true);
         let err = plan_write(&ts, Some(&frozen), intact, &newer, &recorded).unwrap_err();
-        assert_eq!(err.reason(), "TargetImmutable");
+        assert_eq!(err.reason(), Reason::TargetImmutable);
         assert_eq!(
             plan_write(&ts, Some(&frozen), intact, &wanted, &recorded).unwrap(),
             Write::None
@@ -688,7 +689,7 @@ mod tests {
         assert!(judge_kms_summary(&summary, "nl-01").unwrap().unwrap().ok);
         assert_eq!(
             judge_kms_summary(&summary, "de-01").unwrap_err().reason(),
-            "KmsBackendUnavailable"
+            Reason::KmsBackendUnavailable
         );
         assert!(judge_kms_summary(&summary, "xx-01").unwrap().is_none());
         let off = KmsSummary {
@@ -697,7 +698,7 @@ mod tests {
         };
         assert_eq!(
             judge_kms_summary(&off, "nl-01").unwrap_err().reason(),
-            "KmsFeatureDisabled"
+            Reason::KmsFeatureDisabled
         );
     }
 

@@ -68,7 +68,10 @@ pub async fn reconcile(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Act
     let started = std::time::Instant::now();
     let metrics = ctx.metrics.clone();
     let result = reconcile_inner(ts, ctx).instrument(span).await;
-    metrics.reconciled(started.elapsed(), result.as_ref().err().map(Error::reason));
+    metrics.reconciled(
+        started.elapsed(),
+        result.as_ref().err().map(|e| e.reason().as_str()),
+    );
     result
 }
 
@@ -145,7 +148,7 @@ pub fn error_policy(ts: Arc<ThalassaSecret>, error: &Error, ctx: Arc<Context>) -
     warn!(
         namespace = ts.namespace().unwrap_or_default(),
         name = ts.name_any(),
-        reason = error.reason(),
+        reason = error.reason().as_str(),
         error = %error,
         "sync failed"
     );

@@ -17,7 +17,7 @@ use crate::{
     error::{Error, Result},
     render::SourceRecord,
     sources::parent_prefix,
-    thalassa::{KmsSummary, RevealedSecret},
+    thalassa::{self, KmsSummary, RevealedSecret},
 };
 
 /// The KMS summary, or `None` when the credentials may not read it (that does not block the
@@ -28,7 +28,14 @@ pub(super) async fn kms_summary(
 ) -> Result<Option<Arc<KmsSummary>>> {
     match ctx.sources.summary(max_age).await {
         Ok(summary) => Ok(Some(summary)),
-        Err(e) if matches!(e.reason(), "Forbidden" | "KeyNotFound" | "InvalidRequest") => {
+        Err(e)
+            if matches!(
+                &*e,
+                thalassa::Error::Forbidden { .. }
+                    | thalassa::Error::KeyNotFound { .. }
+                    | thalassa::Error::InvalidRequest { .. }
+            ) =>
+        {
             debug!(error = %e, "KMS summary not readable; backend availability not checked");
             Ok(None)
         }

@@ -1323,9 +1323,26 @@ mod tests {
     }
 
     #[test]
-    fn install_crypto_provider_is_idempotent() {
+    fn install_crypto_provider_is_idempotent_and_installs_ring() {
+        use rustls::crypto::CryptoProvider;
         install_crypto_provider();
+        let first = CryptoProvider::get_default().expect("a provider is installed");
         install_crypto_provider();
-        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+        let second = CryptoProvider::get_default().expect("still installed");
+        assert!(
+            Arc::ptr_eq(first, second),
+            "a second call keeps the installed provider"
+        );
+        let suites = |p: &CryptoProvider| {
+            p.cipher_suites
+                .iter()
+                .map(|s| s.suite())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            suites(first),
+            suites(&rustls::crypto::ring::default_provider()),
+            "the provider is ring's, the one kube uses"
+        );
     }
 }

@@ -418,13 +418,7 @@ pub(crate) fn sanitize_message(raw: &str) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if cleaned.chars().count() <= MAX_MESSAGE_CHARS {
-        cleaned
-    } else {
-        let mut cut: String = cleaned.chars().take(MAX_MESSAGE_CHARS).collect();
-        cut.push('…');
-        cut
-    }
+    crate::text::truncate(&cleaned, MAX_MESSAGE_CHARS)
 }
 
 /// Which API family a request belongs to; the same status means different things per family.
@@ -852,7 +846,7 @@ mod tests {
         assert_eq!(sanitize_message("  a\nb\u{7}c  "), "a b c");
         let long = "x".repeat(500);
         let cut = sanitize_message(&long);
-        assert_eq!(cut.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert_eq!(cut.chars().count(), MAX_MESSAGE_CHARS);
         assert!(cut.ends_with('…'));
     }
 }
