@@ -239,6 +239,17 @@ pub(crate) struct GetSecretValueResponse {
     kms_key_version: String,
 }
 
+impl RevealedSecret {
+    /// Decodes a `getSecretValue` (S7) response body as the client does: values are base64-decoded
+    /// while parsing, and exactly one of `secretString` and `secretKeyValues` must be present. The
+    /// error never quotes the body. Public so property tests and fuzz targets reach the decoder.
+    pub fn from_response_json(body: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice::<GetSecretValueResponse>(body)?
+            .into_revealed()
+            .map_err(<serde_json::Error as serde::de::Error>::custom)
+    }
+}
+
 impl GetSecretValueResponse {
     /// Checks that exactly one value format is present.
     pub(crate) fn into_revealed(self) -> Result<RevealedSecret, &'static str> {
