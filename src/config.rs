@@ -405,9 +405,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         } else if rest.starts_with('h') {
             (3_600_000_000_000, 1)
         } else if rest.is_empty() {
-            return Err(format!(
-                "duration {text:?} is missing a unit (ms, s, m, h)"
-            ));
+            return Err(format!("duration {text:?} is missing a unit (ms, s, m, h)"));
         } else {
             return Err(format!(
                 "duration {text:?} has an unknown unit; use ms, s, m or h"
