@@ -245,12 +245,13 @@ fn produce(
     Ok(())
 }
 
-/// Kubernetes Secret key rule.
+/// Kubernetes Secret key rule (`IsConfigMapKey`): 1–253 characters of `[-._a-zA-Z0-9]`, not `.`,
+/// and not starting with `..` (the apiserver refuses `..a` and `...` too).
 pub fn is_valid_secret_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 253
         && key != "."
-        && key != ".."
+        && !key.starts_with("..")
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
@@ -660,5 +661,8 @@ mod tests {
         assert!(
             !is_valid_secret_key("a b") && !is_valid_secret_key("..") && !is_valid_secret_key("")
         );
+        // The apiserver refuses every key starting with `..`, not only `..` itself.
+        assert!(!is_valid_secret_key("..a") && !is_valid_secret_key("..."));
+        assert!(is_valid_secret_key(".a") && is_valid_secret_key("a.."));
     }
 }

@@ -554,17 +554,21 @@ fn string_value(text: &str) -> SecretValue {
 proptest! {
     #![proptest_config(cases(500))]
 
-    /// `is_valid_secret_key` is the CRD's `secretKey` rule minus the `.`/`..` names.
+    /// `is_valid_secret_key` is Kubernetes' Secret key rule: the CRD's `secretKey` pattern and
+    /// length, not `.`, not starting with `..` (checked against the apiserver in
+    /// tests/admission_parity.rs).
     #[test]
     fn secret_key_rule_matches_the_crd(key in prop_oneof![
         "[-._a-zA-Z0-9]{0,8}",
         Just(".".to_string()),
         Just("..".to_string()),
         Just("..x".to_string()),
+        Just("...".to_string()),
+        "[.]{1,3}[a-z.]{0,3}",
         "[a-z]{250,256}",
         "\\PC{0,6}",
     ]) {
-        let expected = crd_rules().secret_key.accepts(&key) && key != "." && key != "..";
+        let expected = crd_rules().secret_key.accepts(&key) && key != "." && !key.starts_with("..");
         prop_assert_eq!(is_valid_secret_key(&key), expected, "key {:?}", key);
     }
 
