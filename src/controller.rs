@@ -198,9 +198,13 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
                 source.mappings.push(KeyMapping::AllProperties);
             }
             (None, Some(prefix)) => {
-                if !prefix.starts_with('/') || !prefix.ends_with('/') || prefix.contains("//") {
+                // The same rules as a browse path (characters, length, segments), plus the
+                // trailing `/` the CRD requires of a prefix.
+                thalassa::validate_browse_path(prefix)
+                    .map_err(|e| Error::InvalidSpec(format!("dataFrom[{i}].pathPrefix: {e}")))?;
+                if !prefix.ends_with('/') {
                     return Err(Error::InvalidSpec(format!(
-                        "dataFrom[{i}].pathPrefix must start and end with '/' and contain no '//'"
+                        "dataFrom[{i}].pathPrefix must end with '/'"
                     )));
                 }
                 prefixes.push(prefix.clone());
