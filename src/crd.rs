@@ -19,11 +19,16 @@ pub const VERSION: &str = "v1alpha1";
 pub const FIELD_MANAGER: &str = "thalassa-secrets-operator";
 /// Value of `app.kubernetes.io/managed-by` on every Secret the operator writes.
 pub const MANAGED_BY: &str = "thalassa-secrets-operator";
+/// The label that marks a Secret as written by this operator.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Label selector that matches exactly the Secrets this operator manages.
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=thalassa-secrets-operator";
 /// Annotation naming the `ThalassaSecret` (`<name>`) that writes a Secret.
 pub const OWNER_ANNOTATION: &str = "secrets.thalassa.cloud/owner";
-/// Annotation with the source paths and the versions written (`{"/path": 3}`), never values.
+/// Annotation with the UID of that `ThalassaSecret`: a resource deleted and created again under
+/// the same name is a new resource, and nothing written for the old one is trusted.
+pub const OWNER_UID_ANNOTATION: &str = "secrets.thalassa.cloud/owner-uid";
+/// Annotation: JSON map of source path to the version and keys it produced (no values).
 pub const SOURCES_ANNOTATION: &str = "secrets.thalassa.cloud/sources";
 /// Annotation with a keyed hash (HMAC-SHA256) of the Secret's type and data, to detect drift.
 pub const DATA_HASH_ANNOTATION: &str = "secrets.thalassa.cloud/data-hash";
@@ -33,6 +38,20 @@ pub const GENERATION_ANNOTATION: &str = "secrets.thalassa.cloud/generation";
 
 /// Default refresh interval when neither the spec nor the operator flags give one.
 pub const DEFAULT_REFRESH_INTERVAL: &str = "1m";
+
+/// CEL rule: a path or prefix has no `.` or `..` segment (HTTP clients resolve those, so the
+/// request would reach another path than the one written in the spec).
+pub const NO_DOT_SEGMENTS: &str = "!self.matches('(^|/)[.][.]?(/|$)')";
+const NO_DOT_SEGMENTS_MESSAGE: &str = "must not contain '.' or '..' segments";
+
+/// Kubernetes qualified name (label and annotation keys): an optional DNS-subdomain prefix and
+/// `/`, then a name of 1-63 characters `[A-Za-z0-9_.-]`, beginning and ending alphanumeric.
+/// Mirrored by [`crate::render::is_qualified_name`].
+macro_rules! qualified_name_regex {
+    () => {
+        "^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$"
+    };
+}
 
 /// A `ThalassaSecret` keeps one Kubernetes Secret in sync with secrets stored in Thalassa Cloud
 /// Secrets Manager.
@@ -71,7 +90,8 @@ pub const DEFAULT_REFRESH_INTERVAL: &str = "1m";
 #[x_kube(
     validation = Rule::new("size(self.data) + size(self.dataFrom) > 0").message("at least one entry in data or dataFrom is required"),
     validation = Rule::new("!(self.target.creationPolicy == 'Merge' && self.target.deletionPolicy == 'Delete')").message("target.deletionPolicy Delete cannot be combined with creationPolicy Merge: the Secret is not the operator's to delete"),
-    validation = Rule::new("!(self.target.creationPolicy == 'Merge' && has(self.target.immutable) && self.target.immutable)").message("target.immutable cannot be combined with creationPolicy Merge")
+    validation = Rule::new("!(self.target.creationPolicy == 'Merge' && has(self.target.immutable) && self.target.immutable)").message("target.immutable cannot be combined with creationPolicy Merge"),
+    validation = Rule::new("(has(self.target) && has(self.target.name)) == (has(oldSelf.target) && has(oldSelf.target.name))").message("target.name is immutable: it cannot be added or removed after creation; create a new ThalassaSecret instead")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ThalassaSecretSpec {
@@ -119,6 +139,7 @@ pub struct ThalassaSecretSpec {
 pub struct DataEntry {
     /// Key in the Kubernetes Secret's `data`.
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    #[x_kube(validation = Rule::new("self != '.' && self != '..'").message("secretKey must not be '.' or '..'"))]
     pub secret_key: String,
     /// Where the value comes from.
     pub remote_ref: RemoteRef,
@@ -131,6 +152,7 @@ pub struct RemoteRef {
     /// Thalassa secret path, for example `/app/production/db/password`: a leading `/`, segments of
     /// letters, digits and `_ . + -`, no `//` and no trailing `/`, at most 512 characters.
     #[schemars(length(min = 2, max = 512), regex(pattern = r"^(/[A-Za-z0-9_.+-]+)+$"))]
+    #[x_kube(validation = Rule::new(NO_DOT_SEGMENTS).message(NO_DOT_SEGMENTS_MESSAGE))]
     pub path: String,
     /// For a key/value secret: the property to read. Required for key/value secrets, must be
     /// absent for string secrets.
@@ -153,6 +175,7 @@ pub struct DataFromSource {
     /// A key/value secret: every property becomes a key of the Kubernetes Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 2, max = 512), regex(pattern = r"^(/[A-Za-z0-9_.+-]+)+$"))]
+    #[x_kube(validation = Rule::new(NO_DOT_SEGMENTS).message(NO_DOT_SEGMENTS_MESSAGE))]
     pub path: Option<String>,
     /// Every secret under this prefix (recursively), for example `/app/production/`. A string
     /// secret becomes one key named after its path relative to the prefix with `/` replaced by
@@ -164,6 +187,7 @@ pub struct DataFromSource {
         length(min = 1, max = 512),
         regex(pattern = r"^/([A-Za-z0-9_.+-]+/)*$")
     )]
+    #[x_kube(validation = Rule::new(NO_DOT_SEGMENTS).message(NO_DOT_SEGMENTS_MESSAGE))]
     pub path_prefix: Option<String>,
 }
 
@@ -183,11 +207,25 @@ pub struct SecretTarget {
     /// `kubernetes.io/tls`) must be produced by `data` or `dataFrom`.
     #[serde(default)]
     pub r#type: SecretType,
-    /// Extra labels for the Secret.
+    /// Extra labels for the Secret: Kubernetes label syntax (`[prefix/]name`, values of at most
+    /// 63 characters), at most 64 entries, none under `secrets.thalassa.cloud/` or the
+    /// operator's `app.kubernetes.io/managed-by`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(
+        validation = Rule::new(concat!("self.all(k, k.matches('", qualified_name_regex!(), "'))")).message("target.labels: every key must be a qualified name ([prefix/]name: name of at most 63 characters [A-Za-z0-9_.-], beginning and ending alphanumeric; prefix a DNS subdomain)"),
+        validation = Rule::new("self.all(k, self[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$'))").message("target.labels: every value must be empty or at most 63 characters [A-Za-z0-9_.-], beginning and ending alphanumeric"),
+        validation = Rule::new("self.all(k, !k.startsWith('secrets.thalassa.cloud/') && k != 'app.kubernetes.io/managed-by')").message("target.labels: keys under secrets.thalassa.cloud/ and app.kubernetes.io/managed-by are the operator's own")
+    )]
     pub labels: BTreeMap<String, String>,
-    /// Extra annotations for the Secret.
+    /// Extra annotations for the Secret: keys in Kubernetes qualified-name syntax, at most 64
+    /// entries, none under `secrets.thalassa.cloud/`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(
+        validation = Rule::new(concat!("self.all(k, k.matches('", qualified_name_regex!(), "'))")).message("target.annotations: every key must be a qualified name ([prefix/]name: name of at most 63 characters [A-Za-z0-9_.-], beginning and ending alphanumeric; prefix a DNS subdomain)"),
+        validation = Rule::new("self.all(k, !k.startsWith('secrets.thalassa.cloud/'))").message("target.annotations: keys under secrets.thalassa.cloud/ are the operator's own")
+    )]
     pub annotations: BTreeMap<String, String>,
     /// Write the Secret as immutable. A new version then needs a new Secret name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,6 +236,23 @@ pub struct SecretTarget {
     /// What to do when a Secret with the target name exists and this operator did not create it.
     #[serde(default)]
     pub creation_policy: CreationPolicy,
+    /// What happens to the keys of a source that was synced and is gone from Thalassa (a secret
+    /// deleted under a `pathPrefix`, or an explicit path deleted). A listing that no longer shows
+    /// a path is never proof: the path is looked up directly, and only a definite "not found"
+    /// counts.
+    #[serde(default)]
+    pub on_source_deleted: SourceDeletionPolicy,
+}
+
+/// What happens to a synced source's keys when Thalassa says the secret no longer exists.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SourceDeletionPolicy {
+    /// Keep its keys with their last value (default); `Ready=False` reason `SecretNotFound`
+    /// names the path until it is restored or removed from the spec.
+    #[default]
+    Retain,
+    /// Remove its keys from the Secret once Thalassa answers "not found" for that very path.
+    Delete,
 }
 
 /// Type of the written Secret.
@@ -230,6 +285,20 @@ impl SecretType {
             SecretType::BasicAuth => "kubernetes.io/basic-auth",
             SecretType::SshAuth => "kubernetes.io/ssh-auth",
         }
+    }
+
+    /// The variant for a Kubernetes `type` string; `None` for types the operator never writes
+    /// (service-account and bootstrap tokens, Helm releases, anything else).
+    pub fn from_type_str(type_: &str) -> Option<SecretType> {
+        [
+            SecretType::Opaque,
+            SecretType::Tls,
+            SecretType::DockerConfigJson,
+            SecretType::BasicAuth,
+            SecretType::SshAuth,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == type_)
     }
 
     /// Keys the apiserver requires for this type; `any_of` means at least one of them.
@@ -299,6 +368,10 @@ pub struct ThalassaSecretStatus {
     /// Name of the Secret written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// UID of the Secret this resource created or took over: the ownership record that survives
+    /// someone removing the Secret's managed-by label or owner annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_uid: Option<String>,
     /// Version written to the Secret, per source path.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(with = "BTreeMap<String, i64>")]

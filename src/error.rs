@@ -35,6 +35,69 @@ pub enum Error {
         name: String,
     },
 
+    /// The target is the operator's own data-hash key Secret, which is never a target.
+    #[error(
+        "Secret {name} holds the operator's data-hash key and can never be a target; choose another target.name"
+    )]
+    TargetReserved {
+        /// Name of the Secret.
+        name: String,
+    },
+
+    /// The existing Secret has a type the operator does not manage (service-account tokens,
+    /// bootstrap tokens, Helm releases, ...); writing into it could break its owner.
+    #[error(
+        "Secret {name} has type {secret_type}, which the operator never writes; choose another target.name"
+    )]
+    TargetTypeRefused {
+        /// Name of the Secret.
+        name: String,
+        /// Its `type`.
+        secret_type: String,
+    },
+
+    /// The existing Secret's type differs from `target.type`, and a Secret's type is immutable.
+    #[error(
+        "Secret {name} has type {existing} but target.type is {wanted}; a Secret's type cannot change: delete the Secret or set target.type {existing}"
+    )]
+    TargetTypeConflict {
+        /// Name of the Secret.
+        name: String,
+        /// The existing type.
+        existing: String,
+        /// The type the spec asks for.
+        wanted: String,
+    },
+
+    /// The rendered data is larger than a Kubernetes Secret can hold.
+    #[error(
+        "the sources add up to {bytes} bytes, more than the {limit} bytes a Kubernetes Secret holds"
+    )]
+    SecretTooLarge {
+        /// Size of the rendered data.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// Sources that were synced are gone from Thalassa (a definite "not found" for each path);
+    /// their keys are kept.
+    #[error(
+        "{} synced before no longer exist{} in Thalassa: {}; their keys are kept (set target.onSourceDeleted: Delete to remove them)",
+        if .paths.len() == 1 { "a secret" } else { "secrets" },
+        if .paths.len() == 1 { "s" } else { "" },
+        .paths.join(", ")
+    )]
+    SourceDeleted {
+        /// The paths (sorted).
+        paths: Vec<String>,
+    },
+
+    /// The same failure as the last attempt, for the same generation, source versions and target:
+    /// reported again without revealing anything.
+    #[error("{0}")]
+    Repeated(Arc<Error>),
+
     /// Two sources render to the same key of the Secret.
     #[error("two sources write the Secret key {key}")]
     TargetKeyConflict {
@@ -95,8 +158,9 @@ pub enum Error {
         source: Arc<thalassa::Error>,
     },
 
-    /// The Kubernetes API refused or failed a call.
-    #[error("Kubernetes API: {0}")]
+    /// The Kubernetes API refused or failed a call. The text is built from the status code,
+    /// reason and field names only: apiserver messages can quote the data that was refused.
+    #[error("Kubernetes API: {}", kube_summary(.0))]
     Kube(#[from] kube::Error),
 }
 
@@ -115,8 +179,9 @@ impl From<Arc<thalassa::Error>> for Error {
 }
 
 /// Every reason [`Error::reason`] can return: the closed set of `Ready=False` reasons.
-pub const READY_FALSE_REASONS: [&str; 21] = [
+pub const READY_FALSE_REASONS: [&str; 22] = [
     "InvalidSpec",
+    "SecretTooLarge",
     "TargetConflict",
     "TargetImmutable",
     "TargetKeyConflict",
@@ -144,7 +209,13 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::InvalidSpec(_) => "InvalidSpec",
-            Error::TargetConflict { .. } => "TargetConflict",
+            Error::TargetConflict { .. }
+            | Error::TargetReserved { .. }
+            | Error::TargetTypeRefused { .. }
+            | Error::TargetTypeConflict { .. } => "TargetConflict",
+            Error::SecretTooLarge { .. } => "SecretTooLarge",
+            Error::SourceDeleted { .. } => "SecretNotFound",
+            Error::Repeated(inner) => inner.reason(),
             Error::TargetImmutable { .. } => "TargetImmutable",
             Error::TargetKeyConflict { .. } => "TargetKeyConflict",
             Error::KmsKeyMismatch { .. } => "KmsKeyMismatch",
@@ -173,20 +244,62 @@ impl Error {
         }
     }
 
-    /// True when only a change of the spec (or of a foreign object) can fix it, so retrying on a
-    /// timer is pointless.
-    pub fn needs_spec_change(&self) -> bool {
-        matches!(
-            self,
-            Error::InvalidSpec(_) | Error::TargetKeyConflict { .. } | Error::TargetImmutable { .. }
-        )
+    /// True when the same inputs (generation, source versions, target Secret) give the same
+    /// failure again: the next attempt is skipped, without a reveal, until one of them changes.
+    /// Anything that depends on Thalassa's content is still re-checked at every interval.
+    pub fn is_deterministic(&self) -> bool {
+        match self {
+            Error::InvalidSpec(_)
+            | Error::TargetKeyConflict { .. }
+            | Error::TargetImmutable { .. }
+            | Error::TargetTypeConflict { .. }
+            | Error::SecretTooLarge { .. }
+            | Error::SourceFormatMismatch { .. }
+            | Error::KmsKeyMismatch { .. } => true,
+            // The apiserver refused the Secret itself (validation), not the request.
+            Error::Kube(kube::Error::Api(status)) => matches!(status.code, 400 | 422),
+            Error::Repeated(inner) => inner.is_deterministic(),
+            _ => false,
+        }
     }
 
     /// A delay the provider asked for (429 `Retry-After`), if any.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Error::Thalassa { source } => source.retry_after(),
+            Error::Repeated(inner) => inner.retry_after(),
             _ => None,
         }
+    }
+}
+
+/// Our own words for a Kubernetes API failure: code, reason and field names, never the
+/// apiserver's message (a validation message can quote the refused value).
+fn kube_summary(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            let mut text = format!("{} {}", status.code, status.reason);
+            let fields: Vec<&str> = status
+                .details
+                .iter()
+                .flat_map(|d| d.causes.iter())
+                .map(|c| c.field.as_str())
+                .filter(|f| !f.is_empty())
+                .collect();
+            if !fields.is_empty() {
+                text.push_str(&format!(" (fields: {})", fields.join(", ")));
+            }
+            text
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) => "request failed (transport)".into(),
+        other => format!("client error ({})", kube_error_kind(other)),
+    }
+}
+
+fn kube_error_kind(error: &kube::Error) -> &'static str {
+    match error {
+        kube::Error::SerdeError(_) => "response did not decode",
+        kube::Error::Auth(_) => "authentication",
+        _ => "other",
     }
 }

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::{
     crd::{
         CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, GENERATION_ANNOTATION, MANAGED_BY,
-        OWNER_ANNOTATION, SOURCES_ANNOTATION, SecretType,
+        MANAGED_BY_LABEL, OWNER_ANNOTATION, OWNER_UID_ANNOTATION, SOURCES_ANNOTATION, SecretType,
     },
     error::{Error, Result},
     thalassa::SecretValue,
@@ -156,6 +156,27 @@ pub fn render_data(
             data.insert(key, ByteString(bytes));
         }
     }
+    let size: usize = data.values().map(|v| v.0.len()).sum();
+    if size > MAX_SECRET_DATA_BYTES {
+        return Err(Error::SecretTooLarge {
+            bytes: size,
+            limit: MAX_SECRET_DATA_BYTES,
+        });
+    }
+    if secret_type == Some(SecretType::DockerConfigJson)
+        && let Some(config) = data.get(".dockerconfigjson")
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&config.0).is_err()
+    {
+        // Our own words: the parser's message may quote the value.
+        return Err(Error::SourceFormatMismatch {
+            path: records
+                .iter()
+                .find(|(_, r)| r.keys.iter().any(|k| k == ".dockerconfigjson"))
+                .map(|(p, _)| p.clone())
+                .unwrap_or_default(),
+            detail: "produces the key .dockerconfigjson, which is not valid JSON (required by target.type kubernetes.io/dockerconfigjson)".into(),
+        });
+    }
     if let Some(secret_type) = secret_type {
         let (required, any_of) = secret_type.required_keys();
         let present = |k: &&str| data.contains_key(*k);
@@ -245,6 +266,42 @@ fn produce(
     Ok(())
 }
 
+/// The most data a Kubernetes Secret holds: the apiserver refuses a Secret whose values add up
+/// to more than 1 MiB.
+pub const MAX_SECRET_DATA_BYTES: usize = 1024 * 1024;
+
+/// Kubernetes qualified-name rule for label and annotation keys (the CRD's CEL rule uses the same
+/// expression): an optional DNS-subdomain prefix and `/`, then 1-63 characters `[A-Za-z0-9_.-]`
+/// beginning and ending alphanumeric.
+pub fn is_qualified_name(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let subdomain_label = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    prefix.is_none_or(|p| p.split('.').all(subdomain_label))
+        && is_label_value(name)
+        && !name.is_empty()
+}
+
+/// Kubernetes label value rule: empty, or at most 63 characters `[A-Za-z0-9_.-]` beginning and
+/// ending alphanumeric.
+pub fn is_label_value(value: &str) -> bool {
+    value.is_empty()
+        || (value.len() <= 63
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && value.as_bytes()[0].is_ascii_alphanumeric()
+            && value.as_bytes()[value.len() - 1].is_ascii_alphanumeric())
+}
+
 /// Kubernetes Secret key rule (`IsConfigMapKey`): 1–253 characters of `[-._a-zA-Z0-9]`, not `.`,
 /// and not starting with `..` (the apiserver refuses `..a` and `...` too).
 pub fn is_valid_secret_key(key: &str) -> bool {
@@ -313,6 +370,8 @@ pub struct TargetSettings<'a> {
     pub namespace: &'a str,
     /// Owning resource's name.
     pub owner_name: &'a str,
+    /// Owning resource's UID.
+    pub owner_uid: &'a str,
     /// Owning resource's `metadata.generation`.
     pub owner_generation: i64,
     /// ownerReference to set when `deletionPolicy: Delete`.
@@ -339,9 +398,10 @@ pub fn render_secret(
     data_hash: &str,
 ) -> Secret {
     let mut labels = target.labels.clone();
-    labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     let mut annotations = target.annotations.clone();
     annotations.insert(OWNER_ANNOTATION.into(), target.owner_name.to_string());
+    annotations.insert(OWNER_UID_ANNOTATION.into(), target.owner_uid.to_string());
     annotations.insert(
         SOURCES_ANNOTATION.into(),
         serde_json::to_string(&rendered.sources).expect("source records serialize"),
@@ -387,9 +447,26 @@ pub fn written_generation(metadata: &ObjectMeta) -> Option<i64> {
         .ok()
 }
 
+/// True when the Secret's annotations say it was rendered for this very resource (UID, not just
+/// name) at this generation, so what it records about sources can be trusted.
+pub fn written_for(
+    metadata: &ObjectMeta,
+    owner_name: &str,
+    owner_uid: &str,
+    generation: Option<i64>,
+) -> bool {
+    let annotation = |name: &str| metadata.annotations.as_ref().and_then(|a| a.get(name));
+    annotation(OWNER_ANNOTATION).is_some_and(|v| v == owner_name)
+        && annotation(OWNER_UID_ANNOTATION).is_some_and(|v| v == owner_uid)
+        && generation.is_some()
+        && written_generation(metadata) == generation
+}
+
 /// Checks an existing Secret against its own annotations: true when the data of the keys it
-/// records still hashes to its data-hash annotation (no edit since our last write).
-pub fn is_intact(secret: &Secret, key: &HashKey, managed_type: bool) -> bool {
+/// records still hashes to its data-hash annotation (no edit since our last write). With
+/// `owns_all_data` (Owner and Adopt: the data is exactly what the resource renders), a key the
+/// record does not list also makes it not intact.
+pub fn is_intact(secret: &Secret, key: &HashKey, owns_all_data: bool) -> bool {
     let Some(recorded) = secret
         .metadata
         .annotations
@@ -408,7 +485,10 @@ pub fn is_intact(secret: &Secret, key: &HashKey, managed_type: bool) -> bool {
             None => return false,
         }
     }
-    let secret_type = if managed_type {
+    if owns_all_data && data.len() != ours.len() {
+        return false;
+    }
+    let secret_type = if owns_all_data {
         Some(secret.type_.as_deref().unwrap_or("Opaque"))
     } else {
         None
@@ -422,7 +502,7 @@ pub fn is_owned_by(secret: &Secret, owner_name: &str) -> bool {
         .metadata
         .labels
         .as_ref()
-        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
         .is_some_and(|v| v == MANAGED_BY);
     let owner = secret
         .metadata
@@ -626,6 +706,7 @@ mod tests {
             name: "db",
             namespace: "shop",
             owner_name: "db",
+            owner_uid: "uid-1",
             owner_generation: 1,
             owner_reference: None,
             secret_type: Some(SecretType::Opaque),
