@@ -211,7 +211,7 @@ pub struct SecretTarget {
     /// 63 characters), at most 64 entries, none under `secrets.thalassa.cloud/` or the
     /// operator's `app.kubernetes.io/managed-by`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 63}))]
     #[x_kube(
         validation = Rule::new(concat!("self.all(k, k.matches('", qualified_name_regex!(), "'))")).message("target.labels: every key must be a qualified name ([prefix/]name: name of at most 63 characters [A-Za-z0-9_.-], beginning and ending alphanumeric; prefix a DNS subdomain)"),
         validation = Rule::new("self.all(k, self[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$'))").message("target.labels: every value must be empty or at most 63 characters [A-Za-z0-9_.-], beginning and ending alphanumeric"),
