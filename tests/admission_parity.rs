@@ -523,3 +523,202 @@ async fn secret_keys_are_validated_alike() {
     );
     assert_eq!(mismatches, 0, "Secret key rules disagree");
 }
+
+fn label_key_samples() -> Vec<String> {
+    let mut samples: Vec<String> = [
+        "a",
+        "app",
+        "A",
+        "1",
+        "a.b",
+        "a_b",
+        "a-b",
+        "-a",
+        "a-",
+        "_a",
+        "a_",
+        ".a",
+        "a.",
+        "a b",
+        "é",
+        "",
+        "a/b",
+        "example.com/a",
+        "Example.com/a",
+        "EXAMPLE.COM/a",
+        "a.b.c/d",
+        "a..b/c",
+        "a.-b/c",
+        "-a.b/c",
+        "a.b-/c",
+        ".a/b",
+        "a./b",
+        "/a",
+        "a/",
+        "a/b/c",
+        "a_b.com/c",
+        "kubernetes.io/x",
+        "app.kubernetes.io/managed-by",
+        "app.kubernetes.io/name",
+        "secrets.thalassa.cloud/owner",
+        "secrets.thalassa.cloud",
+        "x.secrets.thalassa.cloud/y",
+    ]
+    .map(String::from)
+    .into();
+    for len in [63, 64] {
+        samples.push("n".repeat(len));
+        samples.push(format!("example.com/{}", "n".repeat(len)));
+        samples.push(format!("{}.com/n", "p".repeat(len)));
+    }
+    for len in [253, 254] {
+        let mut prefix = String::new();
+        while prefix.len() < len {
+            prefix.push_str("abcdefghi.");
+        }
+        prefix.truncate(len);
+        let prefix = prefix.trim_end_matches('.').to_string() + "z";
+        let prefix = &prefix[prefix.len() - len..];
+        samples.push(format!("{prefix}/n"));
+    }
+    let mut rng = Rng(0x1A_BE15_0017);
+    while samples.len() < 90 {
+        let name = rng.word("abZ09-_.", 6);
+        samples.push(if rng.chance(40) {
+            format!("{}/{name}", rng.word("ab9-.", 6))
+        } else {
+            name
+        });
+    }
+    samples.sort();
+    samples.dedup();
+    samples
+}
+
+fn label_value_samples() -> Vec<String> {
+    let mut samples: Vec<String> = [
+        "", "v", "V", "1", "a.b", "a_b", "a-b", "-v", "v-", "_v", "v_", ".v", "v.", "a b", "é",
+        "a/b", "a:b",
+    ]
+    .map(String::from)
+    .into();
+    samples.push("v".repeat(63));
+    samples.push("v".repeat(64));
+    let mut rng = Rng(0x7A_1BE5_0017);
+    while samples.len() < 40 {
+        samples.push(rng.word("abZ09-_.", 6));
+    }
+    samples.sort();
+    samples.dedup();
+    samples
+}
+
+/// `target.labels` and `target.annotations`: the Rust validator and the CRD's CEL rules accept the
+/// same maps, and neither accepts a label or annotation the apiserver would refuse on the Secret
+/// (where the operator is stricter than the apiserver, for its own keys or otherwise, the sample
+/// is printed as a note).
+#[tokio::test]
+async fn target_labels_and_annotations_are_validated_alike() {
+    let h = harness("parity-labels").await;
+    let started = std::time::Instant::now();
+    let config = config();
+    let mut samples: Vec<(
+        &'static str,
+        String,
+        BTreeMap<String, String>,
+        BTreeMap<String, String>,
+    )> = Vec::new();
+    for key in label_key_samples() {
+        samples.push((
+            "label key",
+            key.clone(),
+            BTreeMap::from([(key.clone(), "v".to_string())]),
+            BTreeMap::new(),
+        ));
+        samples.push((
+            "annotation key",
+            key.clone(),
+            BTreeMap::new(),
+            BTreeMap::from([(key, "any value: é /".to_string())]),
+        ));
+    }
+    for value in label_value_samples() {
+        samples.push((
+            "label value",
+            value.clone(),
+            BTreeMap::from([("k".to_string(), value)]),
+            BTreeMap::new(),
+        ));
+    }
+    let (secrets, resources, ns) = (h.secrets(), h.resources(), h.ns().to_string());
+    let results: Vec<_> = stream::iter(samples.into_iter().enumerate())
+        .map(|(i, (what, value, labels, annotations))| {
+            let (secrets, resources, ns, config) = (&secrets, &resources, &ns, &config);
+            async move {
+                let secret = Secret {
+                    metadata: ObjectMeta {
+                        name: Some(format!("parity-meta-{i}")),
+                        namespace: Some(ns.clone()),
+                        labels: Some(labels.clone()),
+                        annotations: Some(annotations.clone()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let (in_secret, secret_message) = admitted(secrets, &secret).await;
+                let mut spec = ThalassaSecretSpec {
+                    data: vec![remote_ref("/a")],
+                    ..Default::default()
+                };
+                spec.target.labels = labels;
+                spec.target.annotations = annotations;
+                let mut ts = ThalassaSecret::new(&format!("parity-meta-{i}"), spec);
+                ts.metadata.namespace = Some(ns.clone());
+                let (in_crd, crd_message) = admitted(resources, &ts).await;
+                let rust = controller::validate(&ts, config)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                (
+                    what,
+                    value,
+                    in_secret,
+                    secret_message,
+                    in_crd,
+                    crd_message,
+                    rust,
+                )
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut mismatches = 0;
+    for (what, value, in_secret, secret_message, in_crd, crd_message, rust) in &results {
+        let verdict = |ok: bool| if ok { "accepts" } else { "rejects" };
+        if rust.is_ok() != *in_crd {
+            mismatches += 1;
+            eprintln!(
+                "MISMATCH {what} {value:?}: CRD admission {} ({crd_message}), Rust validate {} ({})",
+                verdict(*in_crd),
+                verdict(rust.is_ok()),
+                rust.as_ref().err().map_or("", String::as_str)
+            );
+        }
+        if (rust.is_ok() || *in_crd) && !*in_secret {
+            mismatches += 1;
+            eprintln!(
+                "MISMATCH {what} {value:?}: accepted for the ThalassaSecret but a Secret refuses it ({secret_message})"
+            );
+        } else if *in_secret && !*in_crd {
+            eprintln!(
+                "note: {what} {value:?} is valid on a Secret but refused by the operator ({crd_message})"
+            );
+        }
+    }
+    eprintln!(
+        "{} label/annotation samples compared in {:?}, {mismatches} mismatches",
+        results.len(),
+        started.elapsed()
+    );
+    assert_eq!(mismatches, 0, "label and annotation rules disagree");
+}
