@@ -285,7 +285,8 @@ pub fn is_qualified_name(key: &str) -> bool {
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    prefix.is_none_or(|p| p.split('.').all(subdomain_label))
+    // The apiserver also limits the prefix, a DNS subdomain, to 253 bytes.
+    prefix.is_none_or(|p| p.len() <= 253 && p.split('.').all(subdomain_label))
         && is_label_value(name)
         && !name.is_empty()
 }
