@@ -20,8 +20,8 @@ use thalassa_operator::{
     controller,
     crd::{DataEntry, DataFromSource, RemoteRef, ThalassaSecret, ThalassaSecretSpec},
     render::{
-        HashKey, KeyMapping, RenderSource, SourceValue, data_hash, is_valid_secret_key, prefix_key,
-        render_data,
+        HashKey, KeyMapping, RenderSource, SourceValue, data_hash, is_label_value,
+        is_qualified_name, is_valid_secret_key, prefix_key, render_data,
     },
     thalassa::{
         self, BrowseSecretsResponse, KmsKey, KmsKeyStatus, KmsKeyVersion, KmsRegionSummary,
@@ -570,6 +570,31 @@ proptest! {
     ]) {
         let expected = crd_rules().secret_key.accepts(&key) && key != "." && !key.starts_with("..");
         prop_assert_eq!(is_valid_secret_key(&key), expected, "key {:?}", key);
+    }
+
+    /// Label and annotation keys follow Kubernetes' `IsQualifiedName` (an optional DNS-subdomain
+    /// prefix of at most 253 bytes, then a name of 1-63 characters), label values
+    /// `IsValidLabelValue`; written from the apimachinery regexes, not from our code.
+    #[test]
+    fn label_rules_match_kubernetes(
+        prefix in proptest::option::of(prop_oneof![
+            "[a-z0-9.-]{0,12}",
+            "[a-zA-Z0-9._-]{0,6}",
+            (1usize..30).prop_map(|n| "abcdefgh.".repeat(n) + "z"),
+        ]),
+        name in prop_oneof!["[A-Za-z0-9._-]{0,8}", "[a-z]{60,66}", "\\PC{0,4}"],
+    ) {
+        let subdomain = Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").unwrap();
+        let name_rule = Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").unwrap();
+        let name_ok = name.len() <= 63 && name_rule.is_match(&name);
+        let key = match &prefix {
+            Some(prefix) => format!("{prefix}/{name}"),
+            None => name.clone(),
+        };
+        let expected = name_ok
+            && prefix.as_ref().is_none_or(|p| p.len() <= 253 && subdomain.is_match(p));
+        prop_assert_eq!(is_qualified_name(&key), expected, "key {:?}", key);
+        prop_assert_eq!(is_label_value(&name), name.is_empty() || name_ok, "value {:?}", name);
     }
 
     /// A path under a valid prefix maps to its relative path with `/` → `_` and `+` → `-`; the
