@@ -613,6 +613,14 @@ fn label_value_samples() -> Vec<String> {
     samples
 }
 
+/// What is tried, the value, and the labels and annotations that carry it.
+type MetadataSample = (
+    &'static str,
+    String,
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+);
+
 /// `target.labels` and `target.annotations`: the Rust validator and the CRD's CEL rules accept the
 /// same maps, and neither accepts a label or annotation the apiserver would refuse on the Secret
 /// (where the operator is stricter than the apiserver, for its own keys or otherwise, the sample
@@ -622,12 +630,7 @@ async fn target_labels_and_annotations_are_validated_alike() {
     let h = harness("parity-labels").await;
     let started = std::time::Instant::now();
     let config = config();
-    let mut samples: Vec<(
-        &'static str,
-        String,
-        BTreeMap<String, String>,
-        BTreeMap<String, String>,
-    )> = Vec::new();
+    let mut samples: Vec<MetadataSample> = Vec::new();
     for key in label_key_samples() {
         samples.push((
             "label key",
