@@ -37,6 +37,8 @@ cargo afl build --release --locked $(printf -- '--bin %s ' "${targets[@]}")
 # A container has no control over core dumps or the CPU governor; AFL++ only warns about both.
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1
 export AFL_NO_AFFINITY=1
+# A backtrace of the 100 MB debug-info binary takes long enough to be reported as a hang.
+export RUST_BACKTRACE=0
 
 status=0
 for target in "${targets[@]}"; do
@@ -58,10 +60,15 @@ for target in "${targets[@]}"; do
     "$crashes" "$(get saved_hangs)"
   if [ "${crashes:-0}" != 0 ]; then
     status=1
+    # Replay each crash and group them by the failed check (the message up to its first quote).
+    echo "  crashes in $out/default/crashes, by panic message:"
     for crash in "$out"/default/crashes/id:*; do
-      echo "  crash input: $crash"
-      "$CARGO_TARGET_DIR/release/$target" <"$crash" 2>&1 | grep -m1 -A2 panicked || true
-    done
+      (AFL_NO_UI=1 "$CARGO_TARGET_DIR/release/$target" <"$crash" 2>&1 || true) |
+        grep -m1 -A1 panicked | tail -n1 | sed -E 's/ *"[^"]*".*$//'
+    done | sort | uniq -c | sed 's/^/   /'
+    first=$(ls "$out"/default/crashes/id:* | head -n1)
+    echo "  first one ($first):"
+    ("$CARGO_TARGET_DIR/release/$target" <"$first" 2>&1 || true) | grep -m1 -A1 panicked | sed 's/^/    /'
   fi
 done
 exit "$status"

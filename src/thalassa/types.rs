@@ -242,11 +242,22 @@ pub(crate) struct GetSecretValueResponse {
 impl RevealedSecret {
     /// Decodes a `getSecretValue` (S7) response body as the client does: values are base64-decoded
     /// while parsing, and exactly one of `secretString` and `secretKeyValues` must be present. The
-    /// error never quotes the body. Public so property tests and fuzz targets reach the decoder.
-    pub fn from_response_json(body: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice::<GetSecretValueResponse>(body)?
-            .into_revealed()
-            .map_err(<serde_json::Error as serde::de::Error>::custom)
+    /// error names only the kind and position of the problem (serde's own message can quote the
+    /// body, so it is never used). Public so property tests and fuzz targets reach the decoder.
+    pub fn from_response_json(body: &[u8]) -> Result<Self, String> {
+        let response: GetSecretValueResponse = serde_json::from_slice(body).map_err(|e| {
+            if e.to_string().contains("not valid base64") {
+                "a secret value is not valid base64".to_owned()
+            } else {
+                format!(
+                    "{:?} error in the JSON body at line {} column {}",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                )
+            }
+        })?;
+        response.into_revealed().map_err(str::to_owned)
     }
 }
 

@@ -32,17 +32,26 @@ fn main() {
         round_trip::<KmsKey>(data);
         round_trip::<KmsKeyVersion>(data);
         round_trip::<Organisation>(data);
-        if let Err(e) = RevealedSecret::from_response_json(data) {
-            // The error names the kind and position of the problem, never content: it must not
-            // quote any string longer than a few characters from the body.
-            let message = e.to_string();
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(data) {
-                for value in map.values() {
-                    if let serde_json::Value::String(s) = value {
-                        assert!(s.len() < 8 || !message.contains(s.as_str()), "{message}");
-                    }
-                }
-            }
+        if let Err(message) = RevealedSecret::from_response_json(data) {
+            // The error is built from our own words, the error kind and a position, never from
+            // the body: after removing those, nothing but digits and spaces may remain.
+            let rest = [
+                "a secret value is not valid base64",
+                "neither secretString nor secretKeyValues is present",
+                "both secretString and secretKeyValues are present",
+                " error in the JSON body at line ",
+                " column ",
+                "Syntax",
+                "Data",
+                "Eof",
+                "Io",
+            ]
+            .iter()
+            .fold(message.clone(), |m, fixed| m.replace(fixed, " "));
+            assert!(
+                rest.chars().all(|c| c.is_ascii_digit() || c == ' '),
+                "error text not from fixed words: {message:?}"
+            );
         }
     });
 }
