@@ -731,11 +731,17 @@ fn fix_for(error: &Error, region: &str) -> String {
                 .into()
         }
         Error::InvalidRequest { .. } | Error::Conflict { .. } => {
-            "see the message; check --region, --key and --path".into()
+            "check --region, --key and --path".into()
         }
         Error::Server { .. } => "Thalassa answered with a server error: retry later, and \
              contact Thalassa support if it persists"
             .into(),
+        Error::DeadlineExceeded { .. } => "Thalassa did not answer in time: retry later, and \
+             check latency to the Thalassa API (or raise --thalassa-call-deadline)"
+            .into(),
+        Error::ValueTooLarge { .. } => {
+            "store a smaller value; a Kubernetes Secret holds at most 1 MiB".into()
+        }
         Error::Transport { .. } => "cannot reach Thalassa: check --thalassa-url, DNS, proxies \
              and egress to the Thalassa API (NetworkPolicy, firewall)"
             .into(),
@@ -743,7 +749,7 @@ fn fix_for(error: &Error, region: &str) -> String {
             "check that --thalassa-url points at the Thalassa API".into()
         }
         Error::InvalidPath { .. } => "fix --path: a leading /, segments of letters, digits and \
-             _ . + -, no // and no trailing /"
+             _ . + -, no // and no trailing /, no . or .. segment"
             .into(),
         Error::InvalidArgument(_) => "fix the region or key argument (no / or spaces)".into(),
     }

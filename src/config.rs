@@ -129,6 +129,11 @@ pub struct Args {
     #[arg(long, env = "THALASSA_RATE_BURST", default_value_t = 40)]
     pub thalassa_rate_burst: u32,
 
+    /// Longest time of one Thalassa call including its retries, backoff and rate-limit waits
+    /// (at least the 30s request timeout); past it the call fails as a timeout.
+    #[arg(long, env = "THALASSA_CALL_DEADLINE", default_value = "45s", value_parser = parse_duration_arg)]
+    pub thalassa_call_deadline: Duration,
+
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -260,9 +265,16 @@ impl Args {
         };
         let mut thalassa =
             thalassa::ClientConfig::new(self.thalassa_url, organisation, credentials);
+        if self.thalassa_call_deadline < thalassa.request_timeout {
+            return Err(ConfigError(format!(
+                "--thalassa-call-deadline must be at least the request timeout ({}s)",
+                thalassa.request_timeout.as_secs()
+            )));
+        }
         thalassa.project = self.project.filter(|p| !p.trim().is_empty());
         thalassa.rate_limit_per_second = self.thalassa_rate_limit;
         thalassa.rate_limit_burst = self.thalassa_rate_burst;
+        thalassa.call_deadline = self.thalassa_call_deadline;
         Ok(Config {
             thalassa,
             default_region: self.region,
@@ -506,6 +518,30 @@ mod tests {
         .unwrap();
         assert_eq!(ok.default_region, "nl-01");
         assert_eq!(ok.default_refresh_interval, Duration::from_secs(60));
+        assert_eq!(ok.thalassa.call_deadline, Duration::from_secs(45));
+    }
+
+    #[test]
+    fn call_deadline_flag() {
+        let base = ["--organisation", "o", "--token-file", "/t"];
+        let with = |deadline: &str| {
+            let mut argv = base.to_vec();
+            argv.extend(["--thalassa-call-deadline", deadline]);
+            args(&argv)
+        };
+        assert_eq!(
+            with("2m").unwrap().thalassa.call_deadline,
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            with("30s").unwrap().thalassa.call_deadline,
+            Duration::from_secs(30)
+        );
+        let err = with("10s").unwrap_err();
+        assert!(
+            err.to_string().contains("--thalassa-call-deadline"),
+            "{err}"
+        );
     }
 
     #[test]

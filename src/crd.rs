@@ -332,7 +332,8 @@ pub enum CreationPolicy {
     #[default]
     Owner,
     /// Take over an existing Secret: it becomes managed and its data becomes exactly what this
-    /// resource renders (keys not in the spec are removed once, at adoption).
+    /// resource renders (keys not in the spec are removed in the same write that takes it over,
+    /// so a refused write loses nothing). Its type must already be `target.type`.
     Adopt,
     /// Write only this resource's keys into an existing Secret, leaving every other key and field
     /// alone. The Secret is created if missing. Cannot be combined with `deletionPolicy: Delete`.

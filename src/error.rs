@@ -181,7 +181,6 @@ impl From<Arc<thalassa::Error>> for Error {
 /// Every reason [`Error::reason`] can return: the closed set of `Ready=False` reasons.
 pub const READY_FALSE_REASONS: [&str; 22] = [
     "InvalidSpec",
-    "SecretTooLarge",
     "TargetConflict",
     "TargetImmutable",
     "TargetKeyConflict",
@@ -197,6 +196,7 @@ pub const READY_FALSE_REASONS: [&str; 22] = [
     "Forbidden",
     "SecretNotFound",
     "VersionNotFound",
+    "SecretTooLarge",
     "RegionNotFound",
     "RateLimited",
     "ProviderRejected",
@@ -231,6 +231,7 @@ impl Error {
                 "Forbidden" => "Forbidden",
                 "SecretNotFound" => "SecretNotFound",
                 "VersionNotFound" => "VersionNotFound",
+                "ValueTooLarge" => "SecretTooLarge",
                 "KeyNotFound" => "KmsKeyNotFound",
                 "KeyNotActive" => "KmsKeyNotActive",
                 "RegionNotFound" => "RegionNotFound",
@@ -301,5 +302,83 @@ fn kube_error_kind(error: &kube::Error) -> &'static str {
         kube::Error::SerdeError(_) => "response did not decode",
         kube::Error::Auth(_) => "authentication",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: message.into(),
+            reason: "Invalid".into(),
+            details: Some(kube::core::response::StatusDetails {
+                causes: vec![kube::core::response::StatusCause {
+                    reason: "FieldValueInvalid".into(),
+                    message: message.into(),
+                    field: "data[.dockerconfigjson]".into(),
+                }],
+                name: "s".into(),
+                group: String::new(),
+                kind: "secrets".into(),
+                uid: String::new(),
+                retry_after_seconds: 0,
+            }),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn apiserver_messages_are_never_quoted() {
+        let error = Error::Kube(api_error(422, "invalid character 'Q' looking for QCANARY"));
+        let text = error.to_string();
+        assert!(!text.contains("CANARY") && !text.contains("'Q'"), "{text}");
+        assert!(
+            text.contains("422 Invalid") && text.contains("data[.dockerconfigjson]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn only_failures_the_same_inputs_repeat_are_deterministic() {
+        assert!(Error::Kube(api_error(422, "")).is_deterministic());
+        assert!(!Error::Kube(api_error(409, "")).is_deterministic());
+        assert!(!Error::Kube(api_error(500, "")).is_deterministic());
+        assert!(Error::TargetKeyConflict { key: "k".into() }.is_deterministic());
+        assert!(!Error::TargetConflict { name: "n".into() }.is_deterministic());
+        assert!(
+            !Error::SourceDeleted {
+                paths: vec!["/p".into()]
+            }
+            .is_deterministic()
+        );
+        let repeated = Error::Repeated(Arc::new(Error::SecretTooLarge { bytes: 2, limit: 1 }));
+        assert!(repeated.is_deterministic());
+        assert_eq!(repeated.reason(), "SecretTooLarge");
+    }
+
+    #[test]
+    fn every_reason_is_in_the_closed_set() {
+        let errors = [
+            Error::TargetReserved { name: "n".into() },
+            Error::TargetTypeRefused {
+                name: "n".into(),
+                secret_type: "t".into(),
+            },
+            Error::TargetTypeConflict {
+                name: "n".into(),
+                existing: "a".into(),
+                wanted: "b".into(),
+            },
+            Error::SecretTooLarge { bytes: 2, limit: 1 },
+            Error::SourceDeleted {
+                paths: vec!["/a".into(), "/b".into()],
+            },
+        ];
+        for error in errors {
+            assert!(READY_FALSE_REASONS.contains(&error.reason()), "{error}");
+        }
     }
 }

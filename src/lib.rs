@@ -10,6 +10,7 @@ pub mod crd;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod readiness;
 pub mod render;
 pub mod server;
 pub mod sources;

@@ -11,8 +11,8 @@ use thalassa_operator::{
     crd::ThalassaSecret,
     leader,
     metrics::Metrics,
-    server::{self, Readiness},
-    telemetry, thalassa,
+    readiness::Readiness,
+    server, telemetry, thalassa,
 };
 use tokio::sync::watch;
 

@@ -735,6 +735,127 @@ mod tests {
     }
 
     #[test]
+    fn an_injected_key_breaks_intactness_only_when_the_data_is_all_ours() {
+        let whole = KeyMapping::Whole {
+            secret_key: "password".into(),
+        };
+        let pw = s("hunter2");
+        let sources = [RenderSource {
+            path: "/p",
+            version: 2,
+            mappings: vec![&whole],
+            value: SourceValue::Revealed(&pw),
+        }];
+        let rendered = render_data(&sources, None).unwrap();
+        let hash = data_hash(&key(), None, &rendered.data);
+        let empty = BTreeMap::new();
+        let target = TargetSettings {
+            name: "db",
+            namespace: "shop",
+            owner_name: "db",
+            owner_uid: "uid-1",
+            owner_generation: 3,
+            owner_reference: None,
+            secret_type: None,
+            labels: &empty,
+            annotations: &empty,
+            immutable: None,
+            deletion_policy: DeletionPolicy::Retain,
+            creation_policy: CreationPolicy::Merge,
+        };
+        let mut secret = render_secret(&target, &rendered, &hash);
+        assert!(written_for(&secret.metadata, "db", "uid-1", Some(3)));
+        assert!(
+            !written_for(&secret.metadata, "db", "uid-2", Some(3)),
+            "another UID"
+        );
+        assert!(
+            !written_for(&secret.metadata, "db", "uid-1", Some(4)),
+            "another generation"
+        );
+        assert!(!written_for(&secret.metadata, "other", "uid-1", Some(3)));
+        secret
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("injected".into(), ByteString(b"x".to_vec()));
+        assert!(
+            is_intact(&secret, &key(), false),
+            "Merge: other keys are not ours"
+        );
+    }
+
+    #[test]
+    fn oversized_data_and_invalid_docker_config_are_refused_without_quoting() {
+        let whole = |k: &str| KeyMapping::Whole {
+            secret_key: k.into(),
+        };
+        let (a, b) = (whole("a"), whole("b"));
+        let big = SecretValue::String(SecretBytes::new(vec![b'x'; MAX_SECRET_DATA_BYTES / 2 + 1]));
+        let err = render_data(
+            &[
+                RenderSource {
+                    path: "/a",
+                    version: 1,
+                    mappings: vec![&a],
+                    value: SourceValue::Revealed(&big),
+                },
+                RenderSource {
+                    path: "/b",
+                    version: 1,
+                    mappings: vec![&b],
+                    value: SourceValue::Revealed(&big),
+                },
+            ],
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.reason(), "SecretTooLarge");
+        let docker = whole(".dockerconfigjson");
+        let not_json = s("QCANARY{");
+        let err = render_data(
+            &[RenderSource {
+                path: "/d",
+                version: 1,
+                mappings: vec![&docker],
+                value: SourceValue::Revealed(&not_json),
+            }],
+            Some(SecretType::DockerConfigJson),
+        )
+        .unwrap_err();
+        assert_eq!(err.reason(), "SourceFormatMismatch");
+        let text = err.to_string();
+        assert!(text.contains("/d") && !text.contains("CANARY"), "{text}");
+    }
+
+    #[test]
+    fn qualified_names_follow_the_kubernetes_rules() {
+        for good in ["app", "a.b-c_d", "example.com/tier", "a/b", "x9"] {
+            assert!(is_qualified_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a b",
+            "a/b/c",
+            "Example.com/x",
+            "/x",
+            "x/",
+            "a..b/x",
+            &"n".repeat(64),
+        ] {
+            assert!(!is_qualified_name(bad), "{bad}");
+        }
+        for good in ["", "v1", "a.b_c-d"] {
+            assert!(is_label_value(good), "{good}");
+        }
+        for bad in ["-v", "v-", "a b", &"v".repeat(64)] {
+            assert!(!is_label_value(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn prefix_keys_follow_the_documented_naming() {
         assert_eq!(prefix_key("/app/", "/app/db/password"), "db_password");
         assert_eq!(prefix_key("/", "/x"), "x");

@@ -1,13 +1,7 @@
 //! The operator's HTTP port: `/healthz` (the process is alive), `/readyz` (caches synced, or the
 //! replica knows it is a follower) and `/metrics` (Prometheus text format).
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
@@ -17,23 +11,7 @@ use axum::{
     routing::get,
 };
 
-use crate::metrics::Metrics;
-
-/// Readiness shared between the controller and the server.
-#[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
-
-impl Readiness {
-    /// Marks the operator ready (or not).
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
-    }
-
-    /// Whether the operator is ready.
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+use crate::{metrics::Metrics, readiness::Readiness};
 
 #[derive(Clone)]
 struct ServerState {

@@ -430,7 +430,7 @@ async fn two_resources_racing_for_one_target_only_one_writes() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     watch.abort();
     let loser_key = if ready == "one" { "two" } else { "one" };
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert!(!seen.is_empty(), "the watch saw the Secret");
     assert!(
         seen.iter().all(|k| !k.contains(loser_key)),

@@ -17,7 +17,8 @@ use thalassa_emulator::{
 };
 use thalassa_operator::thalassa::{
     Client, ClientConfig, CreateKmsKeyRequest, CreateSecretRequest, Credentials, Error,
-    KmsKeyStatus, RequestObserver, SecretBytes, SecretValue, SecretValueInput,
+    KmsKeyStatus, MAX_REVEAL_RESPONSE_BYTES, MAX_SECRET_VALUE_BYTES, RequestObserver, SecretBytes,
+    SecretValue, SecretValueInput,
 };
 
 const REGION: &str = "nl-01";
@@ -1151,5 +1152,320 @@ async fn headers_reauthentication_http_dates_and_bad_values() {
     assert!(
         !text.contains("c2VjcmV0") && !text.contains("not-base64"),
         "{text}"
+    );
+}
+
+// ---- Call deadline (issue 9, item 6) ----
+
+/// A client with short timeouts, for the deadline tests.
+fn deadline_client(emu: &Emulator, request_timeout: Duration, deadline: Duration) -> Client {
+    let mut config = config(emu, Credentials::BearerToken(FULL.into()));
+    config.request_timeout = request_timeout;
+    config.call_deadline = deadline;
+    config.max_retries = 10;
+    Client::new(config).expect("client")
+}
+
+#[tokio::test]
+async fn call_deadline_bounds_a_call_against_a_slower_server() {
+    let env = start().await;
+    // Thalassa answers after 5 s; each attempt times out after 1 s; 10 retries would take 11 s.
+    env.control.set_faults(Faults {
+        latency_ms: 5_000,
+        ..Faults::default()
+    });
+    let deadline = Duration::from_secs(3);
+    let client = deadline_client(&env.emu, Duration::from_secs(1), deadline);
+    for call in ["getSecretValue", "listSecrets"] {
+        let started = Instant::now();
+        let err = match call {
+            "getSecretValue" => client
+                .get_secret_value(REGION, "/app/production/db", None)
+                .await
+                .map(drop),
+            _ => client.list_secrets(REGION, "/app/").await.map(drop),
+        }
+        .unwrap_err();
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= deadline - Duration::from_millis(100)
+                && elapsed < deadline + Duration::from_secs(2),
+            "{call}: took {elapsed:?}"
+        );
+        assert!(
+            matches!(&err, Error::DeadlineExceeded { operation, deadline: d } if *operation == call && *d == deadline),
+            "{err:?}"
+        );
+        assert_eq!(err.reason(), "DeadlineExceeded");
+        assert!(err.is_transient());
+        let text = err.to_string();
+        assert!(text.contains("timeout") && text.contains(call), "{text}");
+        assert!(!text.contains(VALUE), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_retry_whose_wait_passes_the_deadline_is_not_started() {
+    let env = start().await;
+    // 429 with Retry-After 2 s, within retry_max_delay (3 s) but past the 1.5 s deadline.
+    env.control.set_faults(Faults {
+        rate_limit_429: 5,
+        retry_after_secs: 2,
+        ..Faults::default()
+    });
+    let client = deadline_client(
+        &env.emu,
+        Duration::from_secs(1),
+        Duration::from_millis(1500),
+    );
+    let started = Instant::now();
+    let err = client
+        .get_secret(REGION, "/app/production/db", false)
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The real cause is reported (with its Retry-After), not a timeout.
+    assert_eq!(err.reason(), "RateLimited", "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+    assert_eq!(env.control.counters().get("getSecret", 429), 1);
+}
+
+#[tokio::test]
+async fn rate_limiter_waits_count_against_the_deadline() {
+    let env = start().await;
+    let mut config = config(&env.emu, Credentials::BearerToken(FULL.into()));
+    config.rate_limit_per_second = 0.2;
+    config.rate_limit_burst = 1;
+    config.request_timeout = Duration::from_secs(1);
+    config.call_deadline = Duration::from_secs(1);
+    let client = Client::new(config).unwrap();
+    client
+        .get_secret(REGION, "/app/production/db", false)
+        .await
+        .unwrap();
+    // The next token is 5 s away.
+    let started = Instant::now();
+    let err = client
+        .get_secret(REGION, "/app/production/db", false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "DeadlineExceeded", "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.control.counters().get("getSecret", 200), 1);
+}
+
+// ---- Dot segments (issue 9, item 7) ----
+
+#[tokio::test]
+async fn dot_segments_never_reach_the_server() {
+    let env = start().await;
+    let client = bearer(&env.emu, FULL);
+    for path in [
+        "/app/../other/x",
+        "/app/./production/db",
+        "/app/production/db/..",
+    ] {
+        let err = client
+            .get_secret_value(REGION, path, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "InvalidPath", "{path}: {err}");
+        assert!(
+            err.to_string()
+                .contains("secret path must not contain '.' or '..' segments"),
+            "{err}"
+        );
+        let err = client.get_secret(REGION, path, false).await.unwrap_err();
+        assert_eq!(err.reason(), "InvalidPath", "{path}: {err}");
+        let err = client
+            .put_secret_value(REGION, path, &string_value("x"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "InvalidPath", "{path}: {err}");
+    }
+    for prefix in ["/app/../", "/./", "/app/.."] {
+        let err = client.list_secrets(REGION, prefix).await.unwrap_err();
+        assert_eq!(err.reason(), "InvalidPath", "{prefix}: {err}");
+        let err = client.browse_secrets(REGION, prefix).await.unwrap_err();
+        assert_eq!(err.reason(), "InvalidPath", "{prefix}: {err}");
+    }
+    assert_eq!(env.control.counters().total, 0, "nothing is sent");
+    // Dots inside a segment are ordinary characters.
+    let key = env.key.clone();
+    env.control
+        .create_secret(
+            REGION,
+            "/app/.hidden/..x",
+            &key,
+            SeedValue::String("dots".into()),
+        )
+        .unwrap();
+    let revealed = client
+        .get_secret_value(REGION, "/app/.hidden/..x", None)
+        .await
+        .unwrap();
+    assert_eq!(revealed.value, SecretValue::String("dots".into()));
+}
+
+// ---- Value size cap and concurrent reveals (issue 9, item 13) ----
+
+#[tokio::test]
+async fn oversized_reveal_fails_fast_with_value_too_large() {
+    let env = start().await;
+    let client = bearer(&env.emu, FULL);
+    // 64 MiB of padding, streamed: over the old 32 MiB cap too.
+    env.control.set_faults(Faults {
+        pad_value_response_bytes: 64 * 1024 * 1024,
+        ..Faults::default()
+    });
+    let started = Instant::now();
+    let err = client
+        .get_secret_value(REGION, "/app/production/db", None)
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(&err, Error::ValueTooLarge { path, limit } if path == "/app/production/db" && *limit == MAX_REVEAL_RESPONSE_BYTES),
+        "{err:?}"
+    );
+    assert_eq!(err.reason(), "ValueTooLarge");
+    assert!(!err.is_transient());
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("1 MiB") && !text.contains(VALUE), "{text}");
+    // Not retried.
+    assert_eq!(env.control.counters().get("getSecretValue", 200), 1);
+    // The padding only concerns reveals: metadata still works.
+    client
+        .get_secret(REGION, "/app/production/db", false)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn values_up_to_the_cap_are_still_revealed() {
+    let env = start().await;
+    let client = bearer(&env.emu, FULL);
+    // The largest value Thalassa can hold: 256 keys of 128 characters, 4096 bytes each, i.e.
+    // 1 MiB decoded and about 1.37 MiB of JSON.
+    let pairs: BTreeMap<String, String> = (0..256)
+        .map(|i| (format!("k{i:03}{}", "x".repeat(124)), "v".repeat(4096)))
+        .collect();
+    env.control
+        .create_secret(REGION, "/app/big", &env.key, SeedValue::KeyValues(pairs))
+        .unwrap();
+    let revealed = client
+        .get_secret_value(REGION, "/app/big", None)
+        .await
+        .unwrap();
+    assert_eq!(revealed.value.total_len(), MAX_SECRET_VALUE_BYTES);
+
+    // A body just under the reveal cap works; just over it does not.
+    env.control.set_faults(Faults {
+        pad_value_response_bytes: (MAX_REVEAL_RESPONSE_BYTES - 1024) as u64,
+        ..Faults::default()
+    });
+    let revealed = client
+        .get_secret_value(REGION, "/app/production/db", None)
+        .await
+        .unwrap();
+    assert_eq!(revealed.value, SecretValue::String(VALUE.into()));
+    env.control.set_faults(Faults {
+        pad_value_response_bytes: MAX_REVEAL_RESPONSE_BYTES as u64,
+        ..Faults::default()
+    });
+    let err = client
+        .get_secret_value(REGION, "/app/production/db", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "ValueTooLarge", "{err}");
+}
+
+#[tokio::test]
+async fn concurrent_reveals_are_bounded() {
+    let env = start().await;
+    let mut config = config(&env.emu, Credentials::BearerToken(FULL.into()));
+    config.max_concurrent_reveals = 2;
+    let client = Client::new(config).unwrap();
+    env.control.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
+    // Six reveals, two at a time: three rounds of 300 ms.
+    let started = Instant::now();
+    let reveals = (0..6).map(|_| client.get_secret_value(REGION, "/app/production/db", None));
+    for result in futures::future::join_all(reveals).await {
+        result.unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(850), "{elapsed:?}");
+    // Other calls are not limited: six at once take one round.
+    let started = Instant::now();
+    let gets = (0..6).map(|_| client.get_secret(REGION, "/app/production/db", false));
+    for result in futures::future::join_all(gets).await {
+        result.unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(850), "{elapsed:?}");
+}
+
+// ---- Server messages (issue 9, item 16) ----
+
+#[tokio::test]
+async fn server_messages_never_reach_error_texts() {
+    const CANARY: &str = "CANARY-7f3a9 secret=hunter2";
+    let env = start().await;
+    let client = bearer(&env.emu, FULL);
+    #[rustfmt::skip]
+    let cases: &[(u16, &str)] = &[
+        (400, "InvalidRequest"),
+        (409, "Conflict"),
+        (500, "Server"),
+        (401, "Unauthorized"),
+        (403, "KmsFeatureDisabled"),
+        (404, "SecretNotFound"),
+        (503, "KmsBackendUnavailable"),
+    ];
+    for &(status, reason) in cases {
+        env.control.set_faults(Faults {
+            error_rate: 1.0,
+            error_status: status,
+            error_message: Some(CANARY.into()),
+            ..Faults::default()
+        });
+        let err = client
+            .get_secret(REGION, "/app/production/db", false)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), reason, "{status}: {err}");
+        for text in [err.to_string(), format!("{err:?}")] {
+            assert!(
+                !text.contains("CANARY") && !text.contains("hunter2"),
+                "{status}: {text}"
+            );
+        }
+    }
+    // What the texts say instead: the status, in our words.
+    env.control.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: 400,
+        error_message: Some(CANARY.into()),
+        ..Faults::default()
+    });
+    let err = client
+        .get_secret(REGION, "/app/production/db", false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Thalassa rejected the request as invalid (status 400)"
     );
 }

@@ -21,6 +21,14 @@ pub struct Faults {
     pub rate_limit_429: u32,
     /// `Retry-After` value for injected 429s (default 1).
     pub retry_after_secs: u64,
+    /// `message` of the bodies of injected errors (`error_rate`, `burst_503`, `rate_limit_429`);
+    /// default: the emulator's own "injected fault: status N". Lets tests plant a canary in a
+    /// server message.
+    pub error_message: Option<String>,
+    /// Extra bytes of JSON whitespace streamed after the body of every successful
+    /// `getSecretValue` answer (still valid JSON), to serve reveal responses larger than the
+    /// value size limits allow. 0 (default) = off.
+    pub pad_value_response_bytes: u64,
 }
 
 impl Default for Faults {
@@ -32,6 +40,8 @@ impl Default for Faults {
             burst_503: 0,
             rate_limit_429: 0,
             retry_after_secs: 1,
+            error_message: None,
+            pad_value_response_bytes: 0,
         }
     }
 }

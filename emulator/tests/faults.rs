@@ -475,3 +475,48 @@ async fn control_routes_mirror_the_handle() {
         0
     );
 }
+
+#[tokio::test]
+async fn error_message_and_reveal_padding() {
+    let api = Api::start().await;
+    // Injected errors carry the configured message.
+    api.control().set_faults(Faults {
+        error_rate: 1.0,
+        error_status: 400,
+        error_message: Some("planted message".into()),
+        ..Faults::default()
+    });
+    let r = api.get("/v1/kms/summary").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.message(), "planted message");
+
+    // Reveals get whitespace after their JSON body, streamed without Content-Length; other
+    // routes are not padded.
+    api.control().set_faults(Faults::default());
+    let key = api.create_key("k", "aes256-gcm96").await;
+    assert_eq!(api.create_secret("/pad", &key, "v").await.status, 201);
+    let pad = 200_000;
+    api.control().set_faults(Faults {
+        pad_value_response_bytes: pad,
+        ..Faults::default()
+    });
+    let response = api
+        .http
+        .post(format!(
+            "{}/v1/secrets/nl-01/secret/pad/value",
+            api.emu.base_url()
+        ))
+        .header("Authorization", api.auth.clone().unwrap())
+        .header("X-Organisation-Identity", api.org.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.content_length().is_none());
+    let text = response.text().await.unwrap();
+    assert!(text.len() > pad as usize, "{}", text.len());
+    let body: serde_json::Value = serde_json::from_str(&text).expect("still valid JSON");
+    assert_eq!(unb64(body["secretString"].as_str().unwrap()), b"v");
+    let r = api.get("/v1/secrets/nl-01/secret/pad").await;
+    assert_eq!(r.status, 200);
+}

@@ -28,8 +28,21 @@ use super::value::{SecretString, SecretValueInput};
 /// `User-Agent` sent on every request.
 pub const USER_AGENT: &str = concat!("thalassa-secrets-operator/", env!("CARGO_PKG_VERSION"));
 
-/// Largest response body read, so a misbehaving server cannot exhaust memory.
+/// Largest response body read for listings and metadata, so a misbehaving server cannot exhaust
+/// memory.
 const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Largest decoded value a reveal may return: what a Kubernetes Secret can hold (1 MiB). A larger
+/// value can never be synced, so it is refused as [`Error::ValueTooLarge`].
+pub const MAX_SECRET_VALUE_BYTES: usize = 1024 * 1024;
+
+/// Largest `getSecretValue` response body read: the base64 of [`MAX_SECRET_VALUE_BYTES`]
+/// (1,398,104 bytes) plus room for JSON (256 keys of 128 characters and their quoting, the
+/// path, the key identity). Reading stops as soon as a body passes it.
+pub const MAX_REVEAL_RESPONSE_BYTES: usize = 1536 * 1024;
+
+/// Largest error (non-2xx) body read; only its `message` is used, and only to classify.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
 const ORGANISATION_HEADER: HeaderName = HeaderName::from_static("x-organisation-identity");
 const PROJECT_HEADER: HeaderName = HeaderName::from_static("x-project-identity");
@@ -72,6 +85,15 @@ pub struct ClientConfig {
     pub rate_limit_burst: u32,
     /// Timeout of one attempt, from sending to the end of the body. Default 30 s.
     pub request_timeout: Duration,
+    /// Longest time one logical call may take: every attempt, backoff sleep, rate-limiter wait
+    /// and token request of it. When it passes, the call fails with
+    /// [`Error::DeadlineExceeded`]; a retry whose backoff would end after it is not started.
+    /// At least `request_timeout`. Default 45 s.
+    pub call_deadline: Duration,
+    /// Most `getSecretValue` calls in flight at once (each may hold up to
+    /// [`MAX_REVEAL_RESPONSE_BYTES`] of body). Others wait, within their call deadline.
+    /// Default 8.
+    pub max_concurrent_reveals: usize,
     /// TCP/TLS connect timeout. Default 5 s.
     pub connect_timeout: Duration,
     /// Optional per-attempt observer for metrics.
@@ -96,6 +118,8 @@ impl ClientConfig {
             rate_limit_per_second: 20.0,
             rate_limit_burst: 40,
             request_timeout: Duration::from_secs(30),
+            call_deadline: Duration::from_secs(45),
+            max_concurrent_reveals: 8,
             connect_timeout: Duration::from_secs(5),
             observer: None,
         }
@@ -115,6 +139,8 @@ impl fmt::Debug for ClientConfig {
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("request_timeout", &self.request_timeout)
+            .field("call_deadline", &self.call_deadline)
+            .field("max_concurrent_reveals", &self.max_concurrent_reveals)
             .field("connect_timeout", &self.connect_timeout)
             .field("observer", &self.observer.as_ref().map(|_| "<observer>"))
             .finish()
@@ -147,6 +173,9 @@ struct Inner {
     retry: RetryPolicy,
     limiter: TokenBucket,
     observer: Option<Arc<dyn RequestObserver>>,
+    call_deadline: Duration,
+    /// Bounds concurrent reveals (and so the memory their bodies take).
+    reveals: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for Client {
@@ -174,6 +203,8 @@ struct Call {
     idempotent: bool,
     route: Route,
     target: Target,
+    /// Largest 2xx body read.
+    max_body: usize,
 }
 
 /// The response of one attempt.
@@ -187,8 +218,8 @@ struct Response {
 enum AttemptError {
     /// Connect, TLS, timeout or body-read failure.
     Transport(reqwest::Error),
-    /// Not worth retrying (e.g. oversized body).
-    Fatal(Error),
+    /// The 2xx body passed the call's `max_body`; reading stopped there.
+    TooLarge { limit: usize },
 }
 
 /// A failed attempt, before it becomes an [`Error`].
@@ -246,6 +277,18 @@ impl Client {
         if config.request_timeout.is_zero() || config.connect_timeout.is_zero() {
             return Err(invalid("timeouts must be positive".into()));
         }
+        if config.call_deadline < config.request_timeout {
+            return Err(invalid(format!(
+                "call_deadline ({} s) must be at least request_timeout ({} s)",
+                config.call_deadline.as_secs_f64(),
+                config.request_timeout.as_secs_f64()
+            )));
+        }
+        if config.max_concurrent_reveals == 0
+            || config.max_concurrent_reveals > tokio::sync::Semaphore::MAX_PERMITS
+        {
+            return Err(invalid("max_concurrent_reveals must be at least 1".into()));
+        }
         if config.retry_base_delay.is_zero() || config.retry_max_delay < config.retry_base_delay {
             return Err(invalid(
                 "retry_base_delay must be positive and at most retry_max_delay".into(),
@@ -276,6 +319,8 @@ impl Client {
                 },
                 limiter: TokenBucket::new(config.rate_limit_per_second, config.rate_limit_burst),
                 observer: config.observer,
+                call_deadline: config.call_deadline,
+                reveals: tokio::sync::Semaphore::new(config.max_concurrent_reveals),
             }),
         })
     }
@@ -404,11 +449,26 @@ impl Client {
             .about(region, Some(path))
             .json(&GetSecretValueRequest { path, version })?;
         call.target.version = version;
+        call.max_body = MAX_REVEAL_RESPONSE_BYTES;
         let operation = call.operation;
-        let response: GetSecretValueResponse = self.fetch_json(call).await?;
-        response
+        let deadline = Instant::now() + self.inner.call_deadline;
+        // Held until the value is decoded: bounds the memory of concurrent large reveals.
+        let _permit = tokio::time::timeout_at(deadline, self.inner.reveals.acquire())
+            .await
+            .map_err(|_| self.deadline_exceeded(operation))?;
+        let body = self.execute_by(call, deadline).await?;
+        let response: GetSecretValueResponse = decode_json(operation, &body)?;
+        drop(body);
+        let revealed = response
             .into_revealed()
-            .map_err(|detail| invalid_response(operation, detail.to_owned()))
+            .map_err(|detail| invalid_response(operation, detail.to_owned()))?;
+        if revealed.value.total_len() > MAX_SECRET_VALUE_BYTES {
+            return Err(Error::ValueTooLarge {
+                path: path.to_owned(),
+                limit: MAX_SECRET_VALUE_BYTES,
+            });
+        }
+        Ok(revealed)
     }
 
     /// S8: destroys one version (it stays in the history, unreadable).
@@ -517,9 +577,19 @@ impl Client {
 
     // ---- URLs and calls ----
 
-    fn url(&self, suffix: &str) -> Result<Url, Error> {
-        let text = format!("{}{suffix}", self.inner.base_url);
-        Url::parse(&text).map_err(|e| Error::InvalidArgument(format!("cannot build a URL: {e}")))
+    /// `{base}{path}`, where `path` is already percent-encoded. Refuses a URL whose path is not
+    /// exactly `path` at the end (URL parsing resolves `.` and `..` segments, for example), so a
+    /// request never reaches another path than the one that was validated.
+    fn url(&self, path: &str) -> Result<Url, Error> {
+        let text = format!("{}{path}", self.inner.base_url);
+        let url = Url::parse(&text)
+            .map_err(|e| Error::InvalidArgument(format!("cannot build a URL: {e}")))?;
+        if !url.path().ends_with(path) || url.query().is_some() || url.fragment().is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "the request URL would not keep the path {path:?} as written; not sent"
+            )));
+        }
+        Ok(url)
     }
 
     fn secrets_url(&self, region: &str, suffix: &str) -> Result<Url, Error> {
@@ -527,10 +597,14 @@ impl Client {
         self.url(&format!("/v1/secrets/{region}{suffix}"))
     }
 
-    /// `/v1/secrets/{region}/secret{path}{suffix}`: the validated path goes in raw (`+` stays).
+    /// `/v1/secrets/{region}/secret{path}{suffix}`: the path's segments go in percent-encoded
+    /// (a validated path needs no escaping; `+` stays raw, as Thalassa expects).
     fn secret_url(&self, region: &str, path: &str, suffix: &str) -> Result<Url, Error> {
         check_segment("region", region)?;
-        self.url(&format!("/v1/secrets/{region}/secret{path}{suffix}"))
+        self.url(&format!(
+            "/v1/secrets/{region}/secret{}{suffix}",
+            encode_path(path)
+        ))
     }
 
     fn kms_url(&self, region: &str, key: Option<&str>, suffix: &str) -> Result<Url, Error> {
@@ -574,6 +648,7 @@ impl Client {
             idempotent: true,
             route,
             target: Target::default(),
+            max_body: MAX_RESPONSE_BYTES,
         }
     }
 
@@ -585,13 +660,38 @@ impl Client {
         decode_json(operation, &body)
     }
 
-    /// Runs an API call with authentication, rate limiting and retries; returns the 2xx body.
+    /// Runs an API call with authentication, rate limiting and retries, within the call
+    /// deadline; returns the 2xx body.
     async fn execute(&self, call: Call) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let deadline = Instant::now() + self.inner.call_deadline;
+        self.execute_by(call, deadline).await
+    }
+
+    /// [`Client::execute`] with a deadline fixed by the caller: everything after `deadline` is
+    /// cut off, and no retry is started whose backoff would end after it.
+    async fn execute_by(&self, call: Call, deadline: Instant) -> Result<Zeroizing<Vec<u8>>, Error> {
+        match tokio::time::timeout_at(deadline, self.attempts(&call, deadline)).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::debug!(operation = call.operation, "Thalassa call deadline passed");
+                Err(self.deadline_exceeded(call.operation))
+            }
+        }
+    }
+
+    fn deadline_exceeded(&self, operation: &'static str) -> Error {
+        Error::DeadlineExceeded {
+            operation,
+            deadline: self.inner.call_deadline,
+        }
+    }
+
+    async fn attempts(&self, call: &Call, deadline: Instant) -> Result<Zeroizing<Vec<u8>>, Error> {
         let mut retry = 0;
         let mut reauthenticated = false;
         loop {
             let (authorization, generation) = self.authorization().await?;
-            let failure = match self.send_once(&call, Some(&authorization)).await {
+            let failure = match self.send_once(call, Some(&authorization)).await {
                 Ok(response) if (200..300).contains(&response.status) => {
                     return Ok(response.body);
                 }
@@ -612,9 +712,18 @@ impl Client {
                 }
                 Ok(response) => Failure::Http(http_failure(&response)),
                 Err(AttemptError::Transport(source)) => Failure::Transport(source),
-                Err(AttemptError::Fatal(error)) => return Err(error),
+                Err(AttemptError::TooLarge { limit }) => return Err(call.too_large(limit)),
             };
-            if let Some(wait) = self.retry_wait(&call, retry, &failure) {
+            let wait = self.retry_wait(call, retry, &failure);
+            if wait.is_some_and(|wait| Instant::now() + wait >= deadline) {
+                // The retry could not finish in time: report the real cause of an HTTP failure
+                // (a 429 keeps its Retry-After), and a timeout for a transport failure.
+                return Err(match failure {
+                    Failure::Transport(_) => self.deadline_exceeded(call.operation),
+                    Failure::Http(failure) => self.classify(call, failure).await,
+                });
+            }
+            if let Some(wait) = wait {
                 tracing::debug!(
                     operation = call.operation,
                     retry = retry + 1,
@@ -630,7 +739,7 @@ impl Client {
                     operation: call.operation,
                     source,
                 },
-                Failure::Http(failure) => self.classify(&call, failure).await,
+                Failure::Http(failure) => self.classify(call, failure).await,
             });
         }
     }
@@ -724,6 +833,7 @@ impl Client {
             idempotent: true,
             route: Route::Token,
             target: Target::default(),
+            max_body: MAX_RESPONSE_BYTES,
         };
         let mut retry = 0;
         loop {
@@ -741,7 +851,7 @@ impl Client {
                 }
                 Ok(response) => Failure::Http(http_failure(&response)),
                 Err(AttemptError::Transport(source)) => Failure::Transport(source),
-                Err(AttemptError::Fatal(error)) => return Err(error),
+                Err(AttemptError::TooLarge { limit }) => return Err(call.too_large(limit)),
             };
             if let Some(wait) = self.retry_wait(&call, retry, &failure) {
                 tokio::time::sleep(wait).await;
@@ -787,7 +897,7 @@ impl Client {
         }
         let started = Instant::now();
         let result = match request.send().await {
-            Ok(response) => read_response(call.operation, response).await,
+            Ok(response) => read_response(response, call.max_body).await,
             Err(source) => Err(AttemptError::Transport(source)),
         };
         let status = match &result {
@@ -815,6 +925,18 @@ impl Call {
         self
     }
 
+    /// The error for a 2xx body over `limit`: a too-large value for a reveal, else an invalid
+    /// response.
+    fn too_large(&self, limit: usize) -> Error {
+        match (self.operation, &self.target.path) {
+            ("getSecretValue", Some(path)) => Error::ValueTooLarge {
+                path: path.clone(),
+                limit,
+            },
+            _ => invalid_response(self.operation, format!("body larger than {limit} bytes")),
+        }
+    }
+
     fn not_idempotent(mut self) -> Self {
         self.idempotent = false;
         self
@@ -837,23 +959,57 @@ impl Call {
     }
 }
 
+/// Reads the body chunk by chunk and stops as soon as it passes its cap: `max_body` for a 2xx
+/// (an error), [`MAX_ERROR_BODY_BYTES`] otherwise (the body is then dropped, and the error is
+/// classified by status alone). A `Content-Length` over the cap fails before reading anything.
 async fn read_response(
-    operation: &'static str,
     mut response: reqwest::Response,
+    max_body: usize,
 ) -> Result<Response, AttemptError> {
     let status = response.status().as_u16();
+    let success = (200..300).contains(&status);
     let retry_after = response
         .headers()
         .get(header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| parse_retry_after(value, Timestamp::now()));
-    let mut body = Zeroizing::new(Vec::new());
+    let limit = if success {
+        max_body
+    } else {
+        MAX_ERROR_BODY_BYTES
+    };
+    let too_large = |body: Zeroizing<Vec<u8>>| {
+        drop(body);
+        if success {
+            Err(AttemptError::TooLarge { limit })
+        } else {
+            Ok(Response {
+                status,
+                retry_after,
+                body: Zeroizing::new(Vec::new()),
+            })
+        }
+    };
+    let announced = response
+        .content_length()
+        .and_then(|len| usize::try_from(len).ok());
+    if announced.is_some_and(|len| len > limit) {
+        return too_large(Zeroizing::new(Vec::new()));
+    }
+    let mut body = Zeroizing::new(Vec::with_capacity(announced.unwrap_or(0)));
     while let Some(chunk) = response.chunk().await.map_err(AttemptError::Transport)? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(AttemptError::Fatal(Error::InvalidResponse {
-                operation,
-                detail: format!("body larger than {MAX_RESPONSE_BYTES} bytes"),
-            }));
+        if body.len() + chunk.len() > limit {
+            return too_large(body);
+        }
+        // Grow by hand so no reallocation leaves an unzeroized copy behind.
+        if body.capacity() < body.len() + chunk.len() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(
+                (body.len() + chunk.len())
+                    .max(body.capacity() * 2)
+                    .min(limit),
+            ));
+            bigger.extend_from_slice(&body);
+            body = bigger;
         }
         body.extend_from_slice(&chunk);
     }
@@ -932,6 +1088,22 @@ fn check_browse_path(path: &str) -> Result<(), Error> {
     })
 }
 
+/// Percent-encodes a secret path for the URL, segment by segment: `/` separates segments;
+/// `A-Z a-z 0-9 _ - . ~` and `+` (which Thalassa expects raw) stay; every other byte becomes
+/// `%XX`. A validated path comes out unchanged.
+fn encode_path(path: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'/' | b'_' | b'-' | b'.' | b'~' | b'+') {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
 fn check_segment(what: &str, value: &str) -> Result<(), Error> {
     if is_plain_segment(value) {
         Ok(())
@@ -981,6 +1153,38 @@ mod tests {
         );
         assert!(client.secrets_url("nl/01", "").is_err());
         assert!(client.kms_url("nl-01", Some("../x"), "").is_err());
+    }
+
+    #[test]
+    fn urls_keep_the_path_exactly_or_are_refused() {
+        let client = client("http://127.0.0.1:9/api/");
+        // URL parsing would resolve these to another path: refused, never normalised.
+        for path in ["/team-a/../team-b/db", "/a/./b", "/a/..", "/..", "/a/."] {
+            let err = client.secret_url("nl-01", path, "/value").unwrap_err();
+            assert_eq!(err.reason(), "InvalidArgument", "{path}: {err}");
+            assert!(err.to_string().contains("not sent"), "{err}");
+        }
+        // Anything outside the path alphabet is percent-encoded, never interpreted.
+        assert_eq!(
+            client.secret_url("nl-01", "/a b/c?d#e", "").unwrap().path(),
+            "/api/v1/secrets/nl-01/secret/a%20b/c%3Fd%23e"
+        );
+        assert_eq!(
+            client
+                .secret_url("nl-01", "/a/%2e%2e/b", "")
+                .unwrap()
+                .path(),
+            "/api/v1/secrets/nl-01/secret/a/%252e%252e/b"
+        );
+        assert_eq!(encode_path("/app/a+b/c_d-e.f~g"), "/app/a+b/c_d-e.f~g");
+        // A validated path is sent as written.
+        assert_eq!(
+            client
+                .secret_url("nl-01", "/app/.hidden/..x", "/value")
+                .unwrap()
+                .path(),
+            "/api/v1/secrets/nl-01/secret/app/.hidden/..x/value"
+        );
     }
 
     #[test]
@@ -1047,6 +1251,20 @@ mod tests {
                     ..ok.clone()
                 },
                 "timeouts",
+            ),
+            (
+                ClientConfig {
+                    call_deadline: Duration::from_secs(29),
+                    ..ok.clone()
+                },
+                "call_deadline",
+            ),
+            (
+                ClientConfig {
+                    max_concurrent_reveals: 0,
+                    ..ok.clone()
+                },
+                "max_concurrent_reveals",
             ),
             (
                 ClientConfig {

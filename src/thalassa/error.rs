@@ -5,6 +5,7 @@
 //! that share a status (403 gate vs permission, 404 secret vs version vs key, 400 key not active).
 //! Unknown wording falls back to the status-based class.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,31 +16,34 @@ const MAX_MESSAGE_CHARS: usize = 200;
 
 /// Everything a Thalassa API call can fail with.
 ///
-/// Display texts may contain secret paths, key identities and the (sanitised) server `message`,
-/// never request bodies, tokens or secret values.
-#[derive(Debug, thiserror::Error)]
+/// Display and `Debug` texts are built from status codes, our own words and what the caller
+/// already knows (secret paths, regions, key identities). They never contain the server's
+/// `message` (it can quote request data), request or response bodies, tokens or secret values.
+/// The sanitised `message` is kept in the variants that have one, for callers that need to
+/// classify further (e.g. the `check` command); it is not printed.
+#[derive(thiserror::Error)]
 pub enum Error {
     /// 401: the token is missing, unknown, expired or revoked, or the token endpoint refused the
     /// credentials.
-    #[error("Thalassa rejected the credentials{}", detail(.message))]
+    #[error("Thalassa rejected the credentials{}", oauth_code(.message))]
     Unauthorized {
         /// Sanitised server message.
         message: String,
     },
     /// 403 because the organisation's `secrets` feature gate is off.
-    #[error("the 'secrets' feature is not enabled for the organisation{}", detail(.message))]
+    #[error("the 'secrets' feature is not enabled for the organisation (403)")]
     SecretsFeatureDisabled {
         /// Sanitised server message.
         message: String,
     },
     /// 403 because the organisation's `kms` feature gate is off (Secrets Manager needs it too).
-    #[error("the 'kms' feature is not enabled for the organisation{}", detail(.message))]
+    #[error("the 'kms' feature is not enabled for the organisation (403)")]
     KmsFeatureDisabled {
         /// Sanitised server message.
         message: String,
     },
     /// 403 from IAM or an access policy: the caller may not do this.
-    #[error("permission denied{}{}", on_path(.path), detail(.message))]
+    #[error("permission denied (403){}", on_path(.path))]
     Forbidden {
         /// Secret path the call was about, if any.
         path: Option<String>,
@@ -47,7 +51,7 @@ pub enum Error {
         message: String,
     },
     /// 404: the secret does not exist (or is not visible in this organisation/project scope).
-    #[error("secret {path} not found{}", detail(.message))]
+    #[error("secret {path} not found (404)")]
     SecretNotFound {
         /// The secret path.
         path: String,
@@ -55,7 +59,7 @@ pub enum Error {
         message: String,
     },
     /// 404: the secret exists but the version does not, or it has been destroyed.
-    #[error("{} of secret {path} not found or destroyed{}", version_name(.version), detail(.message))]
+    #[error("{} of secret {path} not found or destroyed (404)", version_name(.version))]
     VersionNotFound {
         /// The secret path.
         path: String,
@@ -65,7 +69,7 @@ pub enum Error {
         message: String,
     },
     /// 404 on a KMS key (KMS also answers 404 when IAM denies access, to hide existence).
-    #[error("KMS key{} not found in region {region}{}", named(.key), detail(.message))]
+    #[error("KMS key{} not found in region {region} (404)", named(.key))]
     KeyNotFound {
         /// Region of the key.
         region: String,
@@ -76,7 +80,7 @@ pub enum Error {
     },
     /// 404 naming the region: the region does not exist (a configuration error, not a missing
     /// secret).
-    #[error("region {region} not found{}", detail(.message))]
+    #[error("region {region} not found (404)")]
     RegionNotFound {
         /// The region as requested.
         region: String,
@@ -84,13 +88,21 @@ pub enum Error {
         message: String,
     },
     /// 400: the KMS key bound to the secret is disabled or pending deletion.
-    #[error("the KMS key is not active{}", detail(.message))]
+    #[error(
+        "the KMS key{}{} is not active: it is disabled or pending deletion (400)",
+        named_opt(.key),
+        protecting(.path)
+    )]
     KeyNotActive {
+        /// The secret path the call was about, if any.
+        path: Option<String>,
+        /// The key identity, when the request named it.
+        key: Option<String>,
         /// Sanitised server message (names the key and its status).
         message: String,
     },
     /// 503: the region's KMS backend cannot perform crypto operations right now.
-    #[error("KMS is not available in region {region}{}", detail(.message))]
+    #[error("KMS is not available in region {region} (503)")]
     KmsBackendUnavailable {
         /// The region whose backend is down.
         region: String,
@@ -105,7 +117,7 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
     /// Any other 4xx (mostly 400 validation errors).
-    #[error("Thalassa rejected the request with status {status}{}", detail(.message))]
+    #[error("Thalassa rejected the request as invalid (status {status})")]
     InvalidRequest {
         /// HTTP status.
         status: u16,
@@ -113,13 +125,13 @@ pub enum Error {
         message: String,
     },
     /// 409: the object already exists (e.g. a secret at that path, a key with that slug).
-    #[error("conflict{}", detail(.message))]
+    #[error("Thalassa reported a conflict (409): the object already exists")]
     Conflict {
         /// Sanitised server message.
         message: String,
     },
     /// 5xx other than a KMS outage.
-    #[error("Thalassa server error {status}{}", detail(.message))]
+    #[error("Thalassa server error (status {status})")]
     Server {
         /// HTTP status.
         status: u16,
@@ -134,6 +146,30 @@ pub enum Error {
         /// The underlying HTTP client error.
         #[source]
         source: reqwest::Error,
+    },
+    /// One logical call (all attempts, backoff sleeps and rate-limiter waits) took longer than
+    /// [`ClientConfig::call_deadline`](super::ClientConfig::call_deadline).
+    #[error(
+        "Thalassa did not answer {operation} within the call deadline of {} s (timeout, including retries)",
+        .deadline.as_secs_f64()
+    )]
+    DeadlineExceeded {
+        /// Operation name.
+        operation: &'static str,
+        /// The configured deadline.
+        deadline: Duration,
+    },
+    /// A revealed value is larger than a Kubernetes Secret can hold: the response body passed
+    /// the reveal cap, or the decoded value is larger than 1 MiB. Reading
+    /// stops as soon as the cap is passed.
+    #[error(
+        "secret {path} is too large: its value is over {limit} bytes (a Kubernetes Secret holds at most 1 MiB)"
+    )]
+    ValueTooLarge {
+        /// The secret path.
+        path: String,
+        /// The limit that was passed, in bytes (response body or decoded value).
+        limit: usize,
     },
     /// A 2xx response that does not decode (bad JSON, invalid base64, oversized body).
     #[error("invalid response to {operation}: {detail}")]
@@ -169,6 +205,96 @@ pub enum Error {
     },
 }
 
+/// Like a derived `Debug`, but without the server `message` (see [`Error`]): only its length.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct(self.reason());
+        let message = match self {
+            Self::Unauthorized { message }
+            | Self::SecretsFeatureDisabled { message }
+            | Self::KmsFeatureDisabled { message }
+            | Self::Conflict { message } => Some(message),
+            Self::Forbidden { path, message } => {
+                out.field("path", path);
+                Some(message)
+            }
+            Self::SecretNotFound { path, message } => {
+                out.field("path", path);
+                Some(message)
+            }
+            Self::VersionNotFound {
+                path,
+                version,
+                message,
+            } => {
+                out.field("path", path).field("version", version);
+                Some(message)
+            }
+            Self::KeyNotFound {
+                region,
+                key,
+                message,
+            } => {
+                out.field("region", region).field("key", key);
+                Some(message)
+            }
+            Self::RegionNotFound { region, message }
+            | Self::KmsBackendUnavailable { region, message } => {
+                out.field("region", region);
+                Some(message)
+            }
+            Self::KeyNotActive { path, key, message } => {
+                out.field("path", path).field("key", key);
+                Some(message)
+            }
+            Self::RateLimited { retry_after } => {
+                out.field("retry_after", retry_after);
+                None
+            }
+            Self::InvalidRequest { status, message } | Self::Server { status, message } => {
+                out.field("status", status);
+                Some(message)
+            }
+            Self::Transport { operation, source } => {
+                out.field("operation", operation).field("source", source);
+                None
+            }
+            Self::DeadlineExceeded {
+                operation,
+                deadline,
+            } => {
+                out.field("operation", operation)
+                    .field("deadline", deadline);
+                None
+            }
+            Self::ValueTooLarge { path, limit } => {
+                out.field("path", path).field("limit", limit);
+                None
+            }
+            Self::InvalidResponse { operation, detail } => {
+                out.field("operation", operation).field("detail", detail);
+                None
+            }
+            Self::InvalidPath { path, source } => {
+                out.field("path", path).field("source", source);
+                None
+            }
+            Self::InvalidArgument(detail) | Self::InvalidConfig(detail) => {
+                out.field("detail", detail);
+                None
+            }
+            Self::CredentialFileUnreadable { path, source } => {
+                out.field("path", path).field("source", source);
+                None
+            }
+        };
+        if let Some(message) = message {
+            out.field("message_chars", &message.chars().count());
+        }
+        out.finish()
+    }
+}
+
 impl Error {
     /// Stable PascalCase name of the error class, for metric labels, Event and condition reasons.
     pub fn reason(&self) -> &'static str {
@@ -188,6 +314,8 @@ impl Error {
             Self::Conflict { .. } => "Conflict",
             Self::Server { .. } => "Server",
             Self::Transport { .. } => "Transport",
+            Self::DeadlineExceeded { .. } => "DeadlineExceeded",
+            Self::ValueTooLarge { .. } => "ValueTooLarge",
             Self::InvalidResponse { .. } => "InvalidResponse",
             Self::InvalidPath { .. } => "InvalidPath",
             Self::InvalidArgument(_) => "InvalidArgument",
@@ -209,6 +337,7 @@ impl Error {
             Self::RateLimited { .. }
                 | Self::Server { .. }
                 | Self::Transport { .. }
+                | Self::DeadlineExceeded { .. }
                 | Self::KmsBackendUnavailable { .. }
         )
     }
@@ -222,12 +351,36 @@ impl Error {
     }
 }
 
-fn detail(message: &str) -> String {
-    if message.is_empty() {
-        String::new()
-    } else {
-        format!(": {message}")
-    }
+/// OAuth 2.0 error codes (RFC 6749 section 5.2, RFC 8693): a closed vocabulary, so naming one
+/// quotes nothing the server chose freely.
+const OAUTH_ERROR_CODES: [&str; 7] = [
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "invalid_target",
+];
+
+/// ` (invalid_grant)` when the message starts with a known OAuth error code, else nothing.
+fn oauth_code(message: &str) -> String {
+    let first = message.split(':').next().unwrap_or_default().trim();
+    OAUTH_ERROR_CODES
+        .iter()
+        .find(|code| **code == first)
+        .map(|code| format!(" ({code})"))
+        .unwrap_or_default()
+}
+
+fn named_opt(name: &Option<String>) -> String {
+    named(name.as_deref().unwrap_or_default())
+}
+
+fn protecting(path: &Option<String>) -> String {
+    path.as_deref()
+        .map(|path| format!(" protecting secret {path}"))
+        .unwrap_or_default()
 }
 
 fn named(name: &str) -> String {
@@ -386,7 +539,11 @@ pub(crate) fn classify(
             }
         }
         (400, Route::Secrets | Route::KmsKeys) if says_key_not_active(&words) => {
-            Error::KeyNotActive { message }
+            Error::KeyNotActive {
+                path: target.path.clone(),
+                key: target.key.clone(),
+                message,
+            }
         }
         (409, _) => Error::Conflict { message },
         (503, Route::Secrets | Route::KmsKeys) => Error::KmsBackendUnavailable { region, message },
@@ -598,8 +755,96 @@ mod tests {
         );
         assert_eq!(
             version.to_string(),
-            "version 2 of secret /x not found or destroyed"
+            "version 2 of secret /x not found or destroyed (404)"
         );
+        assert!(
+            Error::DeadlineExceeded {
+                operation: "getSecretValue",
+                deadline: Duration::from_secs(45)
+            }
+            .is_transient()
+        );
+        assert!(
+            !Error::ValueTooLarge {
+                path: "/x".into(),
+                limit: 1024
+            }
+            .is_transient()
+        );
+    }
+
+    #[test]
+    fn texts_never_quote_the_server_message() {
+        use Route::*;
+        const CANARY: &str = "CANARY-8b1f value=hunter2";
+        let secret = secret_target("/app/db", Some(2));
+        let key = Target {
+            region: Some("nl-01".into()),
+            key: Some("kms-abc".into()),
+            ..Target::default()
+        };
+        let none = Target::default();
+        #[rustfmt::skip]
+        let cases: &[(u16, Route, &Target, String)] = &[
+            (400, Secrets, &secret, format!("invalid request: {CANARY}")),
+            (400, Secrets, &secret, format!("kms key kms-abc is not active (status: disabled) {CANARY}")),
+            (400, KmsKeys, &key, format!("invalid key type {CANARY}")),
+            (401, Secrets, &secret, CANARY.to_owned()),
+            (400, Token, &none, format!("invalid_grant: {CANARY}")),
+            (403, Secrets, &secret, format!("permission denied {CANARY}")),
+            (403, Secrets, &secret, format!("feature 'secrets' is not enabled {CANARY}")),
+            (403, Secrets, &secret, format!("KMS must be enabled first {CANARY}")),
+            (403, KmsKeys, &key, CANARY.to_owned()),
+            (404, Secrets, &secret, CANARY.to_owned()),
+            (404, Secrets, &secret, format!("version 2 not found {CANARY}")),
+            (404, Secrets, &secret, format!("region not found {CANARY}")),
+            (404, KmsKeys, &key, CANARY.to_owned()),
+            (409, Secrets, &secret, format!("already exists: {CANARY}")),
+            (422, Secrets, &secret, CANARY.to_owned()),
+            (500, Secrets, &secret, CANARY.to_owned()),
+            (502, Token, &none, CANARY.to_owned()),
+            (503, Secrets, &secret, CANARY.to_owned()),
+        ];
+        for (status, route, target, message) in cases {
+            let err = classify(
+                *route,
+                target,
+                failure(*status, &sanitize_message(message)),
+                KmsProbe::Unknown,
+            );
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("CANARY"), "{status} {route:?}: {text}");
+            assert!(!text.contains("hunter2"), "{status} {route:?}: {text}");
+        }
+        // What the texts do say: the status, and what the request was about.
+        let err = classify(Secrets, &secret, failure(500, CANARY), KmsProbe::Unknown);
+        assert_eq!(err.to_string(), "Thalassa server error (status 500)");
+        let err = classify(Secrets, &secret, failure(400, CANARY), KmsProbe::Unknown);
+        assert_eq!(
+            err.to_string(),
+            "Thalassa rejected the request as invalid (status 400)"
+        );
+        let err = classify(
+            Secrets,
+            &secret,
+            failure(400, "kms key kms-abc is not active (status: disabled)"),
+            KmsProbe::Unknown,
+        );
+        assert_eq!(
+            err.to_string(),
+            "the KMS key protecting secret /app/db is not active: it is disabled or pending deletion (400)"
+        );
+        let err = classify(
+            Token,
+            &none,
+            failure(400, "invalid_grant: expired"),
+            KmsProbe::Unknown,
+        );
+        assert_eq!(
+            err.to_string(),
+            "Thalassa rejected the credentials (invalid_grant)"
+        );
+        assert!(format!("{err:?}").starts_with("Unauthorized"), "{err:?}");
     }
 
     #[test]

@@ -16,7 +16,10 @@ mod types;
 mod value;
 
 pub use auth::Credentials;
-pub use client::{Client, ClientConfig, RequestObserver, USER_AGENT, install_crypto_provider};
+pub use client::{
+    Client, ClientConfig, MAX_REVEAL_RESPONSE_BYTES, MAX_SECRET_VALUE_BYTES, RequestObserver,
+    USER_AGENT, install_crypto_provider,
+};
 pub use error::Error;
 pub use path::{MAX_PATH_LEN, PathError, validate_browse_path, validate_path};
 pub use types::{

@@ -35,10 +35,13 @@ pub enum PathError {
     /// The path contains an empty segment.
     #[error("secret path must not contain '//'")]
     DoubleSlash,
+    /// A segment of the path is `.` or `..`, which URL handling would resolve to another path.
+    #[error("secret path must not contain '.' or '..' segments")]
+    DotSegment,
 }
 
 /// Validates the path of a secret (not a browse directory): leading `/`, 1–512 characters from
-/// `A-Z a-z 0-9 / _ - . +`, no trailing `/`, no `//`. `/` alone is therefore not a secret path.
+/// `A-Z a-z 0-9 / _ - . +`, no trailing `/`, no `//`, no `.` or `..` segment. `/` alone is therefore not a secret path.
 pub fn validate_path(path: &str) -> Result<(), PathError> {
     validate_common(path)?;
     if path.ends_with('/') {
@@ -72,6 +75,13 @@ fn validate_common(path: &str) -> Result<(), PathError> {
     }
     if path.contains("//") {
         return Err(PathError::DoubleSlash);
+    }
+    // `/a/../b` would reach `/b`: the path in the request must be the path that was validated.
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(PathError::DotSegment);
     }
     Ok(())
 }
@@ -108,6 +118,14 @@ mod tests {
             ("/", Err(PathError::TrailingSlash)),
             ("/app/", Err(PathError::TrailingSlash)),
             ("/app//x", Err(PathError::DoubleSlash)),
+            ("/team-a/../team-b/db/password", Err(PathError::DotSegment)),
+            ("/a/./b", Err(PathError::DotSegment)),
+            ("/..", Err(PathError::DotSegment)),
+            ("/.", Err(PathError::DotSegment)),
+            ("/a/..", Err(PathError::DotSegment)),
+            ("/app/.hidden", Ok(())),
+            ("/app/..x/x..", Ok(())),
+            ("/app/.../v", Ok(())),
             (
                 "/app x",
                 Err(PathError::InvalidCharacter {
@@ -156,6 +174,10 @@ mod tests {
         assert_eq!(validate_browse_path("/app/prod/"), Ok(()));
         assert_eq!(validate_browse_path("/app/pro"), Ok(()));
         assert_eq!(validate_browse_path("//"), Err(PathError::DoubleSlash));
+        assert_eq!(validate_browse_path("/a/../"), Err(PathError::DotSegment));
+        assert_eq!(validate_browse_path("/./"), Err(PathError::DotSegment));
+        assert_eq!(validate_browse_path("/a/.."), Err(PathError::DotSegment));
+        assert_eq!(validate_browse_path("/a/.b/"), Ok(()));
         assert_eq!(
             validate_browse_path("app/"),
             Err(PathError::MissingLeadingSlash)
@@ -170,6 +192,10 @@ mod tests {
                 .contains("end with '/'")
         );
         assert!(PathError::DoubleSlash.to_string().contains("'//'"));
+        assert_eq!(
+            PathError::DotSegment.to_string(),
+            "secret path must not contain '.' or '..' segments"
+        );
         assert!(
             PathError::TooLong { len: 600 }
                 .to_string()

@@ -154,6 +154,16 @@ pub enum SecretValue {
     KeyValues(BTreeMap<String, SecretBytes>),
 }
 
+impl SecretValue {
+    /// Decoded size in bytes: the string's length, or the sum of the key/value values' lengths.
+    pub fn total_len(&self) -> usize {
+        match self {
+            SecretValue::String(bytes) => bytes.len(),
+            SecretValue::KeyValues(pairs) => pairs.values().map(SecretBytes::len).sum(),
+        }
+    }
+}
+
 /// A value to store with `createSecret` or `putSecretValue`; the client base64-encodes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretValueInput {

@@ -62,9 +62,14 @@ async fn api_middleware(State(shared): State<AppState>, request: Request, next: 
         return next.run(request).await;
     };
     let started = Instant::now();
-    let (injected, latency_ms) = {
+    let (injected, latency_ms, error_message, pad_bytes) = {
         let mut store = shared.store();
-        (store.faults.next(), store.faults.latency_ms)
+        (
+            store.faults.next(),
+            store.faults.latency_ms,
+            store.faults.error_message.clone(),
+            store.faults.pad_value_response_bytes,
+        )
     };
     if latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
@@ -72,17 +77,26 @@ async fn api_middleware(State(shared): State<AppState>, request: Request, next: 
     let response = match injected {
         Injected::None => next.run(request).await,
         Injected::RateLimited { retry_after_secs } => {
-            let mut response =
-                ApiError::new(429, "too many requests (injected by the emulator)").into_response();
+            let message = error_message
+                .unwrap_or_else(|| "too many requests (injected by the emulator)".to_owned());
+            let mut response = ApiError::new(429, message).into_response();
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             response
         }
-        Injected::Status(status) => {
-            ApiError::new(status, format!("injected fault: status {status}")).into_response()
-        }
+        Injected::Status(status) => ApiError::new(
+            status,
+            error_message.unwrap_or_else(|| format!("injected fault: status {status}")),
+        )
+        .into_response(),
     };
+    let response =
+        if operation == "getSecretValue" && response.status().is_success() && pad_bytes > 0 {
+            padded(response, pad_bytes).await
+        } else {
+            response
+        };
     let status = response.status().as_u16();
     shared.store().counters.record(operation, status);
     // Paths are not secret, but the log keeps to the operation name: values and tokens never appear.
@@ -94,6 +108,24 @@ async fn api_middleware(State(shared): State<AppState>, request: Request, next: 
         "request"
     );
     response
+}
+
+/// The response with `pad_bytes` spaces streamed after its body, in 64 KiB chunks and without a
+/// `Content-Length`, so a client has to read incrementally to notice the size.
+async fn padded(response: Response, pad_bytes: u64) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::new(500, "emulator: cannot read the response body").into_response();
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    const CHUNK: u64 = 64 * 1024;
+    let spaces = Bytes::from(vec![b' '; CHUNK as usize]);
+    let padding = (0..pad_bytes.div_ceil(CHUNK)).map(move |i| {
+        let len = CHUNK.min(pad_bytes - i * CHUNK) as usize;
+        Ok::<_, std::convert::Infallible>(spaces.slice(..len))
+    });
+    let stream = futures::stream::iter(std::iter::once(Ok(body)).chain(padding));
+    Response::from_parts(parts, axum::body::Body::from_stream(stream))
 }
 
 /// Authenticates the request and resolves its organisation and project scope.

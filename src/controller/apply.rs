@@ -1,0 +1,239 @@
+//! The writes: the Secret (create, server-side apply on the resourceVersion just read, or one
+//! merge patch when keys must go), the status (server-side apply, only when it changed), and
+//! Events. One field manager for all of them.
+
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::OwnerReference};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+    runtime::events::{Event, EventType},
+};
+use serde_json::json;
+use tracing::warn;
+
+use super::{
+    CHECK_TIME_REFRESH, Context, plan::Write, reconcile::SyncOutcome, validate::ValidatedSpec,
+};
+use crate::{
+    crd::{FIELD_MANAGER, ThalassaSecret},
+    error::Result,
+    status::{self, Prerequisites},
+};
+
+/// Performs the planned write; returns the Secret as written, or `None` when nothing was to do.
+pub(super) async fn write_secret(
+    secrets: &Api<Secret>,
+    existing: Option<&Secret>,
+    write: &Write,
+    mut desired: Secret,
+) -> Result<Option<Secret>> {
+    let name = desired.name_any();
+    let written = match write {
+        Write::None => return Ok(None),
+        Write::Create => {
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            secrets.create(&params, &desired).await?
+        }
+        Write::Apply => {
+            desired.metadata.resource_version =
+                existing.and_then(|s| s.metadata.resource_version.clone());
+            secrets
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&desired),
+                )
+                .await?
+        }
+        Write::ReplaceKeys(remove) => {
+            let patch = replace_keys_patch(
+                &desired,
+                existing.expect("planned on an existing Secret"),
+                remove,
+            );
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            secrets.patch(&name, &params, &Patch::Merge(&patch)).await?
+        }
+    };
+    Ok(Some(written))
+}
+
+/// A JSON merge patch carrying the whole desired state plus the removal of `remove`, guarded by
+/// the resourceVersion just read. Owner references of others are kept.
+pub(super) fn replace_keys_patch(
+    desired: &Secret,
+    existing: &Secret,
+    remove: &[String],
+) -> serde_json::Value {
+    let mut patch = serde_json::to_value(desired).expect("a Secret serializes");
+    patch["metadata"]["resourceVersion"] = json!(existing.metadata.resource_version);
+    match &desired.metadata.owner_references {
+        Some(ours) => {
+            let mut references: Vec<OwnerReference> = existing
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .filter(|r| ours.iter().all(|o| o.uid != r.uid))
+                .cloned()
+                .collect();
+            references.extend(ours.iter().cloned());
+            patch["metadata"]["ownerReferences"] = json!(references);
+        }
+        None => {
+            if let Some(metadata) = patch["metadata"].as_object_mut() {
+                metadata.remove("ownerReferences");
+            }
+        }
+    }
+    if !patch["data"].is_object() {
+        patch["data"] = json!({});
+    }
+    for key in remove {
+        patch["data"][key] = serde_json::Value::Null;
+    }
+    patch
+}
+
+/// Computes the next status and writes it when it differs; publishes an Event when Ready flips.
+pub(super) async fn write_status(
+    ts: &ThalassaSecret,
+    ctx: &Context,
+    validated: Option<&ValidatedSpec>,
+    result: &Result<SyncOutcome>,
+    prerequisites: &Prerequisites,
+) -> Result<()> {
+    let old = ts.status.as_ref();
+    let now = status::now();
+    let previous_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let ready = match result {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let conditions = status::next_conditions(
+        previous_conditions,
+        prerequisites,
+        ready,
+        ts.metadata.generation,
+        &now,
+    );
+    ctx.metrics.set_conditions(
+        &ts.namespace().unwrap_or_default(),
+        &ts.name_any(),
+        conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str())),
+    );
+    let mut next = old.cloned().unwrap_or_default();
+    next.conditions = conditions;
+    next.observed_generation = ts.metadata.generation;
+    if let Some(v) = validated {
+        next.secret_name = Some(v.target_name.clone());
+    }
+    if let Ok(outcome) = result {
+        let versions_changed = next.synced_versions != outcome.synced_versions;
+        if outcome.wrote || versions_changed || next.last_sync_time.is_none() {
+            next.last_sync_time = Some(now.clone());
+        }
+        next.synced_versions = outcome.synced_versions.clone();
+        if outcome.secret_uid.is_some() {
+            next.secret_uid = outcome.secret_uid.clone();
+        }
+        if let Some((identity, version)) = &outcome.kms_key {
+            next.kms_key_identity = Some(identity.clone());
+            next.kms_key_version = Some(version.clone());
+        }
+        next.last_check_time = Some(now.clone());
+    }
+    if !status::needs_write(old, &next, CHECK_TIME_REFRESH) {
+        return Ok(());
+    }
+    let api: Api<ThalassaSecret> =
+        Api::namespaced(ctx.client.clone(), &ts.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": ThalassaSecret::api_version(&()),
+        "kind": ThalassaSecret::kind(&()),
+        "status": next,
+    });
+    api.patch_status(
+        &ts.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    let before = status::ready_reason(old);
+    let after = status::ready_reason(Some(&next));
+    if before != after
+        && let Some((_, reason)) = after
+    {
+        let (event_type, note) = match result {
+            Ok(_) => (
+                EventType::Normal,
+                "the Secret holds the current version of every source".to_string(),
+            ),
+            Err(e) => (EventType::Warning, e.to_string()),
+        };
+        publish(ctx, ts, event_type, &reason, note).await;
+    }
+    Ok(())
+}
+
+pub(super) async fn publish(
+    ctx: &Context,
+    ts: &ThalassaSecret,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Sync".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &ts.object_ref(&())).await {
+        warn!(error = %e, "failed to publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::secret;
+
+    #[test]
+    fn the_replace_patch_holds_the_whole_state_and_keeps_foreign_owner_references() {
+        let mut existing = secret("Opaque", None, "s1", &["old"]);
+        existing.metadata.resource_version = Some("42".into());
+        existing.metadata.owner_references = Some(vec![OwnerReference {
+            uid: "someone".into(),
+            ..Default::default()
+        }]);
+        let mut desired = secret("Opaque", Some("app"), "", &["new"]);
+        desired.metadata.owner_references = Some(vec![OwnerReference {
+            uid: "uid-1".into(),
+            ..Default::default()
+        }]);
+        let patch = replace_keys_patch(&desired, &existing, &["old".to_string()]);
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        assert_eq!(patch["data"]["old"], serde_json::Value::Null);
+        assert!(patch["data"]["new"].is_string());
+        let uids: Vec<&str> = patch["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["uid"].as_str().unwrap())
+            .collect();
+        assert_eq!(uids, ["someone", "uid-1"]);
+        desired.metadata.owner_references = None;
+        let patch = replace_keys_patch(&desired, &existing, &[]);
+        assert!(patch["metadata"].get("ownerReferences").is_none());
+    }
+}

@@ -1,0 +1,720 @@
+//! Pure decisions of a reconcile: no API calls here, so every rule is a table test.
+//!
+//! Judge the KMS summary, pick the version to write per path, check the bound keys, classify the
+//! target Secret (absent / owned / foreign, or refused), plan reveals, render the desired Secret,
+//! decide the write, and name the Event.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::{
+    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
+use kube::{Resource, ResourceExt, api::ObjectMeta};
+
+use super::validate::ValidatedSpec;
+use crate::{
+    crd::{
+        CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, OWNER_ANNOTATION, SecretType,
+        ThalassaSecret,
+    },
+    error::{Error, Result},
+    render::{
+        self, HashKey, KeyMapping, RenderSource, RenderedData, SourceRecord, SourceValue,
+        TargetSettings, data_hash, is_intact, parse_sources, prefix_key, render_data,
+        render_secret, reuse_keys,
+    },
+    sources::SourceMeta,
+    status::{Observed, reasons},
+    thalassa::{KmsKeyStatus, KmsSummary, RevealedSecret},
+};
+
+/// Metadata (and pin) of every source path.
+pub(super) type SourceMetas = BTreeMap<String, (SourceMeta, Option<u64>)>;
+
+/// Judges the KMS summary for the spec's region: the kms gate must be on and the backend
+/// available. A region the summary does not know is left to the listing, which answers with a
+/// definite RegionNotFound instead of a misleading "KMS unavailable".
+pub(super) fn judge_kms_summary(summary: &KmsSummary, region: &str) -> Result<Option<Observed>> {
+    if !summary.feature_enabled {
+        return Err(Error::KmsFeatureDisabled);
+    }
+    match summary
+        .regions
+        .iter()
+        .find(|r| r.slug == region || r.identity == region || r.name == region)
+    {
+        Some(r) if r.kms_available => Ok(Observed::ok(
+            reasons::AVAILABLE,
+            format!("KMS is available in region {region}"),
+        )),
+        Some(_) => Err(Error::KmsBackendUnavailable {
+            region: region.to_string(),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// The version to write per path: the pin, or the current version.
+pub(super) fn desired_versions(metas: &SourceMetas) -> BTreeMap<String, u64> {
+    metas
+        .iter()
+        .map(|(path, (meta, pinned))| (path.clone(), pinned.unwrap_or(meta.current_version)))
+        .collect()
+}
+
+/// True when the Secret's annotations say it was written for this very resource (UID) at its
+/// current generation.
+pub(super) fn written_for_resource(metadata: &ObjectMeta, ts: &ThalassaSecret) -> bool {
+    render::written_for(
+        metadata,
+        &ts.name_any(),
+        ts.metadata.uid.as_deref().unwrap_or_default(),
+        ts.metadata.generation,
+    )
+}
+
+/// How the existing Secret relates to this resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TargetState {
+    /// No Secret with the target name.
+    Absent,
+    /// Ours: its owner annotation names this resource, or its UID is the one recorded in status.
+    /// `intact` when its data still matches its keyed hash (and, for Owner and Adopt, has no
+    /// other keys).
+    Owned {
+        /// No edit since our last write.
+        intact: bool,
+    },
+    /// Someone else's Secret that the spec allows us to take over (Adopt) or write into (Merge).
+    Foreign,
+}
+
+/// Classifies the existing Secret, refusing what may never be written: a type the operator does
+/// not manage, another resource's Secret, a foreign Secret without Adopt or Merge, and a type
+/// change (a Secret's type is immutable).
+pub(super) fn classify_target(
+    ts: &ThalassaSecret,
+    name: &str,
+    existing: Option<&Secret>,
+    hash_key: &HashKey,
+) -> Result<TargetState> {
+    let Some(existing) = existing else {
+        return Ok(TargetState::Absent);
+    };
+    let existing_type = existing.type_.as_deref().unwrap_or("Opaque");
+    if SecretType::from_type_str(existing_type).is_none() {
+        return Err(Error::TargetTypeRefused {
+            name: name.to_string(),
+            secret_type: existing_type.to_string(),
+        });
+    }
+    let our_name = ts.name_any();
+    let named_owner = existing
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(OWNER_ANNOTATION));
+    if named_owner.is_some_and(|owner| *owner != our_name) {
+        return Err(Error::TargetConflict {
+            name: name.to_string(),
+        });
+    }
+    let recorded_uid = ts.status.as_ref().and_then(|s| s.secret_uid.as_ref());
+    let owned = named_owner.is_some()
+        || (recorded_uid.is_some() && recorded_uid == existing.metadata.uid.as_ref());
+    let policy = ts.spec.target.creation_policy;
+    if !owned && policy == CreationPolicy::Owner {
+        return Err(Error::TargetConflict {
+            name: name.to_string(),
+        });
+    }
+    let owns_all_data = policy != CreationPolicy::Merge;
+    let wanted = ts.spec.target.r#type.as_str();
+    if owns_all_data && existing_type != wanted {
+        return Err(Error::TargetTypeConflict {
+            name: name.to_string(),
+            existing: existing_type.to_string(),
+            wanted: wanted.to_string(),
+        });
+    }
+    Ok(if owned {
+        TargetState::Owned {
+            intact: is_intact(existing, hash_key, owns_all_data),
+        }
+    } else {
+        TargetState::Foreign
+    })
+}
+
+/// What the existing Secret records about each source, when it is ours.
+pub(super) fn recorded_sources(
+    existing: Option<&Secret>,
+    target: TargetState,
+) -> BTreeMap<String, SourceRecord> {
+    match (existing, target) {
+        (Some(s), TargetState::Owned { .. }) => parse_sources(&s.metadata),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Unchanged sources may be copied from the Secret only when it is ours, intact, and was written
+/// for this resource's current generation (same mapping).
+pub(super) fn reuse_allowed(
+    ts: &ThalassaSecret,
+    existing: Option<&Secret>,
+    target: TargetState,
+) -> bool {
+    target == (TargetState::Owned { intact: true })
+        && existing.is_some_and(|s| written_for_resource(&s.metadata, ts))
+}
+
+/// Which sources must be revealed: all of them after a spec change or an edit of the Secret,
+/// otherwise only those whose version differs from the one the Secret records.
+pub(super) fn plan_reveals(
+    desired: &BTreeMap<String, u64>,
+    recorded: &BTreeMap<String, SourceRecord>,
+    reuse_allowed: bool,
+) -> Vec<(String, u64)> {
+    desired
+        .iter()
+        .filter(|(path, version)| {
+            !(reuse_allowed && recorded.get(*path).is_some_and(|r| r.version == **version))
+        })
+        .map(|(path, version)| (path.clone(), *version))
+        .collect()
+}
+
+/// Keys to delete from the existing Secret: with Owner and Adopt every key the render does not
+/// produce; with Merge only keys this resource wrote before.
+pub(super) fn keys_to_remove(
+    existing: &Secret,
+    rendered: &BTreeMap<String, ByteString>,
+    policy: CreationPolicy,
+    recorded: &BTreeMap<String, SourceRecord>,
+) -> Vec<String> {
+    let present = existing.data.iter().flatten().map(|(k, _)| k);
+    let candidates: Vec<&String> = if policy == CreationPolicy::Merge {
+        let ours: BTreeSet<&String> = recorded.values().flat_map(|r| r.keys.iter()).collect();
+        present.filter(|k| ours.contains(k)).collect()
+    } else {
+        present.collect()
+    };
+    candidates
+        .into_iter()
+        .filter(|k| !rendered.contains_key(*k))
+        .cloned()
+        .collect()
+}
+
+/// The write that brings the Secret to the rendered state, or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Write {
+    /// Already exactly this.
+    None,
+    /// No Secret yet: create it (a concurrent creator makes this fail instead of overwriting).
+    Create,
+    /// Server-side apply, on the resourceVersion just read.
+    Apply,
+    /// Keys must go: one merge patch with the whole new state and the removals, on the
+    /// resourceVersion just read, so nothing is removed unless everything is written.
+    ReplaceKeys(Vec<String>),
+}
+
+/// The Event for a write (pure): creation, repair of our own Secret, adoption, or update.
+pub(super) fn write_event(
+    existing: bool,
+    target: TargetState,
+    was_synced: bool,
+    name: &str,
+    policy: CreationPolicy,
+) -> (&'static str, String) {
+    match (existing, target) {
+        (false, _) if was_synced => (
+            "SecretRepaired",
+            format!("Secret {name} was deleted; recreated it"),
+        ),
+        (false, _) => ("SecretCreated", format!("created Secret {name}")),
+        (true, TargetState::Owned { intact: false }) if was_synced => (
+            "SecretRepaired",
+            format!("Secret {name} was edited or incomplete; restored it"),
+        ),
+        (true, TargetState::Foreign) => (
+            "SecretAdopted",
+            format!("took over Secret {name} ({policy:?})"),
+        ),
+        _ => ("SecretUpdated", format!("updated Secret {name}")),
+    }
+}
+/// How each path found under a prefix maps to keys.
+pub(super) fn prefix_mappings(
+    spec: &ValidatedSpec,
+    metas: &SourceMetas,
+) -> BTreeMap<String, KeyMapping> {
+    metas
+        .keys()
+        .filter(|path| !spec.paths.contains_key(*path))
+        .filter_map(|path| {
+            spec.prefixes
+                .iter()
+                .find(|p| path.starts_with(p.as_str()))
+                .map(|prefix| {
+                    (
+                        path.clone(),
+                        KeyMapping::UnderPrefix {
+                            relative_key: prefix_key(prefix, path),
+                        },
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The desired Secret and the facts the write decision needs. Holds values: never formatted.
+pub(super) struct Desired {
+    /// The Secret to write.
+    pub(super) secret: Secret,
+    /// Its keyed data hash.
+    pub(super) hash: String,
+    /// Rendered data (zeroized on drop).
+    pub(super) rendered: RenderedData,
+}
+
+/// Renders the desired Secret from revealed values and, for unchanged sources, the keys copied
+/// from the existing Secret.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn render_target(
+    ts: &ThalassaSecret,
+    spec: &ValidatedSpec,
+    hash_key: &HashKey,
+    metas: &SourceMetas,
+    desired: &BTreeMap<String, u64>,
+    revealed: &BTreeMap<String, std::sync::Arc<RevealedSecret>>,
+    existing: Option<&Secret>,
+    recorded: &BTreeMap<String, SourceRecord>,
+) -> Result<Desired> {
+    let prefix_mappings = prefix_mappings(spec, metas);
+    let mut sources = Vec::new();
+    for (path, version) in desired {
+        let mappings: Vec<&KeyMapping> = match spec.paths.get(path) {
+            Some(source) => source.mappings.iter().collect(),
+            None => prefix_mappings.get(path).into_iter().collect(),
+        };
+        let value = match revealed.get(path) {
+            Some(secret) => SourceValue::Revealed(&secret.value),
+            None => {
+                let keys = recorded
+                    .get(path)
+                    .map(|r| r.keys.clone())
+                    .unwrap_or_default();
+                match existing.and_then(|s| reuse_keys(s, &keys)) {
+                    Some(reused) => SourceValue::Reused(reused),
+                    None => {
+                        return Err(Error::InvalidSpec(format!(
+                            "internal: keys of {path} vanished from the Secret"
+                        )));
+                    }
+                }
+            }
+        };
+        sources.push(RenderSource {
+            path,
+            version: *version,
+            mappings,
+            value,
+        });
+    }
+    let policy = ts.spec.target.creation_policy;
+    let secret_type = (policy != CreationPolicy::Merge).then_some(ts.spec.target.r#type);
+    let rendered = render_data(&sources, secret_type)?;
+    let hash = data_hash(
+        hash_key,
+        secret_type.map(SecretType::as_str),
+        rendered.data.iter(),
+    );
+    let owner_reference = (ts.spec.target.deletion_policy == DeletionPolicy::Delete)
+        .then(|| ts.controller_owner_ref(&()))
+        .flatten()
+        .map(|r| OwnerReference {
+            block_owner_deletion: None,
+            ..r
+        });
+    let namespace = ts.namespace().unwrap_or_default();
+    let target = TargetSettings {
+        name: &spec.target_name,
+        namespace: &namespace,
+        owner_name: &ts.name_any(),
+        owner_uid: ts.metadata.uid.as_deref().unwrap_or_default(),
+        owner_generation: ts.metadata.generation.unwrap_or_default(),
+        owner_reference,
+        secret_type,
+        labels: &ts.spec.target.labels,
+        annotations: &ts.spec.target.annotations,
+        immutable: ts.spec.target.immutable,
+        deletion_policy: ts.spec.target.deletion_policy,
+        creation_policy: policy,
+    };
+    let secret = render_secret(&target, &rendered, &hash);
+    Ok(Desired {
+        secret,
+        hash,
+        rendered,
+    })
+}
+
+/// Decides the write that brings the existing Secret to `desired`: none when it already is
+/// exactly that, a create when there is none, one merge patch when keys must go, otherwise a
+/// server-side apply. An immutable Secret whose data would change is refused.
+pub(super) fn plan_write(
+    ts: &ThalassaSecret,
+    existing: Option<&Secret>,
+    target: TargetState,
+    desired: &Desired,
+    recorded: &BTreeMap<String, SourceRecord>,
+) -> Result<Write> {
+    let Some(existing) = existing else {
+        return Ok(Write::Create);
+    };
+    let same_data = target == (TargetState::Owned { intact: true })
+        && existing
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DATA_HASH_ANNOTATION))
+            == Some(&desired.hash);
+    let remove = keys_to_remove(
+        existing,
+        &desired.rendered.data,
+        ts.spec.target.creation_policy,
+        recorded,
+    );
+    let write = if !remove.is_empty() {
+        Write::ReplaceKeys(remove)
+    } else if same_data && metadata_matches(existing, &desired.secret) {
+        Write::None
+    } else {
+        Write::Apply
+    };
+    if write != Write::None && existing.immutable == Some(true) && !same_data {
+        return Err(Error::TargetImmutable {
+            name: existing.name_any(),
+        });
+    }
+    Ok(write)
+}
+
+/// Refuses sources bound to another key than the spec requires, or to a key that is not active.
+pub(super) fn check_keys(
+    ts: &ThalassaSecret,
+    metas: &BTreeMap<String, (SourceMeta, Option<u64>)>,
+) -> Result<()> {
+    for (path, (meta, _)) in metas {
+        if let (Some(required), Some(actual)) = (&ts.spec.kms_key_identity, &meta.kms_key_identity)
+            && required != actual
+        {
+            return Err(Error::KmsKeyMismatch {
+                path: path.clone(),
+                expected: required.clone(),
+                actual: actual.clone(),
+            });
+        }
+        if let Some(status) = &meta.kms_key_status
+            && *status != KmsKeyStatus::Active
+        {
+            return Err(Error::KmsKeyNotActive {
+                path: path.clone(),
+                key: meta.kms_key_identity.clone().unwrap_or_default(),
+                status: status.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// True when the existing Secret already carries every label, annotation and owner reference the
+/// desired one has.
+pub(super) fn metadata_matches(existing: &Secret, desired: &Secret) -> bool {
+    let contains = |have: &Option<BTreeMap<String, String>>,
+                    want: &Option<BTreeMap<String, String>>| {
+        want.iter()
+            .flatten()
+            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    let owner_ok = match &desired.metadata.owner_references {
+        Some(want) => want.iter().all(|w| {
+            existing
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|h| h.uid == w.uid)
+        }),
+        None => true,
+    };
+    contains(&existing.metadata.labels, &desired.metadata.labels)
+        && contains(
+            &existing.metadata.annotations,
+            &desired.metadata.annotations,
+        )
+        && owner_ok
+        && (desired.type_.is_none() || existing.type_ == desired.type_)
+        && (desired.immutable.is_none() || existing.immutable == desired.immutable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::{base, key, secret};
+
+    #[test]
+    fn classify_target_covers_every_case() {
+        let owner = base("Owner", "Opaque");
+        let adopt = base("Adopt", "Opaque");
+        let merge = base("Merge", "kubernetes.io/tls");
+        let class = |ts: &ThalassaSecret, s: Option<&Secret>| {
+            classify_target(ts, "app", s, &key()).map_err(|e| e.to_string())
+        };
+        assert_eq!(class(&owner, None), Ok(TargetState::Absent));
+        // Ours by annotation (not intact: no hash).
+        assert_eq!(
+            class(
+                &owner,
+                Some(&secret("Opaque", Some("app"), "s1", &["password"]))
+            ),
+            Ok(TargetState::Owned { intact: false })
+        );
+        // Another resource's Secret, whatever the policy.
+        for ts in [&owner, &adopt, &merge] {
+            let err = class(ts, Some(&secret("Opaque", Some("other"), "s1", &[]))).unwrap_err();
+            assert!(err.contains("not managed by this ThalassaSecret"), "{err}");
+        }
+        // Foreign: refused for Owner, adoptable for Adopt and Merge.
+        let foreign = secret("Opaque", None, "s1", &["x"]);
+        assert!(class(&owner, Some(&foreign)).is_err());
+        assert_eq!(class(&adopt, Some(&foreign)), Ok(TargetState::Foreign));
+        assert_eq!(class(&merge, Some(&foreign)), Ok(TargetState::Foreign));
+        // A type the operator never writes.
+        let token = secret(
+            "kubernetes.io/service-account-token",
+            None,
+            "s1",
+            &["token"],
+        );
+        for ts in [&owner, &adopt, &merge] {
+            let err = class(ts, Some(&token)).unwrap_err();
+            assert!(err.contains("never writes"), "{err}");
+        }
+        // A type change is refused for Adopt (types are immutable), ignored for Merge.
+        let tls_wanted = base("Adopt", "kubernetes.io/tls");
+        let err = class(&tls_wanted, Some(&foreign)).unwrap_err();
+        assert!(err.contains("cannot change"), "{err}");
+        // Ours by the UID recorded in status, with label and annotation stripped.
+        let mut recorded = base("Owner", "Opaque");
+        recorded.status = Some(crate::crd::ThalassaSecretStatus {
+            secret_uid: Some("s1".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            class(&recorded, Some(&foreign)),
+            Ok(TargetState::Owned { intact: false })
+        );
+        let other_uid = secret("Opaque", None, "s2", &["x"]);
+        assert!(class(&recorded, Some(&other_uid)).is_err());
+    }
+
+    #[test]
+    fn reveals_are_planned_from_recorded_versions() {
+        let desired = BTreeMap::from([("/a".to_string(), 2), ("/b".to_string(), 5)]);
+        let recorded = BTreeMap::from([
+            (
+                "/a".to_string(),
+                SourceRecord {
+                    version: 2,
+                    keys: vec!["a".into()],
+                },
+            ),
+            (
+                "/b".to_string(),
+                SourceRecord {
+                    version: 4,
+                    keys: vec!["b".into()],
+                },
+            ),
+        ]);
+        assert_eq!(
+            plan_reveals(&desired, &recorded, true),
+            vec![("/b".to_string(), 5)]
+        );
+        assert_eq!(plan_reveals(&desired, &recorded, false).len(), 2);
+        assert_eq!(plan_reveals(&desired, &BTreeMap::new(), true).len(), 2);
+    }
+
+    #[test]
+    fn keys_to_remove_depend_on_the_policy() {
+        let existing = secret("Opaque", Some("app"), "s1", &["ours", "old", "theirs"]);
+        let rendered = BTreeMap::from([("ours".to_string(), ByteString(b"v".to_vec()))]);
+        let recorded = BTreeMap::from([(
+            "/p".to_string(),
+            SourceRecord {
+                version: 1,
+                keys: vec!["ours".into(), "old".into()],
+            },
+        )]);
+        assert_eq!(
+            keys_to_remove(&existing, &rendered, CreationPolicy::Owner, &recorded),
+            vec!["old".to_string(), "theirs".to_string()]
+        );
+        assert_eq!(
+            keys_to_remove(
+                &existing,
+                &rendered,
+                CreationPolicy::Adopt,
+                &BTreeMap::new()
+            ),
+            vec!["old".to_string(), "theirs".to_string()]
+        );
+        assert_eq!(
+            keys_to_remove(&existing, &rendered, CreationPolicy::Merge, &recorded),
+            vec!["old".to_string()],
+            "Merge removes only keys it wrote"
+        );
+    }
+
+    /// Renders `base(policy)` reading `/a/b` as `value`, as if revealed.
+    fn desired(ts: &ThalassaSecret, value: &str) -> (Desired, BTreeMap<String, u64>) {
+        let spec = crate::controller::validate(ts, &crate::controller::fixtures::config()).unwrap();
+        let meta = SourceMeta {
+            current_version: 3,
+            kms_key_identity: None,
+            kms_key_status: None,
+        };
+        let metas: SourceMetas = BTreeMap::from([("/a/b".to_string(), (meta, None))]);
+        let versions = desired_versions(&metas);
+        let revealed = BTreeMap::from([(
+            "/a/b".to_string(),
+            std::sync::Arc::new(RevealedSecret {
+                path: "/a/b".into(),
+                version: 3,
+                value: crate::thalassa::SecretValue::String(crate::thalassa::SecretBytes::new(
+                    value.as_bytes().to_vec(),
+                )),
+                kms_key_identity: "k".into(),
+                kms_key_version: "1".into(),
+            }),
+        )]);
+        let rendered = render_target(
+            ts,
+            &spec,
+            &key(),
+            &metas,
+            &versions,
+            &revealed,
+            None,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        (rendered, versions)
+    }
+
+    #[test]
+    fn the_write_is_planned_without_io() {
+        let ts = base("Owner", "Opaque");
+        let (wanted, _) = desired(&ts, "v1");
+        let none = BTreeMap::new();
+        // No Secret: create.
+        assert_eq!(
+            plan_write(&ts, None, TargetState::Absent, &wanted, &none).unwrap(),
+            Write::Create
+        );
+        // Exactly the rendered Secret, ours and intact: nothing to write.
+        let mut current = wanted.secret.clone();
+        current.metadata.uid = Some("s1".into());
+        let recorded = parse_sources(&current.metadata);
+        let intact = TargetState::Owned { intact: true };
+        assert_eq!(
+            plan_write(&ts, Some(&current), intact, &wanted, &recorded).unwrap(),
+            Write::None
+        );
+        // New data: apply.
+        let (newer, _) = desired(&ts, "v2");
+        assert_eq!(
+            plan_write(&ts, Some(&current), intact, &newer, &recorded).unwrap(),
+            Write::Apply
+        );
+        // Edited (not intact): apply even with the same hash.
+        let edited = TargetState::Owned { intact: false };
+        assert_eq!(
+            plan_write(&ts, Some(&current), edited, &wanted, &recorded).unwrap(),
+            Write::Apply
+        );
+        // A label the spec wants is missing: apply.
+        let mut unlabelled = current.clone();
+        unlabelled.metadata.labels = None;
+        assert_eq!(
+            plan_write(&ts, Some(&unlabelled), intact, &wanted, &recorded).unwrap(),
+            Write::Apply
+        );
+        // An extra key: one merge patch that removes it.
+        let mut injected = current.clone();
+        injected
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("extra".into(), ByteString(b"x".to_vec()));
+        assert_eq!(
+            plan_write(&ts, Some(&injected), edited, &wanted, &recorded).unwrap(),
+            Write::ReplaceKeys(vec!["extra".into()])
+        );
+        // Immutable and the data would change: refused, nothing written.
+        let mut frozen = current.clone();
+        frozen.immutable = Some(true);
+        let err = plan_write(&ts, Some(&frozen), intact, &newer, &recorded).unwrap_err();
+        assert_eq!(err.reason(), "TargetImmutable");
+        assert_eq!(
+            plan_write(&ts, Some(&frozen), intact, &wanted, &recorded).unwrap(),
+            Write::None
+        );
+    }
+
+    #[test]
+    fn the_kms_summary_is_judged_per_region() {
+        let summary: KmsSummary = serde_json::from_value(serde_json::json!({
+            "featureEnabled": true,
+            "regions": [
+                {"identity": "r1", "name": "NL 01", "slug": "nl-01", "kmsAvailable": true},
+                {"identity": "r2", "name": "DE 01", "slug": "de-01", "kmsAvailable": false}
+            ]
+        }))
+        .unwrap();
+        assert!(judge_kms_summary(&summary, "nl-01").unwrap().unwrap().ok);
+        assert_eq!(
+            judge_kms_summary(&summary, "de-01").unwrap_err().reason(),
+            "KmsBackendUnavailable"
+        );
+        assert!(judge_kms_summary(&summary, "xx-01").unwrap().is_none());
+        let off = KmsSummary {
+            feature_enabled: false,
+            ..summary
+        };
+        assert_eq!(
+            judge_kms_summary(&off, "nl-01").unwrap_err().reason(),
+            "KmsFeatureDisabled"
+        );
+    }
+
+    #[test]
+    fn events_name_what_happened() {
+        let owner = CreationPolicy::Owner;
+        let reason = |existing, target, synced| write_event(existing, target, synced, "s", owner).0;
+        assert_eq!(reason(false, TargetState::Absent, false), "SecretCreated");
+        assert_eq!(reason(false, TargetState::Absent, true), "SecretRepaired");
+        assert_eq!(
+            reason(true, TargetState::Owned { intact: false }, true),
+            "SecretRepaired"
+        );
+        assert_eq!(
+            reason(true, TargetState::Owned { intact: true }, true),
+            "SecretUpdated"
+        );
+        assert_eq!(reason(true, TargetState::Foreign, false), "SecretAdopted");
+    }
+}

@@ -1,0 +1,164 @@
+//! Reading Thalassa: the KMS summary, the shared listings, direct lookups of paths a listing
+//! no longer shows, and the reveals. Every call goes through the shared, coalescing
+//! [`SourceCache`](crate::sources::SourceCache).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::future::join_all;
+use tracing::debug;
+
+use super::{Context, plan::SourceMetas, validate::ValidatedSpec};
+use crate::{
+    crd::{SourceDeletionPolicy, ThalassaSecret},
+    error::{Error, Result},
+    render::SourceRecord,
+    sources::parent_prefix,
+    thalassa::{KmsSummary, RevealedSecret},
+};
+
+/// The KMS summary, or `None` when the credentials may not read it (that does not block the
+/// sync; outages and throttling do).
+pub(super) async fn kms_summary(
+    ctx: &Context,
+    max_age: Duration,
+) -> Result<Option<Arc<KmsSummary>>> {
+    match ctx.sources.summary(max_age).await {
+        Ok(summary) => Ok(Some(summary)),
+        Err(e) if matches!(e.reason(), "Forbidden" | "KeyNotFound" | "InvalidRequest") => {
+            debug!(error = %e, "KMS summary not readable; backend availability not checked");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Resolves every source path to its metadata (and pin) from shared listings; paths a listing
+/// does not show are looked up directly to tell "not found" from "not permitted".
+pub(super) async fn resolve_sources(
+    spec: &ValidatedSpec,
+    ctx: &Context,
+    max_age: Duration,
+) -> Result<SourceMetas> {
+    let mut groups: BTreeSet<String> = spec
+        .paths
+        .keys()
+        .map(|p| parent_prefix(p).to_string())
+        .collect();
+    groups.extend(spec.prefixes.iter().cloned());
+    let listings = join_all(groups.iter().map(|prefix| async move {
+        (
+            prefix.clone(),
+            ctx.sources.listing(&spec.region, prefix, max_age).await,
+        )
+    }))
+    .await;
+    let mut by_prefix = BTreeMap::new();
+    for (prefix, listing) in listings {
+        by_prefix.insert(prefix, listing?);
+    }
+    let mut metas = BTreeMap::new();
+    for (path, source) in &spec.paths {
+        let listed = by_prefix
+            .get(parent_prefix(path))
+            .and_then(|l| l.secrets.get(path).cloned());
+        let meta = match listed {
+            Some(meta) => meta,
+            None => ctx.sources.metadata(&spec.region, path).await?,
+        };
+        metas.insert(path.clone(), (meta, source.version));
+    }
+    for prefix in &spec.prefixes {
+        if let Some(listing) = by_prefix.get(prefix) {
+            for (path, meta) in &listing.secrets {
+                if path.starts_with(prefix.as_str()) && !metas.contains_key(path) {
+                    metas.insert(path.clone(), (meta.clone(), None));
+                }
+            }
+        }
+    }
+    Ok(metas)
+}
+
+/// Paths this resource synced from a prefix that the listings no longer show. A listing is no
+/// proof of absence (Thalassa leaves out what the caller may not read), so each is looked up
+/// directly: found, it stays a source; a definite "not found" removes its keys only with
+/// `onSourceDeleted: Delete`; anything else (a 403, an outage) stops the sync with the keys kept.
+pub(super) async fn recover_missing_sources(
+    ts: &ThalassaSecret,
+    spec: &ValidatedSpec,
+    ctx: &Context,
+    recorded: &BTreeMap<String, SourceRecord>,
+    metas: &mut SourceMetas,
+) -> Result<()> {
+    let missing: Vec<&String> = recorded
+        .keys()
+        .filter(|path| {
+            !metas.contains_key(*path)
+                && !spec.paths.contains_key(*path)
+                && spec.prefixes.iter().any(|p| path.starts_with(p.as_str()))
+        })
+        .collect();
+    let mut deleted = Vec::new();
+    for path in missing {
+        match ctx.sources.metadata(&spec.region, path).await {
+            Ok(meta) => {
+                debug!(path = %path, "listed no more, but still readable");
+                metas.insert(path.clone(), (meta, None));
+            }
+            Err(e) if e.is_definite_not_found() => {
+                if ts.spec.target.on_source_deleted == SourceDeletionPolicy::Retain {
+                    deleted.push(path.clone());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if deleted.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::SourceDeleted { paths: deleted })
+    }
+}
+
+/// Reveals the planned paths (coalesced with concurrent reveals of the same path and version).
+/// A value bound to another key than `spec.kmsKeyIdentity` is refused.
+pub(super) async fn reveal(
+    ts: &ThalassaSecret,
+    spec: &ValidatedSpec,
+    ctx: &Context,
+    metas: &SourceMetas,
+    to_reveal: &[(String, u64)],
+) -> Result<BTreeMap<String, Arc<RevealedSecret>>> {
+    let revealed = join_all(to_reveal.iter().map(|(path, version)| {
+        let pinned = metas.get(path).and_then(|(_, pinned)| *pinned);
+        // A followed path is read at the version the listing reported, so a put landing between
+        // listing and reveal is picked up by the next check, not half-applied now.
+        let version = pinned.or(Some(*version));
+        async move {
+            (
+                path.clone(),
+                ctx.sources.reveal(&spec.region, path, version).await,
+            )
+        }
+    }))
+    .await;
+    let mut values = BTreeMap::new();
+    for (path, result) in revealed {
+        let secret = result?;
+        if let Some(required) = &ts.spec.kms_key_identity
+            && &secret.kms_key_identity != required
+        {
+            return Err(Error::KmsKeyMismatch {
+                path,
+                expected: required.clone(),
+                actual: secret.kms_key_identity.clone(),
+            });
+        }
+        values.insert(path, secret);
+    }
+    Ok(values)
+}

@@ -1,0 +1,246 @@
+//! Validation of what admission cannot check, and resolution of the spec against the operator's
+//! defaults. No API calls.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use kube::ResourceExt;
+
+use crate::{
+    config::{Config, parse_duration},
+    crd::{CreationPolicy, DeletionPolicy, ThalassaSecret},
+    error::{Error, Result},
+    render::{KeyMapping, is_label_value, is_qualified_name, is_valid_secret_key},
+    thalassa,
+};
+
+/// A spec checked and resolved against the operator's defaults.
+#[derive(Debug, Clone)]
+pub struct ValidatedSpec {
+    /// Region of every source.
+    pub region: String,
+    /// How often versions are checked.
+    pub refresh_interval: Duration,
+    /// Target Secret name.
+    pub target_name: String,
+    /// Explicit sources: path → (pinned version, mappings).
+    pub paths: BTreeMap<String, PathSource>,
+    /// Prefixes whose every secret is a source.
+    pub prefixes: Vec<String>,
+}
+
+/// One explicitly named path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathSource {
+    /// Pinned version, if any.
+    pub version: Option<u64>,
+    /// How its value maps to keys.
+    pub mappings: Vec<KeyMapping>,
+}
+
+/// Pure validation of what admission cannot check, and resolution of defaults.
+pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
+    let spec = &ts.spec;
+    let refresh_interval = match &spec.refresh_interval {
+        Some(text) => {
+            parse_duration(text).map_err(|e| Error::InvalidSpec(format!("refreshInterval: {e}")))?
+        }
+        None => config.default_refresh_interval,
+    };
+    if refresh_interval < Duration::from_secs(10) {
+        return Err(Error::InvalidSpec(
+            "refreshInterval must be at least 10s".into(),
+        ));
+    }
+    let mut paths: BTreeMap<String, PathSource> = BTreeMap::new();
+    let mut keys = BTreeSet::new();
+    for entry in &spec.data {
+        thalassa::validate_path(&entry.remote_ref.path).map_err(|e| {
+            Error::InvalidSpec(format!("data[{}].remoteRef.path: {e}", entry.secret_key))
+        })?;
+        if !is_valid_secret_key(&entry.secret_key) {
+            return Err(Error::InvalidSpec(format!(
+                "data[].secretKey {:?} is not a valid Secret key ([-._a-zA-Z0-9]+, not '.' or '..')",
+                entry.secret_key
+            )));
+        }
+        if !keys.insert(entry.secret_key.clone()) {
+            return Err(Error::TargetKeyConflict {
+                key: entry.secret_key.clone(),
+            });
+        }
+        let mapping = match &entry.remote_ref.property {
+            Some(property) => KeyMapping::Property {
+                secret_key: entry.secret_key.clone(),
+                property: property.clone(),
+            },
+            None => KeyMapping::Whole {
+                secret_key: entry.secret_key.clone(),
+            },
+        };
+        let source = paths
+            .entry(entry.remote_ref.path.clone())
+            .or_insert(PathSource {
+                version: entry.remote_ref.version,
+                mappings: Vec::new(),
+            });
+        if source.version != entry.remote_ref.version {
+            return Err(Error::InvalidSpec(format!(
+                "path {} is read at two different versions; read one version per path",
+                entry.remote_ref.path
+            )));
+        }
+        source.mappings.push(mapping);
+    }
+    let mut prefixes = Vec::new();
+    for (i, from) in spec.data_from.iter().enumerate() {
+        match (&from.path, &from.path_prefix) {
+            (Some(path), None) => {
+                thalassa::validate_path(path)
+                    .map_err(|e| Error::InvalidSpec(format!("dataFrom[{i}].path: {e}")))?;
+                let source = paths.entry(path.clone()).or_insert(PathSource {
+                    version: None,
+                    mappings: Vec::new(),
+                });
+                if source.version.is_some() {
+                    return Err(Error::InvalidSpec(format!(
+                        "path {path} is pinned in data[] and followed in dataFrom[]; read one version per path"
+                    )));
+                }
+                source.mappings.push(KeyMapping::AllProperties);
+            }
+            (None, Some(prefix)) => {
+                if !prefix.ends_with('/') {
+                    return Err(Error::InvalidSpec(format!(
+                        "dataFrom[{i}].pathPrefix must end with '/'"
+                    )));
+                }
+                thalassa::validate_browse_path(prefix)
+                    .map_err(|e| Error::InvalidSpec(format!("dataFrom[{i}].pathPrefix: {e}")))?;
+                prefixes.push(prefix.clone());
+            }
+            _ => {
+                return Err(Error::InvalidSpec(format!(
+                    "dataFrom[{i}]: exactly one of path or pathPrefix must be set"
+                )));
+            }
+        }
+    }
+    if paths.is_empty() && prefixes.is_empty() {
+        return Err(Error::InvalidSpec(
+            "at least one entry in data or dataFrom is required".into(),
+        ));
+    }
+    if spec.target.creation_policy == CreationPolicy::Merge
+        && spec.target.deletion_policy == DeletionPolicy::Delete
+    {
+        return Err(Error::InvalidSpec(
+            "target.deletionPolicy Delete cannot be combined with creationPolicy Merge".into(),
+        ));
+    }
+    validate_target_metadata(&spec.target.labels, &spec.target.annotations)?;
+    let target_name = spec.target.name.clone().unwrap_or_else(|| ts.name_any());
+    if ts.namespace().as_deref() == Some(config.operator_namespace.as_str())
+        && target_name == config.hash_key_secret
+    {
+        return Err(Error::TargetReserved { name: target_name });
+    }
+    Ok(ValidatedSpec {
+        region: spec
+            .region
+            .clone()
+            .unwrap_or_else(|| config.default_region.clone()),
+        refresh_interval,
+        target_name,
+        paths,
+        prefixes,
+    })
+}
+
+/// The same label and annotation rules as the CRD's CEL rules, checked again so nothing the
+/// apiserver would refuse reaches a write.
+fn validate_target_metadata(
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> Result<()> {
+    for (key, value) in labels {
+        if !is_qualified_name(key) {
+            return Err(Error::InvalidSpec(format!(
+                "target.labels: {key:?} is not a qualified name"
+            )));
+        }
+        if !is_label_value(value) {
+            return Err(Error::InvalidSpec(format!(
+                "target.labels: the value of {key:?} is not a valid label value"
+            )));
+        }
+        if key.starts_with("secrets.thalassa.cloud/") || key == crate::crd::MANAGED_BY_LABEL {
+            return Err(Error::InvalidSpec(format!(
+                "target.labels: {key:?} is the operator's own"
+            )));
+        }
+    }
+    for key in annotations.keys() {
+        if !is_qualified_name(key) {
+            return Err(Error::InvalidSpec(format!(
+                "target.annotations: {key:?} is not a qualified name"
+            )));
+        }
+        if key.starts_with("secrets.thalassa.cloud/") {
+            return Err(Error::InvalidSpec(format!(
+                "target.annotations: {key:?} is the operator's own"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::{config, resource};
+
+    #[test]
+    fn validate_refuses_what_the_apiserver_or_the_operator_would_refuse() {
+        let config = config();
+        let with = |extra: &str| {
+            resource(&format!(
+                "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: app}}\nspec:\n  data: [{{secretKey: password, remoteRef: {{path: /a/b}}}}]\n{extra}"
+            ))
+        };
+        assert!(validate(&with(""), &config).is_ok());
+        for (extra, expected) in [
+            ("  target: {labels: {\"bad key\": x}}\n", "qualified name"),
+            ("  target: {labels: {ok: \"-bad\"}}\n", "label value"),
+            (
+                "  target: {labels: {app.kubernetes.io/managed-by: me}}\n",
+                "operator's own",
+            ),
+            (
+                "  target: {annotations: {\"a/b/c\": x}}\n",
+                "qualified name",
+            ),
+            (
+                "  target: {annotations: {secrets.thalassa.cloud/owner: x}}\n",
+                "operator's own",
+            ),
+            (
+                "  target: {name: thalassa-secrets-operator-hash-key}\n",
+                "data-hash key",
+            ),
+            ("  dataFrom: [{pathPrefix: /a/b}]\n", "must end with '/'"),
+        ] {
+            let ts = with(extra);
+            let mut config = config.clone();
+            config.operator_namespace = "team".into();
+            let err = validate(&ts, &config).unwrap_err().to_string();
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
+        let dot_key = resource(
+            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {name: app}\nspec:\n  data: [{secretKey: \"..\", remoteRef: {path: /a/b}}]\n",
+        );
+        assert!(validate(&dot_key, &config).is_err());
+    }
+}
