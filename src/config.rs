@@ -347,48 +347,109 @@ impl Args {
     }
 }
 
-/// Parses a Go-style duration (`90s`, `1m`, `1h30m`, `500ms`), as used in `spec.refreshInterval`.
+/// Longest duration accepted: Go's `time.Duration` limit (about 292 years), which the CRD's CEL
+/// rule `duration(self)` enforces too.
+const MAX_DURATION_NANOS: u64 = i64::MAX as u64;
+
+/// Parses a duration in the CRD's grammar for `spec.refreshInterval`,
+/// `([0-9]+(\.[0-9]+)?(ms|s|m|h))+` (`90s`, `1m`, `1h30m`, `500ms`, `1.5s`), with the arithmetic
+/// of Go's `time.ParseDuration` that the CRD's CEL rule uses (nanoseconds, fractions rounded the
+/// same way, the same upper limit), so a value is accepted here exactly when admission accepts it.
+/// No surrounding whitespace, signs, other units or bare numbers.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
+    let invalid = || format!("duration {text:?} is not of the form 30s, 1m, 1h30m, 500ms or 1.5s");
     if text.is_empty() {
         return Err("empty duration".into());
     }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("duration {text:?} is missing a unit (ms, s, m, h)"))?;
-        if number_len == 0 {
-            return Err(format!(
-                "duration {text:?} must start each part with a number"
-            ));
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut total: u64 = 0;
+    while i < bytes.len() {
+        // [0-9]+, exactly as Go's leadingInt (overflow is an error).
+        let start = i;
+        let mut int: u64 = 0;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            if int > (1 << 63) / 10 {
+                return Err(format!("duration {text:?} is too long"));
+            }
+            int = int * 10 + u64::from(bytes[i] - b'0');
+            if int > 1 << 63 {
+                return Err(format!("duration {text:?} is too long"));
+            }
+            i += 1;
         }
-        let number: f64 = rest[..number_len]
-            .parse()
-            .map_err(|_| format!("duration {text:?} has an invalid number"))?;
-        rest = &rest[number_len..];
-        let (unit_secs, unit_len) = if rest.starts_with("ms") {
-            (0.001, 2)
+        if i == start {
+            return Err(invalid());
+        }
+        // (\.[0-9]+)?, as Go's leadingFraction: digits past what fits are ignored.
+        let (mut frac, mut scale) = (0u64, 1f64);
+        if i < bytes.len() && bytes[i] == b'.' {
+            i += 1;
+            let frac_start = i;
+            let mut overflow = false;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                if !overflow {
+                    if frac > (i64::MAX as u64) / 10 {
+                        overflow = true;
+                    } else {
+                        let next = frac * 10 + u64::from(bytes[i] - b'0');
+                        if next > 1 << 63 {
+                            overflow = true;
+                        } else {
+                            frac = next;
+                            scale *= 10.0;
+                        }
+                    }
+                }
+                i += 1;
+            }
+            if i == frac_start {
+                return Err(invalid());
+            }
+        }
+        let rest = &text[i..];
+        let (unit, unit_len): (u64, usize) = if rest.starts_with("ms") {
+            (1_000_000, 2)
         } else if rest.starts_with('s') {
-            (1.0, 1)
+            (1_000_000_000, 1)
         } else if rest.starts_with('m') {
-            (60.0, 1)
+            (60_000_000_000, 1)
         } else if rest.starts_with('h') {
-            (3600.0, 1)
+            (3_600_000_000_000, 1)
+        } else if rest.is_empty() {
+            return Err(format!("duration {text:?} is missing a unit (ms, s, m, h)"));
         } else {
             return Err(format!(
                 "duration {text:?} has an unknown unit; use ms, s, m or h"
             ));
         };
-        rest = &rest[unit_len..];
-        total += Duration::from_secs_f64(number * unit_secs);
+        i += unit_len;
+        let too_long = || format!("duration {text:?} is too long");
+        if int > (1 << 63) / unit {
+            return Err(too_long());
+        }
+        let mut part = int * unit;
+        if frac > 0 {
+            // Go: v += uint64(float64(f) * (float64(unit) / scale)); the cast truncates.
+            part += (frac as f64 * (unit as f64 / scale)) as u64;
+            if part > 1 << 63 {
+                return Err(too_long());
+            }
+        }
+        total = total.checked_add(part).ok_or_else(too_long)?;
+        if total > 1 << 63 {
+            return Err(too_long());
+        }
     }
-    Ok(total)
+    if total > MAX_DURATION_NANOS {
+        return Err(format!("duration {text:?} is too long"));
+    }
+    Ok(Duration::from_nanos(total))
 }
 
+/// Flags and environment variables may carry surrounding whitespace.
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
+    parse_duration(text.trim())
 }
 
 #[cfg(test)]

@@ -285,7 +285,8 @@ pub fn is_qualified_name(key: &str) -> bool {
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    prefix.is_none_or(|p| p.split('.').all(subdomain_label))
+    // The apiserver also limits the prefix, a DNS subdomain, to 253 bytes.
+    prefix.is_none_or(|p| p.len() <= 253 && p.split('.').all(subdomain_label))
         && is_label_value(name)
         && !name.is_empty()
 }
@@ -302,12 +303,13 @@ pub fn is_label_value(value: &str) -> bool {
             && value.as_bytes()[value.len() - 1].is_ascii_alphanumeric())
 }
 
-/// Kubernetes Secret key rule.
+/// Kubernetes Secret key rule (`IsConfigMapKey`): 1–253 characters of `[-._a-zA-Z0-9]`, not `.`,
+/// and not starting with `..` (the apiserver refuses `..a` and `...` too).
 pub fn is_valid_secret_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 253
         && key != "."
-        && key != ".."
+        && !key.starts_with("..")
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
@@ -862,5 +864,8 @@ mod tests {
         assert!(
             !is_valid_secret_key("a b") && !is_valid_secret_key("..") && !is_valid_secret_key("")
         );
+        // The apiserver refuses every key starting with `..`, not only `..` itself.
+        assert!(!is_valid_secret_key("..a") && !is_valid_secret_key("..."));
+        assert!(is_valid_secret_key(".a") && is_valid_secret_key("a.."));
     }
 }

@@ -62,7 +62,7 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
         })?;
         if !is_valid_secret_key(&entry.secret_key) {
             return Err(Error::InvalidSpec(format!(
-                "data[].secretKey {:?} is not a valid Secret key ([-._a-zA-Z0-9]+, not '.' or '..')",
+                "data[].secretKey {:?} is not a valid Secret key ([-._a-zA-Z0-9]+, not '.', not starting with '..')",
                 entry.secret_key
             )));
         }

@@ -239,6 +239,28 @@ pub(crate) struct GetSecretValueResponse {
     kms_key_version: String,
 }
 
+impl RevealedSecret {
+    /// Decodes a `getSecretValue` (S7) response body as the client does: values are base64-decoded
+    /// while parsing, and exactly one of `secretString` and `secretKeyValues` must be present. The
+    /// error names only the kind and position of the problem (serde's own message can quote the
+    /// body, so it is never used). Public so property tests and fuzz targets reach the decoder.
+    pub fn from_response_json(body: &[u8]) -> Result<Self, String> {
+        let response: GetSecretValueResponse = serde_json::from_slice(body).map_err(|e| {
+            if e.to_string().contains("not valid base64") {
+                "a secret value is not valid base64".to_owned()
+            } else {
+                format!(
+                    "{:?} error in the JSON body at line {} column {}",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                )
+            }
+        })?;
+        response.into_revealed().map_err(str::to_owned)
+    }
+}
+
 impl GetSecretValueResponse {
     /// Checks that exactly one value format is present.
     pub(crate) fn into_revealed(self) -> Result<RevealedSecret, &'static str> {
