@@ -139,7 +139,7 @@ pub struct ThalassaSecretSpec {
 pub struct DataEntry {
     /// Key in the Kubernetes Secret's `data`.
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
-    #[x_kube(validation = Rule::new("self != '.' && self != '..'").message("secretKey must not be '.' or '..'"))]
+    #[x_kube(validation = Rule::new("self != '.' && !self.startsWith('..')").message("secretKey must not be '.' or start with '..'"))]
     pub secret_key: String,
     /// Where the value comes from.
     pub remote_ref: RemoteRef,
@@ -213,7 +213,7 @@ pub struct SecretTarget {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 63}))]
     #[x_kube(
-        validation = Rule::new(concat!("self.all(k, k.matches('", qualified_name_regex!(), "'))")).message("target.labels: every key must be a qualified name ([prefix/]name: name of at most 63 characters [A-Za-z0-9_.-], beginning and ending alphanumeric; prefix a DNS subdomain)"),
+        validation = Rule::new(concat!("self.all(k, k.matches('", qualified_name_regex!(), "') && k.indexOf('/') <= 253)")).message("target.labels: every key must be a qualified name ([prefix/]name: name of at most 63 characters [A-Za-z0-9_.-], beginning and ending alphanumeric; prefix a DNS subdomain of at most 253 characters)"),
         validation = Rule::new("self.all(k, self[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$'))").message("target.labels: every value must be empty or at most 63 characters [A-Za-z0-9_.-], beginning and ending alphanumeric"),
         validation = Rule::new("self.all(k, !k.startsWith('secrets.thalassa.cloud/') && k != 'app.kubernetes.io/managed-by')").message("target.labels: keys under secrets.thalassa.cloud/ and app.kubernetes.io/managed-by are the operator's own")
     )]
@@ -223,7 +223,7 @@ pub struct SecretTarget {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
     #[x_kube(
-        validation = Rule::new(concat!("self.all(k, k.matches('", qualified_name_regex!(), "'))")).message("target.annotations: every key must be a qualified name ([prefix/]name: name of at most 63 characters [A-Za-z0-9_.-], beginning and ending alphanumeric; prefix a DNS subdomain)"),
+        validation = Rule::new(concat!("self.all(k, k.matches('", qualified_name_regex!(), "') && k.indexOf('/') <= 253)")).message("target.annotations: every key must be a qualified name ([prefix/]name: name of at most 63 characters [A-Za-z0-9_.-], beginning and ending alphanumeric; prefix a DNS subdomain of at most 253 characters)"),
         validation = Rule::new("self.all(k, !k.startsWith('secrets.thalassa.cloud/'))").message("target.annotations: keys under secrets.thalassa.cloud/ are the operator's own")
     )]
     pub annotations: BTreeMap<String, String>,

@@ -19,6 +19,7 @@ use thalassa_operator::{
     config::{Cli, Config, parse_duration},
     controller,
     crd::{DataEntry, DataFromSource, RemoteRef, ThalassaSecret, ThalassaSecretSpec},
+    error::Reason,
     render::{
         HashKey, KeyMapping, RenderSource, SourceValue, data_hash, is_label_value,
         is_qualified_name, is_valid_secret_key, prefix_key, render_data,
@@ -628,7 +629,7 @@ proptest! {
             let rendered = rendered.expect("valid key renders");
             prop_assert_eq!(rendered.data.keys().collect::<Vec<_>>(), vec![&key]);
         } else {
-            prop_assert_eq!(rendered.unwrap_err().reason(), "SourceFormatMismatch");
+            prop_assert_eq!(rendered.unwrap_err().reason(), Reason::SourceFormatMismatch);
         }
 
         let kv = SecretValue::KeyValues(properties.iter()
@@ -648,7 +649,7 @@ proptest! {
             want.sort();
             prop_assert_eq!(got, want);
         } else {
-            prop_assert_eq!(rendered.unwrap_err().reason(), "SourceFormatMismatch");
+            prop_assert_eq!(rendered.unwrap_err().reason(), Reason::SourceFormatMismatch);
         }
     }
 
@@ -672,7 +673,7 @@ proptest! {
         match render_data(&sources, None) {
             Ok(rendered) => prop_assert!(rendered.data.keys().all(|k| is_valid_secret_key(k))),
             Err(e) => prop_assert!(
-                matches!(e.reason(), "SourceFormatMismatch" | "TargetKeyConflict"),
+                matches!(e.reason(), Reason::SourceFormatMismatch | Reason::TargetKeyConflict),
                 "unexpected {}", e.reason()
             ),
         }
@@ -696,7 +697,7 @@ proptest! {
             RenderSource { path: &pb, version: 1, mappings: vec![&mb], value: SourceValue::Revealed(&vb) },
         ], None);
         if ka == kb {
-            prop_assert_eq!(result.unwrap_err().reason(), "TargetKeyConflict");
+            prop_assert_eq!(result.unwrap_err().reason(), Reason::TargetKeyConflict);
         } else {
             let rendered = result.expect("distinct keys render");
             prop_assert_eq!(&rendered.data[&ka].0, b"A");
