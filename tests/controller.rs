@@ -589,21 +589,7 @@ async fn invalid_specs_are_rejected_at_admission() {
         ),
     ];
     for (name, spec, expected) in cases {
-        let spec_yaml = if spec.starts_with('{') {
-            spec.to_string()
-        } else {
-            format!("{{{spec}}}")
-        };
-        let yaml = format!(
-            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: bad, namespace: {}}}\nspec: {spec_yaml}\n",
-            h.ns()
-        );
-        let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&yaml)).await;
-        assert!(!ok, "{name}: should be rejected");
-        assert!(
-            out.contains(expected),
-            "{name}: message should mention {expected:?}: {out}"
-        );
+        common::assert_rejected(h.ns(), name, spec, expected).await;
     }
     // And target.name cannot change after creation.
     let yaml = |target: &str| {

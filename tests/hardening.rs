@@ -648,21 +648,7 @@ async fn traversal_and_unservable_specs_are_rejected_at_admission() {
         ),
     ];
     for (spec, expected) in cases {
-        let spec_yaml = if spec.starts_with('{') {
-            spec.to_string()
-        } else {
-            format!("{{{spec}}}")
-        };
-        let yaml = format!(
-            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: bad, namespace: {}}}\nspec: {spec_yaml}\n",
-            h.ns()
-        );
-        let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&yaml)).await;
-        assert!(!ok, "{spec}: should be rejected");
-        assert!(
-            out.contains(expected),
-            "{spec}: should mention {expected:?}: {out}"
-        );
+        common::assert_rejected(h.ns(), spec, spec, expected).await;
     }
     // Valid labels and annotations pass.
     let good = format!(

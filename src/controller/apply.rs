@@ -237,3 +237,121 @@ mod tests {
         assert!(patch["metadata"].get("ownerReferences").is_none());
     }
 }
+
+/// Request shapes of the Secret writes, against a tower-test mock of the apiserver: method,
+/// path, query (field manager, force) and body of the one request each write sends.
+#[cfg(test)]
+mod request_shapes {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use std::collections::BTreeMap;
+
+    use crate::controller::fixtures::secret;
+
+    /// Runs `write` against a mock apiserver and returns (method, path and query, JSON body) of the
+    /// only request it sent; the mock answers with `reply`.
+    async fn one_request(
+        existing: Option<&Secret>,
+        write: Write,
+        desired: Secret,
+        reply: Secret,
+    ) -> (String, String, serde_json::Value) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "team");
+        let secrets: Api<Secret> = Api::namespaced(client, "team");
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("one request");
+            let method = request.method().to_string();
+            let uri = request.uri().to_string();
+            let body = request.into_body().collect_bytes().await.unwrap();
+            send.send_response(
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+            let json = if body.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::from_slice(&body).unwrap()
+            };
+            (method, uri, json)
+        });
+        let written = write_secret(&secrets, existing, &write, desired)
+            .await
+            .unwrap();
+        assert!(written.is_some());
+        tokio::time::timeout(std::time::Duration::from_secs(1), server)
+            .await
+            .expect("the mock saw the request")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_secret_is_created_with_the_field_manager() {
+        let desired = secret("Opaque", Some("app"), "", &["password"]);
+        let (method, uri, body) = one_request(None, Write::Create, desired.clone(), desired).await;
+        assert_eq!(method, "POST");
+        assert_eq!(
+            uri,
+            "/api/v1/namespaces/team/secrets?&fieldManager=thalassa-secrets-operator"
+        );
+        assert_eq!(body["metadata"]["name"], "app");
+        assert!(body["data"]["password"].is_string());
+    }
+
+    #[tokio::test]
+    async fn an_update_is_a_forced_apply_on_the_resource_version_just_read() {
+        let mut existing = secret("Opaque", Some("app"), "s1", &["password"]);
+        existing.metadata.resource_version = Some("41".into());
+        let desired = secret("Opaque", Some("app"), "", &["password"]);
+        let (method, uri, body) =
+            one_request(Some(&existing), Write::Apply, desired, existing.clone()).await;
+        assert_eq!(method, "PATCH");
+        assert_eq!(
+            uri,
+            "/api/v1/namespaces/team/secrets/app?&force=true&fieldManager=thalassa-secrets-operator"
+        );
+        assert_eq!(body["metadata"]["resourceVersion"], "41");
+        assert_eq!(body["kind"], "Secret");
+    }
+
+    #[tokio::test]
+    async fn removals_are_one_merge_patch_with_the_whole_state() {
+        let mut existing = secret("Opaque", None, "s1", &["foreign", "kept"]);
+        existing.metadata.resource_version = Some("7".into());
+        let desired = secret("Opaque", Some("app"), "", &["kept", "new"]);
+        let (method, uri, body) = one_request(
+            Some(&existing),
+            Write::ReplaceKeys(vec!["foreign".into()]),
+            desired,
+            existing.clone(),
+        )
+        .await;
+        assert_eq!(method, "PATCH");
+        assert_eq!(
+            uri,
+            "/api/v1/namespaces/team/secrets/app?&fieldManager=thalassa-secrets-operator"
+        );
+        assert_eq!(body["metadata"]["resourceVersion"], "7");
+        assert_eq!(
+            body["metadata"]["annotations"],
+            serde_json::json!(BTreeMap::from([(crate::crd::OWNER_ANNOTATION, "app")]))
+        );
+        assert_eq!(body["data"]["foreign"], serde_json::Value::Null);
+        assert!(body["data"]["kept"].is_string() && body["data"]["new"].is_string());
+    }
+
+    #[tokio::test]
+    async fn nothing_to_write_sends_nothing() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let secrets: Api<Secret> = Api::namespaced(kube::Client::new(service, "team"), "team");
+        let existing = secret("Opaque", Some("app"), "s1", &["password"]);
+        let written = write_secret(&secrets, Some(&existing), &Write::None, existing.clone())
+            .await
+            .unwrap();
+        assert!(written.is_none());
+        drop(secrets);
+        assert!(handle.next_request().await.is_none(), "no request was sent");
+    }
+}

@@ -1055,19 +1055,8 @@ fn error_message(body: &[u8]) -> String {
 
 /// Decodes a JSON body; the error names only the kind and position of the problem, never content.
 fn decode_json<T: DeserializeOwned>(operation: &'static str, body: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(body).map_err(|e| {
-        let detail = if e.to_string().contains("not valid base64") {
-            "a secret value is not valid base64".to_owned()
-        } else {
-            format!(
-                "{:?} error in the JSON body at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            )
-        };
-        invalid_response(operation, detail)
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| invalid_response(operation, super::types::json_error_detail(&e)))
 }
 
 fn invalid_response(operation: &'static str, detail: String) -> Error {

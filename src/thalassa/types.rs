@@ -239,24 +239,29 @@ pub(crate) struct GetSecretValueResponse {
     kms_key_version: String,
 }
 
+/// What went wrong decoding a JSON body, in our own words: the kind and position of the problem.
+/// serde's message is never used, because it can quote the body.
+pub(crate) fn json_error_detail(error: &serde_json::Error) -> String {
+    if error.to_string().contains("not valid base64") {
+        "a secret value is not valid base64".to_owned()
+    } else {
+        format!(
+            "{:?} error in the JSON body at line {} column {}",
+            error.classify(),
+            error.line(),
+            error.column()
+        )
+    }
+}
+
 impl RevealedSecret {
     /// Decodes a `getSecretValue` (S7) response body as the client does: values are base64-decoded
     /// while parsing, and exactly one of `secretString` and `secretKeyValues` must be present. The
     /// error names only the kind and position of the problem (serde's own message can quote the
     /// body, so it is never used). Public so property tests and fuzz targets reach the decoder.
     pub fn from_response_json(body: &[u8]) -> Result<Self, String> {
-        let response: GetSecretValueResponse = serde_json::from_slice(body).map_err(|e| {
-            if e.to_string().contains("not valid base64") {
-                "a secret value is not valid base64".to_owned()
-            } else {
-                format!(
-                    "{:?} error in the JSON body at line {} column {}",
-                    e.classify(),
-                    e.line(),
-                    e.column()
-                )
-            }
-        })?;
+        let response: GetSecretValueResponse =
+            serde_json::from_slice(body).map_err(|e| json_error_detail(&e))?;
         response.into_revealed().map_err(str::to_owned)
     }
 }

@@ -371,6 +371,26 @@ impl Harness {
     }
 }
 
+/// Applies a ThalassaSecret named `bad` whose spec is `spec` (a YAML flow mapping, with or
+/// without its braces) and asserts that the apiserver refuses it with a message containing
+/// `expected`.
+pub async fn assert_rejected(namespace: &str, case: &str, spec: &str, expected: &str) {
+    let spec_yaml = if spec.starts_with('{') {
+        spec.to_string()
+    } else {
+        format!("{{{spec}}}")
+    };
+    let yaml = format!(
+        "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: bad, namespace: {namespace}}}\nspec: {spec_yaml}\n"
+    );
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&yaml)).await;
+    assert!(!ok, "{case}: should be rejected");
+    assert!(
+        out.contains(expected),
+        "{case}: message should mention {expected:?}: {out}"
+    );
+}
+
 /// Decoded data of a Secret.
 pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
     secret
