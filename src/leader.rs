@@ -2,13 +2,85 @@
 //! The lease is renewed in the background and released on shutdown, so a planned restart hands
 //! over at once; a crashed leader is replaced when its lease expires.
 
-use std::time::Duration;
+use std::{future::Future, pin::Pin, time::Duration};
 
 use kube::Client;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::{sync::watch, task::JoinHandle};
 
-use crate::{config::LeaderElection, crd::FIELD_MANAGER};
+use crate::{config::LeaderElection, crd::FIELD_MANAGER, metrics::Metrics, readiness::Readiness};
+
+/// The future that tells the controller to shut down.
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>>;
+
+/// How a run of the controller ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Shutdown was requested (or this replica never became the leader before it).
+    Stopped,
+    /// This replica lost the lease while leading: the process should exit, so Kubernetes
+    /// restarts it as a follower with clean state.
+    LostLease,
+}
+
+/// Runs the controller for as long as this replica may write. Without an election: at once,
+/// until `stop`. With one: a follower is ready (it knows its role) and waits for the lease; the
+/// leader runs `controller` (not ready until its caches sync) until `stop` or until the lease is
+/// lost, then releases the lease. `controller` gets the future that tells it to shut down.
+pub async fn run_as_elected<F, Fut>(
+    client: Client,
+    namespace: &str,
+    election: Option<&LeaderElection>,
+    readiness: &Readiness,
+    metrics: &Metrics,
+    stop: watch::Receiver<bool>,
+    controller: F,
+) -> Result<Outcome, kube_lease_manager::LeaseManagerError>
+where
+    F: FnOnce(Shutdown) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(election) = election else {
+        controller(Box::pin(stopped(stop.clone()))).await;
+        return Ok(Outcome::Stopped);
+    };
+    let mut leadership = join(client, namespace, election).await?;
+    readiness.set(true);
+    tracing::info!(identity = %election.identity, lease = %election.lease_name, "waiting for the leader lease");
+    let acquired = tokio::select! {
+        acquired = leadership.acquired() => acquired,
+        _ = stopped(stop.clone()) => false,
+    };
+    let mut outcome = Outcome::Stopped;
+    if acquired {
+        tracing::info!(identity = %election.identity, "became the leader");
+        metrics.set_leader(true);
+        readiness.set(false);
+        let state = leadership.subscribe();
+        let shutdown = {
+            let stop = stopped(stop.clone());
+            let lost = lost(state.clone());
+            async move {
+                tokio::select! {
+                    _ = stop => {}
+                    _ = lost => {}
+                }
+            }
+        };
+        controller(Box::pin(shutdown)).await;
+        if !*state.borrow() && !*stop.borrow() {
+            outcome = Outcome::LostLease;
+        }
+        metrics.set_leader(false);
+    }
+    leadership.release().await;
+    Ok(outcome)
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
 
 /// This replica's place in the election.
 pub struct Leadership {

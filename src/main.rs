@@ -115,61 +115,29 @@ async fn run(args: thalassa_operator::config::Args) -> anyhow::Result<()> {
         readiness,
     };
 
-    let mut lost_lease = false;
-    match config.leader_election.clone() {
-        None => {
+    let namespace = config.operator_namespace.clone();
+    let election = config.leader_election.clone();
+    let outcome = leader::run_as_elected(
+        client.clone(),
+        &namespace,
+        election.as_ref(),
+        &readiness,
+        &metrics,
+        stop_rx.clone(),
+        |shutdown| {
             controller::run(
                 client,
                 config,
                 thalassa,
                 settings(readiness.clone()),
-                stopped(stop_rx.clone()),
+                shutdown,
             )
-            .await;
-        }
-        Some(election) => {
-            let mut leadership =
-                leader::join(client.clone(), &config.operator_namespace, &election)
-                    .await
-                    .context("cannot join the leader election")?;
-            // A follower knows its role, so it is ready (to take over).
-            readiness.set(true);
-            tracing::info!(identity = %election.identity, lease = %election.lease_name, "waiting for the leader lease");
-            let acquired = tokio::select! {
-                acquired = leadership.acquired() => acquired,
-                _ = stopped(stop_rx.clone()) => false,
-            };
-            if acquired {
-                tracing::info!(identity = %election.identity, "became the leader");
-                metrics.set_leader(true);
-                readiness.set(false);
-                let state = leadership.subscribe();
-                let shutdown = {
-                    let stop = stopped(stop_rx.clone());
-                    let lost = leader::lost(state.clone());
-                    async move {
-                        tokio::select! {
-                            _ = stop => {}
-                            _ = lost => {}
-                        }
-                    }
-                };
-                controller::run(
-                    client,
-                    config,
-                    thalassa,
-                    settings(readiness.clone()),
-                    shutdown,
-                )
-                .await;
-                lost_lease = !*state.borrow() && !*stop_rx.borrow();
-                metrics.set_leader(false);
-            }
-            leadership.release().await;
-        }
-    }
+        },
+    )
+    .await
+    .context("cannot join the leader election")?;
     readiness.set(false);
-    if lost_lease {
+    if outcome == leader::Outcome::LostLease {
         // Exit so Kubernetes restarts this replica as a follower with clean state.
         bail!("lost the leader lease; exiting");
     }
