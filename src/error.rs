@@ -434,6 +434,28 @@ mod tests {
     }
 
     #[test]
+    fn thalassa_errors_map_by_variant() {
+        let deadline = Error::from(thalassa::Error::DeadlineExceeded {
+            operation: "getSecretValue",
+            deadline: std::time::Duration::from_secs(45),
+        });
+        assert_eq!(deadline.reason(), Reason::ProviderError);
+        assert!(!deadline.is_deterministic(), "a slow Thalassa is retried");
+        assert!(deadline.to_string().contains("45 s"), "{deadline}");
+        let too_large = Error::from(thalassa::Error::ValueTooLarge {
+            path: "/p".into(),
+            limit: 1 << 20,
+        });
+        assert_eq!(too_large.reason(), Reason::SecretTooLarge);
+        let forbidden = Error::from(thalassa::Error::Forbidden {
+            path: Some("/p".into()),
+            message: "server words".into(),
+        });
+        assert_eq!(forbidden.reason(), Reason::Forbidden);
+        assert!(!forbidden.to_string().contains("server words"));
+    }
+
+    #[test]
     fn new_errors_map_to_their_documented_reasons() {
         let errors = [
             Error::TargetReserved { name: "n".into() },
