@@ -72,31 +72,33 @@ impl TokenBucket {
 mod tests {
     use super::*;
 
-    #[test]
-    fn burst_is_free_then_rate_applies() {
+    // Paused tokio time: the clock moves only when every task waits, so the numbers are exact and
+    // the tests never depend on how busy the machine is.
+
+    #[tokio::test(start_paused = true)]
+    async fn burst_is_free_then_rate_applies() {
         let bucket = TokenBucket::new(10.0, 5);
         for _ in 0..5 {
             assert_eq!(bucket.reserve(), Duration::ZERO);
         }
-        // The 6th and 7th callers wait about 100 ms and 200 ms: reservations stack up.
-        let sixth = bucket.reserve();
-        let seventh = bucket.reserve();
-        assert!((sixth.as_secs_f64() - 0.1).abs() < 0.01, "{sixth:?}");
-        assert!((seventh.as_secs_f64() - 0.2).abs() < 0.01, "{seventh:?}");
+        // The 6th and 7th callers wait 100 ms and 200 ms: reservations stack up.
+        assert_eq!(bucket.reserve(), Duration::from_millis(100));
+        assert_eq!(bucket.reserve(), Duration::from_millis(200));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn refills_over_time_up_to_burst() {
         let bucket = TokenBucket::new(1000.0, 2);
         bucket.reserve();
         bucket.reserve();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Far longer than a refill of the whole burst: still only `burst` tokens.
+        tokio::time::advance(Duration::from_millis(50)).await;
         assert_eq!(bucket.reserve(), Duration::ZERO);
         assert_eq!(bucket.reserve(), Duration::ZERO);
-        assert!(bucket.reserve() > Duration::ZERO);
+        assert_eq!(bucket.reserve(), Duration::from_millis(1));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn acquire_bounds_the_rate() {
         let bucket = TokenBucket::new(20.0, 4);
         let start = Instant::now();
@@ -104,12 +106,9 @@ mod tests {
         for _ in 0..14 {
             waited += bucket.acquire().await;
         }
-        // 4 free, then 10 more at 20/s: about half a second.
-        let elapsed = start.elapsed();
-        assert!(
-            elapsed >= Duration::from_millis(490) && elapsed <= Duration::from_millis(900),
-            "{elapsed:?}"
-        );
-        assert!(waited > Duration::ZERO);
+        // 4 free, then 10 more at 20/s: exactly half a second.
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        // Each of the 10 waited its own 50 ms, one after the other.
+        assert_eq!(waited, Duration::from_millis(500));
     }
 }
