@@ -510,7 +510,7 @@ async fn rbac_is_exactly_what_the_operator_uses() {
     let self_role = find(&docs, "Role", "tso-thalassa-secrets-operator-self");
     assert_eq!(self_role["metadata"]["namespace"], "ops");
     let mut expected = rules(
-        &[("", "secrets", &["get"])],
+        &[("", "secrets", &["get", "patch"])],
         &["tso-thalassa-secrets-operator-hash-key"],
     );
     expected.extend(rules(&[("", "secrets", &["create"])], &[]));

@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, api::PostParams};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+};
 use rand::Rng;
 use tracing::warn;
 
@@ -47,12 +50,17 @@ pub async fn load_or_create_hash_key(
                     secret = %format!("{namespace}/{name}"),
                     "the data-hash key Secret has no usable data.key (32 bytes or more); replacing it with a new key"
                 );
-                let replacement = Secret {
-                    data: Some(data),
-                    string_data: None,
-                    ..existing
+                // A merge patch on the resourceVersion just read (the chart grants `patch` on
+                // this Secret, never `update`): a concurrent writer makes it fail with 409.
+                let patch = serde_json::json!({
+                    "metadata": {"resourceVersion": existing.metadata.resource_version},
+                    "data": data,
+                });
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
                 };
-                api.replace(name, &field_manager, &replacement).await
+                api.patch(name, &params, &Patch::Merge(&patch)).await
             }
             None => {
                 let secret = Secret {
