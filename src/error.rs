@@ -294,6 +294,21 @@ impl Error {
         }
     }
 
+    /// True when the resource's namespace is being deleted: the apiserver refuses new content
+    /// there, and nothing the operator does can help.
+    pub fn is_namespace_terminating(&self) -> bool {
+        match self {
+            Error::Kube(error) => namespace_terminating(error),
+            Error::Repeated(inner) => inner.is_namespace_terminating(),
+            _ => false,
+        }
+    }
+
+    /// True when the Kubernetes API answered 404 (for the resource's own status: it is gone).
+    pub fn is_kube_not_found(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(status)) if status.code == 404)
+    }
+
     /// A delay the provider asked for (429 `Retry-After`), if any.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
@@ -331,6 +346,17 @@ fn thalassa_reason(error: &thalassa::Error) -> Reason {
         | T::DeadlineExceeded { .. }
         | T::InvalidResponse { .. } => Reason::ProviderError,
     }
+}
+
+/// True for the apiserver's refusal to create anything in a namespace that is being deleted
+/// (403 with the `NamespaceTerminating` cause).
+pub fn namespace_terminating(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status)
+        if status.code == 403
+            && status
+                .details
+                .as_ref()
+                .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")))
 }
 
 /// Our own words for a Kubernetes API failure: code, reason and field names, never the

@@ -1,4 +1,7 @@
-//! Logging: plain or JSON lines, level from `RUST_LOG` (default `info`).
+//! Logging: plain or JSON lines, level from `RUST_LOG` (default `info`). Plain lines carry ANSI
+//! colours only when stdout is a terminal, so log files and collectors get plain text.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -11,6 +14,8 @@ pub fn init(json: bool) {
             .with(fmt::layer().json().flatten_event(true))
             .init();
     } else {
-        registry.with(fmt::layer()).init();
+        registry
+            .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .init();
     }
 }

@@ -9,7 +9,7 @@ use kube::{
     runtime::events::{Event, EventType},
 };
 use serde_json::json;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{
     CHECK_TIME_REFRESH, Context, plan::Write, reconcile::SyncOutcome, validate::ValidatedSpec,
@@ -198,8 +198,12 @@ pub(super) async fn publish(
         action: "Sync".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &ts.object_ref(&())).await {
-        warn!(error = %e, "failed to publish event");
+    match ctx.recorder.publish(&event, &ts.object_ref(&())).await {
+        Ok(()) => {}
+        Err(e) if crate::error::namespace_terminating(&e) => {
+            debug!("namespace is being deleted; Event not published");
+        }
+        Err(e) => warn!(error = %crate::Error::from(e), "failed to publish event"),
     }
 }
 

@@ -122,9 +122,20 @@ async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<A
         .map(|v| v.refresh_interval)
         .unwrap_or(ctx.config.default_refresh_interval);
     if let Err(e) = &result {
+        if e.is_namespace_terminating() {
+            // The namespace is being deleted: no re-create, no retry, no Warning Event.
+            debug!("namespace is being deleted; nothing more to do");
+            return Ok(Action::await_change());
+        }
         prerequisites.record_error(e);
     }
-    apply::write_status(&ts, &ctx, validated.as_ref(), &result, &prerequisites).await?;
+    match apply::write_status(&ts, &ctx, validated.as_ref(), &result, &prerequisites).await {
+        Err(e) if e.is_kube_not_found() || e.is_namespace_terminating() => {
+            debug!("the resource or its namespace is gone; nothing more to do");
+            return Ok(Action::await_change());
+        }
+        other => other?,
+    }
     match result {
         Ok(_) => {
             ctx.metrics
