@@ -24,6 +24,24 @@ const HELD: usize = 10;
 /// The test's finalizer.
 const HOLD: &str = "tests.thalassa.cloud/hold";
 
+/// Sets `metadata.finalizers` of the first [`HELD`] resources.
+async fn set_held_finalizers(
+    resources: &Api<thalassa_operator::crd::ThalassaSecret>,
+    finalizers: serde_json::Value,
+) {
+    let patch = serde_json::json!({"metadata": {"finalizers": finalizers}});
+    for i in 0..HELD {
+        resources
+            .patch(
+                &format!("r{i:03}"),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+    }
+}
+
 /// Deletes `name` and returns how long until the apiserver no longer has it.
 async fn delete_namespace_and_wait(namespaces: &Api<Namespace>, name: &str) -> Duration {
     let start = Instant::now();
@@ -121,17 +139,7 @@ async fn deleting_a_namespace_is_not_fought() {
     // A few resources are held by a finalizer of the test, so they outlive their Secrets and the
     // operator surely faces a terminating namespace (otherwise whether it does depends on the
     // order in which the namespace controller deletes kinds).
-    let hold = serde_json::json!({"metadata": {"finalizers": [HOLD]}});
-    for i in 0..HELD {
-        resources
-            .patch(
-                &format!("r{i:03}"),
-                &PatchParams::default(),
-                &Patch::Merge(&hold),
-            )
-            .await
-            .unwrap();
-    }
+    set_held_finalizers(&resources, serde_json::json!([HOLD])).await;
     let secrets = h.secrets();
     let start = Instant::now();
     namespaces
@@ -149,17 +157,7 @@ async fn deleting_a_namespace_is_not_fought() {
     let until_secrets_gone = start.elapsed();
     // Time for the operator to react to the deletions of the held resources' Secrets.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let release = serde_json::json!({"metadata": {"finalizers": null}});
-    for i in 0..HELD {
-        resources
-            .patch(
-                &format!("r{i:03}"),
-                &PatchParams::default(),
-                &Patch::Merge(&release),
-            )
-            .await
-            .unwrap();
-    }
+    set_held_finalizers(&resources, serde_json::Value::Null).await;
     let released = Instant::now();
     wait_for(Duration::from_secs(180), "namespace gone", || async {
         namespaces
