@@ -456,9 +456,12 @@ pub fn written_for(
     owner_uid: &str,
     generation: Option<i64>,
 ) -> bool {
-    let annotation = |name: &str| metadata.annotations.as_ref().and_then(|a| a.get(name));
-    annotation(OWNER_ANNOTATION).is_some_and(|v| v == owner_name)
-        && annotation(OWNER_UID_ANNOTATION).is_some_and(|v| v == owner_uid)
+    named_owner(metadata) == Some(owner_name)
+        && metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(OWNER_UID_ANNOTATION))
+            .is_some_and(|v| v == owner_uid)
         && generation.is_some()
         && written_generation(metadata) == generation
 }
@@ -497,21 +500,13 @@ pub fn is_intact(secret: &Secret, key: &HashKey, owns_all_data: bool) -> bool {
     data_hash(key, secret_type, ours) == *recorded
 }
 
-/// True when the existing Secret was written by the named resource of this operator.
-pub fn is_owned_by(secret: &Secret, owner_name: &str) -> bool {
-    let managed = secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .is_some_and(|v| v == MANAGED_BY);
-    let owner = secret
-        .metadata
+/// The `ThalassaSecret` a Secret's owner annotation names, if any.
+pub fn named_owner(metadata: &ObjectMeta) -> Option<&str> {
+    metadata
         .annotations
-        .as_ref()
-        .and_then(|a| a.get(OWNER_ANNOTATION))
-        .is_some_and(|v| v == owner_name);
-    managed && owner
+        .as_ref()?
+        .get(OWNER_ANNOTATION)
+        .map(String::as_str)
 }
 
 /// Borrows the named keys of an existing Secret, for a source whose version did not change; `None`
@@ -718,8 +713,16 @@ mod tests {
             creation_policy: CreationPolicy::Owner,
         };
         let mut secret = render_secret(&target, &rendered, &hash);
-        assert!(is_owned_by(&secret, "db"));
-        assert!(!is_owned_by(&secret, "other"));
+        assert_eq!(named_owner(&secret.metadata), Some("db"));
+        assert_eq!(
+            secret
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MANAGED_BY_LABEL))
+                .map(String::as_str),
+            Some(MANAGED_BY)
+        );
         assert!(is_intact(&secret, &key(), true));
         assert_eq!(parse_sources(&secret.metadata)["/p"].version, 2);
         assert_eq!(written_generation(&secret.metadata), Some(1));

@@ -32,7 +32,7 @@ use tracing::{debug, info};
 
 use crate::{
     config::Config,
-    crd::{MANAGED_SELECTOR, OWNER_ANNOTATION, ThalassaSecret},
+    crd::{MANAGED_SELECTOR, ThalassaSecret},
     metrics::Metrics,
     readiness::Readiness,
     render::HashKey,
@@ -141,11 +141,7 @@ impl Context {
 /// Maps a managed Secret to the `ThalassaSecret` named in its owner annotation.
 fn owner_of(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<ThalassaSecret>> {
     let namespace = secret.metadata.namespace.as_deref()?;
-    let owner = secret
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(OWNER_ANNOTATION)?;
+    let owner = crate::render::named_owner(&secret.metadata)?;
     Some(ObjectRef::new(owner).within(namespace))
 }
 

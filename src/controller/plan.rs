@@ -13,10 +13,7 @@ use kube::{Resource, ResourceExt, api::ObjectMeta};
 
 use super::validate::ValidatedSpec;
 use crate::{
-    crd::{
-        CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, OWNER_ANNOTATION, SecretType,
-        ThalassaSecret,
-    },
+    crd::{CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, SecretType, ThalassaSecret},
     error::{Error, Result},
     render::{
         self, HashKey, KeyMapping, RenderSource, RenderedData, SourceRecord, SourceValue,
@@ -109,12 +106,8 @@ pub(super) fn classify_target(
         });
     }
     let our_name = ts.name_any();
-    let named_owner = existing
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(OWNER_ANNOTATION));
-    if named_owner.is_some_and(|owner| *owner != our_name) {
+    let named_owner = render::named_owner(&existing.metadata);
+    if named_owner.is_some_and(|owner| owner != our_name) {
         return Err(Error::TargetConflict {
             name: name.to_string(),
         });
