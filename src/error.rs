@@ -248,6 +248,38 @@ impl Reason {
     pub fn all() -> impl Iterator<Item = Reason> {
         <Reason as strum::IntoEnumIterator>::iter()
     }
+
+    /// True when retrying cannot help and only a person can (a spec, a grant, a feature gate, a
+    /// key, a value): the resource is `Stalled`. False for failures retried with backoff, during
+    /// which it is `Reconciling`. (The operator retries both; a stalled one costs no reveal while
+    /// nothing changes.)
+    pub fn needs_person(self) -> bool {
+        match self {
+            Reason::InvalidSpec
+            | Reason::TargetConflict
+            | Reason::TargetImmutable
+            | Reason::TargetKeyConflict
+            | Reason::KmsKeyMismatch
+            | Reason::KmsKeyNotActive
+            | Reason::KmsKeyNotFound
+            | Reason::KmsFeatureDisabled
+            | Reason::SourceFormatMismatch
+            | Reason::Unauthorized
+            | Reason::CredentialsUnavailable
+            | Reason::SecretsFeatureDisabled
+            | Reason::Forbidden
+            | Reason::SecretNotFound
+            | Reason::VersionNotFound
+            | Reason::SecretTooLarge
+            | Reason::RegionNotFound
+            | Reason::ProviderRejected => true,
+            Reason::KmsBackendUnavailable
+            | Reason::RateLimited
+            | Reason::ProviderError
+            | Reason::KubernetesError
+            | Reason::Internal => false,
+        }
+    }
 }
 
 impl Error {
@@ -291,6 +323,16 @@ impl Error {
             Error::Kube(kube::Error::Api(status)) => matches!(status.code, 400 | 422),
             Error::Repeated(inner) => inner.is_deterministic(),
             _ => false,
+        }
+    }
+
+    /// True when only a person can fix this failure (see [`Reason::needs_person`]); a Kubernetes
+    /// error stalls only when the apiserver refused the Secret itself.
+    pub fn needs_person(&self) -> bool {
+        match self {
+            Error::Kube(_) => self.is_deterministic(),
+            Error::Repeated(inner) => inner.needs_person(),
+            _ => self.reason().needs_person(),
         }
     }
 
@@ -512,5 +554,38 @@ mod tests {
                 Reason::Internal,
             ]
         );
+    }
+
+    #[test]
+    fn a_failure_that_repeats_with_the_same_inputs_needs_a_person() {
+        let errors = [
+            Error::InvalidSpec("x".into()),
+            Error::TargetKeyConflict { key: "k".into() },
+            Error::SecretTooLarge { bytes: 2, limit: 1 },
+            Error::Kube(api_error(422, "")),
+            Error::Repeated(Arc::new(Error::TargetImmutable { name: "n".into() })),
+        ];
+        for error in &errors {
+            assert!(error.is_deterministic() && error.needs_person(), "{error}");
+        }
+        let retried = [
+            Error::Kube(api_error(500, "")),
+            Error::Kube(api_error(409, "")),
+            Error::KmsBackendUnavailable { region: "r".into() },
+            Error::Internal("x".into()),
+            Error::from(thalassa::Error::DeadlineExceeded {
+                operation: "getSecretValue",
+                deadline: std::time::Duration::from_secs(45),
+            }),
+        ];
+        for error in &retried {
+            assert!(!error.needs_person(), "{error}");
+        }
+        // Stalled but retried (a person may grant access or turn a gate on at any time).
+        let forbidden = Error::from(thalassa::Error::Forbidden {
+            path: None,
+            message: String::new(),
+        });
+        assert!(forbidden.needs_person() && !forbidden.is_deterministic());
     }
 }

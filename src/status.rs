@@ -26,10 +26,16 @@ pub mod types {
     pub const KMS_KEY_ACTIVE: &str = "KmsKeyActive";
     /// The operator's credentials are valid and allowed to read the sources.
     pub const AUTHORIZED: &str = "Authorized";
+    /// kstatus: a failure is being retried with backoff and is expected to pass (abnormal-true).
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: retrying cannot help; only a person can fix it (abnormal-true).
+    pub const STALLED: &str = "Stalled";
 
     /// Every condition type the operator sets, in display order.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 8] = [
         READY,
+        RECONCILING,
+        STALLED,
         SECRETS_FEATURE_ENABLED,
         KMS_FEATURE_ENABLED,
         KMS_BACKEND_AVAILABLE,
@@ -84,6 +90,20 @@ pub struct Prerequisites {
     pub authorized: Option<Observed>,
 }
 
+/// How far a sync got before it finished or failed; each milestone proves links of the chain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reached {
+    /// Nothing about the sources is known (validation or the first call failed).
+    #[default]
+    Start,
+    /// The metadata listing succeeded.
+    Listed,
+    /// Every source is bound to an active (and the required) key.
+    KeysChecked,
+    /// A value was revealed: the whole chain works.
+    Revealed,
+}
+
 /// One observed prerequisite.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
@@ -116,9 +136,39 @@ impl Observed {
 }
 
 impl Prerequisites {
+    /// What a reconcile learned: the KMS backend as the summary showed it, the links proven by
+    /// the milestone reached, and what the error (if any) proves broken.
+    pub fn learned(
+        kms_backend: Option<Observed>,
+        reached: Reached,
+        region: &str,
+        error: Option<&Error>,
+    ) -> Self {
+        let mut learned = Prerequisites {
+            kms_backend,
+            ..Default::default()
+        };
+        if reached >= Reached::Listed {
+            learned.listing_succeeded();
+        }
+        if reached >= Reached::KeysChecked {
+            learned.kms_key = Observed::ok(
+                reasons::ACTIVE,
+                "every source is bound to an active KMS key",
+            );
+        }
+        if reached >= Reached::Revealed {
+            learned.reveal_succeeded(region);
+        }
+        if let Some(error) = error {
+            learned.record_error(error);
+        }
+        learned
+    }
+
     /// Everything a successful metadata listing proves: both gates on (Secrets calls fail with
     /// 403 when either is off) and the credentials valid.
-    pub fn listing_succeeded(&mut self) {
+    fn listing_succeeded(&mut self) {
         self.secrets_feature = Observed::ok(reasons::ENABLED, "Secrets Manager calls succeed");
         self.kms_feature = Observed::ok(
             reasons::ENABLED,
@@ -130,7 +180,7 @@ impl Prerequisites {
     }
 
     /// Everything a successful reveal proves: the whole chain works.
-    pub fn reveal_succeeded(&mut self, region: &str) {
+    fn reveal_succeeded(&mut self, region: &str) {
         self.listing_succeeded();
         self.kms_backend = Observed::ok(
             reasons::AVAILABLE,
@@ -143,7 +193,7 @@ impl Prerequisites {
     }
 
     /// Records what an error proves about the chain.
-    pub fn record_error(&mut self, error: &Error) {
+    fn record_error(&mut self, error: &Error) {
         let message = error.to_string();
         match error.reason() {
             Reason::Unauthorized | Reason::CredentialsUnavailable => {
@@ -208,6 +258,11 @@ pub fn next_conditions(
         generation,
         now,
     ));
+    for (type_, status, reason, message) in kstatus_conditions(ready) {
+        next.push(condition(
+            previous, type_, status, reason, message, generation, now,
+        ));
+    }
     let links = [
         (
             types::SECRETS_FEATURE_ENABLED,
@@ -245,6 +300,54 @@ pub fn next_conditions(
         ));
     }
     next
+}
+
+/// `Reconciling` and `Stalled` (kstatus's abnormal-true conditions) for an outcome: both False
+/// when synced; a failure is Stalled when only a person can fix it, else Reconciling (retried
+/// with backoff). A first sync or a spec change in progress shows as a stale
+/// `observedGeneration`, which kstatus reads as InProgress without a write.
+fn kstatus_conditions(
+    ready: Result<(), &Error>,
+) -> [(&'static str, &'static str, &'static str, String); 2] {
+    match ready {
+        Ok(()) => [
+            (
+                types::RECONCILING,
+                "False",
+                reasons::SYNCED,
+                "nothing left to do".to_string(),
+            ),
+            (
+                types::STALLED,
+                "False",
+                reasons::SYNCED,
+                "nothing left to do".to_string(),
+            ),
+        ],
+        Err(e) if e.needs_person() => [
+            (
+                types::RECONCILING,
+                "False",
+                e.reason().as_str(),
+                "retrying cannot fix this; see Stalled".to_string(),
+            ),
+            (types::STALLED, "True", e.reason().as_str(), e.to_string()),
+        ],
+        Err(e) => [
+            (
+                types::RECONCILING,
+                "True",
+                e.reason().as_str(),
+                format!("retrying with backoff: {e}"),
+            ),
+            (
+                types::STALLED,
+                "False",
+                e.reason().as_str(),
+                "the failure is expected to pass".to_string(),
+            ),
+        ],
+    }
 }
 
 fn condition(
@@ -400,5 +503,140 @@ mod tests {
             &new,
             std::time::Duration::from_secs(600)
         ));
+    }
+
+    #[test]
+    fn each_milestone_proves_its_links_and_an_error_overrides_them() {
+        let listed = Prerequisites::learned(None, Reached::Listed, "nl-01", None);
+        assert!(listed.secrets_feature.as_ref().is_some_and(|o| o.ok));
+        assert!(listed.kms_feature.as_ref().is_some_and(|o| o.ok));
+        assert_eq!(listed.kms_key, None, "keys not checked yet");
+        assert_eq!(listed.kms_backend, None);
+
+        let checked = Prerequisites::learned(None, Reached::KeysChecked, "nl-01", None);
+        assert_eq!(
+            checked.kms_key.as_ref().map(|o| o.reason),
+            Some(reasons::ACTIVE)
+        );
+
+        let revealed = Prerequisites::learned(None, Reached::Revealed, "nl-01", None);
+        assert_eq!(
+            revealed.kms_backend.as_ref().map(|o| (o.ok, o.reason)),
+            Some((true, reasons::AVAILABLE))
+        );
+
+        let denied = Error::from(crate::thalassa::Error::Forbidden {
+            path: Some("/a".into()),
+            message: String::new(),
+        });
+        let after_listing =
+            Prerequisites::learned(None, Reached::KeysChecked, "nl-01", Some(&denied));
+        assert_eq!(
+            after_listing.authorized.as_ref().map(|o| (o.ok, o.reason)),
+            Some((false, reasons::PERMISSION_DENIED))
+        );
+        assert!(
+            after_listing.kms_feature.as_ref().is_some_and(|o| o.ok),
+            "the listing proved it"
+        );
+
+        let backend = Observed::broken(reasons::UNAVAILABLE, "down");
+        let from_summary = Prerequisites::learned(backend.clone(), Reached::Start, "nl-01", None);
+        assert_eq!(from_summary.kms_backend, backend);
+    }
+
+    #[test]
+    fn a_failure_is_either_reconciling_or_stalled_never_both() {
+        for reason in Reason::all() {
+            let [reconciling, stalled] = kstatus_conditions(Err(&sample_error(reason)));
+            assert_ne!(reconciling.1, stalled.1, "{reason}: exactly one is True");
+            assert_eq!(stalled.1 == "True", reason.needs_person(), "{reason}");
+            assert_eq!(
+                (reconciling.2, stalled.2),
+                (reason.as_str(), reason.as_str())
+            );
+        }
+        let [reconciling, stalled] = kstatus_conditions(Ok(()));
+        assert_eq!((reconciling.1, stalled.1), ("False", "False"));
+    }
+
+    /// An error with each reason (the reason is what the conditions depend on).
+    fn sample_error(reason: Reason) -> Error {
+        use crate::thalassa::Error as T;
+        match reason {
+            Reason::InvalidSpec => Error::InvalidSpec("x".into()),
+            Reason::TargetConflict => Error::TargetConflict { name: "n".into() },
+            Reason::TargetImmutable => Error::TargetImmutable { name: "n".into() },
+            Reason::TargetKeyConflict => Error::TargetKeyConflict { key: "k".into() },
+            Reason::KmsKeyMismatch => Error::KmsKeyMismatch {
+                path: "/p".into(),
+                expected: "a".into(),
+                actual: "b".into(),
+            },
+            Reason::KmsKeyNotActive => Error::KmsKeyNotActive {
+                path: "/p".into(),
+                key: "k".into(),
+                status: "disabled".into(),
+            },
+            Reason::KmsKeyNotFound => T::KeyNotFound {
+                region: "r".into(),
+                key: "k".into(),
+                message: String::new(),
+            }
+            .into(),
+            Reason::KmsFeatureDisabled => Error::KmsFeatureDisabled,
+            Reason::KmsBackendUnavailable => Error::KmsBackendUnavailable { region: "r".into() },
+            Reason::SourceFormatMismatch => Error::SourceFormatMismatch {
+                path: "/p".into(),
+                detail: "d".into(),
+            },
+            Reason::Unauthorized => T::Unauthorized {
+                message: String::new(),
+            }
+            .into(),
+            Reason::CredentialsUnavailable => T::CredentialFileUnreadable {
+                path: "/t".into(),
+                source: std::io::Error::other("gone"),
+            }
+            .into(),
+            Reason::SecretsFeatureDisabled => T::SecretsFeatureDisabled {
+                message: String::new(),
+            }
+            .into(),
+            Reason::Forbidden => T::Forbidden {
+                path: None,
+                message: String::new(),
+            }
+            .into(),
+            Reason::SecretNotFound => Error::SourceDeleted {
+                paths: vec!["/p".into()],
+            },
+            Reason::VersionNotFound => T::VersionNotFound {
+                path: "/p".into(),
+                version: Some(2),
+                message: String::new(),
+            }
+            .into(),
+            Reason::SecretTooLarge => Error::SecretTooLarge { bytes: 2, limit: 1 },
+            Reason::RegionNotFound => T::RegionNotFound {
+                region: "r".into(),
+                message: String::new(),
+            }
+            .into(),
+            Reason::RateLimited => T::RateLimited { retry_after: None }.into(),
+            Reason::ProviderRejected => T::InvalidArgument("x".into()).into(),
+            Reason::ProviderError => T::DeadlineExceeded {
+                operation: "getSecretValue",
+                deadline: std::time::Duration::from_secs(1),
+            }
+            .into(),
+            Reason::KubernetesError => {
+                Error::Kube(kube::Error::Api(Box::new(kube::core::Status {
+                    code: 500,
+                    ..Default::default()
+                })))
+            }
+            Reason::Internal => Error::Internal("x".into()),
+        }
     }
 }

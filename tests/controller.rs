@@ -88,9 +88,16 @@ spec:
     assert_eq!(status.synced_versions["/app/production/api/token"], 1);
     assert_eq!(status.kms_key_identity.as_deref(), Some(h.key.as_str()));
     assert_eq!(status.secret_name.as_deref(), Some("db"));
-    for type_ in thalassa_operator::status::types::ALL {
+    use thalassa_operator::status::types;
+    for type_ in types::ALL {
         let c = status.conditions.iter().find(|c| c.type_ == type_).unwrap();
-        assert_eq!(c.status, "True", "{type_} should be True: {c:?}");
+        // kstatus's abnormal-true conditions are False when all is well.
+        let expected = if [types::RECONCILING, types::STALLED].contains(&type_) {
+            "False"
+        } else {
+            "True"
+        };
+        assert_eq!(c.status, expected, "{type_} should be {expected}: {c:?}");
     }
 
     // A new version reaches the Secret within the refresh interval (plus a little slack for the

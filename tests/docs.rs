@@ -68,3 +68,39 @@ fn every_flag_is_documented_with_its_environment_variable() {
         }
     }
 }
+
+#[test]
+fn the_reason_table_says_which_failures_stall() {
+    let readme = readme();
+    for reason in Reason::all() {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{reason}` |")))
+            .expect("row exists");
+        let kstatus = row.split('|').nth(2).unwrap().trim();
+        let expected = if reason.needs_person() {
+            "`Stalled`"
+        } else {
+            "`Reconciling`"
+        };
+        assert!(
+            kstatus.starts_with(expected),
+            "README row of {reason} says {kstatus}, the code says {expected}"
+        );
+    }
+}
+
+#[test]
+fn the_argocd_cm_snippet_embeds_the_health_script_byte_for_byte() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let script = std::fs::read_to_string(format!("{root}/config/argocd/health.lua")).unwrap();
+    let snippet: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(format!("{root}/config/argocd/argocd-cm-patch.yaml")).unwrap(),
+    )
+    .unwrap();
+    let embedded =
+        snippet["data"]["resource.customizations.health.secrets.thalassa.cloud_ThalassaSecret"]
+            .as_str()
+            .expect("the argocd-cm key for group secrets.thalassa.cloud, kind ThalassaSecret");
+    assert_eq!(embedded, script);
+}

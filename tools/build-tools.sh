@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane (kube-apiserver, kube-controller-manager,
 # kubectl), etcd and helm from their Go modules into a cache outside the repository,
-# keyed by version. Skips whatever is already built. Prints the bin directory last.
+# keyed by version, and the repository's own thalassa-health test tool (tools/health),
+# keyed by a hash of its sources. Skips whatever is already built. Prints the bin
+# directory last.
 #
 #   tools/build-tools.sh            # build what is missing, print the bin dir
 #   TOOLS_CACHE=/some/dir tools/build-tools.sh
@@ -40,6 +42,24 @@ build() { # name module-dir ldflags packages...
   log "$name: built in $((SECONDS - start))s"
 }
 
+# thalassa-health is this repository's code, not a pinned release: its binary is named after a
+# hash of tools/health's sources (so any change rebuilds it) and bin/thalassa-health links to
+# the current one. Older builds are removed.
+build_health() {
+  local hash name old
+  hash=$(cd "$here/health" && export LC_ALL=C && sha256sum go.mod go.sum *.go | sha256sum | cut -c1-12)
+  name=thalassa-health-$hash
+  if [ -x "$bin/$name" ]; then log "thalassa-health: cached in $bin ($hash)"; else
+    log "thalassa-health: building ($hash)"
+    local start=$SECONDS
+    (cd "$here/health" && go build -trimpath -ldflags "-s -w" -o "$bin/.partial-$name" .)
+    mv "$bin/.partial-$name" "$bin/$name"
+    log "thalassa-health: built in $((SECONDS - start))s"
+  fi
+  ln -sfn "$name" "$bin/thalassa-health"
+  for old in "$bin"/thalassa-health-*; do [ "$old" = "$bin/$name" ] || rm -f "$old"; done
+}
+
 minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 k8s_ldflags="-s -w"
 for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -54,5 +74,6 @@ fi
 build kubernetes k8s "$k8s_ldflags" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
 build helm helm "-s -w" helm.sh/helm/v4/cmd/helm
+build_health
 
 echo "$bin"

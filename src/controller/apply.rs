@@ -11,13 +11,10 @@ use kube::{
 use serde_json::json;
 use tracing::{debug, warn};
 
-use super::{
-    CHECK_TIME_REFRESH, Context, plan::Write, reconcile::SyncOutcome, validate::ValidatedSpec,
-};
+use super::{Context, plan::Write};
 use crate::{
-    crd::{FIELD_MANAGER, ThalassaSecret},
+    crd::{FIELD_MANAGER, ThalassaSecret, ThalassaSecretStatus},
     error::Result,
-    status::{self, Prerequisites},
 };
 
 /// Performs the planned write; returns the Secret as written, or `None` when nothing was to do.
@@ -101,86 +98,23 @@ pub(super) fn replace_keys_patch(
     patch
 }
 
-/// Computes the next status and writes it when it differs; publishes an Event when Ready flips.
+/// Writes the status with server-side apply (the caller decided it changed).
 pub(super) async fn write_status(
-    ts: &ThalassaSecret,
-    ctx: &Context,
-    validated: Option<&ValidatedSpec>,
-    result: &Result<SyncOutcome>,
-    prerequisites: &Prerequisites,
+    api: &Api<ThalassaSecret>,
+    name: &str,
+    status: &ThalassaSecretStatus,
 ) -> Result<()> {
-    let old = ts.status.as_ref();
-    let now = status::now();
-    let previous_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let ready = match result {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e),
-    };
-    let conditions = status::next_conditions(
-        previous_conditions,
-        prerequisites,
-        ready,
-        ts.metadata.generation,
-        &now,
-    );
-    ctx.metrics.set_conditions(
-        &ts.namespace().unwrap_or_default(),
-        &ts.name_any(),
-        conditions
-            .iter()
-            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str())),
-    );
-    let mut next = old.cloned().unwrap_or_default();
-    next.conditions = conditions;
-    next.observed_generation = ts.metadata.generation;
-    if let Some(v) = validated {
-        next.secret_name = Some(v.target_name.clone());
-    }
-    if let Ok(outcome) = result {
-        let versions_changed = next.synced_versions != outcome.synced_versions;
-        if outcome.wrote || versions_changed || next.last_sync_time.is_none() {
-            next.last_sync_time = Some(now.clone());
-        }
-        next.synced_versions = outcome.synced_versions.clone();
-        if outcome.secret_uid.is_some() {
-            next.secret_uid = outcome.secret_uid.clone();
-        }
-        if let Some((identity, version)) = &outcome.kms_key {
-            next.kms_key_identity = Some(identity.clone());
-            next.kms_key_version = Some(version.clone());
-        }
-        next.last_check_time = Some(now.clone());
-    }
-    if !status::needs_write(old, &next, CHECK_TIME_REFRESH) {
-        return Ok(());
-    }
-    let api: Api<ThalassaSecret> =
-        Api::namespaced(ctx.client.clone(), &ts.namespace().unwrap_or_default());
     let patch = json!({
         "apiVersion": ThalassaSecret::api_version(&()),
         "kind": ThalassaSecret::kind(&()),
-        "status": next,
+        "status": status,
     });
     api.patch_status(
-        &ts.name_any(),
+        name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&patch),
     )
     .await?;
-    let before = status::ready_reason(old);
-    let after = status::ready_reason(Some(&next));
-    if before != after
-        && let Some((_, reason)) = after
-    {
-        let (event_type, note) = match result {
-            Ok(_) => (
-                EventType::Normal,
-                "the Secret holds the current version of every source".to_string(),
-            ),
-            Err(e) => (EventType::Warning, e.to_string()),
-        };
-        publish(ctx, ts, event_type, &reason, note).await;
-    }
     Ok(())
 }
 
@@ -357,5 +291,40 @@ mod request_shapes {
         assert!(written.is_none());
         drop(secrets);
         assert!(handle.next_request().await.is_none(), "no request was sent");
+    }
+
+    #[tokio::test]
+    async fn a_status_is_a_forced_apply_of_the_status_subresource() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let api: Api<ThalassaSecret> = Api::namespaced(kube::Client::new(service, "team"), "team");
+        let status = ThalassaSecretStatus {
+            observed_generation: Some(3),
+            ..Default::default()
+        };
+        let reply = crate::controller::fixtures::base("Owner", "Opaque");
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("one request");
+            let seen = (request.method().to_string(), request.uri().to_string());
+            let body = request.into_body().collect_bytes().await.unwrap();
+            send.send_response(
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+            (
+                seen,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        });
+        write_status(&api, "app", &status).await.unwrap();
+        let ((method, uri), body) = server.await.unwrap();
+        assert_eq!(method, "PATCH");
+        assert_eq!(
+            uri,
+            "/apis/secrets.thalassa.cloud/v1alpha1/namespaces/team/thalassasecrets/app/status?&force=true&fieldManager=thalassa-secrets-operator"
+        );
+        assert_eq!(body["kind"], "ThalassaSecret");
+        assert_eq!(body["status"]["observedGeneration"], 3);
+        assert!(body.get("spec").is_none(), "only the status is applied");
     }
 }

@@ -76,7 +76,7 @@ pub struct Context {
     /// resourceVersion of each managed Secret as last written or verified by this process.
     verified: Mutex<HashMap<(String, String), String>>,
     /// Consecutive failures per resource, for backoff.
-    failures: Mutex<HashMap<ObjectRef<ThalassaSecret>, u32>>,
+    failures: Mutex<HashMap<ObjectRef<ThalassaSecret>, Failures>>,
     /// The last deterministic failure per resource, with the inputs it depended on.
     rejected: Mutex<HashMap<ObjectRef<ThalassaSecret>, Rejection>>,
     /// True once the managed-Secret watch has listed everything.
@@ -117,7 +117,44 @@ impl Context {
     }
 }
 
+/// A resource's run of failed reconciles.
+#[derive(Debug, Default, Clone, Copy)]
+struct Failures {
+    /// Consecutive failures so far.
+    count: u32,
+    /// The backoff cap: the resource's refresh interval, `None` when its spec is invalid.
+    retry_cap: Option<Duration>,
+}
+
 impl Context {
+    /// Remembers, for `error_policy`, the backoff cap of a resource whose reconcile failed.
+    fn note_retry_cap(&self, key: &ObjectRef<ThalassaSecret>, retry_cap: Option<Duration>) {
+        self.failures
+            .lock()
+            .expect("failures lock")
+            .entry(key.clone())
+            .or_default()
+            .retry_cap = retry_cap;
+    }
+
+    /// Counts one more failure; returns the count and the backoff cap.
+    fn count_failure(&self, key: &ObjectRef<ThalassaSecret>) -> (u32, Option<Duration>) {
+        let mut map = self.failures.lock().expect("failures lock");
+        let failures = map.entry(key.clone()).or_insert(Failures {
+            count: 0,
+            // error_policy without a noted cap (the reconcile did not run): retry soon.
+            retry_cap: Some(self.config.default_refresh_interval),
+        });
+        failures.count = failures.count.saturating_add(1);
+        (failures.count, failures.retry_cap)
+    }
+
+    /// Forgets the failures of a resource that synced.
+    fn forget_failures(&self, key: &ObjectRef<ThalassaSecret>) {
+        self.failures.lock().expect("failures lock").remove(key);
+        self.rejected.lock().expect("rejected lock").remove(key);
+    }
+
     /// Waits until the managed-Secret cache has synced (at once afterwards).
     async fn secret_cache_synced(&self) {
         let mut synced = self.secrets_synced.subscribe();

@@ -7,13 +7,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::{
-    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ByteString,
+    api::core::v1::Secret,
+    apimachinery::pkg::apis::meta::v1::{OwnerReference, Time},
 };
-use kube::{Resource, ResourceExt, api::ObjectMeta};
+use kube::{Resource, ResourceExt, api::ObjectMeta, runtime::events::EventType};
 
-use super::validate::ValidatedSpec;
+use super::{CHECK_TIME_REFRESH, validate::ValidatedSpec};
 use crate::{
-    crd::{CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, SecretType, ThalassaSecret},
+    crd::{
+        CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, SecretType, ThalassaSecret,
+        ThalassaSecretStatus,
+    },
     error::{Error, Result},
     render::{
         self, HashKey, KeyMapping, RenderSource, RenderedData, SourceRecord, SourceValue,
@@ -21,7 +26,7 @@ use crate::{
         render_secret, reuse_keys,
     },
     sources::SourceMeta,
-    status::{Observed, reasons},
+    status::{self, Observed, Prerequisites, reasons},
     thalassa::{KmsKeyStatus, KmsSummary, RevealedSecret},
 };
 
@@ -453,6 +458,86 @@ pub(super) fn metadata_matches(existing: &Secret, desired: &Secret) -> bool {
         && (desired.immutable.is_none() || existing.immutable == desired.immutable)
 }
 
+/// What a successful sync produced, for status.
+#[derive(Debug, Default)]
+pub(super) struct SyncOutcome {
+    pub(super) synced_versions: BTreeMap<String, u64>,
+    pub(super) kms_key: Option<(String, String)>,
+    /// UID of the Secret now holding the data (the ownership record kept in status).
+    pub(super) secret_uid: Option<String>,
+    pub(super) wrote: bool,
+}
+
+/// The next status and what to say about it.
+#[derive(Debug)]
+pub(super) struct StatusPlan {
+    /// The next status; written only when [`Self::changed`].
+    pub(super) status: ThalassaSecretStatus,
+    /// Whether it differs from the stored one in more than a recent `lastCheckTime`.
+    pub(super) changed: bool,
+    /// The Event to publish when Ready flips: (type, reason, note).
+    pub(super) event: Option<(EventType, String, String)>,
+}
+
+/// Computes the next status from the stored one and this reconcile's outcome (no API calls).
+pub(super) fn plan_status(
+    ts: &ThalassaSecret,
+    target_name: Option<&str>,
+    result: Result<&SyncOutcome, &Error>,
+    prerequisites: &Prerequisites,
+    now: &Time,
+) -> StatusPlan {
+    let old = ts.status.as_ref();
+    let previous_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let mut next = old.cloned().unwrap_or_default();
+    next.conditions = status::next_conditions(
+        previous_conditions,
+        prerequisites,
+        result.map(|_| ()),
+        ts.metadata.generation,
+        now,
+    );
+    next.observed_generation = ts.metadata.generation;
+    if let Some(name) = target_name {
+        next.secret_name = Some(name.to_string());
+    }
+    if let Ok(outcome) = result {
+        let versions_changed = next.synced_versions != outcome.synced_versions;
+        if outcome.wrote || versions_changed || next.last_sync_time.is_none() {
+            next.last_sync_time = Some(now.clone());
+        }
+        next.synced_versions = outcome.synced_versions.clone();
+        if outcome.secret_uid.is_some() {
+            next.secret_uid = outcome.secret_uid.clone();
+        }
+        if let Some((identity, version)) = &outcome.kms_key {
+            next.kms_key_identity = Some(identity.clone());
+            next.kms_key_version = Some(version.clone());
+        }
+        next.last_check_time = Some(now.clone());
+    }
+    let changed = status::needs_write(old, &next, CHECK_TIME_REFRESH);
+    let before = status::ready_reason(old);
+    let after = status::ready_reason(Some(&next));
+    let flipped = before != after;
+    let event = match after {
+        Some((_, reason)) if changed && flipped => Some(match result {
+            Ok(_) => (
+                EventType::Normal,
+                reason,
+                "the Secret holds the current version of every source".to_string(),
+            ),
+            Err(e) => (EventType::Warning, reason, e.to_string()),
+        }),
+        _ => None,
+    };
+    StatusPlan {
+        status: next,
+        changed,
+        event,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -710,5 +795,165 @@ mod tests {
             "SecretUpdated"
         );
         assert_eq!(reason(true, TargetState::Foreign, false), "SecretAdopted");
+    }
+
+    fn at(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    fn condition<'a>(status: &'a ThalassaSecretStatus, type_: &str) -> (&'a str, &'a str) {
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("no {type_} condition"));
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    fn synced() -> SyncOutcome {
+        SyncOutcome {
+            synced_versions: BTreeMap::from([("/a/b".to_string(), 3)]),
+            kms_key: Some(("kms-1".into(), "1".into())),
+            secret_uid: Some("s1".into()),
+            wrote: true,
+        }
+    }
+
+    #[test]
+    fn a_first_sync_writes_the_whole_status_and_says_so() {
+        let ts = base("Owner", "Opaque");
+        let learned = Prerequisites::learned(None, status::Reached::Revealed, "nl-01", None);
+        let plan = plan_status(&ts, Some("app"), Ok(&synced()), &learned, &at(10));
+        assert!(plan.changed);
+        let s = &plan.status;
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(s.secret_name.as_deref(), Some("app"));
+        assert_eq!(s.secret_uid.as_deref(), Some("s1"));
+        assert_eq!(s.synced_versions, synced().synced_versions);
+        assert_eq!(s.kms_key_identity.as_deref(), Some("kms-1"));
+        assert_eq!(
+            (s.last_sync_time.clone(), s.last_check_time.clone()),
+            (Some(at(10)), Some(at(10)))
+        );
+        assert_eq!(condition(s, status::types::READY), ("True", "Synced"));
+        assert_eq!(
+            condition(s, status::types::RECONCILING),
+            ("False", "Synced")
+        );
+        assert_eq!(condition(s, status::types::STALLED), ("False", "Synced"));
+        assert_eq!(
+            condition(s, status::types::KMS_KEY_ACTIVE),
+            ("True", "Active")
+        );
+        let (type_, reason, _) = plan.event.expect("Ready appeared");
+        assert_eq!((type_, reason.as_str()), (EventType::Normal, "Synced"));
+    }
+
+    #[test]
+    fn an_unchanged_outcome_writes_nothing_and_emits_nothing() {
+        let mut ts = base("Owner", "Opaque");
+        let learned = Prerequisites::learned(None, status::Reached::KeysChecked, "nl-01", None);
+        let first = plan_status(&ts, Some("app"), Ok(&synced()), &learned, &at(10));
+        ts.status = Some(first.status);
+        let unchanged = SyncOutcome {
+            wrote: false,
+            kms_key: None,
+            ..synced()
+        };
+        let again = plan_status(&ts, Some("app"), Ok(&unchanged), &learned, &at(70));
+        assert!(
+            !again.changed,
+            "only lastCheckTime moved, by less than the refresh"
+        );
+        assert!(again.event.is_none());
+        assert_eq!(again.status.last_sync_time, Some(at(10)));
+        let later = plan_status(&ts, Some("app"), Ok(&unchanged), &learned, &at(10 + 600));
+        assert!(
+            later.changed && later.event.is_none(),
+            "lastCheckTime refreshed quietly"
+        );
+    }
+
+    #[test]
+    fn a_failure_keeps_what_was_synced_and_says_who_can_fix_it() {
+        let mut ts = base("Owner", "Opaque");
+        let learned = Prerequisites::learned(None, status::Reached::Revealed, "nl-01", None);
+        ts.status = Some(plan_status(&ts, Some("app"), Ok(&synced()), &learned, &at(10)).status);
+
+        let outage = Error::KmsBackendUnavailable {
+            region: "nl-01".into(),
+        };
+        let learned = Prerequisites::learned(None, status::Reached::Listed, "nl-01", Some(&outage));
+        let plan = plan_status(&ts, Some("app"), Err(&outage), &learned, &at(20));
+        let s = &plan.status;
+        assert_eq!(s.synced_versions, synced().synced_versions, "kept");
+        assert_eq!(s.last_sync_time, Some(at(10)));
+        assert_eq!(
+            s.last_check_time,
+            Some(at(10)),
+            "a failed check is no check"
+        );
+        assert_eq!(
+            condition(s, status::types::READY),
+            ("False", "KmsBackendUnavailable")
+        );
+        assert_eq!(
+            condition(s, status::types::RECONCILING),
+            ("True", "KmsBackendUnavailable")
+        );
+        assert_eq!(
+            condition(s, status::types::STALLED),
+            ("False", "KmsBackendUnavailable")
+        );
+        assert_eq!(
+            condition(s, status::types::KMS_BACKEND_AVAILABLE),
+            ("False", "Unavailable")
+        );
+        let (type_, reason, _) = plan.event.expect("Ready flipped");
+        assert_eq!(
+            (type_, reason.as_str()),
+            (EventType::Warning, "KmsBackendUnavailable")
+        );
+
+        let gate = Error::KmsFeatureDisabled;
+        let learned = Prerequisites::learned(None, status::Reached::Start, "nl-01", Some(&gate));
+        let plan = plan_status(&ts, Some("app"), Err(&gate), &learned, &at(30));
+        let s = &plan.status;
+        assert_eq!(
+            condition(s, status::types::STALLED),
+            ("True", "KmsFeatureDisabled")
+        );
+        assert_eq!(
+            condition(s, status::types::RECONCILING),
+            ("False", "KmsFeatureDisabled")
+        );
+        assert_eq!(
+            condition(s, status::types::KMS_FEATURE_ENABLED),
+            ("False", "FeatureDisabled")
+        );
+        assert_eq!(
+            condition(s, status::types::KMS_KEY_ACTIVE),
+            ("True", "Active"),
+            "kept"
+        );
+    }
+
+    #[test]
+    fn an_invalid_spec_stalls_and_names_no_secret() {
+        let ts = base("Owner", "Opaque");
+        let invalid = Error::InvalidSpec("refreshInterval: bad".into());
+        let learned = Prerequisites::learned(None, status::Reached::Start, "", Some(&invalid));
+        let plan = plan_status(&ts, None, Err(&invalid), &learned, &at(1));
+        let s = &plan.status;
+        assert_eq!(s.secret_name, None);
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(
+            condition(s, status::types::STALLED),
+            ("True", "InvalidSpec")
+        );
+        assert_eq!(
+            condition(s, status::types::AUTHORIZED),
+            ("Unknown", "NotChecked")
+        );
     }
 }

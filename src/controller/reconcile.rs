@@ -1,11 +1,14 @@
-//! The reconcile driver: a short pipeline over the steps in [`validate`](super::validate),
-//! [`resolve`](super::resolve) (reads Thalassa), [`plan`](super::plan) (no API calls),
-//! [`apply`](super::apply) (writes) — and `error_policy`.
+//! The reconcile driver: a short pipeline over the steps in [`validate`](super::validate) (no
+//! API calls), [`resolve`](super::resolve) (reads Thalassa), [`plan`](super::plan) (no API calls)
+//! and [`apply`](super::apply) (writes), plus `error_policy`.
 //!
-//! validate → KMS summary → versions from shared listings → (current? or same failure as last
-//! time? stop) → read the Secret → classify it → look up vanished sources → reveal what changed →
-//! render → write → status. A failure anywhere before the write leaves the Secret exactly as it
-//! is; only the status says what is wrong.
+//! validate → KMS summary → versions from shared listings → key check → (current? or the same
+//! failure as last time? stop) → prepare: read the Secret, classify it, look up vanished
+//! sources, reveal what changed → write: render, write the Secret → plan the status from what
+//! was learned (no I/O) → write it only if it changed → Event if Ready flipped. A failure
+//! anywhere before the Secret write leaves the Secret exactly as it is; only the status says
+//! what is wrong. Each step returns what it observed; how far the sync got ([`Reached`]) is all
+//! the status needs to know about the prerequisites it proved.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -20,26 +23,17 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{
     BACKOFF_BASE, Context, apply, plan,
-    plan::{SourceMetas, TargetState},
+    plan::{SourceMetas, SyncOutcome, TargetState},
     resolve,
     validate::{ValidatedSpec, validate},
 };
 use crate::{
     crd::ThalassaSecret,
     error::{Error, Result},
-    render::parse_sources,
-    status::{self, Observed, Prerequisites, reasons},
+    render::{SourceRecord, parse_sources},
+    status::{self, Observed, Prerequisites, Reached},
+    thalassa::RevealedSecret,
 };
-
-/// What a successful sync produced, for status.
-#[derive(Debug, Default)]
-pub(super) struct SyncOutcome {
-    pub(super) synced_versions: BTreeMap<String, u64>,
-    pub(super) kms_key: Option<(String, String)>,
-    /// UID of the Secret now holding the data (the ownership record kept in status).
-    pub(super) secret_uid: Option<String>,
-    pub(super) wrote: bool,
-}
 
 /// The inputs a deterministic failure depended on. While they stay the same the failure is
 /// reported again without revealing anything; any change (spec, a source version, the target
@@ -78,77 +72,81 @@ pub async fn reconcile(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Act
 async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Action> {
     // Without the managed-Secret cache every resource would look new and reveal everything.
     ctx.secret_cache_synced().await;
-    let mut prerequisites = Prerequisites::default();
+    let key = ObjectRef::from_obj(&*ts);
     let validated = validate(&ts, &ctx.config);
-    // What the Secret (as last seen by the watch) says it reflects. A Secret written for another
-    // resource (UID), another generation, or none at all makes this a new or edited resource.
-    let written = validated.as_ref().ok().and_then(|v| {
-        let namespace = ts.namespace().unwrap_or_default();
-        ctx.secrets
-            .get(&ObjectRef::new(&v.target_name).within(&namespace))
-    });
-    let spec_changed = written
-        .as_ref()
-        .is_none_or(|m| !plan::written_for_resource(&m.metadata, &ts));
-    // Periodic checks of already-synced resources queue in their own lane; new and edited ones go
-    // straight through.
-    let _periodic_permit = if spec_changed {
-        None
-    } else {
-        Some(
-            ctx.periodic_lane
-                .acquire()
-                .await
-                .expect("semaphore never closed"),
-        )
+    // error_policy needs the interval (and whether the spec was valid) without parsing it again.
+    let retry_cap = validated.as_ref().ok().map(|v| v.refresh_interval);
+    let result = sync_and_report(&ts, &ctx, validated).await;
+    match &result {
+        Ok(_) => ctx.forget_failures(&key),
+        Err(_) => ctx.note_retry_cap(&key, retry_cap),
+    }
+    result
+}
+
+/// Syncs (when the spec is valid), then writes the status and requeues.
+async fn sync_and_report(
+    ts: &ThalassaSecret,
+    ctx: &Context,
+    validated: Result<ValidatedSpec>,
+) -> Result<Action> {
+    let (validated, learned, result) = match validated {
+        Ok(spec) => {
+            let (learned, result) = sync(ts, &spec, ctx).await;
+            (Some(spec), learned, result)
+        }
+        Err(e) => (None, Learned::default(), Err(e)),
     };
-    let (validated, result) = match validated {
-        Ok(v) => {
-            let result = sync(
-                &ts,
-                &v,
-                &ctx,
-                written.as_deref(),
-                spec_changed,
-                &mut prerequisites,
-            )
-            .await;
-            (Some(v), result)
-        }
-        Err(e) => (None, Err(e)),
-    };
-    let refresh = validated
-        .as_ref()
-        .map(|v| v.refresh_interval)
-        .unwrap_or(ctx.config.default_refresh_interval);
-    if let Err(e) = &result {
-        if e.is_namespace_terminating() {
-            // The namespace is being deleted: no re-create, no retry, no Warning Event.
-            debug!("namespace is being deleted; nothing more to do");
-            return Ok(Action::await_change());
-        }
-        prerequisites.record_error(e);
+    if let Err(e) = &result
+        && e.is_namespace_terminating()
+    {
+        // The namespace is being deleted: no re-create, no retry, no Warning Event.
+        debug!("namespace is being deleted; nothing more to do");
+        return Ok(Action::await_change());
     }
-    match apply::write_status(&ts, &ctx, validated.as_ref(), &result, &prerequisites).await {
-        Err(e) if e.is_kube_not_found() || e.is_namespace_terminating() => {
-            debug!("the resource or its namespace is gone; nothing more to do");
-            return Ok(Action::await_change());
+    let region = validated.as_ref().map(|v| v.region.as_str()).unwrap_or("");
+    let prerequisites = Prerequisites::learned(
+        learned.kms_backend,
+        learned.reached,
+        region,
+        result.as_ref().err(),
+    );
+    let plan = plan::plan_status(
+        ts,
+        validated.as_ref().map(|v| v.target_name.as_str()),
+        result.as_ref(),
+        &prerequisites,
+        &status::now(),
+    );
+    ctx.metrics.set_conditions(
+        &ts.namespace().unwrap_or_default(),
+        &ts.name_any(),
+        plan.status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str())),
+    );
+    if plan.changed {
+        let api: Api<ThalassaSecret> =
+            Api::namespaced(ctx.client.clone(), &ts.namespace().unwrap_or_default());
+        match apply::write_status(&api, &ts.name_any(), &plan.status).await {
+            Err(e) if e.is_kube_not_found() || e.is_namespace_terminating() => {
+                debug!("the resource or its namespace is gone; nothing more to do");
+                return Ok(Action::await_change());
+            }
+            other => other?,
         }
-        other => other?,
-    }
-    match result {
-        Ok(_) => {
-            ctx.metrics
-                .checked(&ts.namespace().unwrap_or_default(), &ts.name_any());
-            let key = ObjectRef::from_obj(&*ts);
-            ctx.failures.lock().expect("failures lock").remove(&key);
-            ctx.rejected.lock().expect("rejected lock").remove(&key);
-            // Half the interval, because a shared listing may already be up to half an interval
-            // old: a stored version then reaches the Secret within one interval.
-            Ok(Action::requeue(jitter(refresh / 2)))
+        if let Some((type_, reason, note)) = plan.event {
+            apply::publish(ctx, ts, type_, &reason, note).await;
         }
-        Err(e) => Err(e),
     }
+    result?;
+    ctx.metrics
+        .checked(&ts.namespace().unwrap_or_default(), &ts.name_any());
+    let refresh = validated.map_or(ctx.config.default_refresh_interval, |v| v.refresh_interval);
+    // Half the interval, because a shared listing may already be up to half an interval old: a
+    // stored version then reaches the Secret within one interval.
+    Ok(Action::requeue(jitter(refresh / 2)))
 }
 
 /// Decides what to do after a failed reconcile: wait for a spec change when the spec itself is
@@ -163,22 +161,21 @@ pub fn error_policy(ts: Arc<ThalassaSecret>, error: &Error, ctx: Arc<Context>) -
         error = %error,
         "sync failed"
     );
-    let refresh = match validate(&ts, &ctx.config) {
-        Ok(v) => v.refresh_interval,
-        // Only a new spec can fix it.
-        Err(_) => return Action::await_change(),
+    let (failures, retry_cap) = ctx.count_failure(&ObjectRef::from_obj(&*ts));
+    // No cap: the spec is invalid, and only a new spec can fix it.
+    let Some(refresh) = retry_cap else {
+        return Action::await_change();
     };
-    let failures = {
-        let mut map = ctx.failures.lock().expect("failures lock");
-        let count = map.entry(ObjectRef::from_obj(&*ts)).or_insert(0);
-        *count = count.saturating_add(1);
-        *count
-    };
-    let backoff = BACKOFF_BASE
+    Action::requeue(jitter(backoff(failures, refresh, error.retry_after())))
+}
+
+/// The delay before retry number `failures` (1-based): doubling from [`BACKOFF_BASE`], capped at
+/// the refresh interval, and never sooner than the provider asked.
+fn backoff(failures: u32, refresh: Duration, retry_after: Option<Duration>) -> Duration {
+    BACKOFF_BASE
         .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(refresh);
-    let delay = backoff.max(error.retry_after().unwrap_or_default());
-    Action::requeue(jitter(delay))
+        .min(refresh)
+        .max(retry_after.unwrap_or_default())
 }
 
 /// Adds up to 10% random delay so resources created together spread their checks.
@@ -187,31 +184,84 @@ fn jitter(delay: Duration) -> Duration {
     delay + delay.mul_f64(extra)
 }
 
+/// What a sync learned on its way, whether or not it finished.
+#[derive(Debug, Default)]
+struct Learned {
+    /// The KMS backend as the summary showed it.
+    kms_backend: Option<Observed>,
+    /// How far it got.
+    reached: Reached,
+}
+
 /// Checks sources, then (unless the Secret is known to be current, or the same inputs failed the
 /// same way last time) syncs the target. A deterministic failure is remembered with its inputs.
 async fn sync(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
     ctx: &Context,
+) -> (Learned, Result<SyncOutcome>) {
+    // What the Secret (as last seen by the watch) says it reflects. A Secret written for another
+    // resource (UID), another generation, or none at all makes this a new or edited resource.
+    let written = ctx
+        .secrets
+        .get(&ObjectRef::new(&spec.target_name).within(&ts.namespace().unwrap_or_default()));
+    let spec_changed = written
+        .as_ref()
+        .is_none_or(|m| !plan::written_for_resource(&m.metadata, ts));
+    // Periodic checks of already-synced resources queue in their own lane; new and edited ones go
+    // straight through.
+    let _periodic_permit = if spec_changed {
+        None
+    } else {
+        Some(
+            ctx.periodic_lane
+                .acquire()
+                .await
+                .expect("semaphore never closed"),
+        )
+    };
+    let max_age = spec.refresh_interval / 2;
+    let kms_backend = match resolve::kms_summary(ctx, max_age).await {
+        Ok(Some(summary)) => plan::judge_kms_summary(&summary, &spec.region),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let kms_backend = match kms_backend {
+        Ok(backend) => backend,
+        Err(e) => return (Learned::default(), Err(e)),
+    };
+    let learned = |reached| Learned {
+        kms_backend: kms_backend.clone(),
+        reached,
+    };
+    let metas = match resolve::resolve_sources(spec, ctx, max_age).await {
+        Ok(metas) => metas,
+        Err(e) => return (learned(Reached::Start), Err(e)),
+    };
+    if let Err(e) = plan::check_keys(ts, &metas) {
+        return (learned(Reached::Listed), Err(e));
+    }
+    let (revealed, result) =
+        sync_checked(ts, spec, ctx, metas, written.as_deref(), spec_changed).await;
+    let reached = if revealed {
+        Reached::Revealed
+    } else {
+        Reached::KeysChecked
+    };
+    (learned(reached), result)
+}
+
+/// The part of [`sync`] after the listing: skips what is current or repeats a known failure,
+/// else syncs the target. Says whether anything was revealed.
+async fn sync_checked(
+    ts: &ThalassaSecret,
+    spec: &ValidatedSpec,
+    ctx: &Context,
+    metas: SourceMetas,
     written: Option<&PartialObjectMeta<Secret>>,
     spec_changed: bool,
-    prerequisites: &mut Prerequisites,
-) -> Result<SyncOutcome> {
-    let max_age = spec.refresh_interval / 2;
-    if let Some(summary) = resolve::kms_summary(ctx, max_age).await?
-        && let Some(backend) = plan::judge_kms_summary(&summary, &spec.region)?
-    {
-        prerequisites.kms_backend = Some(backend);
-    }
-    let metas = resolve::resolve_sources(spec, ctx, max_age).await?;
-    prerequisites.listing_succeeded();
-    plan::check_keys(ts, &metas)?;
-    prerequisites.kms_key = Observed::ok(
-        reasons::ACTIVE,
-        "every source is bound to an active KMS key",
-    );
+) -> (bool, Result<SyncOutcome>) {
     let desired = plan::desired_versions(&metas);
-
     let key = ObjectRef::from_obj(ts);
     let attempt = Attempt {
         generation: ts.metadata.generation,
@@ -222,20 +272,22 @@ async fn sync(
         && rejection.attempt == attempt
     {
         debug!("same inputs as the last failed attempt; not read again");
-        return Err(Error::Repeated(rejection.error.clone()));
+        return (false, Err(Error::Repeated(rejection.error.clone())));
     }
     if !spec_changed && is_current(ctx, ts, spec, written, &attempt) {
         debug!("sources and Secret unchanged; nothing to read");
-        return Ok(SyncOutcome {
-            synced_versions: desired,
-            kms_key: None,
-            secret_uid: ts.status.as_ref().and_then(|s| s.secret_uid.clone()),
-            wrote: false,
-        });
+        return (
+            false,
+            Ok(SyncOutcome {
+                synced_versions: desired,
+                kms_key: None,
+                secret_uid: ts.status.as_ref().and_then(|s| s.secret_uid.clone()),
+                wrote: false,
+            }),
+        );
     }
-
-    match sync_target(ts, spec, ctx, metas, prerequisites).await {
-        Err(e) if e.is_deterministic() => {
+    match sync_target(ts, spec, ctx, metas).await {
+        (revealed, Err(e)) if e.is_deterministic() => {
             let error = Arc::new(e);
             ctx.rejected.lock().expect("rejected lock").insert(
                 key,
@@ -244,7 +296,7 @@ async fn sync(
                     error: error.clone(),
                 },
             );
-            Err(Error::Repeated(error))
+            (revealed, Err(Error::Repeated(error)))
         }
         other => other,
     }
@@ -279,71 +331,118 @@ fn is_current(
 }
 
 /// Reads the target Secret, reveals what changed, renders and writes. A write that loses a race
-/// (409) reads the Secret again and plans once more.
+/// (409) reads the Secret again and plans once more. Says whether anything was revealed.
 async fn sync_target(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
     ctx: &Context,
     mut metas: SourceMetas,
-    prerequisites: &mut Prerequisites,
-) -> Result<SyncOutcome> {
-    let namespace = ts.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+) -> (bool, Result<SyncOutcome>) {
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &ts.namespace().unwrap_or_default());
+    let mut revealed_any = false;
     let mut lost_race = false;
     loop {
-        let existing = secrets.get_opt(&spec.target_name).await?;
-        let existing = existing.as_ref();
-        let target = plan::classify_target(ts, &spec.target_name, existing, &ctx.hash_key)?;
-        let recorded = plan::recorded_sources(existing, target);
-        resolve::recover_missing_sources(ts, spec, ctx, &recorded, &mut metas).await?;
-        plan::check_keys(ts, &metas)?;
-        let desired = plan::desired_versions(&metas);
-        let reuse = plan::reuse_allowed(ts, existing, target);
-        let to_reveal = plan::plan_reveals(&desired, &recorded, reuse);
-        let revealed = resolve::reveal(ts, spec, ctx, &metas, &to_reveal).await?;
-        if !revealed.is_empty() {
-            prerequisites.reveal_succeeded(&spec.region);
+        let prepared = match prepare(ts, spec, ctx, &secrets, &mut metas).await {
+            Ok(prepared) => prepared,
+            Err(e) => return (revealed_any, Err(e)),
+        };
+        revealed_any |= !prepared.revealed.is_empty();
+        match write(ts, spec, ctx, &secrets, &metas, prepared).await {
+            Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 && !lost_race => {
+                debug!("the Secret changed while it was being written; planning again");
+                lost_race = true;
+            }
+            result => return (revealed_any, result),
         }
-        let rendered = plan::render_target(
-            ts,
-            spec,
-            &ctx.hash_key,
-            &metas,
-            &desired,
-            &revealed,
-            existing,
-            &recorded,
-        )?;
-        let write = plan::plan_write(ts, existing, target, &rendered, &recorded)?;
-        let written =
-            match apply::write_secret(&secrets, existing, &write, rendered.secret.clone()).await {
-                Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 && !lost_race => {
-                    debug!("the Secret changed while it was being written; planning again");
-                    lost_race = true;
-                    continue;
-                }
-                other => other?,
-            };
-        if written.is_some() {
-            announce_write(ctx, ts, spec, existing.is_some(), target, &desired).await;
-        }
-        let current = written.as_ref().or(existing);
-        if let Some(rv) = current.and_then(|s| s.metadata.resource_version.clone()) {
-            ctx.verified
-                .lock()
-                .expect("verified lock")
-                .insert((namespace, spec.target_name.clone()), rv);
-        }
-        return Ok(SyncOutcome {
-            kms_key: revealed
-                .values()
-                .last()
-                .map(|s| (s.kms_key_identity.clone(), s.kms_key_version.clone())),
-            secret_uid: current.and_then(|s| s.metadata.uid.clone()),
-            synced_versions: desired,
-            wrote: written.is_some(),
-        });
     }
+}
+
+/// The Secret as read, what it is to this resource, and the values revealed for it.
+struct Prepared {
+    existing: Option<Secret>,
+    target: TargetState,
+    recorded: BTreeMap<String, SourceRecord>,
+    desired: BTreeMap<String, u64>,
+    revealed: BTreeMap<String, Arc<RevealedSecret>>,
+}
+
+/// Reads the Secret, classifies it, looks up vanished sources and reveals what changed (needs
+/// the clients).
+async fn prepare(
+    ts: &ThalassaSecret,
+    spec: &ValidatedSpec,
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    metas: &mut SourceMetas,
+) -> Result<Prepared> {
+    let existing = secrets.get_opt(&spec.target_name).await?;
+    let target = plan::classify_target(ts, &spec.target_name, existing.as_ref(), &ctx.hash_key)?;
+    let recorded = plan::recorded_sources(existing.as_ref(), target);
+    resolve::recover_missing_sources(ts, spec, ctx, &recorded, metas).await?;
+    plan::check_keys(ts, metas)?;
+    let desired = plan::desired_versions(metas);
+    let reuse = plan::reuse_allowed(ts, existing.as_ref(), target);
+    let to_reveal = plan::plan_reveals(&desired, &recorded, reuse);
+    let revealed = resolve::reveal(ts, spec, ctx, metas, &to_reveal).await?;
+    Ok(Prepared {
+        existing,
+        target,
+        recorded,
+        desired,
+        revealed,
+    })
+}
+
+/// Renders the Secret and writes it when it differs, then records its resourceVersion as
+/// verified and announces the write.
+async fn write(
+    ts: &ThalassaSecret,
+    spec: &ValidatedSpec,
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    metas: &SourceMetas,
+    prepared: Prepared,
+) -> Result<SyncOutcome> {
+    let Prepared {
+        existing,
+        target,
+        recorded,
+        desired,
+        revealed,
+    } = prepared;
+    let existing = existing.as_ref();
+    let rendered = plan::render_target(
+        ts,
+        spec,
+        &ctx.hash_key,
+        metas,
+        &desired,
+        &revealed,
+        existing,
+        &recorded,
+    )?;
+    let write = plan::plan_write(ts, existing, target, &rendered, &recorded)?;
+    let written = apply::write_secret(secrets, existing, &write, rendered.secret).await?;
+    if written.is_some() {
+        announce_write(ctx, ts, spec, existing.is_some(), target, &desired).await;
+    }
+    let current = written.as_ref().or(existing);
+    if let Some(rv) = current.and_then(|s| s.metadata.resource_version.clone()) {
+        ctx.verified.lock().expect("verified lock").insert(
+            (ts.namespace().unwrap_or_default(), spec.target_name.clone()),
+            rv,
+        );
+    }
+    Ok(SyncOutcome {
+        kms_key: revealed
+            .values()
+            .last()
+            .map(|s| (s.kms_key_identity.clone(), s.kms_key_version.clone())),
+        secret_uid: current.and_then(|s| s.metadata.uid.clone()),
+        synced_versions: desired,
+        wrote: written.is_some(),
+    })
 }
 
 /// Logs and publishes the Event for a write.
@@ -369,4 +468,23 @@ async fn announce_write(
     );
     info!(secret = %spec.target_name, reason, "wrote Secret");
     apply::publish(ctx, ts, EventType::Normal, reason, note).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_refresh_interval_but_honours_retry_after() {
+        let refresh = Duration::from_secs(60);
+        let delays: Vec<u64> = (1..=7)
+            .map(|n| backoff(n, refresh, None).as_secs())
+            .collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff(u32::MAX, refresh, None), refresh, "no overflow");
+        assert_eq!(
+            backoff(1, refresh, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+    }
 }

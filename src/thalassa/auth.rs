@@ -233,17 +233,9 @@ pub(crate) fn form_encode(pairs: &[(&str, &str)]) -> Zeroizing<Vec<u8>> {
 }
 
 fn encode_form_component(text: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &byte in text.as_bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(byte),
-            b' ' => out.push(b'+'),
-            _ => out.extend_from_slice(&[
-                b'%',
-                HEX[usize::from(byte >> 4)],
-                HEX[usize::from(byte & 0xf)],
-            ]),
-        }
+    // Chunks are borrowed from `text` or static escapes: nothing secret is copied elsewhere.
+    for chunk in form_urlencoded::byte_serialize(text.as_bytes()) {
+        out.extend_from_slice(chunk.as_bytes());
     }
 }
 

@@ -690,13 +690,20 @@ impl Client {
         let mut retry = 0;
         let mut reauthenticated = false;
         loop {
-            let (authorization, generation) = self.authorization().await?;
-            let failure = match self.send_once(call, Some(&authorization)).await {
+            // The token endpoint authenticates with the form it is sent, not a bearer token.
+            let (authorization, generation) = if call.route == Route::Token {
+                (None, 0)
+            } else {
+                let (value, generation) = self.authorization().await?;
+                (Some(value), generation)
+            };
+            let failure = match self.send_once(call, authorization.as_ref()).await {
                 Ok(response) if (200..300).contains(&response.status) => {
                     return Ok(response.body);
                 }
                 Ok(response)
                     if response.status == 401
+                        && authorization.is_some()
                         && !reauthenticated
                         && self.inner.credentials.is_refreshable() =>
                 {
@@ -835,39 +842,14 @@ impl Client {
             target: Target::default(),
             max_body: MAX_RESPONSE_BYTES,
         };
-        let mut retry = 0;
-        loop {
-            let failure = match self.send_once(&call, None).await {
-                Ok(response) if (200..300).contains(&response.status) => {
-                    let token: TokenResponse = decode_json(call.operation, &response.body)?;
-                    if token.access_token.is_empty() {
-                        return Err(invalid_response(
-                            call.operation,
-                            "access_token is empty".into(),
-                        ));
-                    }
-                    let lifetime = token.lifetime();
-                    return Ok((token.access_token, lifetime));
-                }
-                Ok(response) => Failure::Http(http_failure(&response)),
-                Err(AttemptError::Transport(source)) => Failure::Transport(source),
-                Err(AttemptError::TooLarge { limit }) => return Err(call.too_large(limit)),
-            };
-            if let Some(wait) = self.retry_wait(&call, retry, &failure) {
-                tokio::time::sleep(wait).await;
-                retry += 1;
-                continue;
-            }
-            return Err(match failure {
-                Failure::Transport(source) => Error::Transport {
-                    operation: call.operation,
-                    source,
-                },
-                Failure::Http(failure) => {
-                    error::classify(call.route, &call.target, failure, KmsProbe::Unknown)
-                }
-            });
+        // Boxed: API calls fetch tokens through this, and it runs through the same retry loop.
+        let body = Box::pin(self.execute(call)).await?;
+        let token: TokenResponse = decode_json("token", &body)?;
+        if token.access_token.is_empty() {
+            return Err(invalid_response("token", "access_token is empty".into()));
         }
+        let lifetime = token.lifetime();
+        Ok((token.access_token, lifetime))
     }
 
     /// One HTTP attempt: waits for the rate limiter, sends, reads the body, reports to the

@@ -17,7 +17,7 @@ use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client, CustomResourceExt,
+    Api, Client,
     api::{Patch, PatchParams},
 };
 use thalassa_emulator::{Emulator, EmulatorConfig, SeedValue};
@@ -138,7 +138,7 @@ pub async fn harness(prefix: &str) -> Harness {
 /// Applies the generated CRD and waits until it is established.
 pub async fn install_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = ThalassaSecret::crd();
+    let crd = thalassa_operator::crd::crd();
     let name = crd.metadata.name.clone().unwrap();
     crds.patch(
         &name,
