@@ -294,6 +294,7 @@ fn credentials_check(
             e,
             Error::Unauthorized { .. }
                 | Error::CredentialFileUnreadable { .. }
+                | Error::CredentialUnavailable { .. }
                 | Error::InvalidConfig(_)
         )
     }) {

@@ -155,6 +155,12 @@ pub struct Args {
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
 
+    /// Namespaces whose ThalassaSecrets without `storeRef` may use the operator's own connection
+    /// (comma-separated). Nobody else may (deny by default); in namespaced mode the watched
+    /// namespace always may.
+    #[arg(long, env = "DEFAULT_CONNECTION_NAMESPACES", value_delimiter = ',')]
+    pub default_connection_namespaces: Vec<String>,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", default_value = "plain", value_parser = ["plain", "json"])]
     pub log_format: String,
@@ -196,6 +202,8 @@ pub struct Config {
     pub hash_key_secret: String,
     /// Namespace filter, if any.
     pub watch_namespace: Option<String>,
+    /// Namespaces allowed to use the default connection (besides the watched one).
+    pub default_connection_namespaces: Vec<String>,
     /// Leader election, when enabled.
     pub leader_election: Option<LeaderElection>,
 }
@@ -284,6 +292,12 @@ impl Args {
             operator_namespace: self.operator_namespace,
             hash_key_secret: self.hash_key_secret,
             watch_namespace: self.watch_namespace,
+            default_connection_namespaces: self
+                .default_connection_namespaces
+                .into_iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect(),
             leader_election,
         })
     }

@@ -163,6 +163,40 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
 
+    /// `spec.storeRef` names a store that does not exist.
+    #[error(
+        "{kind} {name} does not exist{}; create it or fix spec.storeRef",
+        if *.kind == crate::crd::StoreKind::ThalassaSecretStore { format!(" in namespace {namespace}") } else { String::new() }
+    )]
+    StoreNotFound {
+        /// Kind of the store.
+        kind: crate::crd::StoreKind,
+        /// Its name.
+        name: String,
+        /// The resource's namespace.
+        namespace: String,
+    },
+
+    /// The store exists but cannot be used now.
+    #[error("{store} cannot be used: {detail}")]
+    StoreNotReady {
+        /// Kind and name of the store.
+        store: String,
+        /// Why, and what to fix.
+        detail: String,
+    },
+
+    /// The connection does not serve this namespace (deny by default).
+    #[error(
+        "{store} does not allow namespace {namespace}; a platform admin must list it in the store's namespaces or match it with its namespaceSelector (the default connection: --default-connection-namespaces)"
+    )]
+    NamespaceNotAllowed {
+        /// Kind and name of the store, or "the operator's default connection".
+        store: String,
+        /// The resource's namespace.
+        namespace: String,
+    },
+
     /// The Kubernetes API refused or failed a call. The text is built from the status code,
     /// reason and field names only: apiserver messages can quote the data that was refused.
     #[error("Kubernetes API: {}", kube_summary(.0))]
@@ -236,6 +270,12 @@ pub enum Reason {
     KubernetesError,
     /// A broken invariant of the operator itself; retried with backoff.
     Internal,
+    /// `spec.storeRef` names a store that does not exist.
+    StoreNotFound,
+    /// The store exists but cannot be used (being deleted, or invalid connection settings).
+    StoreNotReady,
+    /// The store (or the default connection) does not allow the resource's namespace.
+    NamespaceNotAllowed,
 }
 
 impl Reason {
@@ -272,7 +312,10 @@ impl Reason {
             | Reason::VersionNotFound
             | Reason::SecretTooLarge
             | Reason::RegionNotFound
-            | Reason::ProviderRejected => true,
+            | Reason::ProviderRejected
+            | Reason::StoreNotFound
+            | Reason::StoreNotReady
+            | Reason::NamespaceNotAllowed => true,
             Reason::KmsBackendUnavailable
             | Reason::RateLimited
             | Reason::ProviderError
@@ -302,6 +345,9 @@ impl Error {
             Error::KmsBackendUnavailable { .. } => Reason::KmsBackendUnavailable,
             Error::SourceFormatMismatch { .. } => Reason::SourceFormatMismatch,
             Error::Thalassa { source } => thalassa_reason(source),
+            Error::StoreNotFound { .. } => Reason::StoreNotFound,
+            Error::StoreNotReady { .. } => Reason::StoreNotReady,
+            Error::NamespaceNotAllowed { .. } => Reason::NamespaceNotAllowed,
             Error::Kube(_) => Reason::KubernetesError,
             Error::Internal(_) => Reason::Internal,
         }
@@ -366,7 +412,9 @@ fn thalassa_reason(error: &thalassa::Error) -> Reason {
     use thalassa::Error as T;
     match error {
         T::Unauthorized { .. } => Reason::Unauthorized,
-        T::CredentialFileUnreadable { .. } => Reason::CredentialsUnavailable,
+        T::CredentialFileUnreadable { .. } | T::CredentialUnavailable { .. } => {
+            Reason::CredentialsUnavailable
+        }
         T::SecretsFeatureDisabled { .. } => Reason::SecretsFeatureDisabled,
         T::KmsFeatureDisabled { .. } => Reason::KmsFeatureDisabled,
         T::Forbidden { .. } => Reason::Forbidden,
@@ -403,7 +451,7 @@ pub fn namespace_terminating(error: &kube::Error) -> bool {
 
 /// Our own words for a Kubernetes API failure: code, reason and field names, never the
 /// apiserver's message (a validation message can quote the refused value).
-fn kube_summary(error: &kube::Error) -> String {
+pub(crate) fn kube_summary(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => {
             let mut text = format!("{} {}", status.code, status.reason);

@@ -15,6 +15,7 @@ pub mod render;
 pub mod server;
 pub mod sources;
 pub mod status;
+pub mod store;
 pub mod telemetry;
 pub mod text;
 pub mod thalassa;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fails when the committed CRDs (crds/*.yaml) differ from what `crdgen` generates now, i.e. when
 # someone changed the Rust types without regenerating:
-#   cargo run --bin crdgen > crds/thalassasecrets.secrets.thalassa.cloud.yaml
+#   cargo run --bin crdgen -- --out-dir crds
 # Also runs tools/sync-chart-crds.sh --check (chart and kustomize copies) when present.
 set -euo pipefail
 
@@ -21,7 +21,7 @@ trap 'rm -f "$generated" "$expected"' EXIT
 cargo run -q --bin crdgen > "$generated"
 cat "${committed[@]}" > "$expected"
 if ! diff -u --label "committed: ${committed[*]}" --label "cargo run --bin crdgen" "$expected" "$generated"; then
-  echo "check-crds: crds/ is out of date; regenerate with: cargo run --bin crdgen > ${committed[0]}" >&2
+  echo "check-crds: crds/ is out of date; regenerate with: cargo run --bin crdgen -- --out-dir crds" >&2
   exit 1
 fi
 echo "check-crds: crds/ matches crdgen" >&2

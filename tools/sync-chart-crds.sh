@@ -18,7 +18,7 @@ shopt -s nullglob
 files=("$src"/*.yaml)
 if [ ${#files[@]} -eq 0 ]; then
   echo "sync-chart-crds: no CRDs in $src; generate them first:" >&2
-  echo "  cargo run --bin crdgen > crds/thalassasecrets.secrets.thalassa.cloud.yaml" >&2
+  echo "  cargo run --bin crdgen -- --out-dir crds" >&2
   exit 1
 fi
 

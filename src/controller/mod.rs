@@ -6,16 +6,13 @@
 //! in `hashkey`.
 
 use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     Api, Client, Resource,
     api::PartialObjectMeta,
@@ -32,15 +29,18 @@ use tracing::{debug, info};
 
 use crate::{
     config::Config,
-    crd::{MANAGED_SELECTOR, ThalassaSecret},
+    crd::{MANAGED_SELECTOR, StoreKind, ThalassaSecret},
     metrics::Metrics,
     readiness::Readiness,
     render::HashKey,
     sources::SourceCache,
+    store::{ClusterThalassaSecretStore, ThalassaSecretStore},
     thalassa,
 };
+use connect::{Connection, ConnectionKey};
 
 mod apply;
+mod connect;
 #[cfg(test)]
 mod fixtures;
 mod hashkey;
@@ -59,14 +59,35 @@ const CHECK_TIME_REFRESH: Duration = Duration::from_secs(600);
 /// First delay after a failure; doubles per consecutive failure, capped at the refresh interval.
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
 
+/// The watched caches the controller reads besides the resources themselves.
+pub struct Caches {
+    /// Managed Secrets (metadata).
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Namespaced stores.
+    pub stores: Store<ThalassaSecretStore>,
+    /// Cluster stores.
+    pub cluster_stores: Store<ClusterThalassaSecretStore>,
+    /// Namespace metadata (cluster mode).
+    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+}
+
 /// Shared state of the controller.
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
     /// Operator configuration.
     pub config: Config,
-    /// Shared, coalesced Thalassa access.
-    pub sources: SourceCache,
+    /// The operator's own connection (flags and environment), for the namespaces allowed to use
+    /// it.
+    default_connection: Arc<Connection>,
+    /// Connections built from stores, by store identity: caches are never shared across them.
+    connections: Mutex<HashMap<ConnectionKey, Arc<Connection>>>,
+    /// Namespaced stores.
+    stores: Store<ThalassaSecretStore>,
+    /// Cluster stores.
+    cluster_stores: Store<ClusterThalassaSecretStore>,
+    /// Namespace labels, for cluster stores' namespace selectors (cluster mode only).
+    namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
     /// One recorder for all Events, so repeated events are merged into series.
     pub recorder: Recorder,
     /// Key for data hashes.
@@ -79,8 +100,9 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<ThalassaSecret>, Failures>>,
     /// The last deterministic failure per resource, with the inputs it depended on.
     rejected: Mutex<HashMap<ObjectRef<ThalassaSecret>, Rejection>>,
-    /// True once the managed-Secret watch has listed everything.
-    secrets_synced: tokio::sync::watch::Sender<bool>,
+    /// True once every watch the reconciles read (Secrets, stores, namespaces) has listed
+    /// everything.
+    caches_synced: tokio::sync::watch::Sender<bool>,
     /// Caps how many periodic checks run at once, so new and edited resources always find a
     /// free reconcile slot.
     periodic_lane: Semaphore,
@@ -95,22 +117,31 @@ impl Context {
         config: Config,
         thalassa: thalassa::Client,
         hash_key: HashKey,
-        secrets: Store<PartialObjectMeta<Secret>>,
+        caches: Caches,
         reporter: Reporter,
         metrics: Arc<Metrics>,
     ) -> Self {
         let periodic_slots = usize::from(config.concurrency / 2).max(1);
+        let default_connection = Arc::new(Connection {
+            sources: SourceCache::new(thalassa),
+            default_region: config.default_region.clone(),
+            name: "the operator's default connection".into(),
+        });
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             config,
-            sources: SourceCache::new(thalassa),
+            default_connection,
+            connections: Mutex::default(),
+            stores: caches.stores,
+            cluster_stores: caches.cluster_stores,
+            namespaces: caches.namespaces,
             hash_key,
-            secrets,
+            secrets: caches.secrets,
             verified: Mutex::default(),
             failures: Mutex::default(),
             rejected: Mutex::default(),
-            secrets_synced: tokio::sync::watch::Sender::new(false),
+            caches_synced: tokio::sync::watch::Sender::new(false),
             periodic_lane: Semaphore::new(periodic_slots),
             metrics,
         }
@@ -127,6 +158,14 @@ struct Failures {
 }
 
 impl Context {
+    /// Labels of a namespace, when namespaces are watched (cluster mode).
+    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        let namespaces = self.namespaces.as_ref()?;
+        namespaces
+            .get(&ObjectRef::new(namespace))
+            .map(|n| n.metadata.labels.clone().unwrap_or_default())
+    }
+
     /// Remembers, for `error_policy`, the backoff cap of a resource whose reconcile failed.
     fn note_retry_cap(&self, key: &ObjectRef<ThalassaSecret>, retry_cap: Option<Duration>) {
         self.failures
@@ -155,9 +194,9 @@ impl Context {
         self.rejected.lock().expect("rejected lock").remove(key);
     }
 
-    /// Waits until the managed-Secret cache has synced (at once afterwards).
-    async fn secret_cache_synced(&self) {
-        let mut synced = self.secrets_synced.subscribe();
+    /// Waits until the caches reconciles read have synced (at once afterwards).
+    async fn caches_synced(&self) {
+        let mut synced = self.caches_synced.subscribe();
         // The sender lives in the context, so the channel never closes while we wait.
         let _ = synced.wait_for(|synced| *synced).await;
     }
@@ -192,26 +231,85 @@ fn strip_cached_metadata<K: Resource>(object: &mut K) {
     }
 }
 
-/// Tracks the first complete listing of each watch, to report readiness.
+/// The watches whose first complete listing readiness and reconciles wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Watch {
+    Secrets,
+    Stores,
+    ClusterStores,
+    Namespaces,
+    Resources,
+}
+
+/// Tracks the first complete listing of each watch: reconciles start once every cache they read
+/// is complete (a Secret or store missing from a cache would make a resource look new or
+/// unconfigured), and the operator is ready once everything, resources included, is listed.
 struct SyncedWatches {
     readiness: Readiness,
-    secrets: AtomicBool,
-    resources: AtomicBool,
+    expected: BTreeSet<Watch>,
+    synced: Mutex<BTreeSet<Watch>>,
 }
 
 impl SyncedWatches {
-    fn observe<K>(&self, event: &watcher::Event<K>, flag: impl Fn(&Self) -> &AtomicBool) {
-        if matches!(event, watcher::Event::InitDone) {
-            flag(self).store(true, Ordering::SeqCst);
-            if self.secrets.load(Ordering::SeqCst)
-                && self.resources.load(Ordering::SeqCst)
-                && !self.readiness.get()
-            {
-                self.readiness.set(true);
-                info!("caches synced; ready");
-            }
+    fn observe<K>(&self, ctx: &Context, watch: Watch, event: &watcher::Event<K>) {
+        if !matches!(event, watcher::Event::InitDone) {
+            return;
+        }
+        let mut synced = self.synced.lock().expect("synced lock");
+        synced.insert(watch);
+        let caches_done = self
+            .expected
+            .iter()
+            .filter(|w| **w != Watch::Resources)
+            .all(|w| synced.contains(w));
+        if caches_done {
+            ctx.caches_synced.send_replace(true);
+        }
+        if self.expected.iter().all(|w| synced.contains(w)) && !self.readiness.get() {
+            self.readiness.set(true);
+            info!("caches synced; ready");
         }
     }
+}
+
+/// A reflector over `api` feeding `writer`, reporting its first listing as `watch`.
+fn cached_watch<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    config: watcher::Config,
+    watch: Watch,
+    synced: Arc<SyncedWatches>,
+    ctx: Arc<Context>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    reflector(writer, watcher(api, config).modify(strip_cached_metadata))
+        .inspect_ok(move |event| synced.observe(&ctx, watch, event))
+        .default_backoff()
+        .touched_objects()
+}
+
+/// The resources that read through a store (or, for a namespace, through a cluster store) an
+/// event touched.
+fn users_of(
+    resources: &Store<ThalassaSecret>,
+    uses: impl Fn(&ThalassaSecret) -> bool,
+) -> Vec<ObjectRef<ThalassaSecret>> {
+    resources
+        .state()
+        .iter()
+        .filter(|ts| uses(ts))
+        .map(|ts| ObjectRef::from_obj(&**ts))
+        .collect()
+}
+
+fn refers_to(ts: &ThalassaSecret, kind: StoreKind, name: &str) -> bool {
+    ts.spec
+        .store_ref
+        .as_ref()
+        .is_some_and(|r| r.kind == kind && r.name == name)
 }
 
 /// Everything `run` needs besides the clients.
@@ -240,63 +338,74 @@ pub async fn run(
         metrics,
         readiness,
     } = settings;
-    let (resources, secrets_api): (Api<ThalassaSecret>, Api<PartialObjectMeta<Secret>>) =
-        match &config.watch_namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
+    let namespaced = config.watch_namespace.clone();
+    let api = |c: &Client| match &namespaced {
+        Some(ns) => Api::namespaced(c.clone(), ns),
+        None => Api::all(c.clone()),
+    };
+    let (resources, secrets_api, stores_api): (
+        Api<ThalassaSecret>,
+        Api<PartialObjectMeta<Secret>>,
+        Api<ThalassaSecretStore>,
+    ) = (api(&client), api(&client), api(&client));
     let (secret_store, secret_writer) = reflector::store();
     let (resource_store, resource_writer) = reflector::store();
+    let (store_store, store_writer) = reflector::store();
+    let (cluster_store_store, cluster_store_writer) = reflector::store();
+    let (namespace_store, namespace_writer) = reflector::store();
+    // In namespaced mode the operator reads nothing cluster-scoped: no cluster stores, no
+    // namespace labels.
+    let cluster_mode = namespaced.is_none();
+    let mut expected = BTreeSet::from([Watch::Secrets, Watch::Stores, Watch::Resources]);
+    if cluster_mode {
+        expected.extend([Watch::ClusterStores, Watch::Namespaces]);
+    }
     let concurrency = config.concurrency;
     let ctx = Arc::new(Context::new(
-        client,
+        client.clone(),
         config,
         thalassa,
         hash_key,
-        secret_store,
+        Caches {
+            secrets: secret_store,
+            stores: store_store,
+            cluster_stores: cluster_store_store,
+            namespaces: cluster_mode.then_some(namespace_store),
+        },
         reporter,
         metrics.clone(),
     ));
-    // Ready once both watches have listed everything (the caches are synced). Seen on the
-    // streams themselves: `Store::wait_until_ready` wakes only one waiter, and the controller
-    // already waits on the resource store.
     let synced = Arc::new(SyncedWatches {
         readiness,
-        secrets: AtomicBool::new(false),
-        resources: AtomicBool::new(false),
+        expected,
+        synced: Mutex::default(),
     });
-    let secrets_synced = synced.clone();
-    let secrets_ctx = ctx.clone();
-    let secret_stream = reflector(
+    let watch = |writer, api, config, which| {
+        cached_watch(writer, api, config, which, synced.clone(), ctx.clone())
+    };
+    let secret_stream = cached_watch(
         secret_writer,
-        watcher(
-            secrets_api,
-            watcher::Config::default().labels(MANAGED_SELECTOR),
-        )
-        .modify(strip_cached_metadata),
-    )
-    .inspect_ok(move |event| {
-        secrets_synced.observe(event, |s| &s.secrets);
-        if matches!(event, watcher::Event::InitDone) {
-            // Reconciles wait for this: a resource whose Secret is not in the cache yet would
-            // look new and reveal every source.
-            secrets_ctx.secrets_synced.send_replace(true);
-        }
-    })
-    .default_backoff()
-    .touched_objects();
-
+        secrets_api,
+        watcher::Config::default().labels(MANAGED_SELECTOR),
+        Watch::Secrets,
+        synced.clone(),
+        ctx.clone(),
+    );
+    let store_stream = watch(
+        store_writer,
+        stores_api,
+        watcher::Config::default(),
+        Watch::Stores,
+    );
     let resources_synced = synced.clone();
+    let resources_ctx = ctx.clone();
     // Status writes bump resourceVersion but not generation: filtering on generation (and
     // annotations) keeps our own status patches from re-triggering reconciles.
     let resource_stream = reflector(
         resource_writer,
         watcher(resources, watcher::Config::default().any_semantic()).modify(strip_cached_metadata),
     )
-    .inspect_ok(move |event| resources_synced.observe(event, |s| &s.resources))
+    .inspect_ok(move |event| resources_synced.observe(&resources_ctx, Watch::Resources, event))
     .default_backoff()
     .applied_objects()
     .predicate_filter(
@@ -304,7 +413,7 @@ pub async fn run(
         Default::default(),
     );
 
-    // State of deleted resources is dropped (deletions do not reach the reconciler).
+    // State of deleted resources and stores is dropped (deletions do not reach the reconciler).
     let prune_store = resource_store.clone();
     let prune_ctx = ctx.clone();
     let prune_task = tokio::spawn(async move {
@@ -315,11 +424,54 @@ pub async fn run(
                 prune_store.get(&ObjectRef::new(name).within(ns)).is_some()
             });
             prune_ctx.retain_resources(|key| prune_store.get(key).is_some());
+            connect::retain_connections(&prune_ctx);
         }
     });
 
-    Controller::for_stream(resource_stream, resource_store)
+    let users = resource_store.clone();
+    let mut controller = Controller::for_stream(resource_stream, resource_store.clone())
         .watches_stream(secret_stream, owner_of)
+        .watches_stream(store_stream, move |store: ThalassaSecretStore| {
+            let (namespace, name) = (store.namespace(), store.name_any());
+            users_of(&users, |ts| {
+                ts.namespace() == namespace
+                    && refers_to(ts, StoreKind::ThalassaSecretStore, &name)
+            })
+        });
+    if cluster_mode {
+        let cluster_stream = watch(
+            cluster_store_writer,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            Watch::ClusterStores,
+        );
+        let namespace_stream = cached_watch(
+            namespace_writer,
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+            Watch::Namespaces,
+            synced.clone(),
+            ctx.clone(),
+        );
+        let (users, users_ns) = (resource_store.clone(), resource_store.clone());
+        controller = controller
+            .watches_stream(cluster_stream, move |store: ClusterThalassaSecretStore| {
+                let name = store.name_any();
+                users_of(&users, |ts| {
+                    refers_to(ts, StoreKind::ClusterThalassaSecretStore, &name)
+                })
+            })
+            .watches_stream(namespace_stream, move |namespace: PartialObjectMeta<Namespace>| {
+                let name = namespace.name_any();
+                users_of(&users_ns, |ts| {
+                    ts.namespace().as_deref() == Some(name.as_str())
+                        && ts.spec.store_ref.as_ref().is_some_and(|r| {
+                            r.kind == StoreKind::ClusterThalassaSecretStore
+                        })
+                })
+            });
+    }
+    controller
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

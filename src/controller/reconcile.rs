@@ -22,7 +22,7 @@ use rand::Rng;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{
-    BACKOFF_BASE, Context, apply, plan,
+    BACKOFF_BASE, Context, apply, connect, plan,
     plan::{SourceMetas, SyncOutcome, TargetState},
     resolve,
     validate::{ValidatedSpec, validate},
@@ -31,6 +31,7 @@ use crate::{
     crd::ThalassaSecret,
     error::{Error, Result},
     render::{SourceRecord, parse_sources},
+    sources::SourceCache,
     status::{self, Observed, Prerequisites, Reached},
     thalassa::RevealedSecret,
 };
@@ -71,7 +72,7 @@ pub async fn reconcile(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Act
 
 async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Action> {
     // Without the managed-Secret cache every resource would look new and reveal everything.
-    ctx.secret_cache_synced().await;
+    ctx.caches_synced().await;
     let key = ObjectRef::from_obj(&*ts);
     let validated = validate(&ts, &ctx.config);
     // error_policy needs the interval (and whether the spec was valid) without parsing it again.
@@ -91,10 +92,16 @@ async fn sync_and_report(
     validated: Result<ValidatedSpec>,
 ) -> Result<Action> {
     let (validated, learned, result) = match validated {
-        Ok(spec) => {
-            let (learned, result) = sync(ts, &spec, ctx).await;
-            (Some(spec), learned, result)
-        }
+        Ok(mut spec) => match connect::connect(ts, ctx) {
+            Ok(connection) => {
+                if ts.spec.region.is_none() {
+                    spec.region.clone_from(&connection.default_region);
+                }
+                let (learned, result) = sync(ts, &spec, ctx, &connection.sources).await;
+                (Some(spec), learned, result)
+            }
+            Err(e) => (Some(spec), Learned::default(), Err(e)),
+        },
         Err(e) => (None, Learned::default(), Err(e)),
     };
     if let Err(e) = &result
@@ -199,6 +206,7 @@ async fn sync(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
     ctx: &Context,
+    sources: &SourceCache,
 ) -> (Learned, Result<SyncOutcome>) {
     // What the Secret (as last seen by the watch) says it reflects. A Secret written for another
     // resource (UID), another generation, or none at all makes this a new or edited resource.
@@ -221,7 +229,7 @@ async fn sync(
         )
     };
     let max_age = spec.refresh_interval / 2;
-    let kms_backend = match resolve::kms_summary(ctx, max_age).await {
+    let kms_backend = match resolve::kms_summary(sources, max_age).await {
         Ok(Some(summary)) => plan::judge_kms_summary(&summary, &spec.region),
         Ok(None) => Ok(None),
         Err(e) => Err(e),
@@ -234,7 +242,7 @@ async fn sync(
         kms_backend: kms_backend.clone(),
         reached,
     };
-    let metas = match resolve::resolve_sources(spec, ctx, max_age).await {
+    let metas = match resolve::resolve_sources(spec, sources, max_age).await {
         Ok(metas) => metas,
         Err(e) => return (learned(Reached::Start), Err(e)),
     };
@@ -242,7 +250,7 @@ async fn sync(
         return (learned(Reached::Listed), Err(e));
     }
     let (revealed, result) =
-        sync_checked(ts, spec, ctx, metas, written.as_deref(), spec_changed).await;
+        sync_checked(ts, spec, ctx, sources, metas, written.as_deref(), spec_changed).await;
     let reached = if revealed {
         Reached::Revealed
     } else {
@@ -257,6 +265,7 @@ async fn sync_checked(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
     ctx: &Context,
+    sources: &SourceCache,
     metas: SourceMetas,
     written: Option<&PartialObjectMeta<Secret>>,
     spec_changed: bool,
@@ -286,7 +295,7 @@ async fn sync_checked(
             }),
         );
     }
-    match sync_target(ts, spec, ctx, metas).await {
+    match sync_target(ts, spec, ctx, sources, metas).await {
         (revealed, Err(e)) if e.is_deterministic() => {
             let error = Arc::new(e);
             ctx.rejected.lock().expect("rejected lock").insert(
@@ -336,6 +345,7 @@ async fn sync_target(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
     ctx: &Context,
+    sources: &SourceCache,
     mut metas: SourceMetas,
 ) -> (bool, Result<SyncOutcome>) {
     let secrets: Api<Secret> =
@@ -343,7 +353,7 @@ async fn sync_target(
     let mut revealed_any = false;
     let mut lost_race = false;
     loop {
-        let prepared = match prepare(ts, spec, ctx, &secrets, &mut metas).await {
+        let prepared = match prepare(ts, spec, ctx, sources, &secrets, &mut metas).await {
             Ok(prepared) => prepared,
             Err(e) => return (revealed_any, Err(e)),
         };
@@ -373,18 +383,19 @@ async fn prepare(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
     ctx: &Context,
+    sources: &SourceCache,
     secrets: &Api<Secret>,
     metas: &mut SourceMetas,
 ) -> Result<Prepared> {
     let existing = secrets.get_opt(&spec.target_name).await?;
     let target = plan::classify_target(ts, &spec.target_name, existing.as_ref(), &ctx.hash_key)?;
     let recorded = plan::recorded_sources(existing.as_ref(), target);
-    resolve::recover_missing_sources(ts, spec, ctx, &recorded, metas).await?;
+    resolve::recover_missing_sources(ts, spec, sources, &recorded, metas).await?;
     plan::check_keys(ts, metas)?;
     let desired = plan::desired_versions(metas);
     let reuse = plan::reuse_allowed(ts, existing.as_ref(), target);
     let to_reveal = plan::plan_reveals(&desired, &recorded, reuse);
-    let revealed = resolve::reveal(ts, spec, ctx, metas, &to_reveal).await?;
+    let revealed = resolve::reveal(ts, spec, sources, metas, &to_reveal).await?;
     Ok(Prepared {
         existing,
         target,

@@ -11,22 +11,22 @@ use std::{
 use futures::future::join_all;
 use tracing::debug;
 
-use super::{Context, plan::SourceMetas, validate::ValidatedSpec};
+use super::{plan::SourceMetas, validate::ValidatedSpec};
 use crate::{
     crd::{SourceDeletionPolicy, ThalassaSecret},
     error::{Error, Result},
     render::SourceRecord,
-    sources::parent_prefix,
+    sources::{SourceCache, parent_prefix},
     thalassa::{self, KmsSummary, RevealedSecret},
 };
 
 /// The KMS summary, or `None` when the credentials may not read it (that does not block the
 /// sync; outages and throttling do).
 pub(super) async fn kms_summary(
-    ctx: &Context,
+    sources: &SourceCache,
     max_age: Duration,
 ) -> Result<Option<Arc<KmsSummary>>> {
-    match ctx.sources.summary(max_age).await {
+    match sources.summary(max_age).await {
         Ok(summary) => Ok(Some(summary)),
         Err(e)
             if matches!(
@@ -47,7 +47,7 @@ pub(super) async fn kms_summary(
 /// does not show are looked up directly to tell "not found" from "not permitted".
 pub(super) async fn resolve_sources(
     spec: &ValidatedSpec,
-    ctx: &Context,
+    sources: &SourceCache,
     max_age: Duration,
 ) -> Result<SourceMetas> {
     let mut groups: BTreeSet<String> = spec
@@ -59,7 +59,7 @@ pub(super) async fn resolve_sources(
     let listings = join_all(groups.iter().map(|prefix| async move {
         (
             prefix.clone(),
-            ctx.sources.listing(&spec.region, prefix, max_age).await,
+            sources.listing(&spec.region, prefix, max_age).await,
         )
     }))
     .await;
@@ -74,7 +74,7 @@ pub(super) async fn resolve_sources(
             .and_then(|l| l.secrets.get(path).cloned());
         let meta = match listed {
             Some(meta) => meta,
-            None => ctx.sources.metadata(&spec.region, path).await?,
+            None => sources.metadata(&spec.region, path).await?,
         };
         metas.insert(path.clone(), (meta, source.version));
     }
@@ -97,7 +97,7 @@ pub(super) async fn resolve_sources(
 pub(super) async fn recover_missing_sources(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
-    ctx: &Context,
+    sources: &SourceCache,
     recorded: &BTreeMap<String, SourceRecord>,
     metas: &mut SourceMetas,
 ) -> Result<()> {
@@ -111,7 +111,7 @@ pub(super) async fn recover_missing_sources(
         .collect();
     let mut deleted = Vec::new();
     for path in missing {
-        match ctx.sources.metadata(&spec.region, path).await {
+        match sources.metadata(&spec.region, path).await {
             Ok(meta) => {
                 debug!(path = %path, "listed no more, but still readable");
                 metas.insert(path.clone(), (meta, None));
@@ -136,7 +136,7 @@ pub(super) async fn recover_missing_sources(
 pub(super) async fn reveal(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
-    ctx: &Context,
+    sources: &SourceCache,
     metas: &SourceMetas,
     to_reveal: &[(String, u64)],
 ) -> Result<BTreeMap<String, Arc<RevealedSecret>>> {
@@ -148,7 +148,7 @@ pub(super) async fn reveal(
         async move {
             (
                 path.clone(),
-                ctx.sources.reveal(&spec.region, path, version).await,
+                sources.reveal(&spec.region, path, version).await,
             )
         }
     }))

@@ -1,8 +1,13 @@
 //! Credentials, the access-token cache and the OAuth form bodies for `/oidc/token`.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -68,7 +73,50 @@ pub enum Credentials {
         /// Requested access-token lifetime (sent in whole seconds); server default if `None`.
         access_token_lifetime: Option<Duration>,
     },
+    /// Like [`Credentials::TokenExchange`], with the subject JWT in memory.
+    TokenExchangeJwt {
+        /// The subject JWT.
+        subject_token: SecretString,
+        /// Thalassa service account to act as.
+        service_account_id: String,
+        /// Requested access-token lifetime (sent in whole seconds); server default if `None`.
+        access_token_lifetime: Option<Duration>,
+    },
+    /// Credentials kept elsewhere and read again whenever a token is needed (see
+    /// [`CredentialSource`]).
+    Dynamic(DynamicCredentials),
 }
+
+/// Credentials kept elsewhere (a Kubernetes Secret, a ServiceAccount's TokenRequest), read when a
+/// token is needed: a static token is used for a minute before it is read again, the token
+/// endpoint is asked again before its token expires, and a 401 reads them again at once.
+pub trait CredentialSource: Send + Sync {
+    /// The credentials as they are now: an in-memory bearer token, client credentials or subject
+    /// JWT (never a personal access token, nor another dynamic source).
+    fn read(&self) -> BoxFuture<'_, Result<Credentials, Error>>;
+    /// Where they come from, for logs (no secret material).
+    fn describe(&self) -> String;
+}
+
+/// A shared [`CredentialSource`]; equal only to itself.
+#[derive(Clone)]
+pub struct DynamicCredentials(pub Arc<dyn CredentialSource>);
+
+impl fmt::Debug for DynamicCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DynamicCredentials")
+            .field(&self.0.describe())
+            .finish()
+    }
+}
+
+impl PartialEq for DynamicCredentials {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for DynamicCredentials {}
 
 impl Credentials {
     /// The `Authorization` scheme: `Token` for personal access tokens, `Bearer` otherwise.
@@ -84,14 +132,41 @@ impl Credentials {
         !matches!(self, Self::PersonalAccessToken(_) | Self::BearerToken(_))
     }
 
-    /// Whether the token comes from the token endpoint.
+    /// Whether the token comes from the token endpoint (for [`Credentials::Dynamic`]: decided by
+    /// what it reads).
     pub(crate) fn uses_token_endpoint(&self) -> bool {
         matches!(
             self,
             Self::ClientCredentials { .. }
                 | Self::ClientCredentialsFile { .. }
                 | Self::TokenExchange { .. }
+                | Self::TokenExchangeJwt { .. }
         )
+    }
+
+    /// The credentials to use now: these, or what a dynamic source reads. A source that returns
+    /// another dynamic source or a personal access token is refused.
+    pub(crate) async fn current(&self) -> Result<Cow<'_, Credentials>, Error> {
+        let Self::Dynamic(source) = self else {
+            return Ok(Cow::Borrowed(self));
+        };
+        let read = source.0.read().await?;
+        match read {
+            Self::Dynamic(_)
+            | Self::PersonalAccessToken(_)
+            | Self::PersonalAccessTokenFile(_)
+            | Self::BearerTokenFile(_) => Err(Error::InvalidConfig(format!(
+                "{} produced credentials of an unsupported kind",
+                source.0.describe()
+            ))),
+            other => {
+                other.validate().map_err(|detail| Error::CredentialUnavailable {
+                    what: source.0.describe(),
+                    detail,
+                })?;
+                Ok(Cow::Owned(other))
+            }
+        }
     }
 
     /// Checks what can be checked without I/O. Messages never contain secret material.
@@ -128,6 +203,11 @@ impl Credentials {
                 service_account_id,
                 access_token_lifetime,
                 ..
+            }
+            | Self::TokenExchangeJwt {
+                service_account_id,
+                access_token_lifetime,
+                ..
             } => {
                 if service_account_id.trim().is_empty() {
                     return Err("service_account_id is empty".into());
@@ -136,7 +216,7 @@ impl Credentials {
                     return Err("access_token_lifetime must be at least one second".into());
                 }
             }
-            Self::PersonalAccessTokenFile(_) | Self::BearerTokenFile(_) => {}
+            Self::PersonalAccessTokenFile(_) | Self::BearerTokenFile(_) | Self::Dynamic(_) => {}
         }
         Ok(())
     }
@@ -166,19 +246,23 @@ impl Credentials {
                 access_token_lifetime,
             } => {
                 let subject_token = read_secret_file(subject_token_file).await?;
-                let lifetime = access_token_lifetime.map(|l| l.as_secs().to_string());
-                let mut pairs = vec![
-                    ("grant_type", GRANT_TOKEN_EXCHANGE),
-                    ("subject_token", subject_token.expose()),
-                    ("subject_token_type", TOKEN_TYPE_JWT),
-                    ("organisation_id", organisation),
-                    ("service_account_id", service_account_id.as_str()),
-                ];
-                if let Some(lifetime) = &lifetime {
-                    pairs.push(("access_token_lifetime", lifetime));
-                }
-                Ok(form_encode(&pairs))
+                Ok(token_exchange_form(
+                    &subject_token,
+                    organisation,
+                    service_account_id,
+                    *access_token_lifetime,
+                ))
             }
+            Self::TokenExchangeJwt {
+                subject_token,
+                service_account_id,
+                access_token_lifetime,
+            } => Ok(token_exchange_form(
+                subject_token,
+                organisation,
+                service_account_id,
+                *access_token_lifetime,
+            )),
             _ => Err(Error::InvalidConfig(
                 "these credentials do not use the token endpoint".into(),
             )),
@@ -186,6 +270,15 @@ impl Credentials {
     }
 
     /// The token for credentials that do not use the token endpoint, with how long to use it.
+    /// How long to use a static token before reading it again: a dynamic source is read again
+    /// after a minute, like a token file.
+    pub(crate) fn static_token_lifetime(&self, lifetime: Duration) -> Duration {
+        match self {
+            Self::Dynamic(_) => lifetime.min(TOKEN_FILE_TTL),
+            _ => lifetime,
+        }
+    }
+
     pub(crate) async fn read_static_token(&self) -> Result<(SecretString, Duration), Error> {
         match self {
             Self::PersonalAccessToken(token) | Self::BearerToken(token) => {
@@ -199,6 +292,26 @@ impl Credentials {
             )),
         }
     }
+}
+
+fn token_exchange_form(
+    subject_token: &SecretString,
+    organisation: &str,
+    service_account_id: &str,
+    access_token_lifetime: Option<Duration>,
+) -> Zeroizing<Vec<u8>> {
+    let lifetime = access_token_lifetime.map(|l| l.as_secs().to_string());
+    let mut pairs = vec![
+        ("grant_type", GRANT_TOKEN_EXCHANGE),
+        ("subject_token", subject_token.expose()),
+        ("subject_token_type", TOKEN_TYPE_JWT),
+        ("organisation_id", organisation),
+        ("service_account_id", service_account_id),
+    ];
+    if let Some(lifetime) = &lifetime {
+        pairs.push(("access_token_lifetime", lifetime));
+    }
+    form_encode(&pairs)
 }
 
 fn client_credentials_form(

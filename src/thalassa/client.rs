@@ -98,6 +98,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Optional per-attempt observer for metrics.
     pub observer: Option<Arc<dyn RequestObserver>>,
+    /// Limits shared with other clients ([`Client::shared_limits`]); when set,
+    /// `rate_limit_per_second`, `rate_limit_burst` and `max_concurrent_reveals` are not used.
+    pub shared_limits: Option<SharedLimits>,
 }
 
 impl ClientConfig {
@@ -122,6 +125,7 @@ impl ClientConfig {
             max_concurrent_reveals: 8,
             connect_timeout: Duration::from_secs(5),
             observer: None,
+            shared_limits: None,
         }
     }
 }
@@ -171,11 +175,18 @@ struct Inner {
     credentials: Credentials,
     tokens: TokenCache,
     retry: RetryPolicy,
-    limiter: TokenBucket,
+    limits: SharedLimits,
     observer: Option<Arc<dyn RequestObserver>>,
     call_deadline: Duration,
-    /// Bounds concurrent reveals (and so the memory their bodies take).
-    reveals: tokio::sync::Semaphore,
+}
+
+/// The client-side rate limit and the cap on concurrent reveals (which bounds the memory their
+/// bodies take). Clients built with the same limits (one per store) share them, so many stores
+/// cannot multiply the request rate or the memory of one process.
+#[derive(Clone)]
+pub struct SharedLimits {
+    limiter: Arc<TokenBucket>,
+    reveals: Arc<tokio::sync::Semaphore>,
 }
 
 impl fmt::Debug for Client {
@@ -317,12 +328,22 @@ impl Client {
                     base_delay: config.retry_base_delay,
                     max_delay: config.retry_max_delay,
                 },
-                limiter: TokenBucket::new(config.rate_limit_per_second, config.rate_limit_burst),
+                limits: config.shared_limits.unwrap_or_else(|| SharedLimits {
+                    limiter: Arc::new(TokenBucket::new(
+                        config.rate_limit_per_second,
+                        config.rate_limit_burst,
+                    )),
+                    reveals: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_reveals)),
+                }),
                 observer: config.observer,
                 call_deadline: config.call_deadline,
-                reveals: tokio::sync::Semaphore::new(config.max_concurrent_reveals),
             }),
         })
+    }
+
+    /// This client's rate limit and reveal cap, to share with clients built for other stores.
+    pub fn shared_limits(&self) -> SharedLimits {
+        self.inner.limits.clone()
     }
 
     /// Drops the cached access token, so the next request reads the token file or exchanges
@@ -453,7 +474,7 @@ impl Client {
         let operation = call.operation;
         let deadline = Instant::now() + self.inner.call_deadline;
         // Held until the value is decoded: bounds the memory of concurrent large reveals.
-        let _permit = tokio::time::timeout_at(deadline, self.inner.reveals.acquire())
+        let _permit = tokio::time::timeout_at(deadline, self.inner.limits.reveals.acquire())
             .await
             .map_err(|_| self.deadline_exceeded(operation))?;
         let body = self.execute_by(call, deadline).await?;
@@ -807,10 +828,12 @@ impl Client {
             .inner
             .tokens
             .get_or_fetch(|| async {
-                if credentials.uses_token_endpoint() {
-                    self.request_token().await
+                let current = credentials.current().await?;
+                if current.uses_token_endpoint() {
+                    self.request_token(&current).await
                 } else {
-                    credentials.read_static_token().await
+                    let (token, lifetime) = current.read_static_token().await?;
+                    Ok((token, credentials.static_token_lifetime(lifetime)))
                 }
             })
             .await?;
@@ -823,10 +846,11 @@ impl Client {
     }
 
     /// Obtains an access token from `{base}/oidc/token`, with the same retry rules as API calls.
-    async fn request_token(&self) -> Result<(SecretString, Duration), Error> {
-        let form = self
-            .inner
-            .credentials
+    async fn request_token(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<(SecretString, Duration), Error> {
+        let form = credentials
             .token_request_form(&self.inner.organisation)
             .await?;
         let call = Call {
@@ -859,7 +883,7 @@ impl Client {
         call: &Call,
         authorization: Option<&HeaderValue>,
     ) -> Result<Response, AttemptError> {
-        let waited = self.inner.limiter.acquire().await;
+        let waited = self.inner.limits.limiter.acquire().await;
         if let Some(observer) = &self.inner.observer
             && !waited.is_zero()
         {

@@ -203,6 +203,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Credentials kept elsewhere (a Kubernetes Secret, a ServiceAccount token) could not be
+    /// obtained. Both fields name objects and keys, never secret material.
+    #[error("credentials unavailable: {what}: {detail}")]
+    CredentialUnavailable {
+        /// Where they come from, e.g. `Secret team-a/thalassa key token`.
+        what: String,
+        /// What is wrong and how to fix it.
+        detail: String,
+    },
 }
 
 /// Like a derived `Debug`, but without the server `message` (see [`Error`]): only its length.
@@ -287,6 +296,10 @@ impl fmt::Debug for Error {
                 out.field("path", path).field("source", source);
                 None
             }
+            Self::CredentialUnavailable { what, detail } => {
+                out.field("what", what).field("detail", detail);
+                None
+            }
         };
         if let Some(message) = message {
             out.field("message_chars", &message.chars().count());
@@ -321,6 +334,7 @@ impl Error {
             Self::InvalidArgument(_) => "InvalidArgument",
             Self::InvalidConfig(_) => "InvalidConfig",
             Self::CredentialFileUnreadable { .. } => "CredentialFileUnreadable",
+            Self::CredentialUnavailable { .. } => "CredentialUnavailable",
         }
     }
 

@@ -15,10 +15,10 @@ mod retry;
 mod types;
 mod value;
 
-pub use auth::Credentials;
+pub use auth::{CredentialSource, Credentials, DynamicCredentials};
 pub use client::{
     Client, ClientConfig, MAX_REVEAL_RESPONSE_BYTES, MAX_SECRET_VALUE_BYTES, RequestObserver,
-    USER_AGENT, install_crypto_provider,
+    SharedLimits, USER_AGENT, install_crypto_provider,
 };
 pub use error::Error;
 pub use path::{MAX_PATH_LEN, PathError, validate_browse_path, validate_path};
