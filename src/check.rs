@@ -699,6 +699,7 @@ fn fix_for(error: &Error, region: &str) -> String {
             "make {} readable and non-empty (in Kubernetes: the mounted credentials Secret)",
             path.display()
         ),
+        Error::CredentialUnavailable { detail, .. } => detail.clone(),
         Error::InvalidConfig(_) => "fix the connection flags (--thalassa-url, --organisation, \
              --project, credentials)"
             .into(),

@@ -637,6 +637,19 @@ mod tests {
                 })))
             }
             Reason::Internal => Error::Internal("x".into()),
+            Reason::StoreNotFound => Error::StoreNotFound {
+                kind: crate::crd::StoreKind::ThalassaSecretStore,
+                name: "s".into(),
+                namespace: "n".into(),
+            },
+            Reason::StoreNotReady => Error::StoreNotReady {
+                store: "s".into(),
+                detail: "d".into(),
+            },
+            Reason::NamespaceNotAllowed => Error::NamespaceNotAllowed {
+                store: "s".into(),
+                namespace: "n".into(),
+            },
         }
     }
 }

@@ -6,7 +6,7 @@
 //! credentials. A namespaced store can only name objects in its own namespace (there is no
 //! namespace field to write); a cluster store names the one namespace its platform team chose.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,8 @@ pub const CLUSTER_STORE_KIND: &str = "ClusterThalassaSecretStore";
 pub const DEFAULT_AUDIENCE: &str = "https://api.thalassa.cloud";
 
 /// A Thalassa connection usable only by ThalassaSecrets in its own namespace.
+// Each `printcolumn(...)` repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "secrets.thalassa.cloud",
@@ -28,9 +30,12 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.thalassa.cloud";
     shortname = "tsstore",
     category = "thalassa",
     namespaced,
-    status = "StoreStatus",
     doc = "ThalassaSecretStore is a Thalassa Cloud connection for the ThalassaSecrets of its own namespace.",
-    printcolumn(name = "Organisation", type_ = "string", json_path = ".spec.organisation"),
+    printcolumn(
+        name = "Organisation",
+        type_ = "string",
+        json_path = ".spec.organisation"
+    ),
     printcolumn(name = "Auth", type_ = "string", json_path = ".status.auth"),
     printcolumn(
         name = "Age",
@@ -46,6 +51,7 @@ pub struct ThalassaSecretStoreSpec {
 }
 
 /// A Thalassa connection for the namespaces it allows (none unless listed or selected).
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "secrets.thalassa.cloud",
@@ -55,9 +61,12 @@ pub struct ThalassaSecretStoreSpec {
     singular = "clusterthalassasecretstore",
     shortname = "ctsstore",
     category = "thalassa",
-    status = "StoreStatus",
     doc = "ClusterThalassaSecretStore is a Thalassa Cloud connection for the namespaces it allows; it allows none unless namespaces or namespaceSelector says so.",
-    printcolumn(name = "Organisation", type_ = "string", json_path = ".spec.organisation"),
+    printcolumn(
+        name = "Organisation",
+        type_ = "string",
+        json_path = ".spec.organisation"
+    ),
     printcolumn(
         name = "Credentials Namespace",
         type_ = "string",
@@ -137,7 +146,10 @@ pub struct WorkloadIdentity {
     /// The ServiceAccount (in the store's namespace, or `credentialsNamespace`). The operator may
     /// only request tokens for the ServiceAccount name its RBAC allows (chart value
     /// `workloadIdentity.serviceAccountName`, default `thalassa-secrets`).
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"), length(min = 1, max = 253))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+        length(min = 1, max = 253)
+    )]
     pub service_account_name: String,
     /// The Thalassa service account to act as; its federated identity must trust the cluster's
     /// service-account issuer and `system:serviceaccount:<namespace>:<serviceAccountName>`.
@@ -177,20 +189,4 @@ pub struct ClientCredentialsSecretRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub client_secret_key: Option<String>,
-}
-
-/// Observed state of a store.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct StoreStatus {
-    /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// The authentication method in use.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<String>,
-    /// `Ready` and the prerequisite conditions.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    pub conditions: Vec<Condition>,
 }

@@ -26,7 +26,6 @@ use crate::{
     sources::SourceCache,
     store::{
         ClusterThalassaSecretStore, Connection as StoreConnection, DEFAULT_AUDIENCE, StoreAuth,
-        ThalassaSecretStore,
     },
     thalassa::{self, CredentialSource, Credentials, DynamicCredentials, SecretString},
 };
@@ -40,8 +39,6 @@ pub(crate) struct Connection {
     pub(crate) sources: SourceCache,
     /// Region for resources without `spec.region`.
     pub(crate) default_region: String,
-    /// What it is, for messages: `ThalassaSecretStore team-a/thalassa`, `the default connection`.
-    pub(crate) name: String,
 }
 
 /// Which object a connection was built from; a changed store (new UID or generation) is a new
@@ -154,9 +151,8 @@ fn cached(
     }
     let connection = Arc::new(build()?);
     // An older generation of the same store is a different identity: drop its caches now.
-    connections.retain(|k, _| {
-        !(k.kind == key.kind && k.namespace == key.namespace && k.name == key.name)
-    });
+    connections
+        .retain(|k, _| !(k.kind == key.kind && k.namespace == key.namespace && k.name == key.name));
     connections.insert(key, connection.clone());
     Ok(connection)
 }
@@ -251,7 +247,6 @@ fn build(
             .region
             .clone()
             .unwrap_or_else(|| ctx.config.default_region.clone()),
-        name,
     })
 }
 
@@ -278,7 +273,10 @@ fn credential_source(
             namespace: namespace.to_string(),
             name: r.name.clone(),
             keys: SecretKeysKind::ClientCredentials {
-                id_key: r.client_id_key.clone().unwrap_or_else(|| "client-id".into()),
+                id_key: r
+                    .client_id_key
+                    .clone()
+                    .unwrap_or_else(|| "client-id".into()),
                 secret_key: r
                     .client_secret_key
                     .clone()
@@ -397,11 +395,11 @@ impl CredentialSource for ServiceAccountToken {
         async move {
             let request = TokenRequest {
                 metadata: ObjectMeta::default(),
-                spec: TokenRequestSpec {
-                    audiences: vec![self.audience.clone()],
+                spec: Some(TokenRequestSpec {
+                    audiences: Some(vec![self.audience.clone()]),
                     expiration_seconds: Some(SUBJECT_TOKEN_SECONDS),
-                    bound_object_ref: None,
-                },
+                    ..Default::default()
+                }),
                 status: None,
             };
             let issued = self
@@ -412,7 +410,7 @@ impl CredentialSource for ServiceAccountToken {
                     what: self.describe(),
                     detail: token_request_failure(&e, &self.namespace, &self.service_account),
                 })?;
-            let token = issued.status.map(|s| s.token).unwrap_or_default();
+            let token = issued.status.and_then(|s| s.token).unwrap_or_default();
             Ok(Credentials::TokenExchangeJwt {
                 subject_token: SecretString::from(token),
                 service_account_id: self.thalassa_service_account_id.clone(),
@@ -441,5 +439,85 @@ fn token_request_failure(error: &kube::Error, namespace: &str, service_account: 
             kube_summary(error)
         ),
         other => format!("TokenRequest failed ({})", kube_summary(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    fn cluster_store(yaml: &str) -> ClusterThalassaSecretStore {
+        serde_yaml::from_str(&format!(
+            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ClusterThalassaSecretStore\nmetadata: {{name: shared}}\nspec:\n  organisation: org\n  credentialsNamespace: platform\n  auth: {{tokenSecretRef: {{name: t}}}}\n{yaml}"
+        ))
+        .unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_cluster_store_allows_nobody_unless_it_says_so() {
+        let store = cluster_store("");
+        assert!(!cluster_store_allows(
+            &store,
+            "team-a",
+            labels(&[("team", "a")])
+        ));
+        let listed = cluster_store("  namespaces: [team-a]\n");
+        assert!(cluster_store_allows(&listed, "team-a", None));
+        assert!(!cluster_store_allows(&listed, "team-b", None));
+        let selected = cluster_store("  namespaceSelector: {matchLabels: {thalassa: allowed}}\n");
+        assert!(cluster_store_allows(
+            &selected,
+            "x",
+            labels(&[("thalassa", "allowed")])
+        ));
+        assert!(!cluster_store_allows(
+            &selected,
+            "x",
+            labels(&[("thalassa", "no")])
+        ));
+        assert!(
+            !cluster_store_allows(&selected, "x", None),
+            "unknown labels: no"
+        );
+        let everyone = cluster_store("  namespaceSelector: {}\n");
+        assert!(
+            cluster_store_allows(&everyone, "x", None),
+            "{{}} selects all"
+        );
+    }
+
+    #[test]
+    fn selector_expressions_follow_kubernetes_semantics() {
+        let expr = |operator: &str, values: &[&str]| LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: operator.into(),
+                values: Some(values.iter().map(|v| v.to_string()).collect()),
+            }]),
+            match_labels: None,
+        };
+        let prod = labels(&[("tier", "prod")]).unwrap();
+        let none = BTreeMap::new();
+        assert!(selector_matches(&expr("In", &["prod", "dev"]), &prod));
+        assert!(!selector_matches(&expr("In", &["dev"]), &prod));
+        assert!(!selector_matches(&expr("In", &["prod"]), &none));
+        assert!(selector_matches(&expr("NotIn", &["dev"]), &prod));
+        assert!(selector_matches(&expr("NotIn", &["dev"]), &none));
+        assert!(selector_matches(&expr("Exists", &[]), &prod));
+        assert!(!selector_matches(&expr("DoesNotExist", &[]), &prod));
+        assert!(
+            !selector_matches(&expr("Bogus", &[]), &prod),
+            "unknown operator: no"
+        );
     }
 }

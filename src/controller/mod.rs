@@ -14,7 +14,7 @@ use std::{
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
-    Api, Client, Resource,
+    Api, Client, Resource, ResourceExt,
     api::PartialObjectMeta,
     runtime::{
         Controller, Predicate, WatchStreamExt,
@@ -125,7 +125,6 @@ impl Context {
         let default_connection = Arc::new(Connection {
             sources: SourceCache::new(thalassa),
             default_region: config.default_region.clone(),
-            name: "the operator's default connection".into(),
         });
         Context {
             recorder: Recorder::new(client.clone(), reporter),
@@ -339,15 +338,22 @@ pub async fn run(
         readiness,
     } = settings;
     let namespaced = config.watch_namespace.clone();
-    let api = |c: &Client| match &namespaced {
-        Some(ns) => Api::namespaced(c.clone(), ns),
-        None => Api::all(c.clone()),
-    };
     let (resources, secrets_api, stores_api): (
         Api<ThalassaSecret>,
         Api<PartialObjectMeta<Secret>>,
         Api<ThalassaSecretStore>,
-    ) = (api(&client), api(&client), api(&client));
+    ) = match &namespaced {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
     let (secret_store, secret_writer) = reflector::store();
     let (resource_store, resource_writer) = reflector::store();
     let (store_store, store_writer) = reflector::store();
@@ -380,9 +386,6 @@ pub async fn run(
         expected,
         synced: Mutex::default(),
     });
-    let watch = |writer, api, config, which| {
-        cached_watch(writer, api, config, which, synced.clone(), ctx.clone())
-    };
     let secret_stream = cached_watch(
         secret_writer,
         secrets_api,
@@ -391,11 +394,13 @@ pub async fn run(
         synced.clone(),
         ctx.clone(),
     );
-    let store_stream = watch(
+    let store_stream = cached_watch(
         store_writer,
         stores_api,
         watcher::Config::default(),
         Watch::Stores,
+        synced.clone(),
+        ctx.clone(),
     );
     let resources_synced = synced.clone();
     let resources_ctx = ctx.clone();
@@ -434,16 +439,17 @@ pub async fn run(
         .watches_stream(store_stream, move |store: ThalassaSecretStore| {
             let (namespace, name) = (store.namespace(), store.name_any());
             users_of(&users, |ts| {
-                ts.namespace() == namespace
-                    && refers_to(ts, StoreKind::ThalassaSecretStore, &name)
+                ts.namespace() == namespace && refers_to(ts, StoreKind::ThalassaSecretStore, &name)
             })
         });
     if cluster_mode {
-        let cluster_stream = watch(
+        let cluster_stream = cached_watch(
             cluster_store_writer,
             Api::all(client.clone()),
             watcher::Config::default(),
             Watch::ClusterStores,
+            synced.clone(),
+            ctx.clone(),
         );
         let namespace_stream = cached_watch(
             namespace_writer,
@@ -454,22 +460,26 @@ pub async fn run(
             ctx.clone(),
         );
         let (users, users_ns) = (resource_store.clone(), resource_store.clone());
-        controller = controller
-            .watches_stream(cluster_stream, move |store: ClusterThalassaSecretStore| {
-                let name = store.name_any();
-                users_of(&users, |ts| {
-                    refers_to(ts, StoreKind::ClusterThalassaSecretStore, &name)
+        controller =
+            controller
+                .watches_stream(cluster_stream, move |store: ClusterThalassaSecretStore| {
+                    let name = store.name_any();
+                    users_of(&users, |ts| {
+                        refers_to(ts, StoreKind::ClusterThalassaSecretStore, &name)
+                    })
                 })
-            })
-            .watches_stream(namespace_stream, move |namespace: PartialObjectMeta<Namespace>| {
-                let name = namespace.name_any();
-                users_of(&users_ns, |ts| {
-                    ts.namespace().as_deref() == Some(name.as_str())
-                        && ts.spec.store_ref.as_ref().is_some_and(|r| {
-                            r.kind == StoreKind::ClusterThalassaSecretStore
+                .watches_stream(
+                    namespace_stream,
+                    move |namespace: PartialObjectMeta<Namespace>| {
+                        let name = namespace.name_any();
+                        users_of(&users_ns, |ts| {
+                            ts.namespace().as_deref() == Some(name.as_str())
+                                && ts.spec.store_ref.as_ref().is_some_and(|r| {
+                                    r.kind == StoreKind::ClusterThalassaSecretStore
+                                })
                         })
-                })
-            });
+                    },
+                );
     }
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))

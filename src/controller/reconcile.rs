@@ -249,8 +249,16 @@ async fn sync(
     if let Err(e) = plan::check_keys(ts, &metas) {
         return (learned(Reached::Listed), Err(e));
     }
-    let (revealed, result) =
-        sync_checked(ts, spec, ctx, sources, metas, written.as_deref(), spec_changed).await;
+    let (revealed, result) = sync_checked(
+        ts,
+        spec,
+        ctx,
+        sources,
+        metas,
+        written.as_deref(),
+        spec_changed,
+    )
+    .await;
     let reached = if revealed {
         Reached::Revealed
     } else {

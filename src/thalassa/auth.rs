@@ -160,10 +160,12 @@ impl Credentials {
                 source.0.describe()
             ))),
             other => {
-                other.validate().map_err(|detail| Error::CredentialUnavailable {
-                    what: source.0.describe(),
-                    detail,
-                })?;
+                other
+                    .validate()
+                    .map_err(|detail| Error::CredentialUnavailable {
+                        what: source.0.describe(),
+                        detail,
+                    })?;
                 Ok(Cow::Owned(other))
             }
         }

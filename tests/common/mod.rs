@@ -106,15 +106,18 @@ impl Drop for OperatorLogsOnPanic {
 /// Starts the control plane (once per binary), installs the CRD, creates a namespace, an emulator
 /// with a key, and returns the harness. The operator is started by [`Harness::start_operator`].
 pub async fn harness(prefix: &str) -> Harness {
+    harness_with(prefix, EmulatorConfig::default()).await
+}
+
+/// [`harness`] with an emulator configured by `config` (tokens, federated identities).
+pub async fn harness_with(prefix: &str, config: EmulatorConfig) -> Harness {
     thalassa_operator::thalassa::install_crypto_provider();
     let control_plane = testenv::ControlPlane::shared();
     let logs = control_plane.logs_on_panic();
     let client = control_plane.client().await;
     install_crd(&client).await;
     let namespace = control_plane.temp_namespace(prefix).await;
-    let emulator = Emulator::start(EmulatorConfig::default())
-        .await
-        .expect("emulator starts");
+    let emulator = Emulator::start(config).await.expect("emulator starts");
     let key = emulator
         .control()
         .create_key(REGION, "app-key", "aes256-gcm96")
@@ -138,28 +141,29 @@ pub async fn harness(prefix: &str) -> Harness {
 /// Applies the generated CRD and waits until it is established.
 pub async fn install_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = thalassa_operator::crd::crd();
-    let name = crd.metadata.name.clone().unwrap();
-    crds.patch(
-        &name,
-        &PatchParams::apply("tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("CRD applies");
-    wait_for(Duration::from_secs(30), "CRD established", || {
-        let crds = crds.clone();
-        let name = name.clone();
-        async move {
-            let crd = crds.get(&name).await.ok()?;
-            crd.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        }
-    })
-    .await;
+    for crd in thalassa_operator::crd::all_crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(
+            &name,
+            &PatchParams::apply("tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("CRD applies");
+        wait_for(Duration::from_secs(30), "CRD established", || {
+            let crds = crds.clone();
+            let name = name.clone();
+            async move {
+                let crd = crds.get(&name).await.ok()?;
+                crd.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            }
+        })
+        .await;
+    }
 }
 
 impl Harness {
@@ -206,6 +210,18 @@ impl Harness {
     /// Spawns one more operator process (logging to `log_name` in the scratch dir) and waits for
     /// `/readyz`.
     pub async fn spawn_operator(&self, extra_args: &[&str], log_name: &str) -> Operator {
+        self.spawn_operator_watching(Some(self.ns()), extra_args, log_name)
+            .await
+    }
+
+    /// Like [`Harness::spawn_operator`], watching `namespace` (namespaced mode) or, with `None`,
+    /// every namespace (cluster mode). The operator namespace is the harness's namespace.
+    pub async fn spawn_operator_watching(
+        &self,
+        namespace: Option<&str>,
+        extra_args: &[&str],
+        log_name: &str,
+    ) -> Operator {
         let port = free_port();
         let log = self.dir.join(log_name);
         let out = std::fs::OpenOptions::new()
@@ -235,13 +251,16 @@ impl Harness {
                 self.dir.join("token").to_str().unwrap(),
                 "--region",
                 REGION,
-                "--watch-namespace",
-                self.ns(),
                 "--operator-namespace",
                 self.ns(),
                 "--metrics-addr",
                 &format!("127.0.0.1:{port}"),
             ])
+            .args(
+                namespace
+                    .map(|ns| vec!["--watch-namespace", ns])
+                    .unwrap_or_default(),
+            )
             .args(extra_args)
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
