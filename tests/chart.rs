@@ -27,7 +27,6 @@ use thalassa_operator::{config::Cli, crd::ThalassaSecret};
 use tokio::process::Command;
 
 const CHART: &str = "charts/thalassa-secrets-operator";
-const CRD_FILE: &str = "thalassasecrets.secrets.thalassa.cloud.yaml";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -165,7 +164,39 @@ const WATCH_RULES: &[(&str, &str, &[&str])] = &[
     ),
     ("", "secrets", &["get", "list", "watch", "create", "patch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
+    (
+        "secrets.thalassa.cloud",
+        "thalassasecretstores",
+        &["get", "list", "watch"],
+    ),
 ];
+
+/// What the operator reads cluster-wide in cluster mode only.
+const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
+    (
+        "secrets.thalassa.cloud",
+        "clusterthalassasecretstores",
+        &["get", "list", "watch"],
+    ),
+    ("", "namespaces", &["get", "list", "watch"]),
+];
+
+/// Every watched namespace: the watch rules, and tokens only for the stores' ServiceAccount name.
+fn watch_rules() -> BTreeSet<(String, String, String, Vec<String>)> {
+    let mut expected = rules(WATCH_RULES, &[]);
+    expected.extend(rules(
+        &[("", "serviceaccounts/token", &["create"])],
+        &["thalassa-secrets"],
+    ));
+    expected
+}
+
+/// Cluster mode: the watch rules and the cluster-wide reads.
+fn cluster_rules() -> BTreeSet<(String, String, String, Vec<String>)> {
+    let mut expected = watch_rules();
+    expected.extend(rules(CLUSTER_RULES, &[]));
+    expected
+}
 
 /// Server-side dry-run of manifests against the test apiserver.
 async fn dry_run(what: &str, manifests: &str) {
@@ -175,32 +206,31 @@ async fn dry_run(what: &str, manifests: &str) {
 
 /// Installs the CRD from the chart's copy (the file users get) and waits until it is served.
 async fn install_chart_crd() {
-    let file = chart().join("crds").join(CRD_FILE);
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let (ok, out) = kubectl(
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=tests",
-            "-f",
-            "-",
-        ],
-        Some(&text),
-    )
-    .await;
-    assert!(ok, "CRD apply failed: {out}");
-    let (ok, out) = kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/thalassasecrets.secrets.thalassa.cloud",
-            "--timeout=60s",
-        ],
-        None,
-    )
-    .await;
-    assert!(ok, "CRD not established: {out}");
+    for (file, _) in thalassa_operator::crd::crd_files() {
+        let path = chart().join("crds").join(&file);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let (ok, out) = kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=tests",
+                "-f",
+                "-",
+            ],
+            Some(&text),
+        )
+        .await;
+        assert!(ok, "CRD apply failed: {out}");
+        let crd = format!("crd/{}", file.trim_end_matches(".yaml"));
+        let (ok, out) = kubectl(
+            &["wait", "--for=condition=Established", &crd, "--timeout=60s"],
+            None,
+        )
+        .await;
+        assert!(ok, "CRD not established: {out}");
+    }
 }
 
 /// A minimal ServiceMonitor CRD, so renders with `metrics.serviceMonitor.enabled` can be
@@ -416,27 +446,38 @@ async fn values_schema_rejects_bad_values_naming_the_field() {
 
 #[test]
 fn crd_copies_equal_the_generated_crd() {
-    let generated = root().join("crds").join(CRD_FILE);
-    let source = std::fs::read_to_string(&generated).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; generate it with `cargo run --bin crdgen > crds/{CRD_FILE}`",
-            generated.display()
-        )
-    });
-    assert_eq!(
-        source,
-        thalassa_operator::crd::crd_yaml(),
-        "crds/{CRD_FILE} is stale: run `cargo run --bin crdgen > crds/{CRD_FILE}` then tools/sync-chart-crds.sh"
-    );
-    for copy in [
-        chart().join("crds").join(CRD_FILE),
-        root().join("config/crd/bases").join(CRD_FILE),
-    ] {
-        let text = std::fs::read_to_string(&copy).unwrap_or_default();
-        assert!(
-            text == source,
-            "{} differs from crds/{CRD_FILE}: run tools/sync-chart-crds.sh",
-            copy.display()
+    for (file, generated_yaml) in thalassa_operator::crd::crd_files() {
+        let generated = root().join("crds").join(&file);
+        let source = std::fs::read_to_string(&generated).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; generate it with `cargo run --bin crdgen -- --out-dir crds`",
+                generated.display()
+            )
+        });
+        assert_eq!(
+            source, generated_yaml,
+            "crds/{file} is stale: run `cargo run --bin crdgen -- --out-dir crds` then tools/sync-chart-crds.sh"
+        );
+        for copy in [
+            chart().join("crds").join(&file),
+            root().join("config/crd/bases").join(&file),
+        ] {
+            let text = std::fs::read_to_string(&copy).unwrap_or_default();
+            assert!(
+                text == source,
+                "{} differs from crds/{file}: run tools/sync-chart-crds.sh",
+                copy.display()
+            );
+        }
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&source).unwrap();
+        assert_eq!(
+            crd.metadata
+                .annotations
+                .unwrap_or_default()
+                .get("helm.sh/resource-policy")
+                .map(String::as_str),
+            Some("keep"),
+            "{file}: the CRD must survive helm uninstall"
         );
     }
     let out = std::process::Command::new(root().join("tools/sync-chart-crds.sh"))
@@ -448,16 +489,6 @@ fn crd_copies_equal_the_generated_crd() {
         "sync-chart-crds.sh --check: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&source).unwrap();
-    assert_eq!(
-        crd.metadata
-            .annotations
-            .unwrap_or_default()
-            .get("helm.sh/resource-policy")
-            .map(String::as_str),
-        Some("keep"),
-        "the CRD must survive helm uninstall"
-    );
 }
 
 #[tokio::test]
@@ -465,11 +496,7 @@ async fn rbac_is_exactly_what_the_operator_uses() {
     // Cluster mode (default values).
     let docs = documents(&template("tso", "ops", &["-f", &ci_values("default-values.yaml")]).await);
     let cluster_role = find(&docs, "ClusterRole", "tso-thalassa-secrets-operator");
-    assert_eq!(
-        rule_set(cluster_role),
-        rules(WATCH_RULES, &[]),
-        "ClusterRole rules"
-    );
+    assert_eq!(rule_set(cluster_role), cluster_rules(), "ClusterRole rules");
     let binding = find(&docs, "ClusterRoleBinding", "tso-thalassa-secrets-operator");
     assert_eq!(binding["roleRef"]["name"], "tso-thalassa-secrets-operator");
     assert_eq!(
@@ -504,7 +531,7 @@ async fn rbac_is_exactly_what_the_operator_uses() {
     assert_eq!(watch_role["metadata"]["namespace"], "team-a");
     assert_eq!(
         rule_set(watch_role),
-        rules(WATCH_RULES, &[]),
+        watch_rules(),
         "watch-namespace Role rules"
     );
     let self_role = find(&docs, "Role", "tso-thalassa-secrets-operator-self");
@@ -527,7 +554,7 @@ async fn rbac_is_exactly_what_the_operator_uses() {
     let docs = documents(&template("tso", "ops", &["-f", &ci_values("ha-values.yaml")]).await);
     assert_eq!(
         rule_set(find(&docs, "ClusterRole", "tso-thalassa-secrets-operator")),
-        rules(WATCH_RULES, &[])
+        cluster_rules()
     );
     let self_role = find(&docs, "Role", "tso-thalassa-secrets-operator-self");
     let mut expected = rules(&[("coordination.k8s.io", "leases", &["create"])], &[]);
@@ -599,7 +626,7 @@ async fn rbac_is_exactly_what_the_operator_uses() {
     let docs = documents(&out);
     assert_eq!(
         rule_set(find(&docs, "ClusterRole", "thalassa-secrets-operator")),
-        rules(WATCH_RULES, &[])
+        cluster_rules()
     );
 }
 

@@ -93,4 +93,23 @@ event series. */}}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+- apiGroups: ["secrets.thalassa.cloud"]
+  resources: ["thalassasecretstores"]
+  verbs: ["get", "list", "watch"]
+# Workload identity of stores: tokens only for the one ServiceAccount name tenants are told to
+# use, never for any other ServiceAccount.
+- apiGroups: [""]
+  resources: ["serviceaccounts/token"]
+  verbs: ["create"]
+  resourceNames: [{{ .Values.stores.serviceAccountName | quote }}]
+{{- end }}
+
+{{- define "tso.clusterRules" -}}
+# Cluster mode only: cluster stores, and namespace labels for their namespaceSelector.
+- apiGroups: ["secrets.thalassa.cloud"]
+  resources: ["clusterthalassasecretstores"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
