@@ -14,7 +14,7 @@ use std::{
 };
 
 use clap::CommandFactory;
-use common::{bin_dir, free_port, http_get, kubectl, stop_with_this_process, wait_for};
+use common::{OperatorCommand, bin_dir, kubectl, kubectl_with, secret_data, wait_for};
 use k8s_openapi::{
     api::core::v1::Secret,
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -889,28 +889,6 @@ fn impersonating_kubeconfig(dir: &Path, namespace: &str, service_account: &str) 
     path
 }
 
-async fn kubectl_as(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin_dir().join("kubectl"))
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("kubectl runs");
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
-
-fn data(secret: &Secret) -> BTreeMap<String, String> {
-    secret
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
-        .collect()
-}
-
 /// `helm install` (cluster mode or namespaced mode), then the operator binary running with only
 /// the chart ServiceAccount's permissions syncs every sample from the emulator seeded with
 /// config/samples/emulator-seed.yaml; `helm uninstall` keeps the CRD and every synced Secret.
@@ -959,21 +937,24 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
     let kubeconfig = impersonating_kubeconfig(&dir, release_ns.name(), &fullname);
 
     // The impersonation is in effect: the ServiceAccount may patch Secrets but never delete them.
-    let (_, out) = kubectl_as(
+    let (_, out) = kubectl_with(
         &kubeconfig,
         &["auth", "can-i", "patch", "secrets", "-n", apps.name()],
+        None,
     )
     .await;
     assert_eq!(out.trim(), "yes", "SA cannot patch Secrets: {out}");
-    let (_, out) = kubectl_as(
+    let (_, out) = kubectl_with(
         &kubeconfig,
         &["auth", "can-i", "delete", "secrets", "-n", apps.name()],
+        None,
     )
     .await;
     assert!(out.trim().starts_with("no"), "SA may delete Secrets: {out}");
-    let (_, out) = kubectl_as(
+    let (_, out) = kubectl_with(
         &kubeconfig,
         &["auth", "can-i", "list", "secrets", "-n", "kube-system"],
+        None,
     )
     .await;
     let expected = if cluster_mode { "yes" } else { "no" };
@@ -984,12 +965,9 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
 
     // The operator binary, configured like the chart's Deployment (always limited to the test's
     // namespace, so it never touches other tests' resources on a shared control plane).
-    let port = free_port();
-    let log = dir.join("operator.log");
-    let stdout = std::fs::File::create(&log).unwrap();
-    let stderr = stdout.try_clone().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_thalassa-secrets-operator"))
-        .env("KUBECONFIG", &kubeconfig)
+    let operator = OperatorCommand::new(&kubeconfig, dir.join("operator.log"));
+    let metrics_addr = format!("127.0.0.1:{}", operator.port());
+    let operator = operator
         .env("RUST_LOG", "info")
         .env("POD_NAME", "operator-under-test")
         .env("POD_NAMESPACE", release_ns.name())
@@ -1000,33 +978,9 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
         .env("HASH_KEY_SECRET", format!("{fullname}-hash-key"))
         .env("WATCH_NAMESPACE", apps.name())
         .env("DEFAULT_REFRESH_INTERVAL", "10s")
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("operator starts");
-    stop_with_this_process(child.id().expect("pid"));
-    let log_tail = || std::fs::read_to_string(&log).unwrap_or_default();
-
-    let ready_url = format!("http://127.0.0.1:{port}/readyz");
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if http_get(&ready_url)
-                .await
-                .is_some_and(|(status, _)| status == 200)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })
-    .await;
-    assert!(
-        ready.is_ok(),
-        "operator not ready with the chart's permissions:\n{}",
-        log_tail()
-    );
+        .env("METRICS_ADDR", metrics_addr)
+        .start("operator ready with the chart's permissions")
+        .await;
 
     let (ok, samples) = kubectl(
         &["kustomize", root().join("config/samples").to_str().unwrap()],
@@ -1057,7 +1011,7 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
         .await;
         panic!(
             "samples not Ready: {out}\n{status}\noperator log:\n{}",
-            log_tail()
+            operator.log_text()
         );
     }
 
@@ -1092,7 +1046,7 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
             .get(name)
             .await
             .unwrap_or_else(|e| panic!("Secret {name}: {e}"));
-        let data = data(&secret);
+        let data = secret_data(&secret);
         assert_eq!(
             data.len(),
             pairs.len(),
@@ -1101,17 +1055,18 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
         );
         for (key, value) in pairs {
             assert_eq!(
-                data.get(*key).map(String::as_str),
-                Some(*value),
+                data.get(*key)
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+                Some(value.to_string()),
                 "{name}.{key}"
             );
         }
     }
     let tls = secrets.get("demo-tls").await.unwrap();
     assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
-    let tls = data(&tls);
-    assert!(tls["tls.crt"].starts_with("-----BEGIN CERTIFICATE-----"));
-    assert!(tls["tls.key"].starts_with("-----BEGIN PRIVATE KEY-----"));
+    let tls = secret_data(&tls);
+    assert!(tls["tls.crt"].starts_with(b"-----BEGIN CERTIFICATE-----"));
+    assert!(tls["tls.key"].starts_with(b"-----BEGIN PRIVATE KEY-----"));
     let hash_keys: Api<Secret> = Api::namespaced(client.clone(), release_ns.name());
     assert!(
         hash_keys
@@ -1122,12 +1077,12 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
         "hash-key Secret created in the release namespace"
     );
     assert!(
-        !log_tail().contains("forbidden"),
+        !operator.log_text().contains("forbidden"),
         "the operator hit a permission error:\n{}",
-        log_tail()
+        operator.log_text()
     );
 
-    let _ = child.kill().await;
+    operator.kill().await;
 
     // Uninstall: the chart's objects go, the CRD, the resources and their Secrets stay.
     let (ok, out, err) = helm(&["uninstall", &release, "--namespace", release_ns.name()]).await;

@@ -118,7 +118,7 @@ async fn leader_election_one_writer_and_failover() {
         (is_leader(&a).await || is_leader(&b).await).then_some(())
     })
     .await;
-    let (mut leader, follower) = if is_leader(&a).await { (a, b) } else { (b, a) };
+    let (leader, follower) = if is_leader(&a).await { (a, b) } else { (b, a) };
     assert!(!is_leader(&follower).await, "exactly one leader");
 
     apply(&h, "first").await;
@@ -133,7 +133,7 @@ async fn leader_election_one_writer_and_failover() {
 
     // Crash the leader (SIGKILL: no release). The follower takes over when the lease expires.
     let crashed = Instant::now();
-    let _ = leader.child.kill().await;
+    leader.kill().await;
     wait_for(Duration::from_secs(30), "failover", || async {
         is_leader(&follower).await.then_some(())
     })

@@ -44,7 +44,10 @@ pub use logs::{DEFAULT_TAIL_LINES, LogsOnPanic};
 pub use namespace::{TEST_NAMESPACE_LABEL, TestNamespace};
 
 use pki::Pki;
-use process::{Component, KEEP_MARKER, STOPPED_MARKER, pid_alive, spawn_watchdog, touch_marker};
+use process::{
+    Component, KEEP_MARKER, STOPPED_MARKER, deregister_pid, pid_alive, register_pid,
+    spawn_watchdog, touch_marker,
+};
 
 /// Kubernetes version the binaries are built at (`tools/build-tools.sh`); `/version` reports it.
 pub const KUBERNETES_VERSION: &str = "v1.36.3";
@@ -126,6 +129,29 @@ struct Owned {
 }
 
 static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+
+/// A process registered with [`ControlPlane::stop_with_this_process`]; dropping the guard
+/// deregisters it. Drop it once the process has been killed or has exited — and before that
+/// if it is to survive this process after all.
+#[derive(Debug)]
+#[must_use = "dropping the guard deregisters the process at once"]
+pub struct WatchedProcess {
+    dir: PathBuf,
+    pid: u32,
+}
+
+impl WatchedProcess {
+    /// The registered PID.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl Drop for WatchedProcess {
+    fn drop(&mut self) {
+        deregister_pid(&self.dir, self.pid);
+    }
+}
 
 impl ControlPlane {
     /// The control plane for this test binary: attaches to the one in [`ENV_DIR`] if set,
@@ -316,6 +342,64 @@ impl ControlPlane {
     /// Wall time from [`ControlPlane::start`] until all components were ready.
     pub fn startup_duration(&self) -> Duration {
         Duration::from_millis(self.state.startup_millis)
+    }
+
+    /// Registers `pid` (a process this process started for a test, e.g. the operator under test)
+    /// with the watchdog, so that it is stopped (SIGTERM, 10 s later SIGKILL) when this process
+    /// dies without cleaning up, SIGKILL included. For a control plane this process started, that
+    /// is the control plane's own watchdog, which stops `pid` before the components, while the
+    /// apiserver still serves; it is gone after [`ControlPlane::stop`], so such a control plane
+    /// must outlive the registration. An attached control plane's watchdog watches `testenv up`,
+    /// not this process, so the first call starts a watchdog for this process alone, on a
+    /// directory of its own.
+    ///
+    /// Keep the returned guard while the process runs and drop it once it is gone, so that a
+    /// later process reusing the PID is never signalled.
+    ///
+    /// # Errors
+    /// If the PID list cannot be written, the watchdog cannot be started, or this (owned)
+    /// control plane has already been stopped.
+    pub fn stop_with_this_process(&self, pid: u32) -> anyhow::Result<WatchedProcess> {
+        let dir = self.watchdog_dir()?;
+        register_pid(dir, pid)?;
+        Ok(WatchedProcess {
+            dir: dir.to_path_buf(),
+            pid,
+        })
+    }
+
+    /// The run directory whose watchdog watches this process (see
+    /// [`ControlPlane::stop_with_this_process`]).
+    fn watchdog_dir(&self) -> anyhow::Result<&Path> {
+        if let Some(owned) = &self.owned {
+            let owned = owned
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if owned.stopped {
+                bail!(
+                    "the control plane in {} is stopped; its watchdog is gone",
+                    self.dir.display()
+                );
+            }
+            return Ok(&self.dir);
+        }
+        // One per process, shared by every attached handle; removed by its watchdog.
+        static OWN_WATCHDOG: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+        OWN_WATCHDOG
+            .get_or_init(|| {
+                let dir = std::env::temp_dir().join(format!(
+                    "testenv-children-{}-{}",
+                    std::process::id(),
+                    random_suffix(6)
+                ));
+                fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))
+                    .and_then(|()| spawn_watchdog(&dir))
+                    .map(|()| dir)
+                    .map_err(|error| format!("{error:#}"))
+            })
+            .as_deref()
+            .map_err(|error| anyhow!("starting a watchdog for this process: {error}"))
     }
 
     /// Stops the processes (reverse start order: SIGTERM, 10 s grace, SIGKILL) and removes the

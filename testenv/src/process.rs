@@ -4,13 +4,16 @@
 //! Why a watchdog: the shared control plane lives in a `static`, whose `Drop` never runs, and a
 //! test binary can also be killed with SIGKILL or die from SIGINT. Without `unsafe` there is no
 //! `prctl(PR_SET_PDEATHSIG)`, so a tiny `sh` loop polls the owner's PID and, once it is gone,
-//! terminates every PID listed in `<dir>/pids` and removes the run directory.
+//! terminates every PID listed in `<dir>/pids` and removes the run directory. Besides the
+//! control-plane components, `<dir>/pids` holds the processes registered through
+//! [`crate::ControlPlane::stop_with_this_process`] (e.g. the operator under test) while they run.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -98,11 +101,7 @@ impl Component {
             .process_group(0)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let mut pids = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(run_dir.join(PIDS_FILE))?;
-        writeln!(pids, "{}", child.id())?;
+        register_pid(run_dir, child.id())?;
         Ok(Component { name, child, log })
     }
 
@@ -144,6 +143,49 @@ impl Component {
     }
 }
 
+/// Serialises edits of the PID files: tests of one binary register and deregister their
+/// children from several threads.
+static PIDS_LOCK: Mutex<()> = Mutex::new(());
+
+/// Appends `pid` to `<dir>/pids`, so the watchdog of `dir` stops it (before the PIDs listed
+/// earlier).
+pub(crate) fn register_pid(dir: &Path, pid: u32) -> anyhow::Result<()> {
+    let _lock = PIDS_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let path = dir.join(PIDS_FILE);
+    let mut pids = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(pids, "{pid}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Removes `pid` from `<dir>/pids` (best effort), so the watchdog never signals a process that
+/// later reuses the number.
+pub(crate) fn deregister_pid(dir: &Path, pid: u32) {
+    let _lock = PIDS_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let path = dir.join(PIDS_FILE);
+    let Ok(text) = fs::read_to_string(&path) else {
+        return;
+    };
+    let pid = pid.to_string();
+    let kept: String = text
+        .lines()
+        .filter(|line| line.trim() != pid)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    // Write-then-rename: the file is never seen half-written.
+    let tmp = dir.join(format!("{PIDS_FILE}.tmp"));
+    if fs::write(&tmp, kept).is_ok() {
+        let _ = fs::rename(&tmp, &path);
+    }
+}
+
 /// Whether a process with this PID exists (zombies included), via procfs.
 pub(crate) fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -153,4 +195,31 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 /// markers only steer cleanup).
 pub(crate) fn touch_marker(dir: &Path, marker: &str) {
     let _ = fs::write(dir.join(marker), b"");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deregistering_removes_exactly_that_pid() {
+        let dir = std::env::temp_dir().join(format!("testenv-pids-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        for pid in [100, 1000, 10] {
+            register_pid(&dir, pid).unwrap();
+        }
+        deregister_pid(&dir, 10);
+        deregister_pid(&dir, 7); // not listed: no change
+        assert_eq!(
+            fs::read_to_string(dir.join(PIDS_FILE)).unwrap(),
+            "100\n1000\n"
+        );
+        register_pid(&dir, 10).unwrap();
+        deregister_pid(&dir, 100);
+        assert_eq!(
+            fs::read_to_string(dir.join(PIDS_FILE)).unwrap(),
+            "1000\n10\n"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::{
     collections::BTreeMap,
+    ffi::OsStr,
     future::Future,
     net::TcpListener,
     path::{Path, PathBuf},
@@ -53,6 +54,8 @@ pub struct Operator {
     pub port: u16,
     /// Its combined stdout/stderr.
     pub log: PathBuf,
+    // Declared after `child`: deregistered once the kill on drop has been sent.
+    _watched: testenv::WatchedProcess,
 }
 
 impl Operator {
@@ -73,6 +76,96 @@ impl Operator {
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
+    }
+
+    /// SIGKILL, and waits until the process is gone.
+    pub async fn kill(self) {
+        let Operator {
+            mut child,
+            _watched: watched,
+            ..
+        } = self;
+        let _ = child.start_kill();
+        // Deregistered before it is reaped, so the watchdog never holds a PID free for reuse.
+        drop(watched);
+        let _ = child.wait().await;
+    }
+}
+
+/// The operator binary, about to be started with [`OperatorCommand::start`]: `KUBECONFIG` set,
+/// a free port chosen (pass it as `--metrics-addr` or `METRICS_ADDR`), output appended to a log.
+pub struct OperatorCommand {
+    command: Command,
+    port: u16,
+    log: PathBuf,
+}
+
+impl OperatorCommand {
+    pub fn new(kubeconfig: &Path, log: PathBuf) -> OperatorCommand {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_thalassa-secrets-operator"));
+        command.env("KUBECONFIG", kubeconfig);
+        OperatorCommand {
+            command,
+            port: free_port(),
+            log,
+        }
+    }
+
+    /// The port for the operator's HTTP server.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> OperatorCommand {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> OperatorCommand {
+        self.command.args(args);
+        self
+    }
+
+    /// Spawns the operator, registers it with testenv's watchdog (so it dies with this test
+    /// process even on SIGKILL), and waits up to 60 s for `/readyz`; `what` names the wait.
+    pub async fn start(mut self, what: &str) -> Operator {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let err = out.try_clone().unwrap();
+        let child = self
+            .command
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("operator starts");
+        let watched = testenv::ControlPlane::shared()
+            .stop_with_this_process(child.id().expect("pid"))
+            .expect("operator registered with the testenv watchdog");
+        let operator = Operator {
+            child,
+            port: self.port,
+            log: self.log,
+            _watched: watched,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while operator
+            .get("/readyz")
+            .await
+            .is_none_or(|(status, _)| status != 200)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after 60s waiting for {what}; operator log ({}):\n{}",
+                operator.log.display(),
+                operator.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        operator
     }
 }
 
@@ -222,17 +315,12 @@ impl Harness {
         extra_args: &[&str],
         log_name: &str,
     ) -> Operator {
-        let port = free_port();
-        let log = self.dir.join(log_name);
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let err = out.try_clone().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_thalassa-secrets-operator"));
-        command
-            .env("KUBECONFIG", testenv::ControlPlane::shared().kubeconfig_path())
+        let operator = OperatorCommand::new(
+            testenv::ControlPlane::shared().kubeconfig_path(),
+            self.dir.join(log_name),
+        );
+        let metrics_addr = format!("127.0.0.1:{}", operator.port());
+        operator
             .env(
                 "RUST_LOG",
                 std::env::var("OPERATOR_TEST_RUST_LOG").unwrap_or_else(|_| {
@@ -254,7 +342,7 @@ impl Harness {
                 "--operator-namespace",
                 self.ns(),
                 "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
+                &metrics_addr,
             ])
             .args(
                 namespace
@@ -262,29 +350,14 @@ impl Harness {
                     .unwrap_or_default(),
             )
             .args(extra_args)
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true);
-        let child = command.spawn().expect("operator starts");
-        stop_with_this_process(child.id().expect("pid"));
-        let url = format!("http://127.0.0.1:{port}/readyz");
-        wait_for(Duration::from_secs(60), "operator ready", || {
-            let url = url.clone();
-            async move {
-                http_get(&url)
-                    .await
-                    .filter(|(status, _)| *status == 200)
-                    .map(|_| ())
-            }
-        })
-        .await;
-        Operator { child, port, log }
+            .start("operator ready")
+            .await
     }
 
     /// Stops the operator (SIGKILL) and waits for it.
     pub async fn stop_operator(&mut self) {
-        if let Some(mut op) = self.operator.take() {
-            let _ = op.child.kill().await;
+        if let Some(op) = self.operator.take() {
+            op.kill().await;
         }
     }
 
@@ -483,12 +556,19 @@ pub fn bin_dir() -> &'static Path {
 
 /// Runs kubectl against the shared control plane.
 pub async fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    kubectl_with(
+        testenv::ControlPlane::shared().kubeconfig_path(),
+        args,
+        stdin,
+    )
+    .await
+}
+
+/// Runs kubectl with this kubeconfig, returning (success, stdout+stderr).
+pub async fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
     use tokio::io::AsyncWriteExt;
     let mut child = Command::new(bin_dir().join("kubectl"))
-        .env(
-            "KUBECONFIG",
-            testenv::ControlPlane::shared().kubeconfig_path(),
-        )
+        .env("KUBECONFIG", kubeconfig)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -504,20 +584,4 @@ pub async fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String) {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
-}
-
-/// Makes sure a child dies with this test process even when it is killed with SIGKILL (no Drop
-/// runs then): a tiny shell watchdog polls our PID.
-pub fn stop_with_this_process(child_pid: u32) {
-    let script = format!(
-        "while kill -0 {parent} 2>/dev/null && kill -0 {child} 2>/dev/null; do sleep 1; done; kill {child} 2>/dev/null",
-        parent = std::process::id(),
-        child = child_pid
-    );
-    let _ = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
 }
