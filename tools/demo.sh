@@ -63,11 +63,14 @@ printf 'emulator-token' >"$run/token"
 
 say "installing the CRD and starting the operator"
 kubectl apply --server-side -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd/thalassasecrets.secrets.thalassa.cloud --timeout=60s >/dev/null
+kubectl wait --for=condition=Established crd/thalassasecrets.secrets.thalassa.cloud \
+  crd/thalassasecretstores.secrets.thalassa.cloud \
+  crd/clusterthalassasecretstores.secrets.thalassa.cloud --timeout=60s >/dev/null
 kubectl create namespace thalassa-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 "$target/thalassa-secrets-operator" \
   --thalassa-url "http://127.0.0.1:$emulator_port" --organisation org-local --region nl-01 \
   --token-file "$run/token" --operator-namespace thalassa-system \
+  --default-connection-namespaces demo \
   --default-refresh-interval 15s --metrics-addr "127.0.0.1:$metrics_port" >"$run/operator.log" 2>&1 &
 pids+=($!)
 
