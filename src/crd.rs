@@ -36,6 +36,13 @@ pub const DATA_HASH_ANNOTATION: &str = "secrets.thalassa.cloud/data-hash";
 /// different generation means the mapping may have changed, so nothing is reused from the Secret.
 pub const GENERATION_ANNOTATION: &str = "secrets.thalassa.cloud/generation";
 
+/// Annotation naming the store identity (kind, UID and generation) whose credentials read the
+/// Secret's values; absent for the operator's default connection. Values read with one identity
+/// are never reused under another.
+pub const CONNECTION_ANNOTATION: &str = "secrets.thalassa.cloud/connection";
+/// The identity of the operator's default connection.
+pub const DEFAULT_CONNECTION: &str = "default";
+
 /// Default refresh interval when neither the spec nor the operator flags give one.
 pub const DEFAULT_REFRESH_INTERVAL: &str = "1m";
 

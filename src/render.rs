@@ -15,8 +15,9 @@ use zeroize::Zeroizing;
 
 use crate::{
     crd::{
-        CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, GENERATION_ANNOTATION, MANAGED_BY,
-        MANAGED_BY_LABEL, OWNER_ANNOTATION, OWNER_UID_ANNOTATION, SOURCES_ANNOTATION, SecretType,
+        CONNECTION_ANNOTATION, CreationPolicy, DATA_HASH_ANNOTATION, DEFAULT_CONNECTION,
+        DeletionPolicy, GENERATION_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION,
+        OWNER_UID_ANNOTATION, SOURCES_ANNOTATION, SecretType,
     },
     error::{Error, Result},
     thalassa::SecretValue,
@@ -389,6 +390,8 @@ pub struct TargetSettings<'a> {
     pub deletion_policy: DeletionPolicy,
     /// Creation policy.
     pub creation_policy: CreationPolicy,
+    /// Identity of the connection the values were read with ([`DEFAULT_CONNECTION`] or a store).
+    pub connection: &'a str,
 }
 
 /// Builds the Secret to server-side apply: our keys only, ownership labels and annotations (owner,
@@ -412,6 +415,9 @@ pub fn render_secret(
         GENERATION_ANNOTATION.into(),
         target.owner_generation.to_string(),
     );
+    if target.connection != DEFAULT_CONNECTION {
+        annotations.insert(CONNECTION_ANNOTATION.into(), target.connection.to_string());
+    }
     Secret {
         metadata: ObjectMeta {
             name: Some(target.name.to_string()),
@@ -446,6 +452,17 @@ pub fn written_generation(metadata: &ObjectMeta) -> Option<i64> {
         .get(GENERATION_ANNOTATION)?
         .parse()
         .ok()
+}
+
+/// True when the Secret's values were read with the connection `connection` (a Secret without the
+/// annotation was read with the default connection).
+pub fn written_with(metadata: &ObjectMeta, connection: &str) -> bool {
+    let recorded = metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CONNECTION_ANNOTATION))
+        .map_or(DEFAULT_CONNECTION, String::as_str);
+    recorded == connection
 }
 
 /// True when the Secret's annotations say it was rendered for this very resource (UID, not just
@@ -711,9 +728,20 @@ mod tests {
             immutable: None,
             deletion_policy: DeletionPolicy::Retain,
             creation_policy: CreationPolicy::Owner,
+            connection: DEFAULT_CONNECTION,
         };
         let mut secret = render_secret(&target, &rendered, &hash);
         assert_eq!(named_owner(&secret.metadata), Some("db"));
+        assert!(
+            !secret
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap()
+                .contains_key(CONNECTION_ANNOTATION),
+            "the default connection is recorded by the annotation's absence"
+        );
+        assert!(written_with(&secret.metadata, DEFAULT_CONNECTION));
         assert_eq!(
             secret
                 .metadata
@@ -765,9 +793,19 @@ mod tests {
             immutable: None,
             deletion_policy: DeletionPolicy::Retain,
             creation_policy: CreationPolicy::Merge,
+            connection: "ThalassaSecretStore/s-uid/2",
         };
         let mut secret = render_secret(&target, &rendered, &hash);
         assert!(written_for(&secret.metadata, "db", "uid-1", Some(3)));
+        assert!(written_with(
+            &secret.metadata,
+            "ThalassaSecretStore/s-uid/2"
+        ));
+        assert!(
+            !written_with(&secret.metadata, "ThalassaSecretStore/s-uid/3"),
+            "another store generation is another identity"
+        );
+        assert!(!written_with(&secret.metadata, DEFAULT_CONNECTION));
         assert!(
             !written_for(&secret.metadata, "db", "uid-2", Some(3)),
             "another UID"

@@ -31,6 +31,7 @@ const VALUE_B: &str = "VALUE-team-b-db-91c";
 const VALUE_SHARED: &str = "VALUE-shared-cfg-d04";
 const TOKEN_A: &str = "token-team-a-5e1";
 const TOKEN_B: &str = "token-team-b-c2a";
+const TOKEN_NO_REVEAL: &str = "token-team-a-list-only-44d";
 /// The ServiceAccount name the chart's RBAC lets the operator request tokens for.
 const WI_SERVICE_ACCOUNT: &str = "thalassa-secrets";
 
@@ -453,6 +454,38 @@ async fn every_namespace_reads_with_its_own_identity_and_escapes_are_stopped() {
         "kept as it was"
     );
     table.push("| a cluster store after the namespace's label is removed | condition `NamespaceNotAllowed`, Secret unchanged | |".into());
+
+    // The store itself changes identity (a token that may list but not reveal): values read with
+    // the old identity are not served on the new one's say-so; the Secret keeps its data.
+    control
+        .add_token(TokenSpec::bearer(TOKEN_NO_REVEAL).with_access(Access {
+            path_globs: Some(vec!["/team-a/*".into()]),
+            reveal: false,
+            ..Access::read_only()
+        }))
+        .unwrap();
+    token_secret(&client, &a, "no-reveal", &[("token", TOKEN_NO_REVEAL)]).await;
+    apply(&a, &store_yaml("switch", &url, token_ref))
+        .await
+        .unwrap();
+    apply(
+        &a,
+        &resource_yaml("switched", "/team-a/db", &store("switch")),
+    )
+    .await
+    .unwrap();
+    wait_ready(&client, &a, "switched", "True", "Synced").await;
+    let before = secrets.get("switched").await.unwrap();
+    apply(
+        &a,
+        &store_yaml("switch", &url, "{tokenSecretRef: {name: no-reveal}}"),
+    )
+    .await
+    .unwrap();
+    wait_ready(&client, &a, "switched", "False", "Forbidden").await;
+    let after = secrets.get("switched").await.unwrap();
+    assert_eq!(secret_data(&after), secret_data(&before), "kept as it was");
+    table.push("| the store switched to an identity that may list but not reveal | condition `Forbidden` (values re-read with the new identity), Secret unchanged | |".into());
 
     // Values only where they belong.
     let own = secret_data(&secrets.get("own").await.unwrap());

@@ -39,6 +39,9 @@ pub(crate) struct Connection {
     pub(crate) sources: SourceCache,
     /// Region for resources without `spec.region`.
     pub(crate) default_region: String,
+    /// Recorded on the Secrets it writes (`CONNECTION_ANNOTATION`): the default connection, or a
+    /// store's kind, UID and generation.
+    pub(crate) identity: String,
 }
 
 /// Which object a connection was built from; a changed store (new UID or generation) is a new
@@ -69,9 +72,10 @@ pub(super) fn connect(ts: &ThalassaSecret, ctx: &Context) -> Result<Arc<Connecti
                     namespace: namespace.clone(),
                 })?;
             let key = key_of(StoreKind::ThalassaSecretStore, &store.metadata)?;
-            cached(ctx, key, || {
+            cached(ctx, key.clone(), || {
                 build(
                     ctx,
+                    &key,
                     &store.spec.connection,
                     &namespace,
                     format!("ThalassaSecretStore {namespace}/{}", store.name_any()),
@@ -94,9 +98,10 @@ pub(super) fn connect(ts: &ThalassaSecret, ctx: &Context) -> Result<Arc<Connecti
                 });
             }
             let key = key_of(StoreKind::ClusterThalassaSecretStore, &store.metadata)?;
-            cached(ctx, key, || {
+            cached(ctx, key.clone(), || {
                 build(
                     ctx,
+                    &key,
                     &store.spec.connection,
                     &store.spec.credentials_namespace,
                     format!("ClusterThalassaSecretStore {}", store.name_any()),
@@ -221,6 +226,7 @@ fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>)
 /// namespace (or the cluster store's credentials namespace) whenever a token is needed.
 fn build(
     ctx: &Context,
+    key: &ConnectionKey,
     spec: &StoreConnection,
     credentials_namespace: &str,
     name: String,
@@ -247,6 +253,7 @@ fn build(
             .region
             .clone()
             .unwrap_or_else(|| ctx.config.default_region.clone()),
+        identity: format!("{}/{}/{}", key.kind, key.uid, key.generation),
     })
 }
 

@@ -125,6 +125,7 @@ impl Context {
         let default_connection = Arc::new(Connection {
             sources: SourceCache::new(thalassa),
             default_region: config.default_region.clone(),
+            identity: crate::crd::DEFAULT_CONNECTION.into(),
         });
         Context {
             recorder: Recorder::new(client.clone(), reporter),

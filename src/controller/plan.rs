@@ -65,14 +65,18 @@ pub(super) fn desired_versions(metas: &SourceMetas) -> BTreeMap<String, u64> {
 }
 
 /// True when the Secret's annotations say it was written for this very resource (UID) at its
-/// current generation.
-pub(super) fn written_for_resource(metadata: &ObjectMeta, ts: &ThalassaSecret) -> bool {
+/// current generation, with values read through the same connection identity.
+pub(super) fn written_for_resource(
+    metadata: &ObjectMeta,
+    ts: &ThalassaSecret,
+    spec: &ValidatedSpec,
+) -> bool {
     render::written_for(
         metadata,
         &ts.name_any(),
         ts.metadata.uid.as_deref().unwrap_or_default(),
         ts.metadata.generation,
-    )
+    ) && render::written_with(metadata, &spec.connection)
 }
 
 /// How the existing Secret relates to this resource.
@@ -156,14 +160,16 @@ pub(super) fn recorded_sources(
 }
 
 /// Unchanged sources may be copied from the Secret only when it is ours, intact, and was written
-/// for this resource's current generation (same mapping).
+/// for this resource's current generation (same mapping) with the same connection identity (a
+/// value read with one store's credentials is never served on another's say-so).
 pub(super) fn reuse_allowed(
     ts: &ThalassaSecret,
+    spec: &ValidatedSpec,
     existing: Option<&Secret>,
     target: TargetState,
 ) -> bool {
     target == (TargetState::Owned { intact: true })
-        && existing.is_some_and(|s| written_for_resource(&s.metadata, ts))
+        && existing.is_some_and(|s| written_for_resource(&s.metadata, ts, spec))
 }
 
 /// Which sources must be revealed: all of them after a spec change or an edit of the Secret,
@@ -350,6 +356,7 @@ pub(super) fn render_target(
         immutable: ts.spec.target.immutable,
         deletion_policy: ts.spec.target.deletion_policy,
         creation_policy: policy,
+        connection: &spec.connection,
     };
     let secret = render_secret(&target, &rendered, &hash);
     Ok(Desired {
@@ -955,5 +962,26 @@ mod tests {
             condition(s, status::types::AUTHORIZED),
             ("Unknown", "NotChecked")
         );
+    }
+
+    #[test]
+    fn values_read_with_one_identity_are_never_reused_under_another() {
+        let ts = base("Owner", "Opaque");
+        let (wanted, _) = desired(&ts, "v1");
+        let mut written = wanted.secret.clone();
+        written.metadata.uid = Some("s1".into());
+        let intact = TargetState::Owned { intact: true };
+        let mut spec =
+            crate::controller::validate(&ts, &crate::controller::fixtures::config()).unwrap();
+        assert!(
+            reuse_allowed(&ts, &spec, Some(&written), intact),
+            "same (default) connection"
+        );
+        spec.connection = "ThalassaSecretStore/uid-s/1".into();
+        assert!(
+            !reuse_allowed(&ts, &spec, Some(&written), intact),
+            "the resource moved to a store: everything is read again with the store's identity"
+        );
+        assert!(!written_for_resource(&written.metadata, &ts, &spec));
     }
 }

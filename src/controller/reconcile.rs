@@ -97,6 +97,7 @@ async fn sync_and_report(
                 if ts.spec.region.is_none() {
                     spec.region.clone_from(&connection.default_region);
                 }
+                spec.connection.clone_from(&connection.identity);
                 let (learned, result) = sync(ts, &spec, ctx, &connection.sources).await;
                 (Some(spec), learned, result)
             }
@@ -215,7 +216,7 @@ async fn sync(
         .get(&ObjectRef::new(&spec.target_name).within(&ts.namespace().unwrap_or_default()));
     let spec_changed = written
         .as_ref()
-        .is_none_or(|m| !plan::written_for_resource(&m.metadata, ts));
+        .is_none_or(|m| !plan::written_for_resource(&m.metadata, ts, spec));
     // Periodic checks of already-synced resources queue in their own lane; new and edited ones go
     // straight through.
     let _periodic_permit = if spec_changed {
@@ -401,7 +402,7 @@ async fn prepare(
     resolve::recover_missing_sources(ts, spec, sources, &recorded, metas).await?;
     plan::check_keys(ts, metas)?;
     let desired = plan::desired_versions(metas);
-    let reuse = plan::reuse_allowed(ts, existing.as_ref(), target);
+    let reuse = plan::reuse_allowed(ts, spec, existing.as_ref(), target);
     let to_reveal = plan::plan_reveals(&desired, &recorded, reuse);
     let revealed = resolve::reveal(ts, spec, sources, metas, &to_reveal).await?;
     Ok(Prepared {

@@ -29,6 +29,8 @@ pub struct ValidatedSpec {
     pub paths: BTreeMap<String, PathSource>,
     /// Prefixes whose every secret is a source.
     pub prefixes: Vec<String>,
+    /// Identity of the connection the sources are read with (set by the connect step).
+    pub connection: String,
 }
 
 /// One explicitly named path.
@@ -156,6 +158,7 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
         target_name,
         paths,
         prefixes,
+        connection: crate::crd::DEFAULT_CONNECTION.to_string(),
     })
 }
 
