@@ -186,8 +186,11 @@ pub struct Args {
 /// Validated operator configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Thalassa client settings (credentials included; they redact themselves).
+    /// Thalassa client settings: the default connection's (credentials included; they redact
+    /// themselves), and the template of every store's client (URL, timeouts, retries, limits).
     pub thalassa: thalassa::ClientConfig,
+    /// Whether `thalassa` names a usable connection (organisation and credentials were given).
+    pub has_default_connection: bool,
     /// Region for resources without spec.region.
     pub default_region: String,
     /// Refresh interval for resources without spec.refreshInterval.
@@ -227,13 +230,31 @@ pub struct ConfigError(pub String);
 impl Args {
     /// Validates the flags into a [`Config`], with a clear error for each mistake.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let credentials = self.credentials()?;
-        let organisation = self
-            .organisation
-            .filter(|o| !o.trim().is_empty())
-            .ok_or_else(|| {
-                ConfigError("--organisation (THALASSA_ORGANISATION_ID) is required".into())
-            })?;
+        // The operator's own connection is optional: without it, every ThalassaSecret names a
+        // store. With it, both the organisation and exactly one credential are needed.
+        let organisation = self.organisation.clone().filter(|o| !o.trim().is_empty());
+        let any_credential = self.token_file.is_some()
+            || self.personal_access_token_file.is_some()
+            || self.client_id.is_some()
+            || self.client_secret_file.is_some()
+            || self.subject_token_file.is_some()
+            || self.service_account_id.is_some();
+        let (organisation, credentials, has_default_connection) =
+            match (organisation, any_credential) {
+                (None, false) => (
+                    String::new(),
+                    // Never used: no client is built from the template without a connection.
+                    thalassa::Credentials::BearerToken(thalassa::SecretString::from("")),
+                    false,
+                ),
+                (None, true) => {
+                    return Err(ConfigError(
+                        "--organisation (THALASSA_ORGANISATION_ID) is required with credentials"
+                            .into(),
+                    ));
+                }
+                (Some(organisation), _) => (organisation, self.credentials()?, true),
+            };
         if !(self.thalassa_url.starts_with("https://") || self.thalassa_url.starts_with("http://"))
         {
             return Err(ConfigError(format!(
@@ -285,6 +306,7 @@ impl Args {
         thalassa.call_deadline = self.thalassa_call_deadline;
         Ok(Config {
             thalassa,
+            has_default_connection,
             default_region: self.region,
             default_refresh_interval: self.default_refresh_interval,
             concurrency: self.concurrency,
@@ -505,6 +527,8 @@ mod tests {
     fn requires_organisation_and_exactly_one_credential() {
         let err = args(&["--token-file", "/t"]).unwrap_err();
         assert!(err.to_string().contains("--organisation"), "{err}");
+        let none = args(&[]).expect("no default connection at all is valid");
+        assert!(!none.has_default_connection);
         let err = args(&["--organisation", "o"]).unwrap_err();
         assert!(err.to_string().contains("no Thalassa credentials"), "{err}");
         let err = args(&[
@@ -530,6 +554,7 @@ mod tests {
             "p",
         ])
         .unwrap();
+        assert!(ok.has_default_connection);
         assert_eq!(ok.default_region, "nl-01");
         assert_eq!(ok.default_refresh_interval, Duration::from_secs(60));
         assert_eq!(ok.thalassa.call_deadline, Duration::from_secs(45));

@@ -177,6 +177,12 @@ pub enum Error {
         namespace: String,
     },
 
+    /// No `spec.storeRef`, and the operator has no connection of its own.
+    #[error(
+        "spec.storeRef is not set and the operator has no default connection; name a ThalassaSecretStore (or a ClusterThalassaSecretStore that allows this namespace) in spec.storeRef"
+    )]
+    NoDefaultConnection,
+
     /// The store exists but cannot be used now.
     #[error("{store} cannot be used: {detail}")]
     StoreNotReady {
@@ -345,7 +351,7 @@ impl Error {
             Error::KmsBackendUnavailable { .. } => Reason::KmsBackendUnavailable,
             Error::SourceFormatMismatch { .. } => Reason::SourceFormatMismatch,
             Error::Thalassa { source } => thalassa_reason(source),
-            Error::StoreNotFound { .. } => Reason::StoreNotFound,
+            Error::StoreNotFound { .. } | Error::NoDefaultConnection => Reason::StoreNotFound,
             Error::StoreNotReady { .. } => Reason::StoreNotReady,
             Error::NamespaceNotAllowed { .. } => Reason::NamespaceNotAllowed,
             Error::Kube(_) => Reason::KubernetesError,

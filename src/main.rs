@@ -37,6 +37,11 @@ async fn check(
 ) -> anyhow::Result<()> {
     use thalassa_operator::check;
     let config = args.into_config()?;
+    if !config.has_default_connection {
+        bail!(
+            "check needs a connection: give --organisation and one kind of credentials (see --help)"
+        );
+    }
     let region = region.unwrap_or(config.default_region);
     println!(
         "Checking Thalassa at {} (organisation {}{}), region {region}\n",
@@ -83,8 +88,15 @@ async fn run(args: thalassa_operator::config::Args) -> anyhow::Result<()> {
     )
     .await
     .context("cannot read or create the data-hash key Secret")?;
-    let thalassa = thalassa::Client::new(config.thalassa.clone())
-        .context("invalid Thalassa client settings")?;
+    let thalassa = if config.has_default_connection {
+        Some(
+            thalassa::Client::new(config.thalassa.clone())
+                .context("invalid Thalassa client settings")?,
+        )
+    } else {
+        tracing::info!("no default connection: every ThalassaSecret must name a store");
+        None
+    };
     let reporter = Reporter {
         controller: "thalassa-secrets-operator".into(),
         instance: std::env::var("POD_NAME").ok(),

@@ -319,7 +319,8 @@ async fn values_schema_rejects_bad_values_naming_the_field() {
     let chart = chart.to_str().unwrap();
     let base = ["--set", "credentials.existingSecret=creds"];
     let cases: &[(&[&str], &[&str])] = &[
-        (&base, &["/thalassa/organisation"]),
+        // Credentials without an organisation: there is no default connection to use them.
+        (&base, &["/credentials/existingSecret", "maxLength"]),
         (
             &[
                 "--set",
@@ -571,6 +572,7 @@ async fn rbac_is_exactly_what_the_operator_uses() {
         "namespaced-values.yaml",
         "workload-identity-values.yaml",
         "ha-values.yaml",
+        "no-values.yaml",
     ] {
         let docs = documents(&template("tso", "ops", &["-f", &ci_values(file)]).await);
         for role in docs
@@ -643,6 +645,7 @@ async fn deployment_is_hardened_and_uses_only_real_flags() {
         "namespaced-values.yaml",
         "workload-identity-values.yaml",
         "ha-values.yaml",
+        "no-values.yaml",
     ] {
         let docs = documents(&template("tso", "ops", &["-f", &ci_values(file)]).await);
         let deployment = find(&docs, "Deployment", "tso-thalassa-secrets-operator");
@@ -662,13 +665,18 @@ async fn deployment_is_hardened_and_uses_only_real_flags() {
         }
         for required in [
             "THALASSA_API_URL",
-            "THALASSA_ORGANISATION_ID",
             "THALASSA_REGION",
             "POD_NAMESPACE",
             "POD_NAME",
         ] {
             assert!(env.contains_key(required), "{file}: {required} missing");
         }
+        // The default connection exactly when the values name an organisation.
+        assert_eq!(
+            env.contains_key("THALASSA_ORGANISATION_ID"),
+            file != "no-values.yaml",
+            "{file}: THALASSA_ORGANISATION_ID"
+        );
         assert_eq!(
             env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
             "metadata.namespace"
@@ -727,6 +735,18 @@ async fn deployment_is_hardened_and_uses_only_real_flags() {
                 assert_eq!(env["THALASSA_CLIENT_ID"]["value"], "client-abc");
                 assert_eq!(env["THALASSA_RATE_LIMIT"]["value"], "5.5");
                 assert!(docs.iter().any(|d| kind(d) == "ServiceMonitor"));
+            }
+            "no-values.yaml" => {
+                for credential in [
+                    "THALASSA_TOKEN_FILE",
+                    "THALASSA_PERSONAL_ACCESS_TOKEN_FILE",
+                    "THALASSA_CLIENT_SECRET_FILE",
+                    "THALASSA_SUBJECT_TOKEN_FILE",
+                ] {
+                    assert!(!env.contains_key(credential), "no values: {credential}");
+                }
+                assert!(pod["volumes"].is_null(), "no credentials to mount");
+                assert!(container["volumeMounts"].is_null());
             }
             _ => {
                 assert_eq!(
@@ -789,6 +809,8 @@ async fn every_chart_render_passes_server_side_dry_run() {
             "replicas 2 and leader election, ServiceMonitor on",
             vec!["-f", "charts/thalassa-secrets-operator/ci/ha-values.yaml"],
         ),
+        // No values at all: no default connection, every ThalassaSecret names a store.
+        ("no values", vec![]),
     ];
     for (what, args) in variants {
         let mut args = args;

@@ -28,6 +28,7 @@ use thalassa_operator::crd::ThalassaSecret;
 /// Values planted in Thalassa; none may appear where it does not belong.
 const VALUE_A: &str = "VALUE-team-a-db-7f3";
 const VALUE_B: &str = "VALUE-team-b-db-91c";
+const VALUE_A_2: &str = "VALUE-team-a-db-v2-0b9";
 const VALUE_SHARED: &str = "VALUE-shared-cfg-d04";
 const TOKEN_A: &str = "token-team-a-5e1";
 const TOKEN_B: &str = "token-team-b-c2a";
@@ -513,6 +514,47 @@ async fn every_namespace_reads_with_its_own_identity_and_escapes_are_stopped() {
             assert!(!text.contains(secret), "{what} contains a secret");
         }
     }
+    // An operator with no connection of its own (what the chart installs with no values): stores
+    // keep working, a ThalassaSecret without storeRef is told to name one.
+    h.stop_operator().await;
+    let bare = common::OperatorCommand::new(cp.kubeconfig_path(), h.dir.join("bare.log"));
+    let metrics_addr = format!("127.0.0.1:{}", bare.port());
+    let bare = bare
+        .env("RUST_LOG", "info")
+        .args([
+            "--thalassa-url",
+            url.as_str(),
+            "--region",
+            REGION,
+            "--operator-namespace",
+            h.ns(),
+            "--metrics-addr",
+            &metrics_addr,
+            "--default-refresh-interval",
+            "10s",
+        ])
+        .start("operator without a default connection ready")
+        .await;
+    apply(&a, &resource_yaml("no-store", "/team-a/db", ""))
+        .await
+        .unwrap();
+    let message = wait_ready(&client, &a, "no-store", "False", "StoreNotFound").await;
+    assert!(message.contains("no default connection"), "{message}");
+    secret_absent(&client, &a, "no-store").await;
+    control
+        .put_secret_value(REGION, "/team-a/db", SeedValue::String(VALUE_A_2.into()))
+        .unwrap();
+    h.wait_secret_in(&a, "own", "the new version through the store", |d| {
+        d.get("value").map(Vec::as_slice) == Some(VALUE_A_2.as_bytes())
+    })
+    .await;
+    table.push("| no storeRef, operator without a default connection | condition `StoreNotFound` (stores keep syncing) | |".into());
+    let bare_log = bare.log_text();
+    for secret in [VALUE_A, VALUE_A_2, VALUE_B, TOKEN_A, TOKEN_B] {
+        assert!(!bare_log.contains(secret), "operator log contains a secret");
+    }
+    bare.kill().await;
+
     println!(
         "| attempt | stopped by | message |\n|---|---|---|\n{}",
         table.join("\n")

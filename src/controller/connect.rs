@@ -119,13 +119,16 @@ fn default_connection(ctx: &Context, namespace: &str) -> Result<Arc<Connection>>
             .default_connection_namespaces
             .iter()
             .any(|n| n == namespace);
+    let Some(connection) = &ctx.default_connection else {
+        return Err(Error::NoDefaultConnection);
+    };
     if !allowed {
         return Err(Error::NamespaceNotAllowed {
             store: "the operator's default connection".into(),
             namespace: namespace.to_string(),
         });
     }
-    Ok(ctx.default_connection.clone())
+    Ok(connection.clone())
 }
 
 fn key_of(kind: StoreKind, meta: &ObjectMeta) -> Result<ConnectionKey> {
@@ -237,7 +240,7 @@ fn build(
     }
     config.organisation = spec.organisation.clone();
     config.project = spec.project.clone();
-    config.shared_limits = Some(ctx.default_connection.sources.client().shared_limits());
+    config.shared_limits = Some(ctx.shared_limits.clone());
     config.credentials = Credentials::Dynamic(DynamicCredentials(credential_source(
         ctx.client.clone(),
         &spec.auth,

@@ -77,9 +77,11 @@ pub struct Context {
     pub client: Client,
     /// Operator configuration.
     pub config: Config,
-    /// The operator's own connection (flags and environment), for the namespaces allowed to use
-    /// it.
-    default_connection: Arc<Connection>,
+    /// The operator's own connection (flags and environment), if configured, for the namespaces
+    /// allowed to use it.
+    default_connection: Option<Arc<Connection>>,
+    /// The rate limit and reveal cap every connection shares.
+    shared_limits: thalassa::SharedLimits,
     /// Connections built from stores, by store identity: caches are never shared across them.
     connections: Mutex<HashMap<ConnectionKey, Arc<Connection>>>,
     /// Namespaced stores.
@@ -115,23 +117,30 @@ impl Context {
     pub fn new(
         client: Client,
         config: Config,
-        thalassa: thalassa::Client,
+        thalassa: Option<thalassa::Client>,
         hash_key: HashKey,
         caches: Caches,
         reporter: Reporter,
         metrics: Arc<Metrics>,
     ) -> Self {
         let periodic_slots = usize::from(config.concurrency / 2).max(1);
-        let default_connection = Arc::new(Connection {
-            sources: SourceCache::new(thalassa),
-            default_region: config.default_region.clone(),
-            identity: crate::crd::DEFAULT_CONNECTION.into(),
+        let shared_limits = thalassa.as_ref().map_or_else(
+            || thalassa::SharedLimits::of(&config.thalassa),
+            thalassa::Client::shared_limits,
+        );
+        let default_connection = thalassa.map(|client| {
+            Arc::new(Connection {
+                sources: SourceCache::new(client),
+                default_region: config.default_region.clone(),
+                identity: crate::crd::DEFAULT_CONNECTION.into(),
+            })
         });
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             config,
             default_connection,
+            shared_limits,
             connections: Mutex::default(),
             stores: caches.stores,
             cluster_stores: caches.cluster_stores,
@@ -328,7 +337,7 @@ pub struct RunSettings {
 pub async fn run(
     client: Client,
     config: Config,
-    thalassa: thalassa::Client,
+    thalassa: Option<thalassa::Client>,
     settings: RunSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {

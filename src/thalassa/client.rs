@@ -189,6 +189,19 @@ pub struct SharedLimits {
     reveals: Arc<tokio::sync::Semaphore>,
 }
 
+impl SharedLimits {
+    /// The limits `config` asks for (its rate limit, burst and reveal cap).
+    pub fn of(config: &ClientConfig) -> Self {
+        SharedLimits {
+            limiter: Arc::new(TokenBucket::new(
+                config.rate_limit_per_second,
+                config.rate_limit_burst,
+            )),
+            reveals: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_reveals)),
+        }
+    }
+}
+
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
@@ -307,6 +320,10 @@ impl Client {
         }
 
         install_crypto_provider();
+        let limits = config
+            .shared_limits
+            .clone()
+            .unwrap_or_else(|| SharedLimits::of(&config));
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .default_headers(headers)
@@ -328,13 +345,7 @@ impl Client {
                     base_delay: config.retry_base_delay,
                     max_delay: config.retry_max_delay,
                 },
-                limits: config.shared_limits.unwrap_or_else(|| SharedLimits {
-                    limiter: Arc::new(TokenBucket::new(
-                        config.rate_limit_per_second,
-                        config.rate_limit_burst,
-                    )),
-                    reveals: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_reveals)),
-                }),
+                limits,
                 observer: config.observer,
                 call_deadline: config.call_deadline,
             }),

@@ -449,7 +449,18 @@ impl Harness {
         what: &str,
         check: impl Fn(&BTreeMap<String, Vec<u8>>) -> bool,
     ) -> Secret {
-        let api = self.secrets();
+        self.wait_secret_in(self.ns(), name, what, check).await
+    }
+
+    /// [`Harness::wait_secret`] in another namespace.
+    pub async fn wait_secret_in(
+        &self,
+        namespace: &str,
+        name: &str,
+        what: &str,
+        check: impl Fn(&BTreeMap<String, Vec<u8>>) -> bool,
+    ) -> Secret {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         wait_for(Duration::from_secs(60), what, || {
             let api = api.clone();
             let check = &check;
