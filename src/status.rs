@@ -350,7 +350,8 @@ fn kstatus_conditions(
     }
 }
 
-fn condition(
+/// One condition, keeping its `lastTransitionTime` when its status did not change.
+pub fn condition(
     previous: &[Condition],
     type_: &str,
     status: &str,

@@ -6,7 +6,7 @@
 //! credentials. A namespaced store can only name objects in its own namespace (there is no
 //! namespace field to write); a cluster store names the one namespace its platform team chose.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,7 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.thalassa.cloud";
     shortname = "tsstore",
     category = "thalassa",
     namespaced,
+    status = "StoreStatus",
     doc = "ThalassaSecretStore is a Thalassa Cloud connection for the ThalassaSecrets of its own namespace.",
     printcolumn(
         name = "Organisation",
@@ -61,6 +62,7 @@ pub struct ThalassaSecretStoreSpec {
     singular = "clusterthalassasecretstore",
     shortname = "ctsstore",
     category = "thalassa",
+    status = "StoreStatus",
     doc = "ClusterThalassaSecretStore is a Thalassa Cloud connection for the namespaces it allows; it allows none unless namespaces or namespaceSelector says so.",
     printcolumn(
         name = "Organisation",
@@ -189,4 +191,18 @@ pub struct ClientCredentialsSecretRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub client_secret_key: Option<String>,
+}
+
+/// Observed state of a store: whether its connection works, link by link (what `check` walks).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` (every link works) and one condition per link: `CredentialsValid`,
+    /// `KmsFeatureEnabled`, `SecretsFeatureEnabled`, `KmsBackendAvailable`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
 }

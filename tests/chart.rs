@@ -169,6 +169,11 @@ const WATCH_RULES: &[(&str, &str, &[&str])] = &[
         "thalassasecretstores",
         &["get", "list", "watch"],
     ),
+    (
+        "secrets.thalassa.cloud",
+        "thalassasecretstores/status",
+        &["patch"],
+    ),
 ];
 
 /// What the operator reads cluster-wide in cluster mode only.
@@ -177,6 +182,11 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
         "secrets.thalassa.cloud",
         "clusterthalassasecretstores",
         &["get", "list", "watch"],
+    ),
+    (
+        "secrets.thalassa.cloud",
+        "clusterthalassasecretstores/status",
+        &["patch"],
     ),
     ("", "namespaces", &["get", "list", "watch"]),
 ];

@@ -23,7 +23,10 @@ use serde_json::json;
 use thalassa_emulator::{
     Access, EmulatorConfig, FederatedIdentitySpec, JwksSource, SeedValue, TokenSpec,
 };
-use thalassa_operator::crd::ThalassaSecret;
+use thalassa_operator::{
+    crd::ThalassaSecret,
+    store::{ClusterThalassaSecretStore, ThalassaSecretStore},
+};
 
 /// Values planted in Thalassa; none may appear where it does not belong.
 const VALUE_A: &str = "VALUE-team-a-db-7f3";
@@ -287,6 +290,46 @@ async fn every_namespace_reads_with_its_own_identity_and_escapes_are_stopped() {
     .await
     .unwrap();
     wait_ready(&client, &b, "shared", "True", "Synced").await;
+
+    // Each store reports whether its connection works, link by link.
+    let stores: Api<ThalassaSecretStore> = Api::namespaced(client.clone(), &a);
+    let store_condition = |name: &'static str, type_: &'static str, status: &'static str| {
+        let stores = stores.clone();
+        async move {
+            wait_for(
+                Duration::from_secs(60),
+                &format!("store {name}: {type_}={status}"),
+                || async {
+                    let store = stores.get(name).await.ok()?;
+                    let c = store
+                        .status?
+                        .conditions
+                        .into_iter()
+                        .find(|c| c.type_ == type_ && c.status == status)?;
+                    (c.observed_generation == store.metadata.generation).then_some(c.message)
+                },
+            )
+            .await
+        }
+    };
+    store_condition("thalassa", "Ready", "True").await;
+    store_condition("wi", "Ready", "True").await;
+    let message = store_condition("wrong-key", "CredentialsValid", "False").await;
+    assert!(message.contains("key token"), "{message}");
+    store_condition("wrong-key", "Ready", "False").await;
+    store_condition("wi-audience", "CredentialsValid", "False").await;
+    let clusters: Api<ClusterThalassaSecretStore> = Api::all(client.clone());
+    let nobody = format!("nobody-{}", h.ns());
+    wait_for(Duration::from_secs(60), "cluster store Ready", || async {
+        let store = clusters.get(&nobody).await.ok()?;
+        store
+            .status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(())
+    })
+    .await;
 
     // Escapes stopped by a condition: (attempt, namespace, resource, spec tail, reason).
     let attempts: Vec<(&str, &str, &str, String, &str)> = vec![

@@ -26,6 +26,7 @@ use crate::{
     sources::SourceCache,
     store::{
         ClusterThalassaSecretStore, Connection as StoreConnection, DEFAULT_AUDIENCE, StoreAuth,
+        ThalassaSecretStore,
     },
     thalassa::{self, CredentialSource, Credentials, DynamicCredentials, SecretString},
 };
@@ -71,16 +72,7 @@ pub(super) fn connect(ts: &ThalassaSecret, ctx: &Context) -> Result<Arc<Connecti
                     name: store_ref.name.clone(),
                     namespace: namespace.clone(),
                 })?;
-            let key = key_of(StoreKind::ThalassaSecretStore, &store.metadata)?;
-            cached(ctx, key.clone(), || {
-                build(
-                    ctx,
-                    &key,
-                    &store.spec.connection,
-                    &namespace,
-                    format!("ThalassaSecretStore {namespace}/{}", store.name_any()),
-                )
-            })
+            namespaced_store_connection(ctx, &store)
         }
         StoreKind::ClusterThalassaSecretStore => {
             let store = ctx
@@ -97,18 +89,44 @@ pub(super) fn connect(ts: &ThalassaSecret, ctx: &Context) -> Result<Arc<Connecti
                     namespace,
                 });
             }
-            let key = key_of(StoreKind::ClusterThalassaSecretStore, &store.metadata)?;
-            cached(ctx, key.clone(), || {
-                build(
-                    ctx,
-                    &key,
-                    &store.spec.connection,
-                    &store.spec.credentials_namespace,
-                    format!("ClusterThalassaSecretStore {}", store.name_any()),
-                )
-            })
+            cluster_store_connection(ctx, &store)
         }
     }
+}
+
+/// The connection of a namespaced store (cached by its identity).
+pub(super) fn namespaced_store_connection(
+    ctx: &Context,
+    store: &ThalassaSecretStore,
+) -> Result<Arc<Connection>> {
+    let key = key_of(StoreKind::ThalassaSecretStore, &store.metadata)?;
+    let namespace = store.namespace().unwrap_or_default();
+    cached(ctx, key.clone(), || {
+        build(
+            ctx,
+            &key,
+            &store.spec.connection,
+            &namespace,
+            format!("ThalassaSecretStore {namespace}/{}", store.name_any()),
+        )
+    })
+}
+
+/// The connection of a cluster store (cached by its identity); says nothing about who may use it.
+pub(super) fn cluster_store_connection(
+    ctx: &Context,
+    store: &ClusterThalassaSecretStore,
+) -> Result<Arc<Connection>> {
+    let key = key_of(StoreKind::ClusterThalassaSecretStore, &store.metadata)?;
+    cached(ctx, key.clone(), || {
+        build(
+            ctx,
+            &key,
+            &store.spec.connection,
+            &store.spec.credentials_namespace,
+            format!("ClusterThalassaSecretStore {}", store.name_any()),
+        )
+    })
 }
 
 /// The operator's own connection (flags and environment), for the namespaces allowed to use it.

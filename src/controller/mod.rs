@@ -47,6 +47,7 @@ mod hashkey;
 mod plan;
 mod reconcile;
 mod resolve;
+mod stores;
 mod validate;
 
 pub use hashkey::load_or_create_hash_key;
@@ -321,6 +322,12 @@ fn refers_to(ts: &ThalassaSecret, kind: StoreKind, name: &str) -> bool {
         .is_some_and(|r| r.kind == kind && r.name == name)
 }
 
+async fn log_loop_error<T, E: std::fmt::Display>(result: Result<T, E>) {
+    if let Err(e) = result {
+        debug!(error = %e, "reconcile loop error");
+    }
+}
+
 /// Everything `run` needs besides the clients.
 pub struct RunSettings {
     /// Data-hash key.
@@ -491,15 +498,41 @@ pub async fn run(
                     },
                 );
     }
-    controller
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let resources = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(log_loop_error);
+    // Store status: the stores' own watches (few objects), checked through the same cached
+    // connections the resources use.
+    let store_api: Api<ThalassaSecretStore> = match &namespaced {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let store_status = Controller::new(store_api, watcher::Config::default())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            stores::reconcile_store,
+            stores::store_error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_loop_error);
+    if cluster_mode {
+        let cluster_store_status = Controller::new(
+            Api::<ClusterThalassaSecretStore>::all(client.clone()),
+            watcher::Config::default(),
+        )
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                debug!(error = %e, "reconcile loop error");
-            }
-        })
-        .await;
+        .run(
+            stores::reconcile_cluster_store,
+            stores::store_error_policy,
+            ctx,
+        )
+        .for_each(log_loop_error);
+        futures::join!(resources, store_status, cluster_store_status);
+    } else {
+        futures::join!(resources, store_status);
+    }
     prune_task.abort();
 }

@@ -96,6 +96,9 @@ event series. */}}
 - apiGroups: ["secrets.thalassa.cloud"]
   resources: ["thalassasecretstores"]
   verbs: ["get", "list", "watch"]
+- apiGroups: ["secrets.thalassa.cloud"]
+  resources: ["thalassasecretstores/status"]
+  verbs: ["patch"]
 # Workload identity of stores: tokens only for the one ServiceAccount name tenants are told to
 # use, never for any other ServiceAccount.
 - apiGroups: [""]
@@ -109,6 +112,9 @@ event series. */}}
 - apiGroups: ["secrets.thalassa.cloud"]
   resources: ["clusterthalassasecretstores"]
   verbs: ["get", "list", "watch"]
+- apiGroups: ["secrets.thalassa.cloud"]
+  resources: ["clusterthalassasecretstores/status"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
