@@ -17,7 +17,7 @@ use super::auth::{Credentials, TokenCache, TokenResponse};
 use super::error::{self, Error, HttpFailure, KmsProbe, Route, Target};
 use super::path::{is_plain_segment, validate_browse_path, validate_path};
 use super::ratelimit::TokenBucket;
-use super::retry::{RetryPolicy, parse_retry_after};
+use super::retry::{RetryPolicy, RetryWait, parse_retry_after};
 use super::types::{
     BrowseSecretsResponse, CreateKmsKeyRequest, CreateSecretRequest, GetSecretValueRequest,
     GetSecretValueResponse, KmsKey, KmsSummary, PutSecretValueRequest, PutSecretValueResponse,
@@ -58,6 +58,22 @@ pub trait RequestObserver: Send + Sync {
     /// An attempt waited `waited` for the client-side rate limiter before being sent.
     fn observe_rate_limit_wait(&self, operation: &'static str, waited: Duration) {
         let _ = (operation, waited);
+    }
+
+    /// A failed attempt is being retried: the client is about to sleep `wait` before retry
+    /// number `retry` (the first retry is 1). `source` says whether `wait` is the server's
+    /// `Retry-After` or the client's jittered backoff. Not called when the client gives up
+    /// instead: the failure is not retryable, the retry budget is spent, the `Retry-After` is
+    /// over `retry_max_delay`, or the wait would end after the call deadline. (A 401 answered
+    /// by refreshing the access token is no retry: it is repeated at once, outside the budget.)
+    fn observe_retry(
+        &self,
+        operation: &'static str,
+        retry: u32,
+        wait: Duration,
+        source: RetryWait,
+    ) {
+        let _ = (operation, retry, wait, source);
     }
 }
 
@@ -250,6 +266,17 @@ enum AttemptError {
 enum Failure {
     Transport(reqwest::Error),
     Http(HttpFailure),
+}
+
+/// What the retry loop does after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Sleep `wait`, then retry.
+    Retry { wait: Duration, source: RetryWait },
+    /// Report the failure: not retryable, retry budget spent, or `Retry-After` over the cap.
+    GiveUp,
+    /// A retry is allowed, but its wait would end at or after the call deadline.
+    PastDeadline,
 }
 
 impl Client {
@@ -753,38 +780,59 @@ impl Client {
                 Err(AttemptError::Transport(source)) => Failure::Transport(source),
                 Err(AttemptError::TooLarge { limit }) => return Err(call.too_large(limit)),
             };
-            let wait = self.retry_wait(call, retry, &failure);
-            if wait.is_some_and(|wait| Instant::now() + wait >= deadline) {
+            match self.next_step(call, retry, &failure, deadline) {
+                Next::Retry { wait, source } => {
+                    retry += 1;
+                    tracing::debug!(
+                        operation = call.operation,
+                        retry,
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        retry_after = source == RetryWait::RetryAfter,
+                        "retrying Thalassa request"
+                    );
+                    if let Some(observer) = &self.inner.observer {
+                        observer.observe_retry(call.operation, retry, wait, source);
+                    }
+                    tokio::time::sleep(wait).await;
+                }
                 // The retry could not finish in time: report the real cause of an HTTP failure
                 // (a 429 keeps its Retry-After), and a timeout for a transport failure.
-                return Err(match failure {
-                    Failure::Transport(_) => self.deadline_exceeded(call.operation),
-                    Failure::Http(failure) => self.classify(call, failure).await,
-                });
+                Next::PastDeadline => {
+                    return Err(match failure {
+                        Failure::Transport(_) => self.deadline_exceeded(call.operation),
+                        Failure::Http(failure) => self.classify(call, failure).await,
+                    });
+                }
+                Next::GiveUp => {
+                    return Err(match failure {
+                        Failure::Transport(source) => Error::Transport {
+                            operation: call.operation,
+                            source,
+                        },
+                        Failure::Http(failure) => self.classify(call, failure).await,
+                    });
+                }
             }
-            if let Some(wait) = wait {
-                tracing::debug!(
-                    operation = call.operation,
-                    retry = retry + 1,
-                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    "retrying Thalassa request"
-                );
-                tokio::time::sleep(wait).await;
-                retry += 1;
-                continue;
-            }
-            return Err(match failure {
-                Failure::Transport(source) => Error::Transport {
-                    operation: call.operation,
-                    source,
-                },
-                Failure::Http(failure) => self.classify(call, failure).await,
-            });
+        }
+    }
+
+    /// What to do after `failure`, the outcome of attempt `retry` (0: the first attempt), given
+    /// the call's deadline.
+    fn next_step(&self, call: &Call, retry: u32, failure: &Failure, deadline: Instant) -> Next {
+        match self.retry_wait(call, retry, failure) {
+            None => Next::GiveUp,
+            Some((wait, _)) if Instant::now() + wait >= deadline => Next::PastDeadline,
+            Some((wait, source)) => Next::Retry { wait, source },
         }
     }
 
     /// Whether to retry after `failure`, and after how long.
-    fn retry_wait(&self, call: &Call, retry: u32, failure: &Failure) -> Option<Duration> {
+    fn retry_wait(
+        &self,
+        call: &Call,
+        retry: u32,
+        failure: &Failure,
+    ) -> Option<(Duration, RetryWait)> {
         let policy = &self.inner.retry;
         if retry >= policy.max_retries {
             return None;
@@ -1350,5 +1398,212 @@ mod tests {
             suites(&rustls::crypto::ring::default_provider()),
             "the provider is ring's, the one kube uses"
         );
+    }
+
+    // ---- Retry and deadline decisions, on paused time ----
+    //
+    // Tokio's clock stands still unless every task waits (or the test advances it), so these
+    // numbers are exact and do not depend on how busy the machine is. The wiring over real HTTP
+    // is tested in tests/thalassa_client.rs.
+
+    fn http_failure_of(status: u16, retry_after: Option<Duration>) -> Failure {
+        Failure::Http(HttpFailure {
+            status,
+            message: String::new(),
+            retry_after,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_decisions_follow_retry_after_the_budget_and_the_deadline() {
+        let mut config = ClientConfig::new(
+            "http://127.0.0.1:9",
+            "org-1",
+            Credentials::BearerToken("t".into()),
+        );
+        config.max_retries = 3;
+        config.retry_base_delay = Duration::from_millis(200);
+        config.retry_max_delay = Duration::from_secs(3);
+        let client = Client::new(config).unwrap();
+        let url = client.secret_url("nl-01", "/app/db", "").unwrap();
+        let get = client.call("getSecret", Method::GET, url.clone(), Route::Secrets);
+        let put = client
+            .call("putSecretValue", Method::POST, url, Route::Secrets)
+            .not_idempotent();
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        let secs = Duration::from_secs;
+        let honoured = |wait| Next::Retry {
+            wait,
+            source: RetryWait::RetryAfter,
+        };
+        let next = |call: &Call, retry, status, retry_after| {
+            client.next_step(call, retry, &http_failure_of(status, retry_after), deadline)
+        };
+
+        // A Retry-After under the cap is slept exactly as sent, for every retry of the budget,
+        // on idempotent calls and (429 and 503 mean "not processed") on others too.
+        for retry in 0..3 {
+            assert_eq!(next(&get, retry, 429, Some(secs(1))), honoured(secs(1)));
+        }
+        assert_eq!(next(&put, 0, 429, Some(secs(1))), honoured(secs(1)));
+        assert_eq!(next(&put, 0, 503, Some(secs(1))), honoured(secs(1)));
+        assert_eq!(next(&get, 0, 500, Some(secs(1))), honoured(secs(1)));
+        // The budget is spent after 3 retries.
+        assert_eq!(next(&get, 3, 429, Some(secs(1))), Next::GiveUp);
+        // Over the 3 s cap: reported, not slept.
+        assert_eq!(next(&get, 0, 429, Some(secs(30))), Next::GiveUp);
+        // Under the cap but past the deadline: not started.
+        assert_eq!(next(&get, 0, 429, Some(secs(2))), Next::PastDeadline);
+        // The deadline draws nearer: 1 s still fits 499 ms in, and no longer once it would end
+        // exactly at the deadline.
+        tokio::time::advance(Duration::from_millis(499)).await;
+        assert_eq!(next(&get, 0, 429, Some(secs(1))), honoured(secs(1)));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(next(&get, 0, 429, Some(secs(1))), Next::PastDeadline);
+
+        // Without Retry-After: jittered backoff under the doubling ceiling (200 ms, 400 ms, …).
+        for retry in 0..3 {
+            match next(&get, retry, 503, None) {
+                Next::Retry {
+                    wait,
+                    source: RetryWait::Backoff,
+                } => assert!(
+                    wait <= Duration::from_millis(200 << retry),
+                    "retry {retry}: {wait:?}"
+                ),
+                other => panic!("retry {retry}: {other:?}"),
+            }
+        }
+        // A 500 may have been processed: repeated only for idempotent calls. Client errors never.
+        assert!(matches!(next(&get, 0, 500, None), Next::Retry { .. }));
+        assert_eq!(next(&put, 0, 500, None), Next::GiveUp);
+        for status in [400, 403, 404, 409] {
+            assert_eq!(next(&get, 0, status, None), Next::GiveUp, "{status}");
+        }
+    }
+
+    /// Counts what the client reports.
+    #[derive(Default)]
+    struct Counted {
+        attempts: std::sync::atomic::AtomicUsize,
+        limiter_waits: std::sync::atomic::AtomicUsize,
+        retries: std::sync::atomic::AtomicUsize,
+    }
+
+    impl RequestObserver for Counted {
+        fn observe(&self, _: &'static str, _: Option<u16>, _: Duration) {
+            self.attempts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        fn observe_rate_limit_wait(&self, _: &'static str, _: Duration) {
+            self.limiter_waits
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        fn observe_retry(&self, _: &'static str, _: u32, _: Duration, _: RetryWait) {
+            self.retries
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_waits_are_cut_off_at_the_call_deadline() {
+        let counted = Arc::new(Counted::default());
+        let mut config = ClientConfig::new(
+            "http://127.0.0.1:9",
+            "org-1",
+            Credentials::BearerToken("t".into()),
+        );
+        config.rate_limit_per_second = 0.1;
+        config.rate_limit_burst = 1;
+        config.request_timeout = Duration::from_secs(1);
+        config.call_deadline = Duration::from_secs(1);
+        config.observer = Some(counted.clone());
+        let client = Client::new(config).unwrap();
+        // Take the only token: the next one is 10 s away.
+        assert_eq!(client.inner.limits.limiter.reserve(), Duration::ZERO);
+        let started = Instant::now();
+        let err = client
+            .get_secret("nl-01", "/app/db", false)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "DeadlineExceeded", "{err}");
+        // Cut off at the deadline, exactly, not after the 10 s wait.
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        // Nothing was sent, and the wait never completed.
+        use std::sync::atomic::Ordering::SeqCst;
+        assert_eq!(counted.attempts.load(SeqCst), 0);
+        assert_eq!(counted.limiter_waits.load(SeqCst), 0);
+        assert_eq!(counted.retries.load(SeqCst), 0);
+    }
+
+    // ---- Body caps ----
+
+    /// A body of `chunks` chunks of 64 KiB that counts how many were pulled.
+    struct CountingBody {
+        chunks: usize,
+        pulled: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    const CHUNK: usize = 64 * 1024;
+
+    impl http_body::Body for CountingBody {
+        type Data = axum::body::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+            let pulled = self
+                .pulled
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::task::Poll::Ready((pulled < self.chunks).then(|| {
+                Ok(http_body::Frame::data(axum::body::Bytes::from_static(
+                    &[b' '; CHUNK],
+                )))
+            }))
+        }
+    }
+
+    /// A streamed response (no `Content-Length`) of `chunks` chunks, and its pull counter.
+    fn streamed(
+        status: u16,
+        chunks: usize,
+    ) -> (reqwest::Response, Arc<std::sync::atomic::AtomicUsize>) {
+        let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let body = reqwest::Body::wrap(CountingBody {
+            chunks,
+            pulled: pulled.clone(),
+        });
+        let response = http::Response::builder().status(status).body(body).unwrap();
+        (response.into(), pulled)
+    }
+
+    #[tokio::test]
+    async fn reading_stops_at_the_first_chunk_past_the_cap() {
+        use std::sync::atomic::Ordering::SeqCst;
+        // 64 MiB offered to a reveal: refused after the chunk that passes 1.5 MiB.
+        let (response, pulled) = streamed(200, 1024);
+        let result = read_response(response, MAX_REVEAL_RESPONSE_BYTES).await;
+        assert!(
+            matches!(result, Err(AttemptError::TooLarge { limit }) if limit == MAX_REVEAL_RESPONSE_BYTES)
+        );
+        assert_eq!(pulled.load(SeqCst), MAX_REVEAL_RESPONSE_BYTES / CHUNK + 1);
+        // An error body stops at 64 KiB as well, and is dropped: the status alone classifies.
+        let (response, pulled) = streamed(503, 1024);
+        let Ok(response) = read_response(response, MAX_REVEAL_RESPONSE_BYTES).await else {
+            panic!("an oversized error body is still a response");
+        };
+        assert_eq!(response.status, 503);
+        assert!(response.body.is_empty());
+        assert_eq!(pulled.load(SeqCst), MAX_ERROR_BODY_BYTES / CHUNK + 1);
+        // Up to the cap, everything is read.
+        let (response, pulled) = streamed(200, MAX_REVEAL_RESPONSE_BYTES / CHUNK);
+        let Ok(response) = read_response(response, MAX_REVEAL_RESPONSE_BYTES).await else {
+            panic!("a body of exactly the cap is read");
+        };
+        assert_eq!(response.body.len(), MAX_REVEAL_RESPONSE_BYTES);
+        // Every chunk, and the end of the stream.
+        assert_eq!(pulled.load(SeqCst), MAX_REVEAL_RESPONSE_BYTES / CHUNK + 1);
     }
 }

@@ -22,6 +22,7 @@ pub use client::{
 };
 pub use error::Error;
 pub use path::{MAX_PATH_LEN, PathError, validate_browse_path, validate_path};
+pub use retry::RetryWait;
 pub use types::{
     BrowseSecretsResponse, CreateKmsKeyRequest, CreateSecretRequest, KmsKey, KmsKeyStatus,
     KmsKeyVersion, KmsRegionSummary, KmsSummary, Organisation, PutSecretValueResponse, Region,

@@ -111,4 +111,24 @@ mod tests {
         // Each of the 10 waited its own 50 ms, one after the other.
         assert_eq!(waited, Duration::from_millis(500));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_are_spaced_at_the_rate_in_arrival_order() {
+        // The shape of tests/thalassa_client.rs's rate_limiter_bounds_the_request_rate: 12 calls
+        // at once, burst 2, 10/s.
+        let bucket = TokenBucket::new(10.0, 2);
+        let start = Instant::now();
+        let calls = (0..12).map(|_| async {
+            let waited = bucket.acquire().await;
+            (waited, start.elapsed())
+        });
+        let done = futures::future::join_all(calls).await;
+        // Two free, then one every 100 ms: the k-th caller beyond the burst waits k × 100 ms and
+        // gets its token then, so the twelfth starts 1 s in.
+        for (i, (waited, at)) in done.into_iter().enumerate() {
+            let expected = Duration::from_millis(100 * (i as u64).saturating_sub(1));
+            assert_eq!((waited, at), (expected, expected), "caller {i}");
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
 }

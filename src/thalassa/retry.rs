@@ -5,6 +5,16 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rand::Rng as _;
 
+/// Where the wait before a retry came from (reported to
+/// [`RequestObserver::observe_retry`](super::RequestObserver::observe_retry)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryWait {
+    /// The server's `Retry-After`, honoured as sent.
+    RetryAfter,
+    /// The client's own jittered exponential backoff (no `Retry-After` came).
+    Backoff,
+}
+
 /// When and how long to back off between attempts of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RetryPolicy {
@@ -35,16 +45,21 @@ impl RetryPolicy {
         Duration::from_millis(rand::rng().random_range(0..=millis))
     }
 
-    /// How long to wait before retry number `retry`, given the server's `Retry-After`.
+    /// How long to wait before retry number `retry`, given the server's `Retry-After`, and
+    /// where that wait came from.
     ///
     /// A `Retry-After` is honoured (never shortened) when it fits under `max_delay`; a longer one
     /// yields `None`: the caller gives up and reports it, so the controller requeues instead of
     /// a worker sleeping for minutes.
-    pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Option<Duration> {
+    pub(crate) fn delay(
+        &self,
+        retry: u32,
+        retry_after: Option<Duration>,
+    ) -> Option<(Duration, RetryWait)> {
         match retry_after {
             Some(wait) if wait > self.max_delay => None,
-            Some(wait) => Some(wait),
-            None => Some(self.jittered_backoff(retry)),
+            Some(wait) => Some((wait, RetryWait::RetryAfter)),
+            None => Some((self.jittered_backoff(retry), RetryWait::Backoff)),
         }
     }
 }
@@ -105,10 +120,22 @@ mod tests {
         let policy = policy();
         assert_eq!(
             policy.delay(0, Some(Duration::from_secs(3))),
-            Some(Duration::from_secs(3))
+            Some((Duration::from_secs(3), RetryWait::RetryAfter))
+        );
+        // Exactly the cap is still slept; just over it is reported instead.
+        assert_eq!(
+            policy.delay(5, Some(Duration::from_secs(10))),
+            Some((Duration::from_secs(10), RetryWait::RetryAfter))
         );
         assert_eq!(policy.delay(0, Some(Duration::from_secs(11))), None);
-        assert!(policy.delay(2, None).unwrap() <= Duration::from_millis(800));
+        // A zero Retry-After ("now") is honoured too, not replaced by backoff.
+        assert_eq!(
+            policy.delay(0, Some(Duration::ZERO)),
+            Some((Duration::ZERO, RetryWait::RetryAfter))
+        );
+        let (wait, source) = policy.delay(2, None).unwrap();
+        assert_eq!(source, RetryWait::Backoff);
+        assert!(wait <= Duration::from_millis(800));
     }
 
     #[test]
