@@ -160,7 +160,7 @@ async fn sync_and_report(
 /// Decides what to do after a failed reconcile: wait for a spec change when the spec itself is
 /// invalid, or retry with exponential backoff capped at the refresh interval (and never sooner
 /// than a 429's `Retry-After`). Failures that depend on Thalassa's content are retried too, but
-/// cost no reveal while nothing changed (see [`Attempt`]).
+/// cost no reveal while nothing changed (see `Attempt`).
 pub fn error_policy(ts: Arc<ThalassaSecret>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(
         namespace = ts.namespace().unwrap_or_default(),
