@@ -9,22 +9,22 @@ mod common;
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
-    process::Stdio,
     time::Duration,
 };
 
 use clap::CommandFactory;
-use common::{OperatorCommand, bin_dir, kubectl, kubectl_with, secret_data, wait_for};
+use common::{
+    OperatorCommand, documents, helm, impersonating_kubeconfig, kubectl, kubectl_with, secret_data,
+    wait_for,
+};
 use k8s_openapi::{
     api::core::v1::Secret,
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::Api;
-use serde::Deserialize;
 use serde_yaml::Value;
 use thalassa_emulator::{Emulator, EmulatorConfig, Seed};
 use thalassa_operator::{config::Cli, crd::ThalassaSecret};
-use tokio::process::Command;
 
 const CHART: &str = "charts/thalassa-secrets-operator";
 
@@ -38,31 +38,6 @@ fn chart() -> PathBuf {
 
 fn ci_values(name: &str) -> String {
     chart().join("ci").join(name).to_string_lossy().into_owned()
-}
-
-/// Runs helm (with its own cache/config dirs and the test control plane's kubeconfig),
-/// returning (success, stdout, stderr).
-async fn helm(args: &[&str]) -> (bool, String, String) {
-    let home = std::env::temp_dir().join(format!("tso-helm-home-{}", std::process::id()));
-    let out = Command::new(bin_dir().join("helm"))
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .env(
-            "KUBECONFIG",
-            testenv::ControlPlane::shared().kubeconfig_path(),
-        )
-        .current_dir(root())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("helm runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `helm template` that must succeed; returns the manifests.
@@ -79,14 +54,6 @@ async fn template(release: &str, namespace: &str, extra: &[&str]) -> String {
     let (ok, out, err) = helm(&args).await;
     assert!(ok, "helm template {extra:?} failed:\n{err}");
     out
-}
-
-/// The objects of a multi-document YAML stream (empty documents skipped).
-fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|doc| Value::deserialize(doc).expect("valid YAML document"))
-        .filter(|v| !v.is_null())
-        .collect()
 }
 
 fn kind(doc: &Value) -> &str {
@@ -856,6 +823,8 @@ async fn kustomize_bases_and_samples_pass_server_side_dry_run() {
         "ConfigMap",
         "Deployment",
         "Service",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ] {
         assert!(
             kinds.contains(expected),
@@ -902,24 +871,6 @@ async fn kustomize_bases_and_samples_pass_server_side_dry_run() {
 // ---------------------------------------------------------------------------------------------
 // The operator with exactly the chart's permissions
 // ---------------------------------------------------------------------------------------------
-
-/// A kubeconfig that impersonates the chart's ServiceAccount (the operator cannot take `--as`).
-fn impersonating_kubeconfig(dir: &Path, namespace: &str, service_account: &str) -> PathBuf {
-    let admin = std::fs::read_to_string(testenv::ControlPlane::shared().kubeconfig_path()).unwrap();
-    let mut config: Value = serde_yaml::from_str(&admin).unwrap();
-    let user = &mut config["users"][0]["user"];
-    user["as"] = Value::from(format!(
-        "system:serviceaccount:{namespace}:{service_account}"
-    ));
-    user["as-groups"] = Value::Sequence(vec![
-        Value::from("system:serviceaccounts"),
-        Value::from(format!("system:serviceaccounts:{namespace}")),
-        Value::from("system:authenticated"),
-    ]);
-    let path = dir.join("kubeconfig-sa");
-    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
-    path
-}
 
 /// `helm install` (cluster mode or namespaced mode), then the operator binary running with only
 /// the chart ServiceAccount's permissions syncs every sample from the emulator seeded with

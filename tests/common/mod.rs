@@ -596,3 +596,57 @@ pub async fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>)
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
+
+/// Runs helm in the repository root (with its own cache/config dirs and the test control
+/// plane's kubeconfig), returning (success, stdout, stderr).
+pub async fn helm(args: &[&str]) -> (bool, String, String) {
+    let home = std::env::temp_dir().join(format!("tso-helm-home-{}", std::process::id()));
+    let out = Command::new(bin_dir().join("helm"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .env(
+            "KUBECONFIG",
+            testenv::ControlPlane::shared().kubeconfig_path(),
+        )
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("helm runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A kubeconfig (`dir/kubeconfig-sa`) that impersonates a ServiceAccount, for processes that
+/// cannot take `--as` (the operator) and for acting as a namespace user.
+pub fn impersonating_kubeconfig(dir: &Path, namespace: &str, service_account: &str) -> PathBuf {
+    use serde_yaml::Value;
+    let admin = std::fs::read_to_string(testenv::ControlPlane::shared().kubeconfig_path()).unwrap();
+    let mut config: Value = serde_yaml::from_str(&admin).unwrap();
+    let user = &mut config["users"][0]["user"];
+    user["as"] = Value::from(format!(
+        "system:serviceaccount:{namespace}:{service_account}"
+    ));
+    user["as-groups"] = Value::Sequence(vec![
+        Value::from("system:serviceaccounts"),
+        Value::from(format!("system:serviceaccounts:{namespace}")),
+        Value::from("system:authenticated"),
+    ]);
+    let path = dir.join("kubeconfig-sa");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+/// The objects of a multi-document YAML stream (empty documents skipped).
+pub fn documents(yaml: &str) -> Vec<serde_yaml::Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| serde_yaml::Value::deserialize(doc).expect("valid YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}

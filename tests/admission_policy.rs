@@ -1,0 +1,352 @@
+//! The chart's ValidatingAdmissionPolicy (`admissionPolicy.enabled`, `config/admission`) on a
+//! real kube-apiserver: `creationPolicy` Adopt or Merge writes into an existing Secret with the
+//! operator's permissions, so it is admitted only for users who may update (or patch) that Secret
+//! themselves. A namespace user who may write ThalassaSecrets but only read Secrets is refused,
+//! with a message that says what to do; Owner, a cluster admin, and the same user once granted
+//! update are admitted.
+
+mod common;
+
+use std::{path::Path, time::Duration};
+
+use common::{
+    documents, helm, impersonating_kubeconfig, install_crd, kubectl, kubectl_with, wait_for,
+};
+use serde_yaml::Value;
+
+const CHART: &str = "charts/thalassa-secrets-operator";
+const TEMPLATE: &str = "templates/admission-policy.yaml";
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind} expected: {docs:?}");
+    found[0]
+}
+
+/// The policy and its binding as the chart renders them for `release`.
+async fn render(release: &str, extra: &[&str]) -> String {
+    let mut args = vec!["template", release, CHART, "-s", TEMPLATE];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = helm(&args).await;
+    assert!(ok, "helm template {args:?}: {err}");
+    out
+}
+
+/// A ThalassaSecret named `name` writing the key `password` into `target` (a YAML flow mapping).
+fn thalassa_secret(namespace: &str, name: &str, target: &str) -> String {
+    format!(
+        "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  target: {target}\n  data:\n    - secretKey: password\n      remoteRef: {{path: /app/password}}\n"
+    )
+}
+
+/// `kubectl apply` with this kubeconfig (server-side dry-run with `dry_run`).
+async fn apply_as(kubeconfig: &Path, yaml: &str, dry_run: bool) -> (bool, String) {
+    let mut args = vec!["apply", "-f", "-"];
+    if dry_run {
+        args.push("--dry-run=server");
+    }
+    kubectl_with(kubeconfig, &args, Some(yaml)).await
+}
+
+/// Applies `yaml` as the user of `kubeconfig` and asserts that the policy refuses it with a
+/// message containing every one of `expected`.
+async fn assert_denied(kubeconfig: &Path, case: &str, yaml: &str, expected: &[&str]) {
+    let (ok, out) = apply_as(kubeconfig, yaml, false).await;
+    assert!(!ok, "{case}: should be refused, got: {out}");
+    assert!(
+        out.contains("ValidatingAdmissionPolicy") && out.contains("-adopt-merge"),
+        "{case}: refused, but not by the policy: {out}"
+    );
+    for needle in expected {
+        assert!(
+            out.contains(needle),
+            "{case}: message lacks {needle:?}: {out}"
+        );
+    }
+}
+
+async fn assert_admitted(kubeconfig: &Path, case: &str, yaml: &str) {
+    let (ok, out) = apply_as(kubeconfig, yaml, false).await;
+    assert!(ok, "{case}: should be admitted: {out}");
+}
+
+/// Waits until a server-side dry-run of `yaml` as this user is refused (`refused`) or admitted:
+/// policy bindings and RBAC changes take a moment to reach the admission chain and authorizer.
+async fn wait_until(kubeconfig: &Path, what: &str, yaml: &str, refused: bool) {
+    wait_for(Duration::from_secs(60), what, || async move {
+        let (ok, out) = apply_as(kubeconfig, yaml, true).await;
+        let by_policy = !ok && out.contains("-adopt-merge");
+        (if refused { by_policy } else { ok }).then_some(())
+    })
+    .await;
+}
+
+/// Deletes the cluster-scoped policy and binding when the test ends, passed or not.
+struct Uninstall(String);
+
+impl Drop for Uninstall {
+    fn drop(&mut self) {
+        let kubeconfig = testenv::ControlPlane::shared().kubeconfig_path();
+        for kind in [
+            "validatingadmissionpolicybinding",
+            "validatingadmissionpolicy",
+        ] {
+            let _ = std::process::Command::new(common::bin_dir().join("kubectl"))
+                .env("KUBECONFIG", kubeconfig)
+                .args(["delete", kind, &self.0, "--ignore-not-found"])
+                .output();
+        }
+    }
+}
+
+#[tokio::test]
+async fn adopt_and_merge_need_permission_to_update_the_target_secret() {
+    let control_plane = testenv::ControlPlane::shared();
+    let _logs = control_plane.logs_on_panic();
+    install_crd(&control_plane.client().await).await;
+    let namespace = control_plane.temp_namespace("vap").await;
+    let ns = namespace.name();
+    let dir = std::env::temp_dir().join(format!("tso-{ns}"));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // The policy exactly as the chart renders it by default.
+    let release = format!("vap-{}", &ns[ns.len() - 6..]);
+    let policy = format!("{release}-thalassa-secrets-operator-adopt-merge");
+    let manifests = render(&release, &[]).await;
+    let _uninstall = Uninstall(policy.clone());
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&manifests)).await;
+    assert!(ok, "installing the policy: {out}");
+
+    // A namespace user who may write ThalassaSecrets but only read Secrets.
+    let setup = format!(
+        r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: dev, namespace: {ns}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: dev, namespace: {ns}}}
+rules:
+  - apiGroups: [secrets.thalassa.cloud]
+    resources: [thalassasecrets]
+    verbs: [create, get, list, patch, update]
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: dev, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: dev}}
+subjects: [{{kind: ServiceAccount, name: dev, namespace: {ns}}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: victim, namespace: {ns}}}
+stringData: {{password: not-yours}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: shared, namespace: {ns}}}
+stringData: {{other: kept}}
+"#
+    );
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&setup)).await;
+    assert!(ok, "setup: {out}");
+    let dev = impersonating_kubeconfig(&dir, ns, "dev");
+    let (_, out) = kubectl_with(
+        &dev,
+        &["auth", "can-i", "update", "secrets", "-n", ns],
+        None,
+    )
+    .await;
+    assert!(
+        out.trim().starts_with("no"),
+        "dev may update Secrets: {out}"
+    );
+    let admin = control_plane.kubeconfig_path();
+
+    let adopt = thalassa_secret(ns, "grab", "{name: victim, creationPolicy: Adopt}");
+    wait_until(&dev, "the policy refuses dev's Adopt", &adopt, true).await;
+
+    assert_denied(
+        &dev,
+        "Adopt",
+        &adopt,
+        &[
+            &format!("creationPolicy Adopt takes over the Secret {ns}/victim"),
+            "you need permission to update that Secret yourself",
+            "use creationPolicy Owner with a target.name no Secret has yet",
+        ],
+    )
+    .await;
+    assert_denied(
+        &dev,
+        "Merge",
+        &thalassa_secret(ns, "grab", "{name: victim, creationPolicy: Merge}"),
+        &[&format!(
+            "creationPolicy Merge writes its keys into the Secret {ns}/victim"
+        )],
+    )
+    .await;
+    // Without target.name the Secret is the resource's own name.
+    assert_denied(
+        &dev,
+        "Adopt, target named by the resource",
+        &thalassa_secret(ns, "victim", "{creationPolicy: Adopt}"),
+        &[&format!("takes over the Secret {ns}/victim")],
+    )
+    .await;
+    // Merge into a Secret that does not exist yet is refused too: it may exist by the time the
+    // operator writes.
+    assert_denied(
+        &dev,
+        "Merge, no such Secret yet",
+        &thalassa_secret(ns, "later", "{name: not-yet, creationPolicy: Merge}"),
+        &[&format!("the Secret {ns}/not-yet")],
+    )
+    .await;
+    let (_, out) = kubectl(&["get", "thalassasecrets", "-n", ns, "-o", "name"], None).await;
+    assert!(
+        out.trim().is_empty() || out.contains("No resources"),
+        "{out}"
+    );
+
+    // Owner never writes a Secret the operator did not create (it reports TargetConflict), so
+    // the policy leaves it alone; switching it to Adopt afterwards is an UPDATE, and refused.
+    let owner = thalassa_secret(ns, "grab", "{name: victim, creationPolicy: Owner}");
+    assert_admitted(&dev, "Owner", &owner).await;
+    assert_denied(
+        &dev,
+        "Owner changed to Adopt",
+        &adopt,
+        &[&format!(
+            "creationPolicy Adopt takes over the Secret {ns}/victim"
+        )],
+    )
+    .await;
+
+    // A cluster admin may adopt; dev may then touch its metadata (the spec decides what is
+    // written), but not change its spec.
+    let admins = thalassa_secret(ns, "admins", "{name: victim, creationPolicy: Adopt}");
+    assert_admitted(admin, "Adopt as cluster admin", &admins).await;
+    let (ok, out) = kubectl_with(
+        &dev,
+        &["label", "thalassasecret", "admins", "-n", ns, "team=a"],
+        None,
+    )
+    .await;
+    assert!(ok, "dev labels the admin's Adopt resource: {out}");
+    let (ok, out) = kubectl_with(
+        &dev,
+        &[
+            "patch",
+            "thalassasecret",
+            "admins",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"data":[{"secretKey":"password","remoteRef":{"path":"/other/path"}}]}}"#,
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !ok && out.contains(&format!("takes over the Secret {ns}/victim")),
+        "dev changes what the admin's Adopt resource writes: {out}"
+    );
+
+    // Granted update on that one Secret, dev may adopt it; patch alone is enough for Merge.
+    let grant = format!(
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: dev-write, namespace: {ns}}}
+rules:
+  - apiGroups: [""]
+    resources: [secrets]
+    resourceNames: [victim]
+    verbs: [update]
+  - apiGroups: [""]
+    resources: [secrets]
+    resourceNames: [shared]
+    verbs: [patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: dev-write, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: dev-write}}
+subjects: [{{kind: ServiceAccount, name: dev, namespace: {ns}}}]
+"#
+    );
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&grant)).await;
+    assert!(ok, "grant: {out}");
+    wait_until(&dev, "dev's Adopt admitted once granted", &adopt, false).await;
+    assert_admitted(&dev, "Adopt after the grant", &adopt).await;
+    assert_admitted(
+        &dev,
+        "Merge with patch only",
+        &thalassa_secret(ns, "merge", "{name: shared, creationPolicy: Merge}"),
+    )
+    .await;
+
+    namespace.delete().await.expect("namespace deleted");
+}
+
+#[tokio::test]
+async fn the_kustomize_policy_equals_the_chart_policy_and_the_value_switches_it() {
+    let docs = documents(&render("tso", &[]).await);
+    let (ok, out) = kubectl(
+        &[
+            "kustomize",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/admission"),
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "kubectl kustomize config/admission: {out}");
+    let kustomize = documents(&out);
+    let policy = of_kind(&docs, "ValidatingAdmissionPolicy");
+    assert_eq!(
+        policy["metadata"]["name"],
+        "tso-thalassa-secrets-operator-adopt-merge"
+    );
+    assert_eq!(
+        of_kind(&kustomize, "ValidatingAdmissionPolicy")["spec"],
+        policy["spec"],
+        "config/admission/admission_policy.yaml differs from the chart's {TEMPLATE}"
+    );
+    let binding = of_kind(&docs, "ValidatingAdmissionPolicyBinding");
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert_eq!(binding["spec"]["validationActions"][0], "Deny");
+    assert!(
+        binding["spec"]["matchResources"].is_null(),
+        "cluster mode: every namespace"
+    );
+    let mut spec = binding["spec"].clone();
+    spec["policyName"] = Value::from("thalassa-secrets-operator-adopt-merge");
+    assert_eq!(
+        of_kind(&kustomize, "ValidatingAdmissionPolicyBinding")["spec"],
+        spec
+    );
+
+    // Namespaced mode binds the policy to the watched namespace only.
+    let docs = documents(&render("tso", &["--set", "watchNamespace=team-a"]).await);
+    assert_eq!(
+        of_kind(&docs, "ValidatingAdmissionPolicyBinding")["spec"]["matchResources"]["namespaceSelector"]
+            ["matchLabels"]["kubernetes.io/metadata.name"],
+        "team-a"
+    );
+
+    // admissionPolicy.enabled=false renders neither.
+    let (ok, out, err) = helm(&[
+        "template",
+        "tso",
+        CHART,
+        "--set",
+        "admissionPolicy.enabled=false",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(!out.contains("ValidatingAdmissionPolicy"), "{out}");
+}
