@@ -282,14 +282,15 @@ impl SyncedWatches {
     }
 }
 
+/// Where a watch reports its first complete listing: the tracker, the context, which watch.
+type WatchReport = (Arc<SyncedWatches>, Arc<Context>, Watch);
+
 /// A reflector over `api` feeding `writer`, reporting its first listing as `watch`.
 fn cached_watch<K>(
     writer: reflector::store::Writer<K>,
     api: Api<K>,
     config: watcher::Config,
-    watch: Watch,
-    synced: Arc<SyncedWatches>,
-    ctx: Arc<Context>,
+    (synced, ctx, watch): WatchReport,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -354,35 +355,15 @@ pub async fn run(
         metrics,
         readiness,
     } = settings;
-    let namespaced = config.watch_namespace.clone();
-    let (resources, secrets_api, stores_api): (
-        Api<ThalassaSecret>,
-        Api<PartialObjectMeta<Secret>>,
-        Api<ThalassaSecretStore>,
-    ) = match &namespaced {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
+    let namespace = config.watch_namespace.clone();
+    // In namespaced mode the operator reads nothing cluster-scoped: no cluster stores, no
+    // namespace labels.
+    let cluster_mode = namespace.is_none();
     let (secret_store, secret_writer) = reflector::store();
     let (resource_store, resource_writer) = reflector::store();
     let (store_store, store_writer) = reflector::store();
     let (cluster_store_store, cluster_store_writer) = reflector::store();
     let (namespace_store, namespace_writer) = reflector::store();
-    // In namespaced mode the operator reads nothing cluster-scoped: no cluster stores, no
-    // namespace labels.
-    let cluster_mode = namespaced.is_none();
-    let mut expected = BTreeSet::from([Watch::Secrets, Watch::Stores, Watch::Resources]);
-    if cluster_mode {
-        expected.extend([Watch::ClusterStores, Watch::Namespaces]);
-    }
     let concurrency = config.concurrency;
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -396,36 +377,29 @@ pub async fn run(
             namespaces: cluster_mode.then_some(namespace_store),
         },
         reporter,
-        metrics.clone(),
+        metrics,
     ));
+    let mut expected = BTreeSet::from([Watch::Secrets, Watch::Stores, Watch::Resources]);
+    if cluster_mode {
+        expected.extend([Watch::ClusterStores, Watch::Namespaces]);
+    }
     let synced = Arc::new(SyncedWatches {
         readiness,
         expected,
         synced: Mutex::default(),
     });
-    let secret_stream = cached_watch(
-        secret_writer,
-        secrets_api,
-        watcher::Config::default().labels(MANAGED_SELECTOR),
-        Watch::Secrets,
-        synced.clone(),
-        ctx.clone(),
-    );
-    let store_stream = cached_watch(
-        store_writer,
-        stores_api,
-        watcher::Config::default(),
-        Watch::Stores,
-        synced.clone(),
-        ctx.clone(),
-    );
-    let resources_synced = synced.clone();
-    let resources_ctx = ctx.clone();
+    let watch = |which| (synced.clone(), ctx.clone(), which);
+
     // Status writes bump resourceVersion but not generation: filtering on generation (and
     // annotations) keeps our own status patches from re-triggering reconciles.
+    let (resources_synced, resources_ctx) = (synced.clone(), ctx.clone());
     let resource_stream = reflector(
         resource_writer,
-        watcher(resources, watcher::Config::default().any_semantic()).modify(strip_cached_metadata),
+        watcher(
+            scoped(&client, namespace.as_deref()),
+            watcher::Config::default().any_semantic(),
+        )
+        .modify(strip_cached_metadata),
     )
     .inspect_ok(move |event| resources_synced.observe(&resources_ctx, Watch::Resources, event))
     .default_backoff()
@@ -434,93 +408,158 @@ pub async fn run(
         predicates::generation.combine(predicates::annotations),
         Default::default(),
     );
-
-    // State of deleted resources and stores is dropped (deletions do not reach the reconciler).
-    let prune_store = resource_store.clone();
-    let prune_ctx = ctx.clone();
-    let prune_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            prune_ctx.metrics.retain_resources(|ns, name| {
-                prune_store.get(&ObjectRef::new(name).within(ns)).is_some()
-            });
-            prune_ctx.retain_resources(|key| prune_store.get(key).is_some());
-            connect::retain_connections(&prune_ctx);
-        }
-    });
-
     let users = resource_store.clone();
     let mut controller = Controller::for_stream(resource_stream, resource_store.clone())
-        .watches_stream(secret_stream, owner_of)
-        .watches_stream(store_stream, move |store: ThalassaSecretStore| {
-            let (namespace, name) = (store.namespace(), store.name_any());
-            users_of(&users, |ts| {
-                ts.namespace() == namespace && refers_to(ts, StoreKind::ThalassaSecretStore, &name)
-            })
-        });
-    if cluster_mode {
-        let cluster_stream = cached_watch(
-            cluster_store_writer,
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            Watch::ClusterStores,
-            synced.clone(),
-            ctx.clone(),
-        );
-        let namespace_stream = cached_watch(
-            namespace_writer,
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
-            Watch::Namespaces,
-            synced.clone(),
-            ctx.clone(),
-        );
-        let (users, users_ns) = (resource_store.clone(), resource_store.clone());
-        controller =
-            controller
-                .watches_stream(cluster_stream, move |store: ClusterThalassaSecretStore| {
-                    let name = store.name_any();
-                    users_of(&users, |ts| {
-                        refers_to(ts, StoreKind::ClusterThalassaSecretStore, &name)
-                    })
+        .watches_stream(
+            cached_watch(
+                secret_writer,
+                scoped(&client, namespace.as_deref()),
+                watcher::Config::default().labels(MANAGED_SELECTOR),
+                watch(Watch::Secrets),
+            ),
+            owner_of,
+        )
+        .watches_stream(
+            cached_watch(
+                store_writer,
+                scoped(&client, namespace.as_deref()),
+                watcher::Config::default(),
+                watch(Watch::Stores),
+            ),
+            move |store: ThalassaSecretStore| {
+                let (namespace, name) = (store.namespace(), store.name_any());
+                users_of(&users, |ts| {
+                    ts.namespace() == namespace
+                        && refers_to(ts, StoreKind::ThalassaSecretStore, &name)
                 })
-                .watches_stream(
-                    namespace_stream,
-                    move |namespace: PartialObjectMeta<Namespace>| {
-                        let name = namespace.name_any();
-                        users_of(&users_ns, |ts| {
-                            ts.namespace().as_deref() == Some(name.as_str())
-                                && ts.spec.store_ref.as_ref().is_some_and(|r| {
-                                    r.kind == StoreKind::ClusterThalassaSecretStore
-                                })
-                        })
-                    },
-                );
+            },
+        );
+    if cluster_mode {
+        controller = watch_cluster_scope(
+            controller,
+            &client,
+            &resource_store,
+            (cluster_store_writer, namespace_writer),
+            (watch(Watch::ClusterStores), watch(Watch::Namespaces)),
+        );
     }
+
+    let prune_task = spawn_pruner(ctx.clone(), resource_store);
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let resources = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx.clone())
         .for_each(log_loop_error);
-    // Store status: the stores' own watches (few objects), checked through the same cached
-    // connections the resources use.
-    let store_api: Api<ThalassaSecretStore> = match &namespaced {
+    futures::join!(
+        resources,
+        run_store_status(client, namespace, ctx, shutdown)
+    );
+    prune_task.abort();
+}
+
+/// Cluster mode: cluster stores and namespace labels trigger the resources that use them.
+fn watch_cluster_scope(
+    controller: Controller<ThalassaSecret>,
+    client: &Client,
+    resources: &Store<ThalassaSecret>,
+    (cluster_store_writer, namespace_writer): (
+        reflector::store::Writer<ClusterThalassaSecretStore>,
+        reflector::store::Writer<PartialObjectMeta<Namespace>>,
+    ),
+    (cluster_stores_watch, namespaces_watch): (WatchReport, WatchReport),
+) -> Controller<ThalassaSecret> {
+    let (users, users_ns) = (resources.clone(), resources.clone());
+    controller
+        .watches_stream(
+            cached_watch(
+                cluster_store_writer,
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                cluster_stores_watch,
+            ),
+            move |store: ClusterThalassaSecretStore| {
+                let name = store.name_any();
+                users_of(&users, |ts| {
+                    refers_to(ts, StoreKind::ClusterThalassaSecretStore, &name)
+                })
+            },
+        )
+        .watches_stream(
+            cached_watch(
+                namespace_writer,
+                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                watcher::Config::default(),
+                namespaces_watch,
+            ),
+            move |namespace: PartialObjectMeta<Namespace>| {
+                let name = namespace.name_any();
+                users_of(&users_ns, |ts| {
+                    ts.namespace().as_deref() == Some(name.as_str())
+                        && ts
+                            .spec
+                            .store_ref
+                            .as_ref()
+                            .is_some_and(|r| r.kind == StoreKind::ClusterThalassaSecretStore)
+                })
+            },
+        )
+}
+
+/// An API for a namespaced kind: in the watched namespace, or in every namespace.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
-    };
-    let store_status = Controller::new(store_api, watcher::Config::default())
-        .graceful_shutdown_on(shutdown.clone())
-        .run(
-            stores::reconcile_store,
-            stores::store_error_policy,
-            ctx.clone(),
-        )
-        .for_each(log_loop_error);
+    }
+}
+
+/// Drops, every minute, the state of deleted resources and stores (deletions do not reach the
+/// reconciler).
+fn spawn_pruner(
+    ctx: Arc<Context>,
+    resources: Store<ThalassaSecret>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            ctx.metrics.retain_resources(|ns, name| {
+                resources.get(&ObjectRef::new(name).within(ns)).is_some()
+            });
+            ctx.retain_resources(|key| resources.get(key).is_some());
+            connect::retain_connections(&ctx);
+        }
+    })
+}
+
+/// Store status: the stores' own watches (few objects), checked through the same cached
+/// connections the resources use. Cluster stores only in cluster mode.
+async fn run_store_status(
+    client: Client,
+    namespace: Option<String>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
+) {
+    let cluster_mode = namespace.is_none();
+    let stores = Controller::new(
+        scoped::<ThalassaSecretStore>(&client, namespace.as_deref()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(shutdown.clone())
+    .run(
+        stores::reconcile_store,
+        stores::store_error_policy,
+        ctx.clone(),
+    )
+    .for_each(log_loop_error);
     if cluster_mode {
-        let cluster_store_status = Controller::new(
-            Api::<ClusterThalassaSecretStore>::all(client.clone()),
+        let cluster_stores = Controller::new(
+            Api::<ClusterThalassaSecretStore>::all(client),
             watcher::Config::default(),
         )
         .graceful_shutdown_on(shutdown)
@@ -530,9 +569,8 @@ pub async fn run(
             ctx,
         )
         .for_each(log_loop_error);
-        futures::join!(resources, store_status, cluster_store_status);
+        futures::join!(stores, cluster_stores);
     } else {
-        futures::join!(resources, store_status);
+        stores.await;
     }
-    prune_task.abort();
 }
