@@ -33,11 +33,15 @@ pub const DEFAULT_AUDIENCE: &str = "https://api.thalassa.cloud";
     status = "StoreStatus",
     doc = "ThalassaSecretStore is a Thalassa Cloud connection for the ThalassaSecrets of its own namespace.",
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
         name = "Organisation",
         type_ = "string",
         json_path = ".spec.organisation"
     ),
-    printcolumn(name = "Auth", type_ = "string", json_path = ".status.auth"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -64,6 +68,11 @@ pub struct ThalassaSecretStoreSpec {
     category = "thalassa",
     status = "StoreStatus",
     doc = "ClusterThalassaSecretStore is a Thalassa Cloud connection for the namespaces it allows; it allows none unless namespaces or namespaceSelector says so.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(
         name = "Organisation",
         type_ = "string",

@@ -83,7 +83,43 @@ echo
 say "the synced Secret demo/db-creds (decoded):"
 kubectl get secret -n demo db-creds -o go-template='{{range $k, $v := .data}}{{$k}}={{$v | base64decode}}{{"\n"}}{{end}}'
 
+say "two teams, two identities: each namespace reads Thalassa through its own store"
+# Two Thalassa tokens limited to their team's paths (Thalassa IAM decides, not the operator).
+for team in a:db b:api; do
+  name=${team%%:*} dir=${team##*:}
+  curl -sf -X POST "http://127.0.0.1:$emulator_port/_emulator/tokens" -H 'Content-Type: application/json' \
+    -d "{\"token\": \"team-$name-token\", \"access\": {\"readOnly\": true, \"pathGlobs\": [\"/app/production/$dir/*\"]}}" >/dev/null
+  kubectl create namespace "team-$name" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl create secret generic thalassa -n "team-$name" --from-literal=token="team-$name-token" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl apply -n "team-$name" -f - >/dev/null <<YAML
+apiVersion: secrets.thalassa.cloud/v1alpha1
+kind: ThalassaSecretStore
+metadata: {name: thalassa}
+spec:
+  url: http://127.0.0.1:$emulator_port
+  organisation: org-local
+  auth: {tokenSecretRef: {name: thalassa}}
+---
+# Both teams ask for team a's database password.
+apiVersion: secrets.thalassa.cloud/v1alpha1
+kind: ThalassaSecret
+metadata: {name: db-password}
+spec:
+  storeRef: {name: thalassa}
+  data: [{secretKey: password, remoteRef: {path: /app/production/db/password}}]
+YAML
+done
+kubectl wait -n team-a --for=condition=Ready thalassasecret/db-password --timeout=120s
+kubectl wait -n team-b --for=jsonpath='{.status.conditions[?(@.type=="Ready")].reason}'=Forbidden \
+  thalassasecret/db-password --timeout=120s
+kubectl get thalassasecrets -A -l '!nothing' -o custom-columns='NAMESPACE:.metadata.namespace,NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status,REASON:.status.conditions[?(@.type=="Ready")].reason' | grep -E 'NAMESPACE|team-'
+kubectl get thalassasecretstores -A
+
 cat <<EOF
+
+team-b was refused team a's path by Thalassa itself: its store's token may read only
+/app/production/api/*. No Secret was written in team-b (docs/tenancy.md).
 
 The operator keeps these Secrets in sync until you press Ctrl-C. Try, in another terminal:
 
