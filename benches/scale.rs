@@ -6,6 +6,14 @@
 //!   cargo bench --bench scale                    # N=1000, M=100, K=1000
 //!   BENCH_EXISTING=10000 BENCH_NEW=500 BENCH_UNRELATED=10000 cargo bench --bench scale
 //!   BENCH_OPERATOR_ARGS="--thalassa-rate-limit 100 --thalassa-rate-burst 200" cargo bench --bench scale
+//!
+//! Directory mode (`BENCH_DIRECTORY`, comma-separated sizes): for each size, one directory holding
+//! that many secrets and `BENCH_EXISTING` (default 100) resources, each naming one explicit path in
+//! it (`BENCH_PATHS` distinct paths, default 50; refreshInterval 1m); prints the steady RSS after
+//! `BENCH_CYCLES` (default 3) refresh intervals, provider calls in the last minute, and the ratio of
+//! each RSS to the first size's:
+//!
+//!   BENCH_DIRECTORY=200,3100 cargo bench --bench scale
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -45,18 +53,28 @@ fn resource(name: &str, batch: &str, path: &str) -> ThalassaSecret {
     .unwrap()
 }
 
+/// The path resource `i` of `paths` names: one per directory, or all in one directory.
+fn bench_path(i: usize, paths: usize, directory: bool) -> String {
+    if directory {
+        format!("/bench/dir/s{}", i % paths)
+    } else {
+        format!("/bench/app{}/value", i % paths)
+    }
+}
+
 async fn create_resources(
     h: &Harness,
     names: &[String],
     batch: &str,
     paths: usize,
+    directory: bool,
 ) -> BTreeMap<String, Instant> {
     let api = h.resources();
     let created = stream::iter(names.iter().enumerate())
         .map(|(i, name)| {
             let api = api.clone();
             async move {
-                let ts = resource(name, batch, &format!("/bench/app{}/value", i % paths));
+                let ts = resource(name, batch, &bench_path(i, paths, directory));
                 api.patch(
                     name,
                     &PatchParams::apply("bench").force(),
@@ -103,8 +121,110 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
+/// Starts the operator with the extra flags of `BENCH_OPERATOR_ARGS` (e.g.
+/// `--thalassa-rate-limit 100`); returns its pid, its idle RSS and the flags.
+async fn start_bench_operator(h: &mut Harness) -> (u32, f64, String) {
+    let operator_args = std::env::var("BENCH_OPERATOR_ARGS").unwrap_or_default();
+    let args: Vec<&str> = operator_args.split_whitespace().collect();
+    h.start_operator(&args).await;
+    let pid = h.operator.as_ref().unwrap().child.id().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    (pid, rss_mib(pid), operator_args)
+}
+
+/// Steady state of one directory size in directory mode.
+struct DirectoryRun {
+    secrets: usize,
+    rss_idle: f64,
+    rss_steady: f64,
+    rss_max: f64,
+    calls: u64,
+    listings: u64,
+    gets: u64,
+    reveals: u64,
+}
+
+async fn directory_run(
+    secrets: usize,
+    resources: usize,
+    paths: usize,
+    cycles: u64,
+) -> DirectoryRun {
+    let paths = paths.min(secrets);
+    let mut h = harness(&format!("benchdir{secrets}")).await;
+    for i in 0..secrets {
+        h.create_string(&format!("/bench/dir/s{i}"), &format!("value-{i}"));
+    }
+    let (pid, rss_idle, _) = start_bench_operator(&mut h).await;
+    let names: Vec<String> = (0..resources).map(|i| format!("r{i}")).collect();
+    create_resources(&h, &names, "existing", paths, true).await;
+    wait_for(Duration::from_secs(600), "resources Ready", || async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        (ready_names(&h, "existing").await.len() >= resources).then_some(())
+    })
+    .await;
+    // Several refresh intervals (1m) of steady state; the last one is measured.
+    tokio::time::sleep(Duration::from_secs(60 * cycles.saturating_sub(1))).await;
+    let control = h.emulator.control();
+    control.reset_counters();
+    let mut rss_max: f64 = 0.0;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        rss_max = rss_max.max(rss_mib(pid));
+    }
+    let counters = control.counters();
+    let rss_steady = rss_mib(pid);
+    h.stop_operator().await;
+    DirectoryRun {
+        secrets,
+        rss_idle,
+        rss_steady,
+        rss_max,
+        calls: counters.total,
+        listings: counters.operation_total("listSecrets"),
+        gets: counters.operation_total("getSecret"),
+        reveals: counters.operation_total("getSecretValue"),
+    }
+}
+
+async fn directory_mode(sizes: &str) {
+    let resources = env_usize("BENCH_EXISTING", 100);
+    let paths = env_usize("BENCH_PATHS", 50);
+    let cycles = env_usize("BENCH_CYCLES", 3) as u64;
+    let mut runs = Vec::new();
+    for size in sizes.split(',').filter_map(|s| s.trim().parse().ok()) {
+        runs.push(directory_run(size, resources, paths, cycles).await);
+    }
+    println!("\nthalassa-secrets-operator directory benchmark (optimised build of the operator)");
+    println!(
+        "{resources} resources, each naming one of {paths} explicit paths in one directory (refreshInterval 1m); steady state after {cycles} intervals"
+    );
+    println!(
+        "secrets in dir  RSS idle  RSS steady  RSS max (last min)  vs first  calls/min  listSecrets  getSecret  reveals"
+    );
+    let first = runs.first().map_or(1.0, |r| r.rss_steady);
+    for r in &runs {
+        println!(
+            "{:>14}  {:>5.1} MiB  {:>7.1} MiB  {:>15.1} MiB  {:>+7.1}%  {:>9}  {:>11}  {:>9}  {:>7}",
+            r.secrets,
+            r.rss_idle,
+            r.rss_steady,
+            r.rss_max,
+            (r.rss_steady / first - 1.0) * 100.0,
+            r.calls,
+            r.listings,
+            r.gets,
+            r.reveals
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    if let Ok(sizes) = std::env::var("BENCH_DIRECTORY") {
+        directory_mode(&sizes).await;
+        return;
+    }
     let existing = env_usize("BENCH_EXISTING", 1000);
     let new = env_usize("BENCH_NEW", 100);
     let unrelated = env_usize("BENCH_UNRELATED", 1000);
@@ -113,18 +233,12 @@ async fn main() {
     for i in 0..paths {
         h.create_string(&format!("/bench/app{i}/value"), &format!("value-{i}"));
     }
-    // Extra operator flags, e.g. BENCH_OPERATOR_ARGS="--thalassa-rate-limit 100".
-    let operator_args = std::env::var("BENCH_OPERATOR_ARGS").unwrap_or_default();
-    let operator_args: Vec<&str> = operator_args.split_whitespace().collect();
-    h.start_operator(&operator_args).await;
-    let pid = h.operator.as_ref().unwrap().child.id().unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss_idle = rss_mib(pid);
+    let (pid, rss_idle, operator_args) = start_bench_operator(&mut h).await;
 
     // N existing resources reach steady state.
     let names: Vec<String> = (0..existing).map(|i| format!("r{i}")).collect();
     let start = Instant::now();
-    create_resources(&h, &names, "existing", paths).await;
+    create_resources(&h, &names, "existing", paths, false).await;
     wait_for(
         Duration::from_secs(1800),
         "existing resources Ready",
@@ -149,7 +263,7 @@ async fn main() {
 
     // M new resources while the existing ones keep being checked.
     let new_names: Vec<String> = (0..new).map(|i| format!("new{i}")).collect();
-    let created = create_resources(&h, &new_names, "new", paths).await;
+    let created = create_resources(&h, &new_names, "new", paths, false).await;
     let mut ready_at: BTreeMap<String, Instant> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(600);
     while ready_at.len() < new && Instant::now() < deadline {
@@ -202,7 +316,7 @@ async fn main() {
 
     println!("\nthalassa-secrets-operator scale benchmark (optimised build of the operator)");
     println!("existing resources            {existing} over {paths} paths (refreshInterval 1m)");
-    println!("operator flags                {}", operator_args.join(" "));
+    println!("operator flags                {operator_args}");
     println!(
         "initial sync of existing      {:.1} s",
         initial_sync.as_secs_f64()

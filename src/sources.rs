@@ -5,6 +5,12 @@
 //! caller's `max_age` is reused, and concurrent callers await one in-flight request. Reveals of the
 //! same path and version are coalesced while in flight, and never cached afterwards (no value
 //! outlives the reconcile that needed it).
+//!
+//! A directory is listed only while the listing is worth its size: once a listing has shown how
+//! many secrets a directory holds, explicit paths asked for under it are checked with per-path
+//! metadata calls (each single-flight and cached like a listing) when they are few against that
+//! count ([`prefer_per_path`]); otherwise, and whenever a fresh listing of it exists anyway, the
+//! listing serves them.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -17,7 +23,7 @@ use futures::{
     future::{BoxFuture, Shared},
 };
 
-use crate::thalassa::{self, KmsKeyStatus, KmsSummary, RevealedSecret};
+use crate::thalassa::{self, KmsKeyStatus, KmsSummary, ListedSecret, RevealedSecret};
 
 /// Shared result of a coalesced call.
 type SharedResult<T> = Shared<BoxFuture<'static, Result<Arc<T>, Arc<thalassa::Error>>>>;
@@ -36,14 +42,34 @@ pub struct SourceMeta {
     pub kms_key_status: Option<KmsKeyStatus>,
 }
 
-impl From<&thalassa::Secret> for SourceMeta {
-    fn from(secret: &thalassa::Secret) -> Self {
+impl From<ListedSecret> for SourceMeta {
+    fn from(secret: ListedSecret) -> Self {
+        let (kms_key_identity, kms_key_status) = match secret.kms_key {
+            Some(key) => (Some(key.identity), Some(key.status)),
+            None => (None, None),
+        };
         SourceMeta {
             current_version: secret.current_version,
-            kms_key_identity: secret.kms_key.as_ref().map(|k| k.identity.clone()),
-            kms_key_status: secret.kms_key.as_ref().map(|k| k.status.clone()),
+            kms_key_identity,
+            kms_key_status,
         }
     }
+}
+
+/// Explicit paths are checked one by one instead of listing their directory when the directory
+/// held at least this many times as many secrets as are watched under it…
+pub const PER_PATH_RATIO: usize = 16;
+
+/// …and at most this many paths are watched under it (so per-path checks of one directory cost at
+/// most this many calls per check interval).
+pub const PER_PATH_MAX: usize = 64;
+
+/// Whether `watched` explicit paths under a directory whose last listing showed `listed`
+/// secrets (`None`: never listed) are cheaper to check one by one than by listing it.
+pub fn prefer_per_path(watched: usize, listed: Option<usize>) -> bool {
+    listed.is_some_and(|listed| {
+        watched > 0 && watched <= PER_PATH_MAX && watched.saturating_mul(PER_PATH_RATIO) <= listed
+    })
 }
 
 /// One listing of every secret under a prefix.
@@ -77,18 +103,32 @@ pub struct CacheStats {
     pub reveals_fetched: u64,
     /// Reveal requests that joined an in-flight reveal.
     pub reveals_coalesced: u64,
+    /// Per-path metadata checks requested from Thalassa (instead of a listing).
+    pub metadata_fetched: u64,
+    /// Per-path metadata checks served by a fresh or in-flight one.
+    pub metadata_shared: u64,
 }
+
+/// Region and directory (or prefix).
+type PrefixKey = (String, String);
 
 /// Shared Thalassa access for all resources.
 pub struct SourceCache {
     client: thalassa::Client,
-    listings: Mutex<HashMap<(String, String), Slot<Listing>>>,
+    listings: Mutex<HashMap<PrefixKey, Slot<Listing>>>,
+    /// Number of secrets the last listing of each prefix showed.
+    sizes: Arc<Mutex<HashMap<PrefixKey, usize>>>,
+    /// Explicit paths asked for under each directory, with when they were last asked for.
+    watched: Mutex<HashMap<PrefixKey, HashMap<String, Instant>>>,
+    /// Per-path metadata checks, keyed by region and path.
+    metas: Mutex<HashMap<(String, String), Slot<SourceMeta>>>,
     summary: Mutex<Option<Slot<KmsSummary>>>,
     reveals: Mutex<HashMap<RevealKey, SharedResult<RevealedSecret>>>,
     stats: Mutex<CacheStats>,
 }
 
-/// Listings older than this are dropped from memory when the next listing is stored.
+/// Listings (and per-path checks, and watched paths not asked for since) older than this are
+/// dropped from memory when the next one is stored.
 const LISTING_EVICT_AFTER: Duration = Duration::from_secs(3600);
 
 impl SourceCache {
@@ -97,6 +137,9 @@ impl SourceCache {
         SourceCache {
             client,
             listings: Mutex::default(),
+            sizes: Arc::default(),
+            watched: Mutex::default(),
+            metas: Mutex::default(),
             summary: Mutex::default(),
             reveals: Mutex::default(),
             stats: Mutex::default(),
@@ -120,44 +163,104 @@ impl SourceCache {
         prefix: &str,
         max_age: Duration,
     ) -> Result<Arc<Listing>, Arc<thalassa::Error>> {
-        let call = {
+        let key = (region.to_string(), prefix.to_string());
+        let (call, shared) = {
             let mut listings = self.listings.lock().expect("listings lock");
-            let key = (region.to_string(), prefix.to_string());
-            match listings.get(&key) {
-                Some(slot) if slot.usable(max_age) => {
-                    self.stats.lock().expect("stats lock").listings_shared += 1;
-                    slot.call.clone()
+            single_flight(&mut listings, key.clone(), max_age, || {
+                let client = self.client.clone();
+                let sizes = Arc::clone(&self.sizes);
+                async move {
+                    let listed = client
+                        .list_secret_metadata(&key.0, &key.1)
+                        .await
+                        .map_err(Arc::new)?;
+                    let secrets: BTreeMap<String, SourceMeta> = listed
+                        .into_iter()
+                        .map(|s| (s.path.clone(), SourceMeta::from(s)))
+                        .collect();
+                    sizes.lock().expect("sizes lock").insert(key, secrets.len());
+                    Ok(Arc::new(Listing { secrets }))
                 }
-                _ => {
-                    self.stats.lock().expect("stats lock").listings_fetched += 1;
-                    let client = self.client.clone();
-                    let (region, prefix) = key.clone();
-                    let call = async move {
-                        let secrets = client
-                            .list_secrets(&region, &prefix)
-                            .await
-                            .map_err(Arc::new)?;
-                        Ok(Arc::new(Listing {
-                            secrets: secrets
-                                .iter()
-                                .map(|s| (s.path.clone(), SourceMeta::from(s)))
-                                .collect(),
-                        }))
-                    }
-                    .boxed()
-                    .shared();
-                    listings.retain(|_, slot| slot.started.elapsed() < LISTING_EVICT_AFTER);
-                    listings.insert(
-                        key,
-                        Slot {
-                            started: Instant::now(),
-                            call: call.clone(),
-                        },
-                    );
-                    call
-                }
-            }
+                .boxed()
+            })
         };
+        {
+            let mut stats = self.stats.lock().expect("stats lock");
+            if shared {
+                stats.listings_shared += 1;
+            } else {
+                stats.listings_fetched += 1;
+            }
+        }
+        call.await
+    }
+
+    /// Whether the explicit `paths` (all directly under `dir`) are to be checked one by one
+    /// rather than through a listing of `dir`. Records them as watched under `dir`; a listing of
+    /// `dir` younger than `max_age` (or in flight) is always used, and otherwise the choice is
+    /// [`prefer_per_path`] over every path watched under `dir` in the last hour and the size of
+    /// its last listing. Choosing per-path drops the stale listing, so its memory is freed.
+    pub fn check_per_path(
+        &self,
+        region: &str,
+        dir: &str,
+        paths: &[&str],
+        max_age: Duration,
+    ) -> bool {
+        let key = (region.to_string(), dir.to_string());
+        let watched = {
+            let mut watched = self.watched.lock().expect("watched lock");
+            let now = Instant::now();
+            let entry = watched.entry(key.clone()).or_default();
+            for path in paths {
+                entry.insert((*path).to_string(), now);
+            }
+            entry.retain(|_, asked| asked.elapsed() < LISTING_EVICT_AFTER);
+            entry.len()
+        };
+        let mut listings = self.listings.lock().expect("listings lock");
+        if listings.get(&key).is_some_and(|slot| slot.usable(max_age)) {
+            return false;
+        }
+        let size = self.sizes.lock().expect("sizes lock").get(&key).copied();
+        let per_path = prefer_per_path(watched, size);
+        if per_path {
+            listings.remove(&key);
+        }
+        per_path
+    }
+
+    /// Metadata of one watched path, from a check no older than `max_age`; concurrent callers
+    /// share one request. The per-path counterpart of [`SourceCache::listing`].
+    pub async fn checked_metadata(
+        &self,
+        region: &str,
+        path: &str,
+        max_age: Duration,
+    ) -> Result<Arc<SourceMeta>, Arc<thalassa::Error>> {
+        let key = (region.to_string(), path.to_string());
+        let (call, shared) = {
+            let mut metas = self.metas.lock().expect("metas lock");
+            single_flight(&mut metas, key.clone(), max_age, || {
+                let client = self.client.clone();
+                async move {
+                    client
+                        .get_secret(&key.0, &key.1, false)
+                        .await
+                        .map(|s| Arc::new(SourceMeta::from(ListedSecret::from(s))))
+                        .map_err(Arc::new)
+                }
+                .boxed()
+            })
+        };
+        {
+            let mut stats = self.stats.lock().expect("stats lock");
+            if shared {
+                stats.metadata_shared += 1;
+            } else {
+                stats.metadata_fetched += 1;
+            }
+        }
         call.await
     }
 
@@ -197,7 +300,7 @@ impl SourceCache {
         self.client
             .get_secret(region, path, false)
             .await
-            .map(|s| SourceMeta::from(&s))
+            .map(|s| SourceMeta::from(ListedSecret::from(s)))
             .map_err(Arc::new)
     }
 
@@ -249,6 +352,31 @@ impl SourceCache {
     }
 }
 
+/// The call in `slots` for `key` when it is usable within `max_age` (`true`: shared), else a new
+/// shared call from `start`, stored after dropping entries older than [`LISTING_EVICT_AFTER`].
+fn single_flight<T>(
+    slots: &mut HashMap<(String, String), Slot<T>>,
+    key: (String, String),
+    max_age: Duration,
+    start: impl FnOnce() -> BoxFuture<'static, Result<Arc<T>, Arc<thalassa::Error>>>,
+) -> (SharedResult<T>, bool) {
+    if let Some(slot) = slots.get(&key)
+        && slot.usable(max_age)
+    {
+        return (slot.call.clone(), true);
+    }
+    let call = start().shared();
+    slots.retain(|_, slot| slot.started.elapsed() < LISTING_EVICT_AFTER);
+    slots.insert(
+        key,
+        Slot {
+            started: Instant::now(),
+            call: call.clone(),
+        },
+    );
+    (call, false)
+}
+
 /// The directory a listing for `path` covers: its parent, with a trailing `/`.
 pub fn parent_prefix(path: &str) -> &str {
     match path.rfind('/') {
@@ -260,6 +388,25 @@ pub fn parent_prefix(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_path_only_for_few_paths_in_a_known_large_directory() {
+        // Never listed: list first, which tells the directory's size.
+        assert!(!prefer_per_path(1, None));
+        // The benchmark's two directories with 50 watched paths.
+        assert!(!prefer_per_path(50, Some(200)));
+        assert!(prefer_per_path(50, Some(3_100)));
+        // The boundary of the ratio.
+        assert!(prefer_per_path(4, Some(4 * PER_PATH_RATIO)));
+        assert!(!prefer_per_path(4, Some(4 * PER_PATH_RATIO - 1)));
+        // Small directories are always listed (one call covers every path).
+        assert!(!prefer_per_path(1, Some(PER_PATH_RATIO - 1)));
+        assert!(!prefer_per_path(5, Some(5)));
+        // Never more than PER_PATH_MAX calls per check for one directory.
+        assert!(prefer_per_path(PER_PATH_MAX, Some(1_000_000)));
+        assert!(!prefer_per_path(PER_PATH_MAX + 1, Some(1_000_000)));
+        assert!(!prefer_per_path(0, Some(1_000)));
+    }
 
     #[test]
     fn parent_prefix_is_the_directory() {

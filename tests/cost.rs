@@ -165,3 +165,77 @@ async fn provider_calls_grow_with_changes_not_with_resources() {
         );
     }
 }
+
+/// Two resources naming two explicit paths in a directory of 64 secrets: after the first listing
+/// showed the directory's size, the paths are checked one by one (no relisting of the directory),
+/// shared by both resources, and a new version still arrives within one refresh interval.
+#[tokio::test]
+async fn few_paths_in_a_large_directory_are_checked_per_path() {
+    const DIRECTORY: usize = 64;
+    let mut h = harness("costdir").await;
+    for i in 0..DIRECTORY {
+        h.create_string(&format!("/app/big/s{i}"), &format!("value-{i}"));
+    }
+    h.start_operator(&[]).await;
+    for (name, path) in [("a", "s0"), ("b", "s1"), ("c", "s0")] {
+        h.apply_yaml(&format!(
+            r#"apiVersion: secrets.thalassa.cloud/v1alpha1
+kind: ThalassaSecret
+metadata: {{name: {name}}}
+spec:
+  refreshInterval: 10s
+  data:
+    - secretKey: value
+      remoteRef: {{path: /app/big/{path}}}
+"#
+        ))
+        .await;
+    }
+    wait_for(Duration::from_secs(120), "all resources Ready", || async {
+        (ready_count(&h).await == 3).then_some(())
+    })
+    .await;
+    let control = h.emulator.control();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    control.reset_counters();
+    tokio::time::sleep(WINDOW).await;
+    let idle = control.counters();
+    let listings = idle.operation_total("listSecrets");
+    let gets = idle.operation_total("getSecret");
+    println!(
+        "\n2 paths in a directory of {DIRECTORY}, {WINDOW:?} at steady state (refresh 10s): {listings} listSecrets, {gets} getSecret"
+    );
+    assert_eq!(listings, 0, "the large directory is not relisted");
+    // Two paths, each checked at most once per half interval (5 s) and shared by its readers.
+    let checks = WINDOW.as_secs() / 5 + 1;
+    assert!(gets >= 2, "both paths are checked: {gets}");
+    assert!(
+        gets <= 2 * checks,
+        "{gets} checks for 2 paths in {WINDOW:?}"
+    );
+    assert_eq!(idle.operation_total("getSecretValue"), 0);
+    let changed_at = std::time::Instant::now();
+    h.put_string("/app/big/s0", "value-0-new");
+    let secrets = h.secrets();
+    wait_for(Duration::from_secs(60), "new version synced", || {
+        let secrets = secrets.clone();
+        async move {
+            for name in ["a", "c"] {
+                let s = secrets.get(name).await.ok()?;
+                if s.data?.get("value")?.0 != b"value-0-new" {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    // One refresh interval (10 s), plus the half interval a shared check may be old, plus slack.
+    let took = changed_at.elapsed();
+    println!("new version synced in {took:?}");
+    assert!(
+        took <= Duration::from_secs(20),
+        "the new version took {took:?}"
+    );
+    h.stop_operator().await;
+}

@@ -17,8 +17,8 @@ use thalassa_emulator::{
 };
 use thalassa_operator::thalassa::{
     Client, ClientConfig, CreateKmsKeyRequest, CreateSecretRequest, Credentials, Error,
-    KmsKeyStatus, MAX_REVEAL_RESPONSE_BYTES, MAX_SECRET_VALUE_BYTES, RequestObserver, RetryWait,
-    SecretBytes, SecretValue, SecretValueInput,
+    KmsKeyStatus, ListedSecret, MAX_REVEAL_RESPONSE_BYTES, MAX_SECRET_VALUE_BYTES, RequestObserver,
+    RetryWait, SecretBytes, SecretValue, SecretValueInput,
 };
 
 const REGION: &str = "nl-01";
@@ -346,6 +346,14 @@ async fn secrets_endpoints_round_trip() {
         "{paths:?}"
     );
     assert!(!paths.contains(&"/other/x"));
+    // The operator's lean decode of the same listing keeps path, version and key binding.
+    let lean = client.list_secret_metadata(REGION, "/app/").await.unwrap();
+    let expected: Vec<ListedSecret> = listed.iter().cloned().map(ListedSecret::from).collect();
+    assert_eq!(lean, expected);
+    assert!(
+        lean.iter()
+            .all(|s| s.current_version >= 1 && s.kms_key.is_some())
+    );
     let browsed = client.browse_secrets(REGION, "/app/a+b/").await.unwrap();
     assert_eq!(browsed.secrets.len(), 1);
 

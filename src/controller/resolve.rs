@@ -16,7 +16,7 @@ use crate::{
     crd::{SourceDeletionPolicy, ThalassaSecret},
     error::{Error, Result},
     render::SourceRecord,
-    sources::{SourceCache, parent_prefix},
+    sources::{SourceCache, SourceMeta, parent_prefix},
     thalassa::{self, KmsSummary, RevealedSecret},
 };
 
@@ -43,38 +43,63 @@ pub(super) async fn kms_summary(
     }
 }
 
-/// Resolves every source path to its metadata (and pin) from shared listings; paths a listing
-/// does not show are looked up directly to tell "not found" from "not permitted".
+/// Resolves every source path to its metadata (and pin) from shared listings, or, for a few
+/// explicit paths in a large directory, from shared per-path checks
+/// ([`SourceCache::check_per_path`]); paths a listing does not show are looked up directly to tell
+/// "not found" from "not permitted".
 pub(super) async fn resolve_sources(
     spec: &ValidatedSpec,
     sources: &SourceCache,
     max_age: Duration,
 ) -> Result<SourceMetas> {
-    let mut groups: BTreeSet<String> = spec
-        .paths
-        .keys()
-        .map(|p| parent_prefix(p).to_string())
-        .collect();
-    groups.extend(spec.prefixes.iter().cloned());
-    let listings = join_all(groups.iter().map(|prefix| async move {
-        (
-            prefix.clone(),
-            sources.listing(&spec.region, prefix, max_age).await,
-        )
-    }))
-    .await;
+    let mut by_dir: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for path in spec.paths.keys() {
+        by_dir.entry(parent_prefix(path)).or_default().push(path);
+    }
+    let mut groups: BTreeSet<String> = spec.prefixes.iter().cloned().collect();
+    let mut per_path = Vec::new();
+    for (dir, paths) in by_dir {
+        // A directory this resource lists anyway (`dataFrom.pathPrefix`) serves its paths too.
+        if !groups.contains(dir) && sources.check_per_path(&spec.region, dir, &paths, max_age) {
+            per_path.extend(paths);
+        } else {
+            groups.insert(dir.to_string());
+        }
+    }
+    let (listings, checked) = futures::join!(
+        join_all(groups.iter().map(|prefix| async move {
+            (
+                prefix.clone(),
+                sources.listing(&spec.region, prefix, max_age).await,
+            )
+        })),
+        join_all(per_path.iter().map(|path| async move {
+            (
+                *path,
+                sources.checked_metadata(&spec.region, path, max_age).await,
+            )
+        }))
+    );
     let mut by_prefix = BTreeMap::new();
     for (prefix, listing) in listings {
         by_prefix.insert(prefix, listing?);
     }
+    let mut checked_metas = BTreeMap::new();
+    for (path, meta) in checked {
+        checked_metas.insert(path, meta?);
+    }
     let mut metas = BTreeMap::new();
     for (path, source) in &spec.paths {
-        let listed = by_prefix
-            .get(parent_prefix(path))
-            .and_then(|l| l.secrets.get(path).cloned());
-        let meta = match listed {
-            Some(meta) => meta,
-            None => sources.metadata(&spec.region, path).await?,
+        let meta = if let Some(meta) = checked_metas.get(path.as_str()) {
+            SourceMeta::clone(meta)
+        } else {
+            let listed = by_prefix
+                .get(parent_prefix(path))
+                .and_then(|l| l.secrets.get(path).cloned());
+            match listed {
+                Some(meta) => meta,
+                None => sources.metadata(&spec.region, path).await?,
+            }
         };
         metas.insert(path.clone(), (meta, source.version));
     }

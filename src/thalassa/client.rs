@@ -20,8 +20,8 @@ use super::ratelimit::TokenBucket;
 use super::retry::{RetryPolicy, RetryWait, parse_retry_after};
 use super::types::{
     BrowseSecretsResponse, CreateKmsKeyRequest, CreateSecretRequest, GetSecretValueRequest,
-    GetSecretValueResponse, KmsKey, KmsSummary, PutSecretValueRequest, PutSecretValueResponse,
-    RevealedSecret, Secret, UpdateAccessPolicyRequest,
+    GetSecretValueResponse, KmsKey, KmsSummary, ListedSecret, PutSecretValueRequest,
+    PutSecretValueResponse, RevealedSecret, Secret, UpdateAccessPolicyRequest,
 };
 use super::value::{SecretString, SecretValueInput};
 
@@ -414,13 +414,34 @@ impl Client {
         region: &str,
         path_prefix: &str,
     ) -> Result<Vec<Secret>, Error> {
+        self.fetch_json(self.list_call(region, path_prefix)?).await
+    }
+
+    /// S2 as the operator reads it: every secret under `path_prefix`, decoded into
+    /// [`ListedSecret`]s (path, current version, key binding) with every other field skipped.
+    ///
+    /// The body is read whole (capped at `MAX_RESPONSE_BYTES`) and parsed from that buffer, which
+    /// is freed as soon as parsing ends, so at most the body and the small decoded copy exist at
+    /// once. Parsing straight from the HTTP stream would also avoid the body, but needs a blocking
+    /// parser fed through a channel; large directories are instead not relisted every interval
+    /// (see `SourceCache`).
+    pub async fn list_secret_metadata(
+        &self,
+        region: &str,
+        path_prefix: &str,
+    ) -> Result<Vec<ListedSecret>, Error> {
+        // `fetch_json` parses from the body and drops it before returning.
+        self.fetch_json(self.list_call(region, path_prefix)?).await
+    }
+
+    /// The S2 call for `path_prefix`.
+    fn list_call(&self, region: &str, path_prefix: &str) -> Result<Call, Error> {
         check_browse_path(path_prefix)?;
         let mut url = self.secrets_url(region, "/secrets")?;
         url.query_pairs_mut().append_pair("pathPrefix", path_prefix);
-        let call = self
+        Ok(self
             .call("listSecrets", Method::GET, url, Route::Secrets)
-            .about(region, Some(path_prefix));
-        self.fetch_json(call).await
+            .about(region, Some(path_prefix)))
     }
 
     /// S3: creates a secret and its version 1 (201). Not retried once the request may have been

@@ -25,7 +25,7 @@ pub use path::{MAX_PATH_LEN, PathError, validate_browse_path, validate_path};
 pub use retry::RetryWait;
 pub use types::{
     BrowseSecretsResponse, CreateKmsKeyRequest, CreateSecretRequest, KmsKey, KmsKeyStatus,
-    KmsKeyVersion, KmsRegionSummary, KmsSummary, Organisation, PutSecretValueResponse, Region,
-    RevealedSecret, Secret, SecretVersion,
+    KmsKeyVersion, KmsRegionSummary, KmsSummary, ListedKmsKey, ListedSecret, Organisation,
+    PutSecretValueResponse, Region, RevealedSecret, Secret, SecretVersion,
 };
 pub use value::{InvalidBase64, SecretBytes, SecretString, SecretValue, SecretValueInput};

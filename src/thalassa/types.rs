@@ -69,6 +69,46 @@ pub struct Secret {
     pub versions: Vec<SecretVersion>,
 }
 
+/// One entry of a listing (S2) as the operator keeps it: the path, the current version and the
+/// KMS key binding. Every other field of the wire object (labels, annotations, timestamps, the
+/// region, the access policy, the key's own metadata, anything new) is skipped while parsing
+/// without being allocated, so the decoded copy of a listing is a fraction of its body.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedSecret {
+    /// The secret's path.
+    pub path: String,
+    /// Latest active version.
+    #[serde(default)]
+    pub current_version: u64,
+    /// The bound KMS key's identity and status, when reported.
+    #[serde(default)]
+    pub kms_key: Option<ListedKmsKey>,
+}
+
+/// The KMS key binding of a [`ListedSecret`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedKmsKey {
+    /// Key identity.
+    pub identity: String,
+    /// Lifecycle state.
+    pub status: KmsKeyStatus,
+}
+
+impl From<Secret> for ListedSecret {
+    fn from(secret: Secret) -> Self {
+        ListedSecret {
+            path: secret.path,
+            current_version: secret.current_version,
+            kms_key: secret.kms_key.map(|key| ListedKmsKey {
+                identity: key.identity,
+                status: key.status,
+            }),
+        }
+    }
+}
+
 /// One version in a secret's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -587,6 +627,63 @@ mod tests {
         assert!(!full.versions[1].is_destroyed());
         assert_eq!(full.versions[1].status.as_deref(), Some("whatever-new"));
         assert!(full.kms_key.unwrap().is_active());
+    }
+
+    #[test]
+    fn listed_secret_keeps_only_what_the_operator_uses() {
+        let listing: Vec<ListedSecret> = serde_json::from_value(json!([
+            {
+                "path": "/app/db",
+                "description": "d",
+                "labels": {"team": "a"},
+                "annotations": null,
+                "createdAt": "2026-01-01T00:00:00Z",
+                "currentVersion": 7,
+                "objectVersion": 9,
+                "kmsKey": {"identity": "kms-1", "status": "disabled", "name": "n",
+                           "versions": [{"version": 1}], "organisation": {"identity": "o"},
+                           "futureField": [1, 2, 3]},
+                "region": {"identity": "r1", "slug": "nl-01", "zones": []},
+                "accessPolicy": {"conditions": [{"type": "ip"}]},
+                "versions": [{"version": 7, "status": "current"}],
+                "brandNewField": {"nested": {"deep": "x"}}
+            },
+            {"path": "/app/plain"},
+            {"path": "/app/null-key", "kmsKey": null, "currentVersion": 1}
+        ]))
+        .unwrap();
+        assert_eq!(
+            listing,
+            vec![
+                ListedSecret {
+                    path: "/app/db".into(),
+                    current_version: 7,
+                    kms_key: Some(ListedKmsKey {
+                        identity: "kms-1".into(),
+                        status: KmsKeyStatus::Disabled,
+                    }),
+                },
+                ListedSecret {
+                    path: "/app/plain".into(),
+                    current_version: 0,
+                    kms_key: None,
+                },
+                ListedSecret {
+                    path: "/app/null-key".into(),
+                    current_version: 1,
+                    kms_key: None,
+                },
+            ]
+        );
+        // The same body decoded in full gives the same fields.
+        let full: Secret = serde_json::from_value(json!({
+            "path": "/app/db", "currentVersion": 7, "labels": {"x": "y"},
+            "kmsKey": {"identity": "kms-1", "status": "disabled", "keyType": "aes256-gcm96"}
+        }))
+        .unwrap();
+        assert_eq!(ListedSecret::from(full), listing[0]);
+        // A path is still required.
+        assert!(serde_json::from_value::<ListedSecret>(json!({"currentVersion": 1})).is_err());
     }
 
     #[test]
