@@ -23,18 +23,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Harness, harness, wait_for};
+use common::{Harness, env_usize, harness, wait_for};
 use futures::{StreamExt, stream};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::api::{ListParams, Patch, PatchParams};
 use thalassa_operator::crd::ThalassaSecret;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

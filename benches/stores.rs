@@ -15,19 +15,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Harness, harness_with};
+use common::{Harness, env_usize, harness_with};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use thalassa_emulator::{Access, EmulatorConfig, FederatedIdentitySpec, JwksSource};
 use thalassa_operator::crd::ThalassaSecret;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Applies `count` resources of `batch` (store `store_of(i)`, or none), returning when each was
 /// created.

@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 
 use super::{Context, plan::Write};
 use crate::{
-    crd::{FIELD_MANAGER, ThalassaSecret, ThalassaSecretStatus},
+    crd::{FIELD_MANAGER, ThalassaSecret},
     error::Result,
 };
 
@@ -98,15 +98,19 @@ pub(super) fn replace_keys_patch(
     patch
 }
 
-/// Writes the status with server-side apply (the caller decided it changed).
-pub(super) async fn write_status(
-    api: &Api<ThalassaSecret>,
+/// Writes the status of a ThalassaSecret or a store with server-side apply (the caller decided
+/// it changed).
+pub(super) async fn write_status<K>(
+    api: &Api<K>,
     name: &str,
-    status: &ThalassaSecretStatus,
-) -> Result<()> {
+    status: &impl serde::Serialize,
+) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let patch = json!({
-        "apiVersion": ThalassaSecret::api_version(&()),
-        "kind": ThalassaSecret::kind(&()),
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": status,
     });
     api.patch_status(
@@ -297,7 +301,7 @@ mod request_shapes {
     async fn a_status_is_a_forced_apply_of_the_status_subresource() {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let api: Api<ThalassaSecret> = Api::namespaced(kube::Client::new(service, "team"), "team");
-        let status = ThalassaSecretStatus {
+        let status = crate::crd::ThalassaSecretStatus {
             observed_generation: Some(3),
             ..Default::default()
         };

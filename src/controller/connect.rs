@@ -16,6 +16,7 @@ use k8s_openapi::{
 use kube::{
     Api, Client, ResourceExt,
     api::{ObjectMeta, PostParams},
+    core::{Selector, SelectorExt},
     runtime::reflector::ObjectRef,
 };
 
@@ -221,25 +222,10 @@ fn cluster_store_allows(
             .is_some_and(|selector| selector_matches(selector, &labels.unwrap_or_default()))
 }
 
-/// Label-selector semantics of Kubernetes (`matchLabels` and `matchExpressions` all hold). An
-/// operator the selector cannot evaluate matches nothing.
+/// Kubernetes label-selector semantics, through kube's `Selector`. A selector it cannot parse
+/// (unknown operator, `In` without values) matches nothing.
 fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_hold = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let expressions_hold = selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
-            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
-            "Exists" => labels.contains_key(&e.key),
-            "DoesNotExist" => !labels.contains_key(&e.key),
-            _ => false,
-        }
-    });
-    labels_hold && expressions_hold
+    Selector::try_from(selector.clone()).is_ok_and(|selector| selector.matches(labels))
 }
 
 /// A client for a store's connection: the operator's settings (timeouts, retries) and shared

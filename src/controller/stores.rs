@@ -6,21 +6,17 @@
 use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{
-    Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
-    runtime::controller::Action,
-};
-use serde_json::json;
+use kube::{Api, Resource, ResourceExt, runtime::controller::Action};
 use tracing::{debug, warn};
 
-use super::{Context, connect};
+use super::{Context, apply, connect};
 use crate::{
     check::{self, CheckResult, CheckStatus},
-    crd::FIELD_MANAGER,
     error::{Error, Result},
     status,
-    store::{ClusterThalassaSecretStore, StoreStatus, ThalassaSecretStore},
+    store::{
+        ClusterThalassaSecretStore, Connection as StoreConnection, StoreStatus, ThalassaSecretStore,
+    },
 };
 
 /// How often a store's connection is checked when nothing changes: two cheap calls per store
@@ -62,17 +58,9 @@ const LINKS: [(&str, &str); 4] = [
 /// Checks a namespaced store and writes its status.
 pub async fn reconcile_store(store: Arc<ThalassaSecretStore>, ctx: Arc<Context>) -> Result<Action> {
     ctx.caches_synced().await;
-    let region = region_of(&ctx, store.spec.connection.region.as_deref());
-    let results = match connect::namespaced_store_connection(&ctx, &store) {
-        Ok(connection) => {
-            Ok(check::run_checks(connection.sources.client(), &region, None, None).await)
-        }
-        Err(e) => Err(e),
-    };
-    let api: Api<ThalassaSecretStore> =
-        Api::namespaced(ctx.client.clone(), &store.namespace().unwrap_or_default());
-    write(&api, &*store, store.status.as_ref(), &results).await?;
-    Ok(Action::requeue(STORE_CHECK_INTERVAL))
+    let connection = connect::namespaced_store_connection(&ctx, &store);
+    let api = Api::namespaced(ctx.client.clone(), &store.namespace().unwrap_or_default());
+    check_and_report(&ctx, &api, &*store, &store.spec.connection, connection).await
 }
 
 /// Checks a cluster store and writes its status.
@@ -81,16 +69,55 @@ pub async fn reconcile_cluster_store(
     ctx: Arc<Context>,
 ) -> Result<Action> {
     ctx.caches_synced().await;
-    let region = region_of(&ctx, store.spec.connection.region.as_deref());
-    let results = match connect::cluster_store_connection(&ctx, &store) {
+    let connection = connect::cluster_store_connection(&ctx, &store);
+    let api = Api::all(ctx.client.clone());
+    check_and_report(&ctx, &api, &*store, &store.spec.connection, connection).await
+}
+
+/// Walks the chain through the store's connection (if it could be built) and writes the status.
+async fn check_and_report<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    store: &K,
+    spec: &StoreConnection,
+    connection: Result<Arc<connect::Connection>>,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + HasStoreStatus,
+{
+    let region = spec
+        .region
+        .clone()
+        .unwrap_or_else(|| ctx.config.default_region.clone());
+    let results = match connection {
         Ok(connection) => {
             Ok(check::run_checks(connection.sources.client(), &region, None, None).await)
         }
         Err(e) => Err(e),
     };
-    let api: Api<ClusterThalassaSecretStore> = Api::all(ctx.client.clone());
-    write(&api, &*store, store.status.as_ref(), &results).await?;
+    write(api, store, store.store_status(), &results).await?;
     Ok(Action::requeue(STORE_CHECK_INTERVAL))
+}
+
+/// Both store kinds carry a [`StoreStatus`].
+trait HasStoreStatus {
+    fn store_status(&self) -> Option<&StoreStatus>;
+}
+
+impl HasStoreStatus for ThalassaSecretStore {
+    fn store_status(&self) -> Option<&StoreStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl HasStoreStatus for ClusterThalassaSecretStore {
+    fn store_status(&self) -> Option<&StoreStatus> {
+        self.status.as_ref()
+    }
 }
 
 /// Retries a failed status write after a minute.
@@ -100,10 +127,6 @@ where
 {
     warn!(store = %store.meta().name.clone().unwrap_or_default(), error = %error, "store check failed");
     Action::requeue(Duration::from_secs(60))
-}
-
-fn region_of(ctx: &Context, region: Option<&str>) -> String {
-    region.map_or_else(|| ctx.config.default_region.clone(), str::to_string)
 }
 
 /// Writes the status computed from `results` when it changed.
@@ -130,21 +153,10 @@ where
         debug!("store status unchanged");
         return Ok(());
     }
-    let patch = json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": next,
-    });
-    match api
-        .patch_status(
-            &store.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        other => other.map(drop).map_err(Error::from),
+    match apply::write_status(api, &store.name_any(), &next).await {
+        // The store was deleted meanwhile: nothing to report on.
+        Err(e) if e.is_kube_not_found() => Ok(()),
+        other => other,
     }
 }
 

@@ -538,6 +538,14 @@ pub async fn http_get(url: &str) -> Option<(u16, String)> {
     Some((status, response.text().await.ok()?))
 }
 
+/// A numeric setting from the environment (benchmark sizes), or `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Directory with kubectl, etcd, kube-apiserver, helm.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
