@@ -36,6 +36,15 @@ pub const DATA_HASH_ANNOTATION: &str = "secrets.thalassa.cloud/data-hash";
 /// different generation means the mapping may have changed, so nothing is reused from the Secret.
 pub const GENERATION_ANNOTATION: &str = "secrets.thalassa.cloud/generation";
 
+/// Annotation: JSON record of a templated Secret (keyed hash of the templates, and the data
+/// keys, labels and annotations they produced; no values).
+pub const TEMPLATE_ANNOTATION: &str = "secrets.thalassa.cloud/template";
+/// Label a ConfigMap needs before `templateFrom` may read it: only labelled ConfigMaps are
+/// watched, so the operator never caches every ConfigMap of the cluster.
+pub const TEMPLATE_CONFIGMAP_LABEL: &str = "secrets.thalassa.cloud/template";
+/// Label selector for template ConfigMaps.
+pub const TEMPLATE_CONFIGMAP_SELECTOR: &str = "secrets.thalassa.cloud/template=true";
+
 /// Annotation naming the store identity (kind, UID and generation) whose credentials read the
 /// Secret's values; absent for the operator's default connection. Values read with one identity
 /// are never reused under another.
@@ -292,6 +301,96 @@ pub struct SecretTarget {
     /// counts.
     #[serde(default)]
     pub on_source_deleted: SourceDeletionPolicy,
+}
+
+/// Templates (minijinja syntax) for the Secret's data, labels and annotations. Not served yet:
+/// `spec.target.template` joins the CRD once the pipeline renders it (issue 13); the rendering
+/// itself is [`crate::template`]. Their inputs are
+/// the keys `data` and `dataFrom` produce: each is a variable of its own when its name is an
+/// identifier, and all of them are in the map `data` (`{{ data["tls.crt"] }}`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("size(self.data) + size(self.templateFrom) > 0").message("target.template needs at least one entry in data or templateFrom"))]
+pub struct SecretTemplate {
+    /// Secret key to template: the rendered text is the key's value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 65536}))]
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[-._a-zA-Z0-9]{1,253}$') && k != '.' && !k.startsWith('..'))").message("target.template.data: every key must be a valid Secret key ([-._a-zA-Z0-9], not '.', not starting with '..')"))]
+    pub data: BTreeMap<String, String>,
+    /// Label key to template; the rendered text must be a valid label value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
+    #[x_kube(
+        validation = Rule::new(concat!("self.all(k, k.matches('", qualified_name_regex!(), "') && k.indexOf('/') <= 253)")).message("target.template.labels: every key must be a qualified name ([prefix/]name)"),
+        validation = Rule::new("self.all(k, !k.startsWith('secrets.thalassa.cloud/') && k != 'app.kubernetes.io/managed-by')").message("target.template.labels: keys under secrets.thalassa.cloud/ and app.kubernetes.io/managed-by are the operator's own")
+    )]
+    pub labels: BTreeMap<String, String>,
+    /// Annotation key to template.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
+    #[x_kube(
+        validation = Rule::new(concat!("self.all(k, k.matches('", qualified_name_regex!(), "') && k.indexOf('/') <= 253)")).message("target.template.annotations: every key must be a qualified name ([prefix/]name)"),
+        validation = Rule::new("self.all(k, !k.startsWith('secrets.thalassa.cloud/'))").message("target.template.annotations: keys under secrets.thalassa.cloud/ are the operator's own")
+    )]
+    pub annotations: BTreeMap<String, String>,
+    /// `Replace` (default): the Secret holds only the templated keys. `Merge`: the keys `data`
+    /// and `dataFrom` produce, plus the templated keys (a templated key replaces a source key of
+    /// the same name).
+    #[serde(default)]
+    pub merge_policy: TemplateMergePolicy,
+    /// Data templates kept in ConfigMaps of this namespace, re-rendered when the ConfigMap
+    /// changes. The ConfigMap must carry the label `secrets.thalassa.cloud/template: "true"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub template_from: Vec<TemplateFrom>,
+}
+
+/// Whether the Secret holds only the templated keys or the source keys too.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TemplateMergePolicy {
+    /// Only the templated keys.
+    #[default]
+    Replace,
+    /// The source keys plus the templated keys.
+    Merge,
+}
+
+/// A source of data templates.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateFrom {
+    /// A ConfigMap in this namespace whose keys are templates.
+    pub config_map: ConfigMapTemplates,
+}
+
+/// Templates from one ConfigMap.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapTemplates {
+    /// Name of the ConfigMap.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+    /// The ConfigMap keys to render; each becomes the Secret key of the same name unless
+    /// `secretKey` says otherwise.
+    #[schemars(length(min = 1, max = 64))]
+    pub items: Vec<ConfigMapTemplateItem>,
+}
+
+/// One template of a ConfigMap.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapTemplateItem {
+    /// Key in the ConfigMap's `data`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+    /// Key in the Secret; defaults to `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    #[x_kube(validation = Rule::new("self != '.' && !self.startsWith('..')").message("secretKey must not be '.' or start with '..'"))]
+    pub secret_key: Option<String>,
 }
 
 /// What happens to a synced source's keys when Thalassa says the secret no longer exists.

@@ -17,6 +17,7 @@ pub mod sources;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 pub mod text;
 pub mod thalassa;
 

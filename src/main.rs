@@ -16,8 +16,21 @@ use thalassa_operator::{
 };
 use tokio::sync::watch;
 
+fn main() -> anyhow::Result<()> {
+    // The template sandbox is this binary too: it limits itself and renders one request, before
+    // any runtime, thread or client exists.
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(
+            thalassa_operator::template::SANDBOX_ARG,
+        ))
+    {
+        std::process::exit(thalassa_operator::template::sandbox_main());
+    }
+    operator()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn operator() -> anyhow::Result<()> {
     thalassa::install_crypto_provider();
     let cli = Cli::parse_args();
     telemetry::init(cli.args.log_format == "json");
