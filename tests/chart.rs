@@ -1140,6 +1140,7 @@ const OPERATOR_METRICS: &[&str] = &[
     "thalassa_operator_resources",
     "thalassa_operator_last_successful_check_timestamp_seconds",
     "thalassa_operator_leader",
+    "thalassa_operator_store_condition",
 ];
 
 /// The histograms among [`OPERATOR_METRICS`] (queried through `_bucket`, `_sum`, `_count`).

@@ -6,7 +6,10 @@
 use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{Api, Resource, ResourceExt, runtime::controller::Action};
+use kube::{
+    Api, Resource, ResourceExt,
+    runtime::{controller::Action, reflector::ObjectRef},
+};
 use tracing::{debug, warn};
 
 use super::{Context, apply, connect};
@@ -109,6 +112,14 @@ where
         Err(e) => Err(e),
     };
     let next = next_status(store, store.store_status(), &results);
+    ctx.metrics.set_store_conditions(
+        K::kind(&()).as_ref(),
+        store.meta().namespace.as_deref().unwrap_or_default(),
+        &store.name_any(),
+        next.conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str())),
+    );
     write(api, store, store.store_status(), &next).await?;
     let retrying = next
         .conditions
@@ -136,6 +147,20 @@ impl HasStoreStatus for ClusterThalassaSecretStore {
     fn store_status(&self) -> Option<&StoreStatus> {
         self.status.as_ref()
     }
+}
+
+/// Drops the condition metrics of stores that no longer exist (deletions do not reach the
+/// reconciler).
+pub(super) fn retain_store_metrics(ctx: &Context) {
+    ctx.metrics.retain_stores(|kind, namespace, name| {
+        if kind == ClusterThalassaSecretStore::kind(&()) {
+            ctx.cluster_stores.get(&ObjectRef::new(name)).is_some()
+        } else {
+            ctx.stores
+                .get(&ObjectRef::new(name).within(namespace))
+                .is_some()
+        }
+    });
 }
 
 /// Retries a failed status write after a minute.
