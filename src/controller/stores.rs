@@ -212,14 +212,14 @@ where
 }
 
 /// What a check's outcome asks for, in kstatus's terms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Outcome {
     /// Every link works.
     Ready,
     /// A failure expected to pass by itself: checked again after [`STORE_RETRY_INTERVAL`].
     Retrying,
-    /// Only a person can fix it.
-    NeedsPerson,
+    /// Only a person can fix it: the first such failure, with its fix.
+    NeedsPerson(String),
 }
 
 /// The conditions for one check of a store (no I/O): `Ready`, kstatus's `Reconciling` and
@@ -238,7 +238,7 @@ pub fn store_conditions(
         // The connection could not even be built (store being deleted, invalid settings).
         Err(e) => {
             let outcome = if e.needs_person() {
-                Outcome::NeedsPerson
+                Outcome::NeedsPerson(e.to_string())
             } else {
                 Outcome::Retrying
             };
@@ -247,7 +247,7 @@ pub fn store_conditions(
         Ok(results) => {
             let mut links = Vec::with_capacity(LINKS.len());
             let mut first_failure = None;
-            let (mut all_pass, mut lasting) = (true, false);
+            let (mut all_pass, mut lasting) = (true, None);
             for (type_, link) in LINKS {
                 let result = results.iter().find(|r| r.name == link);
                 let (state, reason, message) = match result {
@@ -260,7 +260,9 @@ pub fn store_conditions(
                             None => r.detail.clone(),
                         };
                         first_failure.get_or_insert_with(|| format!("{type_}: {message}"));
-                        lasting |= !r.transient;
+                        if !r.transient {
+                            lasting.get_or_insert_with(|| format!("{type_}: {message}"));
+                        }
                         ("False", reasons::CHECK_FAILED, message)
                     }
                     Some(r) => ("Unknown", reasons::NOT_CHECKED, r.detail.clone()),
@@ -279,11 +281,7 @@ pub fn store_conditions(
                     links,
                 )
             } else {
-                let outcome = if lasting {
-                    Outcome::NeedsPerson
-                } else {
-                    Outcome::Retrying
-                };
+                let outcome = lasting.map_or(Outcome::Retrying, Outcome::NeedsPerson);
                 let message = first_failure.unwrap_or_else(|| "a link could not be checked".into());
                 (outcome, reasons::CHECK_FAILED, message, links)
             }
@@ -320,14 +318,14 @@ pub fn store_conditions(
                 "the failure is expected to pass".into(),
             ),
         ),
-        Outcome::NeedsPerson => (
+        Outcome::NeedsPerson(why) => (
             condition(
                 types::RECONCILING,
                 "False",
                 reason,
                 "checking again cannot fix this; see Stalled".into(),
             ),
-            condition(types::STALLED, "True", reason, message),
+            condition(types::STALLED, "True", reason, why),
         ),
     };
     [ready, reconciling, stalled]
@@ -472,6 +470,19 @@ mod tests {
         down[1] = result(check::KMS_GATE, CheckStatus::Fail);
         let conditions = store_conditions(&conditions, &Ok(down), Some(1), &at(2));
         assert_eq!(kstatus(&conditions), ("False", "False", "True"));
+        // Stalled names the failure a person must fix, even behind a transient one.
+        let mut mixed = passing();
+        mixed[0] = transient(check::CREDENTIALS);
+        mixed[2] = result(check::SECRETS_GATE, CheckStatus::Fail);
+        let conditions = store_conditions(&[], &Ok(mixed), Some(1), &at(1));
+        let stalled = conditions
+            .iter()
+            .find(|c| c.type_ == types::STALLED)
+            .unwrap();
+        assert!(
+            stalled.status == "True" && stalled.message.starts_with("SecretsFeatureEnabled: "),
+            "{stalled:?}"
+        );
         // A connection error that passes by itself (an apiserver hiccup) is retried too.
         let error = Err(Error::Internal("a broken invariant".into()));
         let conditions = store_conditions(&[], &error, Some(1), &at(1));
