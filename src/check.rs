@@ -91,6 +91,10 @@ pub struct CheckResult {
     pub detail: String,
     /// For a failure: what to do about it.
     pub fix: Option<String>,
+    /// For a failure: whether it is expected to pass without anyone acting (Thalassa answered
+    /// 5xx or 429, a timeout, the regional KMS backend is unavailable). False for what only a
+    /// person can fix (credentials, a feature gate, a permission, a key, a region).
+    pub transient: bool,
 }
 
 impl CheckResult {
@@ -100,6 +104,7 @@ impl CheckResult {
             status: CheckStatus::Pass,
             detail: detail.into(),
             fix: None,
+            transient: false,
         }
     }
 
@@ -109,6 +114,7 @@ impl CheckResult {
             status: CheckStatus::Fail,
             detail: detail.into(),
             fix: Some(fix.into()),
+            transient: false,
         }
     }
 
@@ -118,12 +124,19 @@ impl CheckResult {
             status: CheckStatus::Skipped,
             detail: why.into(),
             fix: None,
+            transient: false,
         }
     }
 
     /// A failure described by a client error, with the fix [`fix_for`] gives.
     fn error(name: &'static str, error: &Error, region: &str) -> Self {
-        Self::fail(name, describe(error), fix_for(error, region))
+        Self::fail(name, describe(error), fix_for(error, region)).transient_if(transient(error))
+    }
+
+    /// Marks a failure as expected to pass by itself (see [`CheckResult::transient`]).
+    fn transient_if(mut self, transient: bool) -> Self {
+        self.transient = self.status == CheckStatus::Fail && transient;
+        self
     }
 
     /// Whether the check passed.
@@ -314,6 +327,13 @@ fn credentials_check(
         format!("could not be verified: {}", describe(error)),
         fix_for(error, ""),
     )
+    .transient_if(transient(error))
+}
+
+/// Whether a client error is expected to pass by itself: the operator's own classification
+/// (a reason that does not need a person, such as `ProviderError` or `RateLimited`).
+fn transient(error: &Error) -> bool {
+    !crate::error::thalassa_reason(error).needs_person()
 }
 
 /// Whether an error is an answer Thalassa only gives an authenticated caller.
@@ -469,7 +489,8 @@ fn backend_check(summary: &KmsSummary, region: &str) -> (CheckResult, bool) {
                 entry.slug,
                 list_or_none(&elsewhere)
             ),
-        ),
+        )
+        .transient_if(true),
         true,
     )
 }
@@ -896,6 +917,56 @@ mod tests {
         let result = credentials_check(&Err(server()), &Err(server()));
         assert_eq!(result.status, CheckStatus::Fail);
         assert!(result.detail.starts_with("could not be verified"));
+        assert!(result.transient, "a 502 is expected to pass");
+    }
+
+    #[test]
+    fn only_failures_that_pass_by_themselves_are_transient() {
+        let unauthorized = Err::<KmsSummary, _>(Error::Unauthorized {
+            message: String::new(),
+        });
+        let rejected = credentials_check(
+            &unauthorized,
+            &Err(Error::Unauthorized {
+                message: String::new(),
+            }),
+        );
+        assert!(!rejected.transient, "rejected credentials need a person");
+        let missing = credentials_check(
+            &Err(Error::CredentialUnavailable {
+                what: "Secret a/b".into(),
+                detail: "the Secret does not exist".into(),
+            }),
+            &Err(Error::CredentialUnavailable {
+                what: "Secret a/b".into(),
+                detail: "the Secret does not exist".into(),
+            }),
+        );
+        assert!(!missing.transient, "a missing credential needs a person");
+        let gate_off: KmsSummary =
+            serde_json::from_value(serde_json::json!({"featureEnabled": false})).unwrap();
+        let gate = kms_gate_check(&Ok(gate_off), "nl-01");
+        assert!(gate.status == CheckStatus::Fail && !gate.transient);
+        let summary = |available: bool| -> KmsSummary {
+            serde_json::from_value(serde_json::json!({
+                "featureEnabled": true,
+                "regions": [{"slug": "nl-01", "identity": "r-1", "kmsAvailable": available,
+                             "totalKeys": 0, "activeKeys": 0}]
+            }))
+            .expect("summary parses")
+        };
+        let (down, _) = backend_check(&summary(false), "nl-01");
+        assert!(
+            down.status == CheckStatus::Fail && down.transient,
+            "{down:?}"
+        );
+        let (unknown, _) = backend_check(&summary(true), "nl-99");
+        assert!(unknown.status == CheckStatus::Fail && !unknown.transient);
+        let (up, _) = backend_check(&summary(true), "nl-01");
+        assert!(up.passed() && !up.transient);
+        let limited =
+            CheckResult::error(KMS_GATE, &Error::RateLimited { retry_after: None }, "nl-01");
+        assert!(limited.transient);
     }
 
     #[test]

@@ -414,7 +414,7 @@ impl Error {
 }
 
 /// The reason of a Thalassa client error, by variant: a new client error must be placed here.
-fn thalassa_reason(error: &thalassa::Error) -> Reason {
+pub(crate) fn thalassa_reason(error: &thalassa::Error) -> Reason {
     use thalassa::Error as T;
     match error {
         T::Unauthorized { .. } => Reason::Unauthorized,

@@ -1,7 +1,8 @@
 //! Prometheus metrics (prefix `thalassa_operator_`). Labels are bounded: operation names, HTTP
-//! status codes, condition types and documented reasons. The one per-object metric is the
-//! last-successful-check timestamp, labelled by namespace and name, for staleness alerts. No
-//! paths, error texts or values ever become labels.
+//! status codes, condition types and documented reasons. The per-object metrics are the
+//! last-successful-check timestamp of each ThalassaSecret, labelled by namespace and name, for
+//! staleness alerts, and the conditions of each store (stores are few: one per team or
+//! platform connection). No paths, error texts or values ever become labels.
 
 use std::{
     collections::HashMap,
@@ -65,7 +66,26 @@ pub struct ResourceLabels {
     pub name: String,
 }
 
+/// Labels of the per-store condition gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreConditionLabels {
+    /// `ThalassaSecretStore` or `ClusterThalassaSecretStore`.
+    pub kind: String,
+    /// Namespace (empty for a cluster store).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Condition type.
+    pub condition: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Condition reason.
+    pub reason: String,
+}
+
 type ResourceKey = (String, String);
+/// A store: kind, namespace (empty for a cluster store), name.
+type StoreKey = (String, String, String);
 
 /// Every metric of the operator.
 pub struct Metrics {
@@ -81,8 +101,11 @@ pub struct Metrics {
     resources: Family<ConditionLabels, Gauge>,
     last_check: Family<ResourceLabels, Gauge<f64, AtomicU64>>,
     leader: Gauge,
+    store_conditions: Family<StoreConditionLabels, Gauge>,
     /// Conditions each resource currently counts under, so the gauge is updated incrementally.
     counted: Mutex<HashMap<ResourceKey, Vec<ConditionLabels>>>,
+    /// The series each store currently has, so old ones are removed.
+    stores: Mutex<HashMap<StoreKey, Vec<StoreConditionLabels>>>,
 }
 
 fn request_histogram() -> Histogram {
@@ -167,6 +190,12 @@ impl Metrics {
             "1 when this replica holds the leader lease",
             leader.clone(),
         );
+        let store_conditions = Family::<StoreConditionLabels, Gauge>::default();
+        registry.register(
+            "store_condition",
+            "Conditions of each ThalassaSecretStore and ClusterThalassaSecretStore: 1 for the current status and reason of each condition type",
+            store_conditions.clone(),
+        );
         Metrics {
             registry,
             reconcile_runs,
@@ -180,7 +209,9 @@ impl Metrics {
             resources,
             last_check,
             leader,
+            store_conditions,
             counted: Mutex::default(),
+            stores: Mutex::default(),
         }
     }
 
@@ -266,6 +297,54 @@ impl Metrics {
         }
     }
 
+    /// Records the conditions a store now has (type, status, reason): one series with value 1
+    /// per condition type; the series of its previous statuses and reasons are removed.
+    pub fn set_store_conditions<'a>(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        conditions: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    ) {
+        let labels: Vec<StoreConditionLabels> = conditions
+            .into_iter()
+            .map(|(condition, status, reason)| StoreConditionLabels {
+                kind: kind.to_string(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                condition: condition.to_string(),
+                status: status.to_string(),
+                reason: reason.to_string(),
+            })
+            .collect();
+        let mut stores = self.stores.lock().expect("metrics lock");
+        let key = (kind.to_string(), namespace.to_string(), name.to_string());
+        if stores.get(&key) == Some(&labels) {
+            return;
+        }
+        for old in stores.remove(&key).unwrap_or_default() {
+            self.store_conditions.remove(&old);
+        }
+        for new in &labels {
+            self.store_conditions.get_or_create(new).set(1);
+        }
+        stores.insert(key, labels);
+    }
+
+    /// Forgets stores that no longer exist (`keep(kind, namespace, name)` says which still do).
+    pub fn retain_stores(&self, keep: impl Fn(&str, &str, &str) -> bool) {
+        let mut stores = self.stores.lock().expect("metrics lock");
+        stores.retain(|(kind, namespace, name), series| {
+            let kept = keep(kind, namespace, name);
+            if !kept {
+                for old in series.iter() {
+                    self.store_conditions.remove(old);
+                }
+            }
+            kept
+        });
+    }
+
     /// Sets the leader gauge.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
@@ -316,6 +395,12 @@ mod tests {
         m.set_conditions("shop", "db", [("Ready", "True", "Synced")]);
         m.checked("shop", "db");
         m.set_leader(true);
+        m.set_store_conditions(
+            "ThalassaSecretStore",
+            "shop",
+            "thalassa",
+            [("Ready", "True", "Verified")],
+        );
         let text = m.encode();
         for needle in [
             "thalassa_operator_reconcile_runs_total 2",
@@ -329,6 +414,7 @@ mod tests {
             "thalassa_operator_resources{condition=\"Ready\",status=\"True\",reason=\"Synced\"} 1",
             "thalassa_operator_last_successful_check_timestamp_seconds{namespace=\"shop\",name=\"db\"}",
             "thalassa_operator_leader 1",
+            "thalassa_operator_store_condition{kind=\"ThalassaSecretStore\",namespace=\"shop\",name=\"thalassa\",condition=\"Ready\",status=\"True\",reason=\"Verified\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
@@ -348,5 +434,57 @@ mod tests {
         let text = m.encode();
         assert!(text.contains("reason=\"RateLimited\"} 0"), "{text}");
         assert!(!text.contains("name=\"y\""), "{text}");
+    }
+
+    #[test]
+    fn store_conditions_have_one_series_per_type_and_go_with_the_store() {
+        let m = Metrics::new();
+        let series = |text: &str, needle: &str| {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("thalassa_operator_store_condition{") && l.contains(needle)
+                })
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        m.set_store_conditions(
+            "ThalassaSecretStore",
+            "team-a",
+            "thalassa",
+            [
+                ("Ready", "False", "CheckFailed"),
+                ("Stalled", "True", "CheckFailed"),
+            ],
+        );
+        m.set_store_conditions(
+            "ClusterThalassaSecretStore",
+            "",
+            "shared",
+            [("Ready", "True", "Verified")],
+        );
+        m.set_store_conditions(
+            "ThalassaSecretStore",
+            "team-a",
+            "thalassa",
+            [
+                ("Ready", "True", "Verified"),
+                ("Stalled", "False", "Verified"),
+            ],
+        );
+        let text = m.encode();
+        let mut current = series(&text, "name=\"thalassa\"");
+        current.sort();
+        assert_eq!(
+            current,
+            [
+                "thalassa_operator_store_condition{kind=\"ThalassaSecretStore\",namespace=\"team-a\",name=\"thalassa\",condition=\"Ready\",status=\"True\",reason=\"Verified\"} 1",
+                "thalassa_operator_store_condition{kind=\"ThalassaSecretStore\",namespace=\"team-a\",name=\"thalassa\",condition=\"Stalled\",status=\"False\",reason=\"Verified\"} 1",
+            ],
+            "the old statuses' series are gone: {text}"
+        );
+        m.retain_stores(|kind, _, _| kind != "ThalassaSecretStore");
+        let text = m.encode();
+        assert!(series(&text, "name=\"thalassa\"").is_empty(), "{text}");
+        assert_eq!(series(&text, "name=\"shared\"").len(), 1, "{text}");
     }
 }

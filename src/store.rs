@@ -156,7 +156,7 @@ pub struct StoreAuth {
 pub struct WorkloadIdentity {
     /// The ServiceAccount (in the store's namespace, or `credentialsNamespace`). The operator may
     /// only request tokens for the ServiceAccount name its RBAC allows (chart value
-    /// `workloadIdentity.serviceAccountName`, default `thalassa-secrets`).
+    /// `stores.serviceAccountName`, default `thalassa-secrets`).
     #[schemars(
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
         length(min = 1, max = 253)
@@ -209,7 +209,9 @@ pub struct StoreStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` (every link works) and one condition per link: `CredentialsValid`,
+    /// `Ready` (every link works); kstatus's `Reconciling` (a failure that passes by itself is
+    /// checked again soon) and `Stalled` (only a person can fix it), both False when Ready and
+    /// exactly one True when not; and one condition per link: `CredentialsValid`,
     /// `KmsFeatureEnabled`, `SecretsFeatureEnabled`, `KmsBackendAvailable`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

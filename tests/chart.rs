@@ -1,8 +1,11 @@
 //! The Helm chart, the kustomize bases and the samples, checked against a real kube-apiserver:
 //! lint, renders with several value sets pass server-side dry-run, the values schema rejects bad
 //! values by name, the CRD copies equal the generated CRD, RBAC is exactly what the operator
-//! uses, and the operator running with only the chart's ServiceAccount permissions syncs every
-//! sample; `helm uninstall` then keeps the CRD, the ThalassaSecrets and their Secrets.
+//! uses (and the roles aggregated into admin/edit/view exactly what namespace users get), and the
+//! operator running with only the chart's ServiceAccount permissions syncs every sample, gets
+//! workload-identity tokens only for the allowed ServiceAccount name, while namespace editors may
+//! write ThalassaSecretStores but not ClusterThalassaSecretStores; `helm uninstall` then keeps the
+//! CRD, the ThalassaSecrets and their Secrets.
 
 mod common;
 
@@ -18,13 +21,22 @@ use common::{
     wait_for,
 };
 use k8s_openapi::{
-    api::core::v1::Secret,
+    api::core::v1::{Secret, ServiceAccount},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
-use kube::Api;
+use kube::{
+    Api,
+    api::{ObjectMeta, PostParams},
+};
 use serde_yaml::Value;
-use thalassa_emulator::{Emulator, EmulatorConfig, Seed};
-use thalassa_operator::{config::Cli, crd::ThalassaSecret};
+use thalassa_emulator::{
+    Access, Emulator, EmulatorConfig, FederatedIdentitySpec, JwksSource, Seed,
+};
+use thalassa_operator::{
+    config::Cli,
+    crd::ThalassaSecret,
+    store::{DEFAULT_AUDIENCE, ThalassaSecretStore},
+};
 
 const CHART: &str = "charts/thalassa-secrets-operator";
 
@@ -157,6 +169,100 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
     ),
     ("", "namespaces", &["get", "list", "watch"]),
 ];
+
+const MANAGE: &[&str] = &[
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+];
+
+/// What namespace admins and editors get (aggregated into `admin` and `edit`): ThalassaSecrets
+/// and namespaced stores, never cluster stores, never a status.
+const EDIT_RULES: &[(&str, &str, &[&str])] = &[
+    ("secrets.thalassa.cloud", "thalassasecrets", MANAGE),
+    ("secrets.thalassa.cloud", "thalassasecretstores", MANAGE),
+];
+
+/// What namespace viewers get (aggregated into `view`): read, status included.
+const VIEW_RULES: &[(&str, &str, &[&str])] = &[
+    (
+        "secrets.thalassa.cloud",
+        "thalassasecrets",
+        &["get", "list", "watch"],
+    ),
+    (
+        "secrets.thalassa.cloud",
+        "thalassasecrets/status",
+        &["get", "list", "watch"],
+    ),
+    (
+        "secrets.thalassa.cloud",
+        "thalassasecretstores",
+        &["get", "list", "watch"],
+    ),
+    (
+        "secrets.thalassa.cloud",
+        "thalassasecretstores/status",
+        &["get", "list", "watch"],
+    ),
+];
+
+/// The aggregation labels a role carries (`admin`, `edit`, `view`), sorted.
+fn aggregated_into(role: &Value) -> Vec<String> {
+    let mut into: Vec<String> = role["metadata"]["labels"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            let role = k
+                .as_str()?
+                .strip_prefix("rbac.authorization.k8s.io/aggregate-to-")?;
+            (v.as_str() == Some("true")).then(|| role.to_string())
+        })
+        .collect();
+    into.sort();
+    into
+}
+
+/// The user-facing roles `edit` and `view` of a render (chart or kustomize) are exactly the
+/// expected rules and aggregation labels, and no aggregated role touches cluster stores.
+fn assert_user_roles(docs: &[Value], edit: &str, view: &str, what: &str) {
+    let edit_role = find(docs, "ClusterRole", edit);
+    assert_eq!(
+        rule_set(edit_role),
+        rules(EDIT_RULES, &[]),
+        "{what}: {edit}"
+    );
+    assert_eq!(
+        aggregated_into(edit_role),
+        ["admin", "edit"],
+        "{what}: {edit}"
+    );
+    let view_role = find(docs, "ClusterRole", view);
+    assert_eq!(
+        rule_set(view_role),
+        rules(VIEW_RULES, &[]),
+        "{what}: {view}"
+    );
+    assert_eq!(aggregated_into(view_role), ["view"], "{what}: {view}");
+    for role in docs.iter().filter(|d| kind(d) == "ClusterRole") {
+        if aggregated_into(role).is_empty() {
+            continue;
+        }
+        for (_, resource, verb, _) in rule_set(role) {
+            assert!(
+                !resource.starts_with("clusterthalassasecretstores"),
+                "{what}: {} aggregates {verb} on {resource} into a default role",
+                name(role)
+            );
+        }
+    }
+}
 
 /// Every watched namespace: the watch rules, and tokens only for the stores' ServiceAccount name.
 fn watch_rules() -> BTreeSet<(String, String, String, Vec<String>)> {
@@ -486,6 +592,26 @@ async fn rbac_is_exactly_what_the_operator_uses() {
         !docs.iter().any(|d| kind(d) == "Role"),
         "no namespaced Role without leader election in cluster mode"
     );
+    assert_user_roles(
+        &docs,
+        "tso-thalassa-secrets-operator-edit",
+        "tso-thalassa-secrets-operator-view",
+        "chart",
+    );
+    let defaults = ci_values("default-values.yaml");
+    let off = [
+        "-f",
+        &defaults,
+        "--set",
+        "rbac.aggregateToDefaultRoles=false",
+    ];
+    let docs_off = documents(&template("tso", "ops", &off).await);
+    assert!(
+        docs_off
+            .iter()
+            .all(|d| kind(d) != "ClusterRole" || aggregated_into(d).is_empty()),
+        "rbac.aggregateToDefaultRoles=false aggregates nothing"
+    );
 
     // Namespaced mode: no cluster-wide grant to the operator at all.
     let docs =
@@ -606,6 +732,12 @@ async fn rbac_is_exactly_what_the_operator_uses() {
     assert_eq!(
         rule_set(find(&docs, "ClusterRole", "thalassa-secrets-operator")),
         cluster_rules()
+    );
+    assert_user_roles(
+        &docs,
+        "thalassa-secrets-operator-edit",
+        "thalassa-secrets-operator-view",
+        "kustomize config/rbac",
     );
 }
 
@@ -907,8 +1039,22 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
     let seed_text =
         std::fs::read_to_string(root().join("config/samples/emulator-seed.yaml")).unwrap();
     let seed: Seed = serde_yaml::from_str(&seed_text).expect("emulator-seed.yaml is a valid Seed");
+    // Thalassa trusts the apps namespace's ServiceAccount of the chart's allowed name (and, to
+    // show RBAC is what refuses the other one, the other name too).
+    let jwks = control_plane
+        .service_account_jwks()
+        .await
+        .expect("apiserver JWKS");
     let emulator = Emulator::start(EmulatorConfig {
         seed: Some(seed),
+        federated_identities: vec![FederatedIdentitySpec {
+            service_account_id: WI_THALASSA_ACCOUNT.into(),
+            issuer: control_plane.service_account_issuer().into(),
+            audiences: vec![DEFAULT_AUDIENCE.into()],
+            subject: format!("system:serviceaccount:{}:*", apps.name()),
+            jwks: JwksSource::Inline(jwks.to_string()),
+            access: Access::read_only(),
+        }],
         ..EmulatorConfig::default()
     })
     .await
@@ -945,6 +1091,7 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
         out.trim().starts_with(expected),
         "list secrets in kube-system: {out}"
     );
+    default_roles_cover_namespaced_stores_only(&dir, apps.name()).await;
 
     // The operator binary, configured like the chart's Deployment (always limited to the test's
     // namespace, so it never touches other tests' resources on a shared control plane).
@@ -1064,6 +1211,14 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
         "the operator hit a permission error:\n{}",
         operator.log_text()
     );
+    stores_get_tokens_only_for_the_allowed_service_account(
+        &client,
+        &kubeconfig,
+        apps.name(),
+        &emulator,
+        &operator,
+    )
+    .await;
 
     operator.kill().await;
 
@@ -1098,8 +1253,13 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
         .into_iter()
         .filter_map(|r| r.metadata.name)
         .collect();
-    assert_eq!(names.len(), 6, "ThalassaSecrets after uninstall: {names:?}");
-    for name in expect.iter().map(|(n, _)| *n).chain(["demo-tls"]) {
+    // The six samples and the two store users.
+    assert_eq!(names.len(), 8, "ThalassaSecrets after uninstall: {names:?}");
+    for name in expect
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(["demo-tls", "allowed"])
+    {
         wait_for(
             Duration::from_secs(1),
             &format!("Secret {name} kept"),
@@ -1111,6 +1271,397 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
         .await;
     }
     emulator.shutdown().await;
+}
+
+/// The Thalassa service account the emulator maps the apps namespace's ServiceAccounts to.
+const WI_THALASSA_ACCOUNT: &str = "sa-apps";
+/// The chart's default `stores.serviceAccountName`: the one name the operator may request
+/// tokens for.
+const ALLOWED_SERVICE_ACCOUNT: &str = "thalassa-secrets";
+
+async fn create_service_account(client: &kube::Client, namespace: &str, name: &str) {
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("ServiceAccount {namespace}/{name}: {e}"));
+}
+
+/// `kubectl auth can-i` as the user of `kubeconfig`: true for "yes", false for "no"; anything
+/// else (an unknown resource, an error) fails the test. Warnings may precede the answer.
+async fn can_i(kubeconfig: &Path, args: &[&str]) -> bool {
+    let mut all = vec!["auth", "can-i"];
+    all.extend_from_slice(args);
+    let (_, out) = kubectl_with(kubeconfig, &all, None).await;
+    match out
+        .lines()
+        .map(str::trim)
+        .find(|l| *l == "yes" || l.starts_with("no"))
+    {
+        Some(answer) => answer == "yes",
+        None => panic!("kubectl auth can-i {args:?}: {out}"),
+    }
+}
+
+/// Deletes a ClusterRoleBinding when dropped (the test's grants are cluster-scoped).
+struct DeleteClusterRoleBinding(String);
+
+impl Drop for DeleteClusterRoleBinding {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(common::bin_dir().join("kubectl"))
+            .env(
+                "KUBECONFIG",
+                testenv::ControlPlane::shared().kubeconfig_path(),
+            )
+            .args([
+                "delete",
+                "clusterrolebinding",
+                &self.0,
+                "--ignore-not-found",
+            ])
+            .output();
+    }
+}
+
+/// With the chart's aggregated ClusterRoles installed, the built-in roles (aggregated by the real
+/// kube-controller-manager) let an editor manage ThalassaSecretStores but never write a
+/// ClusterThalassaSecretStore, even bound cluster-wide (where an aggregated cluster-scoped rule
+/// would apply), and let a viewer read stores and their status.
+async fn default_roles_cover_namespaced_stores_only(dir: &Path, namespace: &str) {
+    let client = testenv::ControlPlane::shared().client().await;
+    for name in ["editor", "viewer"] {
+        create_service_account(&client, namespace, name).await;
+    }
+    let binding = format!("{namespace}-editor");
+    let _cleanup = DeleteClusterRoleBinding(binding.clone());
+    let subject = |sa: &str| format!("--serviceaccount={namespace}:{sa}");
+    let (ok, out) = kubectl(
+        &[
+            "create",
+            "clusterrolebinding",
+            &binding,
+            "--clusterrole=edit",
+            &subject("editor"),
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = kubectl(
+        &[
+            "create",
+            "rolebinding",
+            "viewer",
+            "-n",
+            namespace,
+            "--clusterrole=view",
+            &subject("viewer"),
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{out}");
+    let user = |sa: &str| {
+        let dir = dir.join(sa);
+        std::fs::create_dir_all(&dir).unwrap();
+        impersonating_kubeconfig(&dir, namespace, sa)
+    };
+    let (editor, viewer) = (user("editor"), user("viewer"));
+
+    // Aggregation and the authorizer's cache take a moment.
+    wait_for(
+        Duration::from_secs(60),
+        "edit aggregates stores",
+        || async {
+            can_i(
+                &editor,
+                &["create", "thalassasecretstores", "-n", namespace],
+            )
+            .await
+            .then_some(())
+        },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(60),
+        "view aggregates stores",
+        || async {
+            can_i(
+                &viewer,
+                &[
+                    "get",
+                    "thalassasecretstores",
+                    "--subresource=status",
+                    "-n",
+                    namespace,
+                ],
+            )
+            .await
+            .then_some(())
+        },
+    )
+    .await;
+    for (verb, resource) in [
+        ("create", "thalassasecrets"),
+        ("delete", "thalassasecretstores"),
+        ("update", "thalassasecretstores"),
+    ] {
+        assert!(
+            can_i(&editor, &[verb, resource, "-n", namespace]).await,
+            "editor may {verb} {resource}"
+        );
+    }
+    for args in [
+        vec!["create", "clusterthalassasecretstores"],
+        vec!["update", "clusterthalassasecretstores"],
+        vec!["get", "clusterthalassasecretstores"],
+        vec![
+            "patch",
+            "thalassasecretstores",
+            "--subresource=status",
+            "-n",
+            namespace,
+        ],
+    ] {
+        assert!(!can_i(&editor, &args).await, "editor may not {args:?}");
+    }
+    for args in [
+        vec!["get", "thalassasecretstores", "-n", namespace],
+        vec!["list", "thalassasecretstores", "-n", namespace],
+        vec![
+            "get",
+            "thalassasecrets",
+            "--subresource=status",
+            "-n",
+            namespace,
+        ],
+    ] {
+        assert!(can_i(&viewer, &args).await, "viewer may {args:?}");
+    }
+    for args in [
+        vec!["create", "thalassasecretstores", "-n", namespace],
+        vec!["get", "clusterthalassasecretstores"],
+    ] {
+        assert!(!can_i(&viewer, &args).await, "viewer may not {args:?}");
+    }
+
+    // And what the apiserver does with real requests (server-side dry run: authorized, admitted,
+    // not stored).
+    let store = format!(
+        "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecretStore\nmetadata: {{name: team, namespace: {namespace}}}\nspec:\n  organisation: o\n  auth: {{workloadIdentity: {{serviceAccountName: {ALLOWED_SERVICE_ACCOUNT}, thalassaServiceAccountId: sa}}}}\n"
+    );
+    let cluster_store = format!(
+        "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ClusterThalassaSecretStore\nmetadata: {{name: {namespace}-escape}}\nspec:\n  organisation: o\n  credentialsNamespace: kube-system\n  auth: {{tokenSecretRef: {{name: anything}}}}\n  namespaceSelector: {{}}\n"
+    );
+    let dry_run = |kubeconfig: PathBuf, yaml: String| async move {
+        kubectl_with(
+            &kubeconfig,
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&yaml),
+        )
+        .await
+    };
+    let (ok, out) = dry_run(editor.clone(), store.clone()).await;
+    assert!(ok, "an editor creates a ThalassaSecretStore: {out}");
+    let (ok, out) = dry_run(editor.clone(), cluster_store).await;
+    assert!(
+        !ok && out.contains("forbidden") && out.contains("clusterthalassasecretstores"),
+        "an editor may not create a ClusterThalassaSecretStore: {out}"
+    );
+    let (ok, out) = dry_run(viewer, store).await;
+    assert!(
+        !ok && out.contains("forbidden"),
+        "a viewer may not create a ThalassaSecretStore: {out}"
+    );
+}
+
+/// Waits until the store's condition `type_` has `status` at the current generation; returns
+/// its message.
+async fn wait_store_condition(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> String {
+    let stores: Api<ThalassaSecretStore> = Api::namespaced(client.clone(), namespace);
+    wait_for(
+        Duration::from_secs(60),
+        &format!("store {name}: {type_}={status}"),
+        || async {
+            let store = stores.get(name).await.ok()?;
+            let c = store
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == type_ && c.status == status)?;
+            (c.observed_generation == store.metadata.generation).then_some(c.message)
+        },
+    )
+    .await
+}
+
+/// Waits for the ThalassaSecret's Ready condition with `status` and `reason` at the current
+/// generation; returns its message.
+async fn wait_ready(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> String {
+    let resources: Api<ThalassaSecret> = Api::namespaced(client.clone(), namespace);
+    wait_for(
+        Duration::from_secs(60),
+        &format!("{name}: Ready={status} {reason}"),
+        || async {
+            let ts = resources.get(name).await.ok()?;
+            let c = ts
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            (c.status == status
+                && c.reason == reason
+                && c.observed_generation == ts.metadata.generation)
+                .then_some(c.message)
+        },
+    )
+    .await
+}
+
+/// A workload-identity store with exactly the chart's RBAC: a ServiceAccount outside the allow-list
+/// (`stores.serviceAccountName`) gets no token at all — the apiserver refuses the TokenRequest
+/// (403), so nothing reaches Thalassa and no Secret is written, while the store and its
+/// ThalassaSecret say what to fix — and the allowed name gets a token, exchanged with Thalassa, and
+/// syncs.
+async fn stores_get_tokens_only_for_the_allowed_service_account(
+    client: &kube::Client,
+    operator_kubeconfig: &Path,
+    namespace: &str,
+    emulator: &Emulator,
+    operator: &common::Operator,
+) {
+    const OUTSIDE: &str = "ci-bot";
+    for name in [OUTSIDE, ALLOWED_SERVICE_ACCOUNT] {
+        create_service_account(client, namespace, name).await;
+    }
+    // What the chart grants the operator, asked of the apiserver's authorizer.
+    let token_of = |sa: &str| format!("serviceaccounts/{sa}");
+    assert!(
+        can_i(
+            operator_kubeconfig,
+            &[
+                "create",
+                &token_of(ALLOWED_SERVICE_ACCOUNT),
+                "--subresource=token",
+                "-n",
+                namespace
+            ],
+        )
+        .await,
+        "the chart lets the operator request tokens for {ALLOWED_SERVICE_ACCOUNT}"
+    );
+    assert!(
+        !can_i(
+            operator_kubeconfig,
+            &[
+                "create",
+                &token_of(OUTSIDE),
+                "--subresource=token",
+                "-n",
+                namespace
+            ],
+        )
+        .await,
+        "the chart lets the operator request tokens for {OUTSIDE}"
+    );
+    let exchanges = || emulator.control().counters().operation_total("token");
+    let exchanges_before = exchanges();
+    let apply = |yaml: String| async move {
+        let (ok, out) = kubectl(&["apply", "-n", namespace, "-f", "-"], Some(&yaml)).await;
+        assert!(ok, "{out}\n{yaml}");
+    };
+    let store = |name: &str, sa: &str| {
+        format!(
+            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecretStore\nmetadata: {{name: {name}}}\nspec:\n  organisation: {}\n  auth: {{workloadIdentity: {{serviceAccountName: {sa}, thalassaServiceAccountId: {WI_THALASSA_ACCOUNT}}}}}\n",
+            emulator.organisation()
+        )
+    };
+    let resource = |name: &str| {
+        format!(
+            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: {name}}}\nspec:\n  storeRef: {{name: {name}}}\n  refreshInterval: 10s\n  data: [{{secretKey: password, remoteRef: {{path: /app/production/db/password}}}}]\n"
+        )
+    };
+
+    // Outside the allow-list.
+    apply(store("outside", OUTSIDE)).await;
+    apply(resource("outside")).await;
+    let message = wait_store_condition(client, namespace, "outside", "Stalled", "True").await;
+    let credentials =
+        wait_store_condition(client, namespace, "outside", "CredentialsValid", "False").await;
+    let ready = wait_ready(
+        client,
+        namespace,
+        "outside",
+        "False",
+        "CredentialsUnavailable",
+    )
+    .await;
+    for (what, text) in [
+        ("store Stalled", &message),
+        ("store CredentialsValid", &credentials),
+        ("ThalassaSecret Ready", &ready),
+    ] {
+        for needle in [
+            format!("ServiceAccount {namespace}/{OUTSIDE}"),
+            "403 Forbidden".into(),
+            "chart value stores.serviceAccountName".into(),
+            "workloadIdentity.serviceAccountName".into(),
+        ] {
+            assert!(text.contains(&needle), "{what} lacks {needle:?}: {text}");
+        }
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    assert!(
+        secrets.get_opt("outside").await.unwrap().is_none(),
+        "no Secret written for the refused store"
+    );
+    assert_eq!(
+        exchanges(),
+        exchanges_before,
+        "no token reached Thalassa's token exchange"
+    );
+
+    // The allowed name, with the same RBAC: a token is issued and exchanged, the value synced.
+    apply(store("allowed", ALLOWED_SERVICE_ACCOUNT)).await;
+    apply(resource("allowed")).await;
+    wait_store_condition(client, namespace, "allowed", "Ready", "True").await;
+    wait_ready(client, namespace, "allowed", "True", "Synced").await;
+    let data = secret_data(&secrets.get("allowed").await.unwrap());
+    assert_eq!(
+        data.get("password").map(Vec::as_slice),
+        Some(&b"s3cr3t-demo-password"[..])
+    );
+    assert!(
+        emulator.control().counters().get("token", 200) > 0,
+        "the allowed ServiceAccount's token was exchanged"
+    );
+    // The refused store is still refused: nothing synced meanwhile.
+    assert!(secrets.get_opt("outside").await.unwrap().is_none());
+    let log = operator.log_text();
+    assert!(
+        !log.contains(emulator.token()),
+        "the operator log holds a token"
+    );
 }
 
 #[tokio::test]
@@ -1140,6 +1691,7 @@ const OPERATOR_METRICS: &[&str] = &[
     "thalassa_operator_resources",
     "thalassa_operator_last_successful_check_timestamp_seconds",
     "thalassa_operator_leader",
+    "thalassa_operator_store_condition",
 ];
 
 /// The histograms among [`OPERATOR_METRICS`] (queried through `_bucket`, `_sum`, `_count`).

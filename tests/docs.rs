@@ -91,16 +91,30 @@ fn the_reason_table_says_which_failures_stall() {
 }
 
 #[test]
-fn the_argocd_cm_snippet_embeds_the_health_script_byte_for_byte() {
+fn the_argocd_cm_snippet_embeds_the_health_script_byte_for_byte_for_every_kind() {
     let root = env!("CARGO_MANIFEST_DIR");
     let script = std::fs::read_to_string(format!("{root}/config/argocd/health.lua")).unwrap();
     let snippet: serde_yaml::Value = serde_yaml::from_str(
         &std::fs::read_to_string(format!("{root}/config/argocd/argocd-cm-patch.yaml")).unwrap(),
     )
     .unwrap();
-    let embedded =
-        snippet["data"]["resource.customizations.health.secrets.thalassa.cloud_ThalassaSecret"]
-            .as_str()
-            .expect("the argocd-cm key for group secrets.thalassa.cloud, kind ThalassaSecret");
-    assert_eq!(embedded, script);
+    let data = snippet["data"].as_mapping().expect("data");
+    // Argo CD's key form: resource.customizations.health.<group>_<kind>, one per kind the CRDs
+    // serve (the kinds as the CRDs name them, so a renamed kind fails here).
+    let mut expected = Vec::new();
+    for crd in thalassa_operator::crd::all_crds() {
+        let names = &crd.spec.names;
+        let key = format!(
+            "resource.customizations.health.{}_{}",
+            crd.spec.group, names.kind
+        );
+        let embedded = data
+            .get(key.as_str())
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("argocd-cm lacks {key}"));
+        assert_eq!(embedded, script, "{key} is not health.lua byte for byte");
+        expected.push(key);
+    }
+    assert_eq!(expected.len(), 3);
+    assert_eq!(data.len(), expected.len(), "no other keys: {data:?}");
 }

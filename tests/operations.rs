@@ -1,5 +1,6 @@
-//! Operations on the real control plane: the metrics page after a sync, leader election with two
-//! processes (one writer, failover on crash and on SIGTERM), and prompt graceful shutdown.
+//! Operations on the real control plane: the metrics page after a sync, store condition metrics
+//! from stalled to ready to deleted, leader election with two processes (one writer, failover on
+//! crash and on SIGTERM), and prompt graceful shutdown.
 
 mod common;
 
@@ -88,6 +89,127 @@ async fn metrics_page_after_a_sync() {
         "{page}"
     );
     assert!(page.contains(r#"thalassa_operator_resources{condition="SecretsFeatureEnabled",status="False",reason="FeatureDisabled"} 1"#));
+}
+
+/// The `thalassa_operator_store_condition` lines of one store on a metrics page.
+fn store_series(page: &str, namespace: &str, name: &str) -> Vec<String> {
+    let store = format!(
+        r#"thalassa_operator_store_condition{{kind="ThalassaSecretStore",namespace="{namespace}",name="{name}","#
+    );
+    page.lines()
+        .filter(|l| l.starts_with(&store))
+        .map(|l| l[store.len()..].to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn store_condition_metrics_follow_the_store() {
+    let mut h = harness("store-metrics").await;
+    h.start_operator(&[]).await;
+    let ns = h.ns().to_string();
+    let kubectl_ok = |args: Vec<String>, stdin: Option<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out) = common::kubectl(&args, stdin.as_deref()).await;
+        assert!(ok, "kubectl {args:?}: {out}");
+    };
+    let store = serde_json::json!({
+        "apiVersion": "secrets.thalassa.cloud/v1alpha1",
+        "kind": "ThalassaSecretStore",
+        "metadata": {"name": "team", "namespace": ns},
+        "spec": {
+            "organisation": h.emulator.organisation(),
+            "auth": {"tokenSecretRef": {"name": "team-token"}},
+        },
+    });
+    let apply = || vec!["apply".to_string(), "-f".into(), "-".into()];
+    kubectl_ok(apply(), Some(store.to_string())).await;
+    let operator = h.operator.as_ref().unwrap();
+    let page_where = |what: &'static str, wanted: fn(&[String]) -> bool| {
+        let ns = ns.clone();
+        async move {
+            wait_for(Duration::from_secs(90), what, || async {
+                let (_, page) = operator.get("/metrics").await?;
+                wanted(&store_series(&page, &ns, "team")).then_some(page)
+            })
+            .await
+        }
+    };
+
+    // The token Secret is missing: Stalled, one series per condition type.
+    let page = page_where("the store stalled", |series| {
+        series
+            .iter()
+            .any(|l| l == r#"condition="Stalled",status="True",reason="CheckFailed"} 1"#)
+    })
+    .await;
+    let series = store_series(&page, &ns, "team");
+    for wanted in [
+        r#"condition="Ready",status="False",reason="CheckFailed"} 1"#,
+        r#"condition="Reconciling",status="False",reason="CheckFailed"} 1"#,
+        r#"condition="CredentialsValid",status="False",reason="CheckFailed"} 1"#,
+        r#"condition="KmsFeatureEnabled",status="Unknown",reason="NotChecked"} 1"#,
+    ] {
+        assert!(
+            series.iter().any(|l| l == wanted),
+            "{wanted} in {series:#?}"
+        );
+    }
+    assert_eq!(
+        series.len(),
+        7,
+        "one series per condition type: {series:#?}"
+    );
+
+    // Fixed: the old statuses' series are gone, not left at 0.
+    let secret = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "team-token", "namespace": ns},
+        "stringData": {"token": h.emulator.token()},
+    });
+    kubectl_ok(apply(), Some(secret.to_string())).await;
+    kubectl_ok(
+        [
+            "annotate",
+            "--overwrite",
+            "thalassasecretstore",
+            "team",
+            "-n",
+            &ns,
+            "checked=now",
+        ]
+        .map(String::from)
+        .to_vec(),
+        None,
+    )
+    .await;
+    let page = page_where("the store ready", |series| {
+        series
+            .iter()
+            .any(|l| l == r#"condition="Ready",status="True",reason="Verified"} 1"#)
+    })
+    .await;
+    let series = store_series(&page, &ns, "team");
+    assert_eq!(series.len(), 7, "{series:#?}");
+    assert!(
+        series.iter().all(|l| l.contains(r#"reason="Verified"} 1"#)),
+        "only the current statuses: {series:#?}"
+    );
+    assert!(
+        !page.contains(h.emulator.token()),
+        "a token on the metrics page"
+    );
+
+    // Deleted: its series go (the pruner runs every minute).
+    kubectl_ok(
+        ["delete", "thalassasecretstore", "team", "-n", &ns]
+            .map(String::from)
+            .to_vec(),
+        None,
+    )
+    .await;
+    page_where("the deleted store's series gone", <[String]>::is_empty).await;
+    h.stop_operator().await;
 }
 
 async fn is_leader(op: &Operator) -> bool {

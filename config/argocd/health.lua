@@ -1,13 +1,14 @@
--- Argo CD health check for secrets.thalassa.cloud/ThalassaSecret.
+-- Argo CD health check for the secrets.thalassa.cloud kinds ThalassaSecret,
+-- ThalassaSecretStore and ClusterThalassaSecretStore (one script: the same contract).
 --
--- Source of truth: config/argocd/argocd-cm-patch.yaml embeds this file byte for byte.
--- Argo CD runs argocd-cm scripts without the Lua standard libraries (unless
+-- Source of truth: config/argocd/argocd-cm-patch.yaml embeds this file byte for byte,
+-- once per kind. Argo CD runs argocd-cm scripts without the Lua standard libraries (unless
 -- resource.customizations.useOpenLibs is set): only base, table and package are loaded,
 -- so this script uses `..` and never the string library.
 --
 -- Operator contract: status.observedGeneration plus metav1 conditions Ready, Reconciling
--- and Stalled. Prerequisite conditions (SecretsFeatureEnabled, Authorized, ...) are
--- ignored here: the operator folds them into Ready/Stalled.
+-- and Stalled. Prerequisite and link conditions (SecretsFeatureEnabled, Authorized,
+-- CredentialsValid, ...) are ignored here: the operator folds them into Ready/Stalled.
 
 local hs = {}
 
@@ -56,7 +57,7 @@ if status.observedGeneration ~= generation then
   return hs
 end
 
--- Only a human can fix this (FeatureDisabled, Forbidden, InvalidSpec, ...).
+-- Only a human can fix this (a feature gate off, Forbidden, InvalidSpec, missing credentials, ...).
 local stalled = condition("Stalled")
 if isTrue(stalled) then
   hs.status = "Degraded"
@@ -64,7 +65,8 @@ if isTrue(stalled) then
   return hs
 end
 
--- Synced at the current generation. A condition may carry its own observedGeneration.
+-- Synced (a store: verified) at the current generation. A condition may carry its own
+-- observedGeneration.
 local ready = condition("Ready")
 if isTrue(ready) and (ready.observedGeneration == nil or ready.observedGeneration == generation) then
   hs.status = "Healthy"
@@ -72,13 +74,13 @@ if isTrue(ready) and (ready.observedGeneration == nil or ready.observedGeneratio
   return hs
 end
 
--- First sync, spec change, or transient failures being retried.
+-- First sync or check, spec change, or transient failures being retried.
 hs.status = "Progressing"
 local reconciling = condition("Reconciling")
 if isTrue(reconciling) then
   hs.message = describe(reconciling)
 elseif isTrue(ready) then
-  hs.message = "Waiting for the operator to sync generation " .. tostring(generation)
+  hs.message = "Waiting for the operator to handle generation " .. tostring(generation)
     .. " (Ready is for generation " .. tostring(ready.observedGeneration) .. ")"
 elseif ready ~= nil then
   hs.message = describe(ready)

@@ -449,7 +449,7 @@ fn token_request_failure(error: &kube::Error, namespace: &str, service_account: 
             "the ServiceAccount does not exist; create ServiceAccount {service_account} in namespace {namespace}"
         ),
         kube::Error::Api(status) if status.code == 403 => format!(
-            "the operator may not request tokens for it: only the ServiceAccount name its RBAC allows (chart value workloadIdentity.serviceAccountName) can be used; rename it or ask the platform team ({})",
+            "the operator may not request tokens for it: its RBAC allows tokens only for one ServiceAccount name (chart value stores.serviceAccountName, default thalassa-secrets; kustomize: the resourceNames of the serviceaccounts/token rule); use a ServiceAccount of that name in workloadIdentity.serviceAccountName, or ask the platform team to change the allowed name ({})",
             kube_summary(error)
         ),
         other => format!("TokenRequest failed ({})", kube_summary(other)),
@@ -532,6 +532,34 @@ mod tests {
         assert!(
             !selector_matches(&expr("Bogus", &[]), &prod),
             "unknown operator: no"
+        );
+    }
+
+    #[test]
+    fn a_refused_token_request_names_the_fix() {
+        let refused = |code: u16, reason: &str| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                reason: reason.into(),
+                message: "serviceaccounts \"x\" is forbidden: QUOTED".into(),
+                ..Default::default()
+            }))
+        };
+        let forbidden = token_request_failure(&refused(403, "Forbidden"), "team-a", "ci-bot");
+        assert!(
+            forbidden.contains("chart value stores.serviceAccountName")
+                && forbidden.contains("workloadIdentity.serviceAccountName")
+                && forbidden.contains("403 Forbidden"),
+            "{forbidden}"
+        );
+        assert!(
+            !forbidden.contains("QUOTED"),
+            "never the apiserver's message"
+        );
+        let missing = token_request_failure(&refused(404, "NotFound"), "team-a", "ci-bot");
+        assert!(
+            missing.contains("create ServiceAccount ci-bot in namespace team-a"),
+            "{missing}"
         );
     }
 }

@@ -533,6 +533,7 @@ fn spawn_pruner(
             });
             ctx.retain_resources(|key| resources.get(key).is_some());
             connect::retain_connections(&ctx);
+            stores::retain_store_metrics(&ctx);
         }
     })
 }

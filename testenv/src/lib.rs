@@ -1,8 +1,9 @@
 //! A real, local Kubernetes control plane for integration tests: etcd, kube-apiserver and
-//! kube-controller-manager (garbage collector, namespace and service-account controllers) run
-//! as plain processes on loopback. No Docker, no kubelet, no mocks: admission (CEL), RBAC,
-//! server-side apply, status subresources, watches and ownerReference garbage collection behave
-//! exactly as in a cluster.
+//! kube-controller-manager (garbage collector, namespace, service-account and cluster-role
+//! aggregation controllers) run as plain processes on loopback. No Docker, no kubelet, no mocks:
+//! admission (CEL), RBAC (with the built-in admin/edit/view roles aggregated), server-side apply,
+//! status subresources, watches and ownerReference garbage collection behave exactly as in a
+//! cluster.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -711,7 +712,9 @@ fn launch(
         format!("--kubeconfig={}", path(&kubeconfig)),
         format!("--authentication-kubeconfig={}", path(&kubeconfig)),
         format!("--authorization-kubeconfig={}", path(&kubeconfig)),
-        "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller"
+        // clusterrole-aggregation: the built-in admin/edit/view roles get their rules from the
+        // ClusterRoles aggregated into them (without it they have none).
+        "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,clusterrole-aggregation-controller"
             .to_string(),
         "--leader-elect=false".to_string(),
         "--bind-address=127.0.0.1".to_string(),
