@@ -416,6 +416,23 @@ pub async fn render_in_sandbox(
     set: &TemplateSet,
     inputs: &BTreeMap<String, Vec<u8>>,
 ) -> Result<Output, TemplateError> {
+    match std::env::current_exe() {
+        Ok(exe) => render_in_sandbox_with(&exe, set, inputs).await,
+        Err(_) => Err(TemplateError {
+            template: "target.template".into(),
+            line: None,
+            column: None,
+            problem: "the template sandbox cannot be started".into(),
+        }),
+    }
+}
+
+/// [`render_in_sandbox`] with the operator binary given (tests run it from outside).
+pub async fn render_in_sandbox_with(
+    exe: &std::path::Path,
+    set: &TemplateSet,
+    inputs: &BTreeMap<String, Vec<u8>>,
+) -> Result<Output, TemplateError> {
     let sandbox_error = |problem: String| TemplateError {
         template: "target.template".into(),
         line: None,
@@ -436,9 +453,7 @@ pub async fn render_in_sandbox(
     };
     let mut body = serde_json::to_vec(&request).expect("request serializes");
     drop(request);
-    let exe = std::env::current_exe()
-        .map_err(|_| sandbox_error("the template sandbox cannot be started".into()))?;
-    let result = run_sandbox(&exe, &body).await;
+    let result = run_sandbox(exe, &body).await;
     body.zeroize();
     let mut stdout = result.map_err(sandbox_error)?;
     let parsed = serde_json::from_slice::<Result<Output, TemplateError>>(&stdout)

@@ -1,0 +1,71 @@
+//! The template sandbox as the operator runs it: the real binary as a child process with an
+//! address-space and CPU limit. No cluster needed.
+
+use std::{collections::BTreeMap, path::Path};
+
+use thalassa_operator::template::{Source, TemplateSet, render_in_sandbox_with};
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_thalassa-secrets-operator"))
+}
+
+fn one(key: &str, text: &str) -> TemplateSet {
+    TemplateSet {
+        data: BTreeMap::from([(
+            key.to_string(),
+            Source {
+                name: format!("target.template.data[{key}]"),
+                text: text.to_string(),
+            },
+        )]),
+        ..TemplateSet::default()
+    }
+}
+
+fn inputs(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+#[tokio::test]
+async fn renders_through_the_child_process() {
+    let out = render_in_sandbox_with(
+        exe(),
+        &one("dsn", "postgres://{{ username }}:{{ password }}@db/app"),
+        &inputs(&[("username", "app"), ("password", "s3cret")]),
+    )
+    .await
+    .expect("renders");
+    assert_eq!(out.data["dsn"], b"postgres://app:s3cret@db/app");
+}
+
+#[tokio::test]
+async fn a_template_that_allocates_without_bound_is_stopped_by_the_memory_limit() {
+    // Each concatenation materializes a new string before anything is written: fuel and the
+    // output cap cannot stop this, the child's address-space limit does.
+    let bomb = "{% set s = 'x' * 90000000 %}{% set t = [s ~ s, s ~ s ~ s, s ~ s ~ s ~ s, s ~ s ~ s ~ s ~ s] %}{{ t | length }}";
+    let canary = "CANARY-SANDBOX-7f3a";
+    let error = render_in_sandbox_with(exe(), &one("k", bomb), &inputs(&[("v", canary)]))
+        .await
+        .expect_err("the sandbox stops it");
+    let message = error.to_string();
+    assert!(message.contains("sandbox's limits"), "{message}");
+    assert!(!message.contains(canary), "{message}");
+}
+
+#[tokio::test]
+async fn render_errors_from_the_child_carry_position_and_no_value() {
+    let canary = "CANARY-SANDBOX-91c2";
+    let error = render_in_sandbox_with(
+        exe(),
+        &one("k", "line one\n{{ password | int }}"),
+        &inputs(&[("password", canary)]),
+    )
+    .await
+    .expect_err("not a number");
+    assert_eq!(error.template, "target.template.data[k]");
+    assert_eq!(error.line, Some(2));
+    assert!(!error.to_string().contains(canary), "{error}");
+}
