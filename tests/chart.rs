@@ -18,7 +18,7 @@ use std::{
 use clap::CommandFactory;
 use common::{
     OperatorCommand, documents, helm, impersonating_kubeconfig, kubectl, kubectl_with, secret_data,
-    wait_for,
+    wait_for, wait_store_condition,
 };
 use k8s_openapi::{
     api::core::v1::{Secret, ServiceAccount},
@@ -32,11 +32,7 @@ use serde_yaml::Value;
 use thalassa_emulator::{
     Access, Emulator, EmulatorConfig, FederatedIdentitySpec, JwksSource, Seed,
 };
-use thalassa_operator::{
-    config::Cli,
-    crd::ThalassaSecret,
-    store::{DEFAULT_AUDIENCE, ThalassaSecretStore},
-};
+use thalassa_operator::{config::Cli, crd::ThalassaSecret, store::DEFAULT_AUDIENCE};
 
 const CHART: &str = "charts/thalassa-secrets-operator";
 
@@ -1481,32 +1477,6 @@ async fn default_roles_cover_namespaced_stores_only(dir: &Path, namespace: &str)
         !ok && out.contains("forbidden"),
         "a viewer may not create a ThalassaSecretStore: {out}"
     );
-}
-
-/// Waits until the store's condition `type_` has `status` at the current generation; returns
-/// its message.
-async fn wait_store_condition(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    type_: &str,
-    status: &str,
-) -> String {
-    let stores: Api<ThalassaSecretStore> = Api::namespaced(client.clone(), namespace);
-    wait_for(
-        Duration::from_secs(60),
-        &format!("store {name}: {type_}={status}"),
-        || async {
-            let store = stores.get(name).await.ok()?;
-            let c = store
-                .status?
-                .conditions
-                .into_iter()
-                .find(|c| c.type_ == type_ && c.status == status)?;
-            (c.observed_generation == store.metadata.generation).then_some(c.message)
-        },
-    )
-    .await
 }
 
 /// Waits for the ThalassaSecret's Ready condition with `status` and `reason` at the current

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{REGION, harness_with, kubectl, secret_data, wait_for};
+use common::{REGION, harness_with, kubectl, secret_data, wait_for, wait_store_condition};
 use k8s_openapi::{
     ByteString,
     api::core::v1::{Namespace, Secret, ServiceAccount},
@@ -23,10 +23,7 @@ use serde_json::json;
 use thalassa_emulator::{
     Access, EmulatorConfig, FederatedIdentitySpec, JwksSource, SeedValue, TokenSpec,
 };
-use thalassa_operator::{
-    crd::ThalassaSecret,
-    store::{ClusterThalassaSecretStore, ThalassaSecretStore},
-};
+use thalassa_operator::{crd::ThalassaSecret, store::ClusterThalassaSecretStore};
 
 /// Values planted in Thalassa; none may appear where it does not belong.
 const VALUE_A: &str = "VALUE-team-a-db-7f3";
@@ -292,26 +289,8 @@ async fn every_namespace_reads_with_its_own_identity_and_escapes_are_stopped() {
     wait_ready(&client, &b, "shared", "True", "Synced").await;
 
     // Each store reports whether its connection works, link by link.
-    let stores: Api<ThalassaSecretStore> = Api::namespaced(client.clone(), &a);
-    let store_condition = |name: &'static str, type_: &'static str, status: &'static str| {
-        let stores = stores.clone();
-        async move {
-            wait_for(
-                Duration::from_secs(60),
-                &format!("store {name}: {type_}={status}"),
-                || async {
-                    let store = stores.get(name).await.ok()?;
-                    let c = store
-                        .status?
-                        .conditions
-                        .into_iter()
-                        .find(|c| c.type_ == type_ && c.status == status)?;
-                    (c.observed_generation == store.metadata.generation).then_some(c.message)
-                },
-            )
-            .await
-        }
-    };
+    let store_condition =
+        |name, type_, status| wait_store_condition(&client, &a, name, type_, status);
     store_condition("thalassa", "Ready", "True").await;
     store_condition("wi", "Ready", "True").await;
     let message = store_condition("wrong-key", "CredentialsValid", "False").await;

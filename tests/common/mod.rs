@@ -658,3 +658,30 @@ pub fn documents(yaml: &str) -> Vec<serde_yaml::Value> {
         .filter(|v| !v.is_null())
         .collect()
 }
+
+/// Waits until the store's condition `type_` has `status` at the current generation; returns
+/// its message.
+pub async fn wait_store_condition(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> String {
+    let stores: kube::Api<thalassa_operator::store::ThalassaSecretStore> =
+        kube::Api::namespaced(client.clone(), namespace);
+    wait_for(
+        Duration::from_secs(60),
+        &format!("store {name}: {type_}={status}"),
+        || async {
+            let store = stores.get(name).await.ok()?;
+            let c = store
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == type_ && c.status == status)?;
+            (c.observed_generation == store.metadata.generation).then_some(c.message)
+        },
+    )
+    .await
+}
