@@ -301,16 +301,19 @@ pub struct SecretTarget {
     /// counts.
     #[serde(default)]
     pub on_source_deleted: SourceDeletionPolicy,
+    /// Builds the Secret's data (and extra labels and annotations) from templates instead of
+    /// writing the source keys as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<SecretTemplate>,
 }
 
-/// Templates (minijinja syntax) for the Secret's data, labels and annotations. Not served yet:
-/// `spec.target.template` joins the CRD once the pipeline renders it (issue 13); the rendering
-/// itself is [`crate::template`]. Their inputs are
-/// the keys `data` and `dataFrom` produce: each is a variable of its own when its name is an
+/// Templates (minijinja syntax) for the Secret's data, labels and annotations, rendered by
+/// [`crate::template`] in a sandboxed child process. Their inputs are the keys `data` and
+/// `dataFrom` produce: each is a variable of its own when its name is an
 /// identifier, and all of them are in the map `data` (`{{ data["tls.crt"] }}`).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("size(self.data) + size(self.templateFrom) > 0").message("target.template needs at least one entry in data or templateFrom"))]
+#[x_kube(validation = Rule::new("(has(self.data) && size(self.data) > 0) || (has(self.templateFrom) && size(self.templateFrom) > 0)").message("target.template needs at least one entry in data or templateFrom"))]
 pub struct SecretTemplate {
     /// Secret key to template: the rendered text is the key's value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -150,6 +150,11 @@ pub enum Error {
         detail: String,
     },
 
+    /// A template of `target.template` does not compile or render, or a ConfigMap it names is
+    /// missing. The message is built from the error's kind and position, never from a value.
+    #[error("template {0}")]
+    Template(crate::template::TemplateError),
+
     /// The Thalassa API refused or failed a call.
     #[error("Thalassa API: {source}")]
     Thalassa {
@@ -282,6 +287,8 @@ pub enum Reason {
     StoreNotReady,
     /// The store (or the default connection) does not allow the resource's namespace.
     NamespaceNotAllowed,
+    /// A template does not compile or render, or its ConfigMap is missing.
+    TemplateError,
 }
 
 impl Reason {
@@ -321,7 +328,8 @@ impl Reason {
             | Reason::ProviderRejected
             | Reason::StoreNotFound
             | Reason::StoreNotReady
-            | Reason::NamespaceNotAllowed => true,
+            | Reason::NamespaceNotAllowed
+            | Reason::TemplateError => true,
             Reason::KmsBackendUnavailable
             | Reason::RateLimited
             | Reason::ProviderError
@@ -350,6 +358,7 @@ impl Error {
             Error::KmsFeatureDisabled => Reason::KmsFeatureDisabled,
             Error::KmsBackendUnavailable { .. } => Reason::KmsBackendUnavailable,
             Error::SourceFormatMismatch { .. } => Reason::SourceFormatMismatch,
+            Error::Template(_) => Reason::TemplateError,
             Error::Thalassa { source } => thalassa_reason(source),
             Error::StoreNotFound { .. } | Error::NoDefaultConnection => Reason::StoreNotFound,
             Error::StoreNotReady { .. } => Reason::StoreNotReady,
@@ -370,6 +379,7 @@ impl Error {
             | Error::TargetTypeConflict { .. }
             | Error::SecretTooLarge { .. }
             | Error::SourceFormatMismatch { .. }
+            | Error::Template(_)
             | Error::KmsKeyMismatch { .. } => true,
             // The apiserver refused the Secret itself (validation), not the request.
             Error::Kube(kube::Error::Api(status)) => matches!(status.code, 400 | 422),
@@ -618,6 +628,12 @@ mod tests {
             Error::SecretTooLarge { bytes: 2, limit: 1 },
             Error::Kube(api_error(422, "")),
             Error::Repeated(Arc::new(Error::TargetImmutable { name: "n".into() })),
+            Error::Template(crate::template::TemplateError {
+                template: "target.template.data[k]".into(),
+                line: Some(1),
+                column: Some(4),
+                problem: "undefined value".into(),
+            }),
         ];
         for error in &errors {
             assert!(error.is_deterministic() && error.needs_person(), "{error}");

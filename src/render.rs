@@ -17,7 +17,7 @@ use crate::{
     crd::{
         CONNECTION_ANNOTATION, CreationPolicy, DATA_HASH_ANNOTATION, DEFAULT_CONNECTION,
         DeletionPolicy, GENERATION_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION,
-        OWNER_UID_ANNOTATION, SOURCES_ANNOTATION, SecretType,
+        OWNER_UID_ANNOTATION, SOURCES_ANNOTATION, SecretType, TEMPLATE_ANNOTATION,
     },
     error::{Error, Result},
     thalassa::SecretValue,
@@ -91,13 +91,41 @@ pub struct SourceRecord {
     pub keys: Vec<String>,
 }
 
-/// Rendered Secret data plus the per-source record. The data holds values: it is zeroized on
-/// drop and never formatted.
+/// What the templates contributed, recorded in the template annotation (never values): the
+/// templated keys, labels and annotations, a keyed hash of the templates they were rendered
+/// from, and a keyed hash of the templated label and annotation values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TemplateRecord {
+    /// Keyed hash of the resolved templates ([`template_hash`]).
+    pub hash: String,
+    /// Secret keys the templates produced.
+    pub keys: Vec<String>,
+    /// Label keys the templates produced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Annotation keys the templates produced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub annotations: Vec<String>,
+    /// Keyed hash of the templated label and annotation values ([`metadata_hash`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub metadata: String,
+}
+
+/// Rendered Secret data plus the per-source record (and, with templates, the templated labels
+/// and annotations and their record). The data holds values: it is zeroized on drop and never
+/// formatted.
+#[derive(Default)]
 pub struct RenderedData {
     /// Secret key to bytes.
     pub data: BTreeMap<String, ByteString>,
     /// Path to what it produced.
     pub sources: BTreeMap<String, SourceRecord>,
+    /// Labels the templates produced.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations the templates produced.
+    pub annotations: BTreeMap<String, String>,
+    /// What the templates contributed, when the resource has templates.
+    pub template: Option<TemplateRecord>,
 }
 
 impl std::fmt::Debug for RenderedData {
@@ -105,6 +133,7 @@ impl std::fmt::Debug for RenderedData {
         f.debug_struct("RenderedData")
             .field("keys", &self.data.keys().collect::<Vec<_>>())
             .field("sources", &self.sources)
+            .field("template", &self.template)
             .finish()
     }
 }
@@ -114,6 +143,10 @@ impl Drop for RenderedData {
         for value in self.data.values_mut() {
             zeroize::Zeroize::zeroize(&mut value.0);
         }
+        self.labels.values_mut().for_each(zeroize::Zeroize::zeroize);
+        self.annotations
+            .values_mut()
+            .for_each(zeroize::Zeroize::zeroize);
     }
 }
 
@@ -157,6 +190,24 @@ pub fn render_data(
             data.insert(key, ByteString(bytes));
         }
     }
+    check_data(&data, &records, secret_type)?;
+    Ok(RenderedData {
+        data,
+        sources: records,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        template: None,
+    })
+}
+
+/// Checks the final data against what a Secret holds and what its type requires: at most
+/// [`MAX_SECRET_DATA_BYTES`], valid JSON in `.dockerconfigjson`, the type's required keys.
+/// `records` names the source of a key in messages.
+pub fn check_data(
+    data: &BTreeMap<String, ByteString>,
+    records: &BTreeMap<String, SourceRecord>,
+    secret_type: Option<SecretType>,
+) -> Result<()> {
     let size: usize = data.values().map(|v| v.0.len()).sum();
     if size > MAX_SECRET_DATA_BYTES {
         return Err(Error::SecretTooLarge {
@@ -196,9 +247,92 @@ pub fn render_data(
             )));
         }
     }
+    Ok(())
+}
+
+/// The data after templates: their output alone (`Replace`) or on top of the source keys
+/// (`Merge`), checked against the Secret type; the templated labels and annotations; and the
+/// record of what the templates produced (`hash` is [`template_hash`] of `set`).
+pub fn apply_templates(
+    mut raw: RenderedData,
+    mut output: crate::template::Output,
+    set: &crate::template::TemplateSet,
+    hash: &str,
+    secret_type: Option<SecretType>,
+    key: &HashKey,
+) -> Result<RenderedData> {
+    let mut data = if set.merge {
+        std::mem::take(&mut raw.data)
+    } else {
+        BTreeMap::new()
+    };
+    let mut sources = std::mem::take(&mut raw.sources);
+    let templated: Vec<String> = output.data.keys().cloned().collect();
+    for record in sources.values_mut() {
+        // What a source produced is in the Secret only where no template replaced it.
+        record
+            .keys
+            .retain(|k| set.merge && !output.data.contains_key(k));
+    }
+    for (name, bytes) in std::mem::take(&mut output.data) {
+        data.insert(name, ByteString(bytes));
+    }
+    if secret_type == Some(SecretType::DockerConfigJson)
+        && let Some(source) = set.data.get(".dockerconfigjson")
+        && data
+            .get(".dockerconfigjson")
+            .is_some_and(|v| serde_json::from_slice::<serde::de::IgnoredAny>(&v.0).is_err())
+    {
+        return Err(Error::Template(crate::template::TemplateError {
+            template: source.name.clone(),
+            line: None,
+            column: None,
+            problem: "renders text that is not valid JSON, which target.type kubernetes.io/dockerconfigjson requires".into(),
+        }));
+    }
+    check_data(&data, &sources, secret_type)?;
+    let labels = std::mem::take(&mut output.labels);
+    let annotations = std::mem::take(&mut output.annotations);
+    let record = TemplateRecord {
+        hash: hash.to_string(),
+        keys: templated,
+        labels: labels.keys().cloned().collect(),
+        annotations: annotations.keys().cloned().collect(),
+        metadata: metadata_hash(key, &labels, &annotations),
+    };
     Ok(RenderedData {
         data,
-        sources: records,
+        sources,
+        labels,
+        annotations,
+        template: Some(record),
+    })
+}
+
+/// With templates and nothing changed: the existing Secret's data, templated labels and
+/// annotations as they are (its keyed hashes were verified), so nothing is revealed. `None` when
+/// anything it records is missing.
+pub fn reuse_templated(existing: &Secret) -> Option<RenderedData> {
+    let sources = parse_sources(&existing.metadata);
+    let record = parse_template(&existing.metadata)?;
+    let names: std::collections::BTreeSet<&String> = sources
+        .values()
+        .flat_map(|r| r.keys.iter())
+        .chain(record.keys.iter())
+        .collect();
+    let have = existing.data.as_ref()?;
+    let data = names
+        .into_iter()
+        .map(|k| have.get(k).map(|v| (k.clone(), v.clone())))
+        .collect::<Option<BTreeMap<_, _>>>()?;
+    let labels = pick_entries(&existing.metadata.labels, &record.labels)?;
+    let annotations = pick_entries(&existing.metadata.annotations, &record.annotations)?;
+    Some(RenderedData {
+        data,
+        sources,
+        labels,
+        annotations,
+        template: Some(record),
     })
 }
 
@@ -402,8 +536,16 @@ pub fn render_secret(
     data_hash: &str,
 ) -> Secret {
     let mut labels = target.labels.clone();
+    labels.extend(rendered.labels.clone());
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     let mut annotations = target.annotations.clone();
+    annotations.extend(rendered.annotations.clone());
+    if let Some(record) = &rendered.template {
+        annotations.insert(
+            TEMPLATE_ANNOTATION.into(),
+            serde_json::to_string(record).expect("template record serializes"),
+        );
+    }
     annotations.insert(OWNER_ANNOTATION.into(), target.owner_name.to_string());
     annotations.insert(OWNER_UID_ANNOTATION.into(), target.owner_uid.to_string());
     annotations.insert(
@@ -442,6 +584,15 @@ pub fn parse_sources(metadata: &ObjectMeta) -> BTreeMap<String, SourceRecord> {
         .and_then(|a| a.get(SOURCES_ANNOTATION))
         .and_then(|json| serde_json::from_str(json).ok())
         .unwrap_or_default()
+}
+
+/// Parses the template annotation of an existing Secret (`None` when missing or unreadable).
+pub fn parse_template(metadata: &ObjectMeta) -> Option<TemplateRecord> {
+    metadata
+        .annotations
+        .as_ref()?
+        .get(TEMPLATE_ANNOTATION)
+        .and_then(|json| serde_json::from_str(json).ok())
 }
 
 /// The owner generation recorded on an existing Secret.
@@ -497,10 +648,22 @@ pub fn is_intact(secret: &Secret, key: &HashKey, owns_all_data: bool) -> bool {
         return false;
     };
     let sources = parse_sources(&secret.metadata);
+    let template = parse_template(&secret.metadata);
+    if let Some(record) = &template
+        && !templated_metadata_intact(secret, key, record)
+    {
+        return false;
+    }
     let empty = BTreeMap::new();
     let data = secret.data.as_ref().unwrap_or(&empty);
     let mut ours = Vec::new();
-    for key_name in sources.values().flat_map(|r| r.keys.iter()) {
+    // A templated key may replace a source key of the same name (mergePolicy Merge): count once.
+    let names: std::collections::BTreeSet<&String> = sources
+        .values()
+        .flat_map(|r| r.keys.iter())
+        .chain(template.iter().flat_map(|t| t.keys.iter()))
+        .collect();
+    for key_name in names {
         match data.get_key_value(key_name) {
             Some(entry) => ours.push(entry),
             None => return false,
@@ -515,6 +678,56 @@ pub fn is_intact(secret: &Secret, key: &HashKey, owns_all_data: bool) -> bool {
         None
     };
     data_hash(key, secret_type, ours) == *recorded
+}
+
+/// True when the templated labels and annotations the record lists are present with the values
+/// its keyed hash covers.
+fn templated_metadata_intact(secret: &Secret, key: &HashKey, record: &TemplateRecord) -> bool {
+    match (
+        pick_entries(&secret.metadata.labels, &record.labels),
+        pick_entries(&secret.metadata.annotations, &record.annotations),
+    ) {
+        (Some(labels), Some(annotations)) => {
+            metadata_hash(key, &labels, &annotations) == record.metadata
+        }
+        _ => false,
+    }
+}
+
+/// The entries of `keys` in `map`; `None` when any is missing.
+fn pick_entries(
+    map: &Option<BTreeMap<String, String>>,
+    keys: &[String],
+) -> Option<BTreeMap<String, String>> {
+    keys.iter()
+        .map(|k| map.as_ref()?.get(k).map(|v| (k.clone(), v.clone())))
+        .collect()
+}
+
+/// Keyed hash of the templated label and annotation values (they may be derived from values).
+pub fn metadata_hash(
+    key: &HashKey,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> String {
+    let entries: BTreeMap<String, ByteString> = labels
+        .iter()
+        .map(|(k, v)| (format!("label:{k}"), ByteString(v.as_bytes().to_vec())))
+        .chain(
+            annotations
+                .iter()
+                .map(|(k, v)| (format!("annotation:{k}"), ByteString(v.as_bytes().to_vec()))),
+        )
+        .collect();
+    data_hash(key, Some("template-metadata"), &entries)
+}
+
+/// Keyed hash of a resource's resolved templates: a Secret records it, so an edited template
+/// (inline or in a ConfigMap) is noticed even when the resource's generation did not change.
+pub fn template_hash(key: &HashKey, templates: &crate::template::TemplateSet) -> String {
+    let text = serde_json::to_vec(templates).expect("templates serialize");
+    let entries = BTreeMap::from([("templates".to_string(), ByteString(text))]);
+    data_hash(key, Some("templates"), &entries)
 }
 
 /// The `ThalassaSecret` a Secret's owner annotation names, if any.

@@ -586,6 +586,12 @@ mod tests {
             }
             .into(),
             Reason::KmsFeatureDisabled => Error::KmsFeatureDisabled,
+            Reason::TemplateError => Error::Template(crate::template::TemplateError {
+                template: "t".into(),
+                line: None,
+                column: None,
+                problem: "p".into(),
+            }),
             Reason::KmsBackendUnavailable => Error::KmsBackendUnavailable { region: "r".into() },
             Reason::SourceFormatMismatch => Error::SourceFormatMismatch {
                 path: "/p".into(),

@@ -151,6 +151,51 @@ fn position(line: Option<usize>, column: Option<usize>) -> String {
 /// The filters added to minijinja's built-in ones, for the README.
 pub const EXTRA_FILTERS: &[&str] = &["b64enc", "b64dec", "fromjson", "toyaml", "fromyaml"];
 
+/// Every filter the README documents, with an example and what it renders (a unit test renders
+/// each, so the documented list is the one that works).
+pub const DOCUMENTED_FILTERS: &[(&str, &str, &str)] = &[
+    (
+        "b64enc",
+        r#"{{ "robot:t0k3n" | b64enc }}"#,
+        "cm9ib3Q6dDBrM24=",
+    ),
+    ("b64dec", r#"{{ "aGk=" | b64dec }}"#, "hi"),
+    (
+        "tojson",
+        r#"{{ {"user": "app"} | tojson }}"#,
+        r#"{"user":"app"}"#,
+    ),
+    ("fromjson", r#"{{ ('{"a": 1}' | fromjson).a }}"#, "1"),
+    ("toyaml", r#"{{ {"a": 1} | toyaml }}"#, "a: 1\n"),
+    (
+        "fromyaml",
+        r#"{{ ("a: [1, 2]" | fromyaml).a | length }}"#,
+        "2",
+    ),
+    ("trim", r#"{{ "  x  " | trim }}"#, "x"),
+    ("indent", r#"{{ "a\nb" | indent(2) }}"#, "a\n  b"),
+    ("upper", r#"{{ "x" | upper }}"#, "X"),
+    ("lower", r#"{{ "X" | lower }}"#, "x"),
+    ("title", r#"{{ "ab cd" | title }}"#, "Ab Cd"),
+    ("replace", r#"{{ "a.b" | replace(".", "-") }}"#, "a-b"),
+    (
+        "urlencode",
+        r#"{{ "p@ss word" | urlencode }}"#,
+        "p%40ss%20word",
+    ),
+    (
+        "default",
+        r#"{{ data["absent"] | default("none") }}"#,
+        "none",
+    ),
+    ("join", r#"{{ ["a", "b"] | join(",") }}"#, "a,b"),
+    ("split", r#"{{ "a,b" | split(",") | last }}"#, "b"),
+    ("length", r#"{{ "abc" | length }}"#, "3"),
+    ("first", r#"{{ "abc" | first }}"#, "a"),
+    ("int", r#"{{ "42" | int + 1 }}"#, "43"),
+    ("string", r#"{{ 7 | string }}"#, "7"),
+];
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -375,8 +420,18 @@ fn describe_render_error(
         }
         ErrorKind::WriteFailure => format!("the output is larger than {limit} bytes"),
         ErrorKind::OutOfFuel => format!("the template ran more than {FUEL} instructions"),
+        ErrorKind::InvalidOperation => {
+            "invalid operation: a filter, test or operator cannot handle its input (which is not shown)".into()
+        }
         // The kind's description is a fixed text; the detail could quote a value.
         kind => kind.to_string(),
+    };
+    // The failing expression as written in the template (template text, never a value).
+    let problem = match error.range().and_then(|r| source.text.get(r)) {
+        Some(expression) if !expression.is_empty() && expression.len() <= 80 => {
+            format!("{problem}, in `{expression}`")
+        }
+        _ => problem,
     };
     TemplateError {
         template: source.name.clone(),
@@ -572,6 +627,22 @@ mod tests {
 
     fn text(output: &Output, key: &str) -> String {
         String::from_utf8(output.data[key].clone()).unwrap()
+    }
+
+    #[test]
+    fn every_documented_filter_renders_its_example() {
+        for (filter, template, expected) in DOCUMENTED_FILTERS {
+            assert!(template.contains(filter), "{filter}: example uses it");
+            let output = render(&set(&[("k", template)]), &inputs(&[]))
+                .unwrap_or_else(|e| panic!("{filter}: {e}"));
+            assert_eq!(text(&output, "k"), *expected, "{filter}");
+        }
+        for extra in EXTRA_FILTERS {
+            assert!(
+                DOCUMENTED_FILTERS.iter().any(|(f, _, _)| f == extra),
+                "{extra} is documented"
+            );
+        }
     }
 
     #[test]

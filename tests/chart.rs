@@ -139,6 +139,7 @@ const WATCH_RULES: &[(&str, &str, &[&str])] = &[
     ),
     ("", "secrets", &["get", "list", "watch", "create", "patch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
+    ("", "configmaps", &["list", "watch"]),
     (
         "secrets.thalassa.cloud",
         "thalassasecretstores",
@@ -980,7 +981,11 @@ async fn kustomize_bases_and_samples_pass_server_side_dry_run() {
     )
     .await;
     assert!(ok, "kubectl kustomize config/samples: {samples}");
-    assert_eq!(documents(&samples).len(), 6, "six sample ThalassaSecrets");
+    assert_eq!(
+        documents(&samples).len(),
+        11,
+        "ten sample ThalassaSecrets and one template ConfigMap"
+    );
     let (ok, out) = kubectl(
         &[
             "apply",
@@ -1166,6 +1171,20 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
                 ("flags_new-checkout", "true"),
             ],
         ),
+        (
+            "db-url",
+            vec![(
+                "DATABASE_URL",
+                "postgres://app:s3cr3t-demo-password@db.production.internal:5432/shop",
+            )],
+        ),
+        (
+            "app-config-file",
+            vec![(
+                "config.yaml",
+                "database:\n  user: app\n  password: \"s3cr3t-demo-password\"\nsmtp: smtp.example.com:587\n",
+            )],
+        ),
     ];
     for (name, pairs) in &expect {
         let secret = secrets
@@ -1193,6 +1212,37 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
     let tls = secret_data(&tls);
     assert!(tls["tls.crt"].starts_with(b"-----BEGIN CERTIFICATE-----"));
     assert!(tls["tls.key"].starts_with(b"-----BEGIN PRIVATE KEY-----"));
+    // The typed template samples.
+    let pair = secrets.get("demo-tls-pair").await.unwrap();
+    assert_eq!(pair.type_.as_deref(), Some("kubernetes.io/tls"));
+    let pair = secret_data(&pair);
+    assert_eq!(pair.len(), 2, "only the templated keys");
+    assert_eq!(
+        (&pair["tls.crt"], &pair["tls.key"]),
+        (&tls["tls.crt"], &tls["tls.key"])
+    );
+    let pull = secrets.get("registry-pull").await.unwrap();
+    assert_eq!(
+        pull.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson")
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&secret_data(&pull)[".dockerconfigjson"]).unwrap();
+    let auth = &config["auths"]["registry.example.com"];
+    assert_eq!(auth["password"], "demo-registry-token");
+    {
+        use base64::Engine;
+        assert_eq!(
+            auth["auth"],
+            base64::engine::general_purpose::STANDARD.encode("robot:demo-registry-token")
+        );
+    }
+    let url = secrets.get("db-url").await.unwrap();
+    assert_eq!(
+        url.metadata.annotations.unwrap()["example.com/db-host"],
+        "db.production.internal",
+        "templated annotation"
+    );
     let hash_keys: Api<Secret> = Api::namespaced(client.clone(), release_ns.name());
     assert!(
         hash_keys

@@ -47,6 +47,17 @@ fn every_reason_and_condition_is_documented() {
 }
 
 #[test]
+fn every_documented_template_filter_is_in_the_readme() {
+    let readme = readme();
+    for (filter, _, _) in thalassa_operator::template::DOCUMENTED_FILTERS {
+        assert!(
+            readme.contains(&format!("`{filter}`")),
+            "README lacks template filter {filter}"
+        );
+    }
+}
+
+#[test]
 fn every_flag_is_documented_with_its_environment_variable() {
     let readme = readme();
     let command = Cli::command();

@@ -12,7 +12,7 @@ use std::{
 };
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::PartialObjectMeta,
@@ -29,7 +29,7 @@ use tracing::{debug, info};
 
 use crate::{
     config::Config,
-    crd::{MANAGED_SELECTOR, StoreKind, ThalassaSecret},
+    crd::{MANAGED_SELECTOR, StoreKind, TEMPLATE_CONFIGMAP_SELECTOR, ThalassaSecret},
     metrics::Metrics,
     readiness::Readiness,
     render::HashKey,
@@ -70,6 +70,8 @@ pub struct Caches {
     pub cluster_stores: Store<ClusterThalassaSecretStore>,
     /// Namespace metadata (cluster mode).
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    /// ConfigMaps labelled as templates.
+    pub template_config_maps: Store<ConfigMap>,
 }
 
 /// Shared state of the controller.
@@ -97,6 +99,8 @@ pub struct Context {
     pub hash_key: HashKey,
     /// Metadata of managed Secrets (label-selected; no values).
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// ConfigMaps labelled as templates (label-selected), for `templateFrom`.
+    pub template_config_maps: Store<ConfigMap>,
     /// resourceVersion of each managed Secret as last written or verified by this process.
     verified: Mutex<HashMap<(String, String), String>>,
     /// Consecutive failures per resource, for backoff.
@@ -148,6 +152,7 @@ impl Context {
             namespaces: caches.namespaces,
             hash_key,
             secrets: caches.secrets,
+            template_config_maps: caches.template_config_maps,
             verified: Mutex::default(),
             failures: Mutex::default(),
             rejected: Mutex::default(),
@@ -245,6 +250,7 @@ fn strip_cached_metadata<K: Resource>(object: &mut K) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Watch {
     Secrets,
+    TemplateConfigMaps,
     Stores,
     ClusterStores,
     Namespaces,
@@ -323,6 +329,16 @@ fn refers_to(ts: &ThalassaSecret, kind: StoreKind, name: &str) -> bool {
         .is_some_and(|r| r.kind == kind && r.name == name)
 }
 
+/// True when the resource's templates come (partly) from the ConfigMap `name`.
+fn renders_from(ts: &ThalassaSecret, name: &str) -> bool {
+    ts.spec
+        .target
+        .template
+        .iter()
+        .flat_map(|t| &t.template_from)
+        .any(|from| from.config_map.name == name)
+}
+
 async fn log_loop_error<T, E: std::fmt::Display>(result: Result<T, E>) {
     if let Err(e) = result {
         debug!(error = %e, "reconcile loop error");
@@ -364,6 +380,7 @@ pub async fn run(
     let (store_store, store_writer) = reflector::store();
     let (cluster_store_store, cluster_store_writer) = reflector::store();
     let (namespace_store, namespace_writer) = reflector::store();
+    let (config_map_store, config_map_writer) = reflector::store();
     let concurrency = config.concurrency;
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -375,11 +392,17 @@ pub async fn run(
             stores: store_store,
             cluster_stores: cluster_store_store,
             namespaces: cluster_mode.then_some(namespace_store),
+            template_config_maps: config_map_store,
         },
         reporter,
         metrics,
     ));
-    let mut expected = BTreeSet::from([Watch::Secrets, Watch::Stores, Watch::Resources]);
+    let mut expected = BTreeSet::from([
+        Watch::Secrets,
+        Watch::TemplateConfigMaps,
+        Watch::Stores,
+        Watch::Resources,
+    ]);
     if cluster_mode {
         expected.extend([Watch::ClusterStores, Watch::Namespaces]);
     }
@@ -408,7 +431,7 @@ pub async fn run(
         predicates::generation.combine(predicates::annotations),
         Default::default(),
     );
-    let users = resource_store.clone();
+    let (users, template_users) = (resource_store.clone(), resource_store.clone());
     let mut controller = Controller::for_stream(resource_stream, resource_store.clone())
         .watches_stream(
             cached_watch(
@@ -418,6 +441,20 @@ pub async fn run(
                 watch(Watch::Secrets),
             ),
             owner_of,
+        )
+        .watches_stream(
+            cached_watch(
+                config_map_writer,
+                scoped(&client, namespace.as_deref()),
+                watcher::Config::default().labels(TEMPLATE_CONFIGMAP_SELECTOR),
+                watch(Watch::TemplateConfigMaps),
+            ),
+            move |config_map: ConfigMap| {
+                let (namespace, name) = (config_map.namespace(), config_map.name_any());
+                users_of(&template_users, |ts| {
+                    ts.namespace() == namespace && renders_from(ts, &name)
+                })
+            },
         )
         .watches_stream(
             cached_watch(

@@ -161,7 +161,8 @@ pub(super) fn recorded_sources(
 
 /// Unchanged sources may be copied from the Secret only when it is ours, intact, and was written
 /// for this resource's current generation (same mapping) with the same connection identity (a
-/// value read with one store's credentials is never served on another's say-so).
+/// value read with one store's credentials is never served on another's say-so) and the same
+/// templates (a ConfigMap edit does not change the generation).
 pub(super) fn reuse_allowed(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
@@ -169,7 +170,11 @@ pub(super) fn reuse_allowed(
     target: TargetState,
 ) -> bool {
     target == (TargetState::Owned { intact: true })
-        && existing.is_some_and(|s| written_for_resource(&s.metadata, ts, spec))
+        && existing.is_some_and(|s| {
+            written_for_resource(&s.metadata, ts, spec)
+                && render::parse_template(&s.metadata).map(|r| r.hash)
+                    == spec.templates.as_ref().map(|t| t.hash.clone())
+        })
 }
 
 /// Which sources must be revealed: all of them after a spec change or an edit of the Secret,
@@ -189,16 +194,21 @@ pub(super) fn plan_reveals(
 }
 
 /// Keys to delete from the existing Secret: with Owner and Adopt every key the render does not
-/// produce; with Merge only keys this resource wrote before.
+/// produce; with Merge only keys this resource wrote before (from sources or templates).
 pub(super) fn keys_to_remove(
     existing: &Secret,
     rendered: &BTreeMap<String, ByteString>,
     policy: CreationPolicy,
     recorded: &BTreeMap<String, SourceRecord>,
+    templated: &[String],
 ) -> Vec<String> {
     let present = existing.data.iter().flatten().map(|(k, _)| k);
     let candidates: Vec<&String> = if policy == CreationPolicy::Merge {
-        let ours: BTreeSet<&String> = recorded.values().flat_map(|r| r.keys.iter()).collect();
+        let ours: BTreeSet<&String> = recorded
+            .values()
+            .flat_map(|r| r.keys.iter())
+            .chain(templated)
+            .collect();
         present.filter(|k| ours.contains(k)).collect()
     } else {
         present.collect()
@@ -283,19 +293,19 @@ pub(super) struct Desired {
     pub(super) rendered: RenderedData,
 }
 
-/// Renders the desired Secret from revealed values and, for unchanged sources, the keys copied
-/// from the existing Secret.
+/// Maps the sources to keys: revealed values and, for unchanged sources, the keys copied from
+/// the existing Secret. With templates these are the templates' inputs, so the Secret type's
+/// rules are checked on the templates' output instead.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn render_target(
+pub(super) fn render_sources(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
-    hash_key: &HashKey,
     metas: &SourceMetas,
     desired: &BTreeMap<String, u64>,
     revealed: &BTreeMap<String, std::sync::Arc<RevealedSecret>>,
     existing: Option<&Secret>,
     recorded: &BTreeMap<String, SourceRecord>,
-) -> Result<Desired> {
+) -> Result<RenderedData> {
     let prefix_mappings = prefix_mappings(spec, metas);
     let mut sources = Vec::new();
     for (path, version) in desired {
@@ -327,9 +337,27 @@ pub(super) fn render_target(
             value,
         });
     }
-    let policy = ts.spec.target.creation_policy;
-    let secret_type = (policy != CreationPolicy::Merge).then_some(ts.spec.target.r#type);
-    let rendered = render_data(&sources, secret_type)?;
+    let checked_type = if spec.templates.is_some() {
+        None
+    } else {
+        managed_type(ts)
+    };
+    render_data(&sources, checked_type)
+}
+
+/// The Secret type the resource manages: none when it merges into a foreign Secret.
+pub(super) fn managed_type(ts: &ThalassaSecret) -> Option<SecretType> {
+    (ts.spec.target.creation_policy != CreationPolicy::Merge).then_some(ts.spec.target.r#type)
+}
+
+/// The desired Secret for rendered data: its keyed hash, ownership metadata and settings.
+pub(super) fn desired_secret(
+    ts: &ThalassaSecret,
+    spec: &ValidatedSpec,
+    hash_key: &HashKey,
+    rendered: RenderedData,
+) -> Desired {
+    let secret_type = managed_type(ts);
     let hash = data_hash(
         hash_key,
         secret_type.map(SecretType::as_str),
@@ -355,15 +383,30 @@ pub(super) fn render_target(
         annotations: &ts.spec.target.annotations,
         immutable: ts.spec.target.immutable,
         deletion_policy: ts.spec.target.deletion_policy,
-        creation_policy: policy,
+        creation_policy: ts.spec.target.creation_policy,
         connection: &spec.connection,
     };
     let secret = render_secret(&target, &rendered, &hash);
-    Ok(Desired {
+    Desired {
         secret,
         hash,
         rendered,
-    })
+    }
+}
+
+/// With templates, the Secret is either kept whole (nothing revealed) or rendered from every
+/// source: true when it may be kept, because reuse is allowed and it records exactly the desired
+/// versions of exactly the desired paths.
+pub(super) fn reuse_whole(
+    desired: &BTreeMap<String, u64>,
+    recorded: &BTreeMap<String, SourceRecord>,
+    reuse_allowed: bool,
+) -> bool {
+    reuse_allowed
+        && desired.len() == recorded.len()
+        && desired
+            .iter()
+            .all(|(path, version)| recorded.get(path).is_some_and(|r| r.version == *version))
 }
 
 /// Decides the write that brings the existing Secret to `desired`: none when it already is
@@ -386,11 +429,20 @@ pub(super) fn plan_write(
             .as_ref()
             .and_then(|a| a.get(DATA_HASH_ANNOTATION))
             == Some(&desired.hash);
+    // What templates wrote before, when the Secret is ours (a foreign one's annotation is not
+    // trusted to name keys to delete).
+    let templated = match target {
+        TargetState::Owned { .. } => render::parse_template(&existing.metadata)
+            .map(|t| t.keys)
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     let remove = keys_to_remove(
         existing,
         &desired.rendered.data,
         ts.spec.target.creation_policy,
         recorded,
+        &templated,
     );
     let write = if !remove.is_empty() {
         Write::ReplaceKeys(remove)
@@ -646,7 +698,7 @@ mod tests {
             },
         )]);
         assert_eq!(
-            keys_to_remove(&existing, &rendered, CreationPolicy::Owner, &recorded),
+            keys_to_remove(&existing, &rendered, CreationPolicy::Owner, &recorded, &[]),
             vec!["old".to_string(), "theirs".to_string()]
         );
         assert_eq!(
@@ -654,14 +706,26 @@ mod tests {
                 &existing,
                 &rendered,
                 CreationPolicy::Adopt,
-                &BTreeMap::new()
+                &BTreeMap::new(),
+                &[]
             ),
             vec!["old".to_string(), "theirs".to_string()]
         );
         assert_eq!(
-            keys_to_remove(&existing, &rendered, CreationPolicy::Merge, &recorded),
+            keys_to_remove(&existing, &rendered, CreationPolicy::Merge, &recorded, &[]),
             vec!["old".to_string()],
             "Merge removes only keys it wrote"
+        );
+        assert_eq!(
+            keys_to_remove(
+                &existing,
+                &rendered,
+                CreationPolicy::Merge,
+                &recorded,
+                &["theirs".to_string()]
+            ),
+            vec!["old".to_string(), "theirs".to_string()],
+            "Merge removes the keys its templates wrote too"
         );
     }
 
@@ -687,10 +751,9 @@ mod tests {
                 kms_key_version: "1".into(),
             }),
         )]);
-        let rendered = render_target(
+        let rendered = render_sources(
             ts,
             &spec,
-            &key(),
             &metas,
             &versions,
             &revealed,
@@ -698,7 +761,7 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        (rendered, versions)
+        (desired_secret(ts, &spec, &key(), rendered), versions)
     }
 
     #[test]

@@ -25,14 +25,16 @@ use super::{
     BACKOFF_BASE, Context, apply, connect, plan,
     plan::{SourceMetas, SyncOutcome, TargetState},
     resolve,
-    validate::{ValidatedSpec, validate},
+    validate::{Templates, ValidatedSpec, validate},
 };
 use crate::{
     crd::ThalassaSecret,
     error::{Error, Result},
-    render::{SourceRecord, parse_sources},
+    render,
+    render::{RenderedData, SourceRecord, parse_sources, parse_template},
     sources::SourceCache,
     status::{self, Observed, Prerequisites, Reached},
+    template,
     thalassa::RevealedSecret,
 };
 
@@ -44,6 +46,8 @@ struct Attempt {
     generation: Option<i64>,
     desired: BTreeMap<String, u64>,
     target_rv: Option<String>,
+    /// Keyed hash of the resolved templates (a ConfigMap edit changes it, not the generation).
+    templates: Option<String>,
 }
 
 /// A deterministic failure and what it depended on.
@@ -92,12 +96,16 @@ async fn sync_and_report(
     validated: Result<ValidatedSpec>,
 ) -> Result<Action> {
     let (validated, learned, result) = match validated {
-        Ok(mut spec) => match connect::connect(ts, ctx) {
-            Ok(connection) => {
+        Ok(mut spec) => match connect::connect(ts, ctx).and_then(|connection| {
+            let templates = resolve::templates(ts, &ctx.template_config_maps, &ctx.hash_key)?;
+            Ok((connection, templates))
+        }) {
+            Ok((connection, templates)) => {
                 if ts.spec.region.is_none() {
                     spec.region.clone_from(&connection.default_region);
                 }
                 spec.connection.clone_from(&connection.identity);
+                spec.templates = templates;
                 let (learned, result) = sync(ts, &spec, ctx, &connection.sources).await;
                 (Some(spec), learned, result)
             }
@@ -285,6 +293,7 @@ async fn sync_checked(
         generation: ts.metadata.generation,
         desired: desired.clone(),
         target_rv: written.and_then(|m| m.metadata.resource_version.clone()),
+        templates: spec.templates.as_ref().map(|t| t.hash.clone()),
     };
     if let Some(rejection) = ctx.rejected.lock().expect("rejected lock").get(&key)
         && rejection.attempt == attempt
@@ -343,7 +352,9 @@ fn is_current(
         .expect("verified lock")
         .get(&(ts.namespace().unwrap_or_default(), spec.target_name.clone()))
         .cloned();
+    let written_templates = written.and_then(|m| parse_template(&m.metadata).map(|r| r.hash));
     attempt.desired == written_versions
+        && attempt.templates == written_templates
         && attempt.target_rv.is_some()
         && attempt.target_rv == verified_rv
 }
@@ -384,6 +395,8 @@ struct Prepared {
     recorded: BTreeMap<String, SourceRecord>,
     desired: BTreeMap<String, u64>,
     revealed: BTreeMap<String, Arc<RevealedSecret>>,
+    /// With templates: the Secret is kept as it is (nothing changed, nothing revealed).
+    reuse_whole: bool,
 }
 
 /// Reads the Secret, classifies it, looks up vanished sources and reveals what changed (needs
@@ -403,7 +416,13 @@ async fn prepare(
     plan::check_keys(ts, metas)?;
     let desired = plan::desired_versions(metas);
     let reuse = plan::reuse_allowed(ts, spec, existing.as_ref(), target);
-    let to_reveal = plan::plan_reveals(&desired, &recorded, reuse);
+    // Templates need every input at once: the Secret is kept whole or every source is read.
+    let reuse_whole = spec.templates.is_some() && plan::reuse_whole(&desired, &recorded, reuse);
+    let to_reveal = match (&spec.templates, reuse_whole) {
+        (None, _) => plan::plan_reveals(&desired, &recorded, reuse),
+        (Some(_), true) => Vec::new(),
+        (Some(_), false) => plan::plan_reveals(&desired, &recorded, false),
+    };
     let revealed = resolve::reveal(ts, spec, sources, metas, &to_reveal).await?;
     Ok(Prepared {
         existing,
@@ -411,6 +430,7 @@ async fn prepare(
         recorded,
         desired,
         revealed,
+        reuse_whole,
     })
 }
 
@@ -430,18 +450,22 @@ async fn write(
         recorded,
         desired,
         revealed,
+        reuse_whole,
     } = prepared;
     let existing = existing.as_ref();
-    let rendered = plan::render_target(
-        ts,
-        spec,
-        &ctx.hash_key,
-        metas,
-        &desired,
-        &revealed,
-        existing,
-        &recorded,
-    )?;
+    let rendered = match (&spec.templates, existing.filter(|_| reuse_whole)) {
+        (Some(_), Some(existing)) => render::reuse_templated(existing)
+            .ok_or_else(|| Error::Internal("templated keys vanished from the Secret".into()))?,
+        (templates, _) => {
+            let raw =
+                plan::render_sources(ts, spec, metas, &desired, &revealed, existing, &recorded)?;
+            match templates {
+                Some(templates) => render_templates(ts, ctx, templates, raw).await?,
+                None => raw,
+            }
+        }
+    };
+    let rendered = plan::desired_secret(ts, spec, &ctx.hash_key, rendered);
     let write = plan::plan_write(ts, existing, target, &rendered, &recorded)?;
     let written = apply::write_secret(secrets, existing, &write, rendered.secret).await?;
     if written.is_some() {
@@ -463,6 +487,31 @@ async fn write(
         synced_versions: desired,
         wrote: written.is_some(),
     })
+}
+
+/// Runs the templates over the source keys in the sandbox and applies their output.
+async fn render_templates(
+    ts: &ThalassaSecret,
+    ctx: &Context,
+    templates: &Templates,
+    raw: RenderedData,
+) -> Result<RenderedData> {
+    let mut inputs: BTreeMap<String, Vec<u8>> = raw
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    let output = template::render_in_sandbox(&templates.set, &inputs).await;
+    inputs.values_mut().for_each(zeroize::Zeroize::zeroize);
+    let output = output.map_err(Error::Template)?;
+    render::apply_templates(
+        raw,
+        output,
+        &templates.set,
+        &templates.hash,
+        plan::managed_type(ts),
+        &ctx.hash_key,
+    )
 }
 
 /// Logs and publishes the Event for a write.

@@ -11,14 +11,86 @@ use std::{
 use futures::future::join_all;
 use tracing::debug;
 
-use super::{plan::SourceMetas, validate::ValidatedSpec};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::{
+    ResourceExt,
+    runtime::reflector::{ObjectRef, Store},
+};
+
+use super::{
+    plan::SourceMetas,
+    validate::{Templates, ValidatedSpec},
+};
 use crate::{
-    crd::{SourceDeletionPolicy, ThalassaSecret},
+    crd::{SourceDeletionPolicy, TEMPLATE_CONFIGMAP_LABEL, ThalassaSecret},
     error::{Error, Result},
-    render::SourceRecord,
+    render::{HashKey, SourceRecord, is_valid_secret_key, template_hash},
     sources::{SourceCache, SourceMeta, parent_prefix},
+    template::{self, TemplateError, TemplateSet},
     thalassa::{self, KmsSummary, RevealedSecret},
 };
+
+/// The resource's templates: the inline ones and those of the ConfigMaps `templateFrom` names
+/// (read from the label-selected cache), compiled, so a syntax error or a missing ConfigMap is
+/// reported before anything is revealed.
+pub(super) fn templates(
+    ts: &ThalassaSecret,
+    config_maps: &Store<ConfigMap>,
+    hash_key: &HashKey,
+) -> Result<Option<Templates>> {
+    let Some(template) = &ts.spec.target.template else {
+        return Ok(None);
+    };
+    let namespace = ts.namespace().unwrap_or_default();
+    let mut from_config_maps = BTreeMap::new();
+    for source in &template.template_from {
+        let name = &source.config_map.name;
+        let unusable = |problem: String| {
+            Error::Template(TemplateError {
+                template: format!("ConfigMap {name}"),
+                line: None,
+                column: None,
+                problem,
+            })
+        };
+        let config_map = config_maps
+            .get(&ObjectRef::new(name).within(&namespace))
+            .ok_or_else(|| {
+                unusable(format!(
+                    "not found: it must exist in namespace {namespace} and carry the label {TEMPLATE_CONFIGMAP_LABEL}: \"true\""
+                ))
+            })?;
+        for item in &source.config_map.items {
+            let text = config_map
+                .data
+                .as_ref()
+                .and_then(|d| d.get(&item.key))
+                .ok_or_else(|| unusable(format!("has no key {} in data", item.key)))?;
+            let secret_key = item.secret_key.clone().unwrap_or_else(|| item.key.clone());
+            if !is_valid_secret_key(&secret_key) {
+                return Err(Error::InvalidSpec(format!(
+                    "target.template.templateFrom: {secret_key:?} is not a valid Secret key; set secretKey"
+                )));
+            }
+            let source = template::Source {
+                name: format!("ConfigMap {name} key {}", item.key),
+                text: text.clone(),
+            };
+            if from_config_maps
+                .insert(secret_key.clone(), source)
+                .is_some()
+            {
+                return Err(Error::InvalidSpec(format!(
+                    "target.template.templateFrom: two items write the Secret key {secret_key}"
+                )));
+            }
+        }
+    }
+    let set = TemplateSet::from_spec(template, from_config_maps);
+    template::compile_check(&set).map_err(Error::Template)?;
+    let hash = template_hash(hash_key, &set);
+    Ok(Some(Templates { set, hash }))
+}
 
 /// The KMS summary, or `None` when the credentials may not read it (that does not block the
 /// sync; outages and throttling do).

@@ -31,6 +31,18 @@ pub struct ValidatedSpec {
     pub prefixes: Vec<String>,
     /// Identity of the connection the sources are read with (set by the connect step).
     pub connection: String,
+    /// The resource's templates, resolved and compiled (set by the resolve step); `None`
+    /// without `target.template`.
+    pub templates: Option<Templates>,
+}
+
+/// A resource's templates with ConfigMap texts read in, compiled once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Templates {
+    /// Every template.
+    pub set: crate::template::TemplateSet,
+    /// Their keyed hash ([`crate::render::template_hash`]), recorded on the Secret.
+    pub hash: String,
 }
 
 /// One explicitly named path.
@@ -159,6 +171,7 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
         paths,
         prefixes,
         connection: crate::crd::DEFAULT_CONNECTION.to_string(),
+        templates: None,
     })
 }
 

@@ -293,6 +293,17 @@ impl Harness {
             .expect("version stored")
     }
 
+    /// Reveals (`getSecretValue` calls, any status) the emulator has answered so far.
+    pub fn reveals(&self) -> u64 {
+        self.emulator
+            .control()
+            .counters()
+            .operations
+            .get("getSecretValue")
+            .map(|by_status| by_status.values().sum())
+            .unwrap_or(0)
+    }
+
     /// Starts the operator binary against this namespace and the emulator, and waits until it
     /// is ready.
     pub async fn start_operator(&mut self, extra_args: &[&str]) {

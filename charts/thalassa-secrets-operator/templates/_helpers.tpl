@@ -93,6 +93,10 @@ event series. */}}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# templateFrom: a label-selected watch of template ConfigMaps (secrets.thalassa.cloud/template=true).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["list", "watch"]
 - apiGroups: ["secrets.thalassa.cloud"]
   resources: ["thalassasecretstores"]
   verbs: ["get", "list", "watch"]
