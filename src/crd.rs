@@ -36,6 +36,9 @@ pub const DATA_HASH_ANNOTATION: &str = "secrets.thalassa.cloud/data-hash";
 /// different generation means the mapping may have changed, so nothing is reused from the Secret.
 pub const GENERATION_ANNOTATION: &str = "secrets.thalassa.cloud/generation";
 
+/// Annotation on a ThalassaSecret: a new value makes the operator check versions and read every
+/// source again at once.
+pub const FORCE_SYNC_ANNOTATION: &str = "secrets.thalassa.cloud/force-sync";
 /// Annotation: JSON record of a templated Secret (keyed hash of the templates, and the data
 /// keys, labels and annotations they produced; no values).
 pub const TEMPLATE_ANNOTATION: &str = "secrets.thalassa.cloud/template";
@@ -130,6 +133,14 @@ pub struct ThalassaSecretSpec {
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('10s')").message("refreshInterval must be at least 10s"))]
     pub refresh_interval: Option<String>,
+
+    /// When the Secret is synced: `Periodic` (default) checks versions every `refreshInterval`;
+    /// `OnChange` syncs only when this spec changes, the Secret is edited or deleted, or a
+    /// force-sync is asked for; `CreatedOnce` creates the Secret once and never updates it (it is
+    /// created again if deleted). The `secrets.thalassa.cloud/force-sync` annotation works with
+    /// every policy.
+    #[serde(default)]
+    pub refresh_policy: RefreshPolicy,
 
     /// Explicit entries: each maps one Thalassa secret (or one property of a key/value secret)
     /// to one key of the Kubernetes Secret. Target keys must be unique.
@@ -396,6 +407,19 @@ pub struct ConfigMapTemplateItem {
     pub secret_key: Option<String>,
 }
 
+/// When a resource is synced (as External Secrets users know it).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RefreshPolicy {
+    /// Check versions every `refreshInterval`; a new version reaches the Secret within one.
+    #[default]
+    Periodic,
+    /// Sync when the spec changes, the Secret is edited or deleted, or a force-sync is asked
+    /// for; no periodic checks.
+    OnChange,
+    /// Create the Secret once and never update it; create it again if it is deleted.
+    CreatedOnce,
+}
+
 /// What happens to a synced source's keys when Thalassa says the secret no longer exists.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SourceDeletionPolicy {
@@ -610,6 +634,10 @@ pub struct ThalassaSecretStatus {
     /// `thalassa_operator_last_successful_check_timestamp_seconds` is always current.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_time: Option<Time>,
+    /// The last value of the `secrets.thalassa.cloud/force-sync` annotation the operator acted on
+    /// (so one value forces one sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_sync_handled: Option<String>,
 }
 
 #[cfg(test)]

@@ -1299,8 +1299,12 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
         .into_iter()
         .filter_map(|r| r.metadata.name)
         .collect();
-    // The six samples and the two store users.
-    assert_eq!(names.len(), 8, "ThalassaSecrets after uninstall: {names:?}");
+    // The ten samples and the two store users.
+    assert_eq!(
+        names.len(),
+        12,
+        "ThalassaSecrets after uninstall: {names:?}"
+    );
     for name in expect
         .iter()
         .map(|(n, _)| *n)

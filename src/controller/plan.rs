@@ -16,8 +16,8 @@ use kube::{Resource, ResourceExt, api::ObjectMeta, runtime::events::EventType};
 use super::{CHECK_TIME_REFRESH, validate::ValidatedSpec};
 use crate::{
     crd::{
-        CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, SecretType, ThalassaSecret,
-        ThalassaSecretStatus,
+        CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, FORCE_SYNC_ANNOTATION,
+        OWNER_UID_ANNOTATION, RefreshPolicy, SecretType, ThalassaSecret, ThalassaSecretStatus,
     },
     error::{Error, Result},
     render::{
@@ -77,6 +77,51 @@ pub(super) fn written_for_resource(
         ts.metadata.uid.as_deref().unwrap_or_default(),
         ts.metadata.generation,
     ) && render::written_with(metadata, &spec.connection)
+}
+
+/// The value of the force-sync annotation when it asks for a sync not handled yet.
+pub(super) fn force_sync_requested(ts: &ThalassaSecret) -> Option<&str> {
+    let value = ts
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(FORCE_SYNC_ANNOTATION)?;
+    let handled = ts
+        .status
+        .as_ref()
+        .and_then(|s| s.force_sync_handled.as_ref());
+    (handled != Some(value)).then_some(value.as_str())
+}
+
+/// True when the refresh policy says this reconcile needs no Thalassa call at all: `OnChange`
+/// while the Secret is exactly as this process last wrote or verified it and the spec did not
+/// change; `CreatedOnce` once the Secret exists and is this resource's. (A force-sync is
+/// handled before this is asked.)
+pub(super) fn policy_skips_sync(
+    ts: &ThalassaSecret,
+    written: Option<&ObjectMeta>,
+    spec_changed: bool,
+    verified_rv: Option<&str>,
+) -> bool {
+    let Some(written) = written else {
+        return false;
+    };
+    match ts.spec.refresh_policy {
+        RefreshPolicy::Periodic => false,
+        RefreshPolicy::OnChange => {
+            !spec_changed
+                && written.resource_version.is_some()
+                && written.resource_version.as_deref() == verified_rv
+        }
+        RefreshPolicy::CreatedOnce => {
+            render::named_owner(written) == Some(ts.name_any().as_str())
+                && written
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(OWNER_UID_ANNOTATION))
+                    == ts.metadata.uid.as_ref()
+        }
+    }
 }
 
 /// How the existing Secret relates to this resource.
@@ -162,7 +207,8 @@ pub(super) fn recorded_sources(
 /// Unchanged sources may be copied from the Secret only when it is ours, intact, and was written
 /// for this resource's current generation (same mapping) with the same connection identity (a
 /// value read with one store's credentials is never served on another's say-so) and the same
-/// templates (a ConfigMap edit does not change the generation).
+/// templates (a ConfigMap edit does not change the generation), and no force-sync asks for
+/// every value to be read again.
 pub(super) fn reuse_allowed(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
@@ -170,6 +216,7 @@ pub(super) fn reuse_allowed(
     target: TargetState,
 ) -> bool {
     target == (TargetState::Owned { intact: true })
+        && force_sync_requested(ts).is_none()
         && existing.is_some_and(|s| {
             written_for_resource(&s.metadata, ts, spec)
                 && render::parse_template(&s.metadata).map(|r| r.hash)
@@ -557,6 +604,10 @@ pub(super) fn plan_status(
         now,
     );
     next.observed_generation = ts.metadata.generation;
+    // Acted on whatever the outcome, so one value forces one sync (retries are ordinary).
+    if let Some(value) = force_sync_requested(ts) {
+        next.force_sync_handled = Some(value.to_string());
+    }
     if let Some(name) = target_name {
         next.secret_name = Some(name.to_string());
     }
@@ -1046,5 +1097,76 @@ mod tests {
             "the resource moved to a store: everything is read again with the store's identity"
         );
         assert!(!written_for_resource(&written.metadata, &ts, &spec));
+    }
+
+    #[test]
+    fn a_force_sync_value_is_acted_on_once() {
+        let mut ts = base("Owner", "Opaque");
+        assert_eq!(force_sync_requested(&ts), None);
+        ts.metadata.annotations = Some(BTreeMap::from([(
+            FORCE_SYNC_ANNOTATION.to_string(),
+            "1".to_string(),
+        )]));
+        assert_eq!(force_sync_requested(&ts), Some("1"));
+        let plan = plan_status(
+            &ts,
+            Some("app"),
+            Ok(&synced()),
+            &Prerequisites::default(),
+            &at(0),
+        );
+        assert_eq!(plan.status.force_sync_handled.as_deref(), Some("1"));
+        ts.status = Some(plan.status);
+        assert_eq!(force_sync_requested(&ts), None, "handled");
+        ts.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(FORCE_SYNC_ANNOTATION.into(), "2".into());
+        assert_eq!(force_sync_requested(&ts), Some("2"), "a new value");
+    }
+
+    #[test]
+    fn refresh_policies_decide_when_thalassa_is_not_called() {
+        let written = |owner: &str, uid: &str, rv: &str| ObjectMeta {
+            resource_version: Some(rv.into()),
+            annotations: Some(BTreeMap::from([
+                (crate::crd::OWNER_ANNOTATION.to_string(), owner.to_string()),
+                (OWNER_UID_ANNOTATION.to_string(), uid.to_string()),
+            ])),
+            ..Default::default()
+        };
+        let mut ts = base("Owner", "Opaque");
+        let ours = written("app", "uid-1", "5");
+        let skips = |ts: &ThalassaSecret, w: Option<&ObjectMeta>, changed, rv| {
+            policy_skips_sync(ts, w, changed, rv)
+        };
+        assert!(
+            !skips(&ts, Some(&ours), false, Some("5")),
+            "Periodic always checks"
+        );
+        ts.spec.refresh_policy = RefreshPolicy::OnChange;
+        assert!(skips(&ts, Some(&ours), false, Some("5")), "nothing changed");
+        assert!(
+            !skips(&ts, Some(&ours), true, Some("5")),
+            "the spec changed"
+        );
+        assert!(
+            !skips(&ts, Some(&ours), false, Some("4")),
+            "the Secret changed"
+        );
+        assert!(
+            !skips(&ts, Some(&ours), false, None),
+            "not verified since start"
+        );
+        assert!(!skips(&ts, None, false, None), "no Secret");
+        ts.spec.refresh_policy = RefreshPolicy::CreatedOnce;
+        assert!(skips(&ts, Some(&ours), true, None), "exists: never updated");
+        assert!(!skips(&ts, None, false, None), "deleted: created again");
+        let other = written("app", "uid-0", "5");
+        assert!(
+            !skips(&ts, Some(&other), false, None),
+            "written for an earlier resource of the same name"
+        );
     }
 }

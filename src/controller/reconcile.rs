@@ -28,7 +28,7 @@ use super::{
     validate::{Templates, ValidatedSpec, validate},
 };
 use crate::{
-    crd::ThalassaSecret,
+    crd::{RefreshPolicy, ThalassaSecret},
     error::{Error, Result},
     render,
     render::{RenderedData, SourceRecord, parse_sources, parse_template},
@@ -48,6 +48,8 @@ struct Attempt {
     target_rv: Option<String>,
     /// Keyed hash of the resolved templates (a ConfigMap edit changes it, not the generation).
     templates: Option<String>,
+    /// A force-sync value not handled yet (a new one tries again).
+    force: Option<String>,
 }
 
 /// A deterministic failure and what it depended on.
@@ -159,6 +161,10 @@ async fn sync_and_report(
     result?;
     ctx.metrics
         .checked(&ts.namespace().unwrap_or_default(), &ts.name_any());
+    if ts.spec.refresh_policy != RefreshPolicy::Periodic {
+        // Only a change (of the spec, the Secret or a force-sync annotation) brings it back.
+        return Ok(Action::await_change());
+    }
     let refresh = validated.map_or(ctx.config.default_refresh_interval, |v| v.refresh_interval);
     // Half the interval, because a shared listing may already be up to half an interval old: a
     // stored version then reaches the Secret within one interval.
@@ -222,9 +228,26 @@ async fn sync(
     let written = ctx
         .secrets
         .get(&ObjectRef::new(&spec.target_name).within(&ts.namespace().unwrap_or_default()));
-    let spec_changed = written
-        .as_ref()
-        .is_none_or(|m| !plan::written_for_resource(&m.metadata, ts, spec));
+    let forced = plan::force_sync_requested(ts).is_some();
+    let spec_changed = forced
+        || written
+            .as_ref()
+            .is_none_or(|m| !plan::written_for_resource(&m.metadata, ts, spec));
+    if !forced
+        && plan::policy_skips_sync(
+            ts,
+            written.as_ref().map(|m| &m.metadata),
+            spec_changed,
+            verified_rv(ctx, ts, spec).as_deref(),
+        )
+    {
+        debug!(policy = ?ts.spec.refresh_policy, "nothing to sync under the refresh policy");
+        let versions = ts.status.as_ref().map(|s| s.synced_versions.clone());
+        return (
+            Learned::default(),
+            Ok(unchanged(ts, versions.unwrap_or_default())),
+        );
+    }
     // Periodic checks of already-synced resources queue in their own lane; new and edited ones go
     // straight through.
     let _periodic_permit = if spec_changed {
@@ -237,7 +260,12 @@ async fn sync(
                 .expect("semaphore never closed"),
         )
     };
-    let max_age = spec.refresh_interval / 2;
+    // A force-sync checks versions now, not from a listing up to half an interval old.
+    let max_age = if forced {
+        Duration::ZERO
+    } else {
+        spec.refresh_interval / 2
+    };
     let kms_backend = match resolve::kms_summary(sources, max_age).await {
         Ok(Some(summary)) => plan::judge_kms_summary(&summary, &spec.region),
         Ok(None) => Ok(None),
@@ -294,6 +322,7 @@ async fn sync_checked(
         desired: desired.clone(),
         target_rv: written.and_then(|m| m.metadata.resource_version.clone()),
         templates: spec.templates.as_ref().map(|t| t.hash.clone()),
+        force: plan::force_sync_requested(ts).map(str::to_string),
     };
     if let Some(rejection) = ctx.rejected.lock().expect("rejected lock").get(&key)
         && rejection.attempt == attempt
@@ -303,15 +332,7 @@ async fn sync_checked(
     }
     if !spec_changed && is_current(ctx, ts, spec, written, &attempt) {
         debug!("sources and Secret unchanged; nothing to read");
-        return (
-            false,
-            Ok(SyncOutcome {
-                synced_versions: desired,
-                kms_key: None,
-                secret_uid: ts.status.as_ref().and_then(|s| s.secret_uid.clone()),
-                wrote: false,
-            }),
-        );
+        return (false, Ok(unchanged(ts, desired)));
     }
     match sync_target(ts, spec, ctx, sources, metas).await {
         (revealed, Err(e)) if e.is_deterministic() => {
@@ -346,17 +367,31 @@ fn is_current(
                 .collect()
         })
         .unwrap_or_default();
-    let verified_rv = ctx
-        .verified
-        .lock()
-        .expect("verified lock")
-        .get(&(ts.namespace().unwrap_or_default(), spec.target_name.clone()))
-        .cloned();
+    let verified_rv = verified_rv(ctx, ts, spec);
     let written_templates = written.and_then(|m| parse_template(&m.metadata).map(|r| r.hash));
     attempt.desired == written_versions
         && attempt.templates == written_templates
         && attempt.target_rv.is_some()
         && attempt.target_rv == verified_rv
+}
+
+/// The outcome of a sync that wrote nothing: the Secret holds `versions`.
+fn unchanged(ts: &ThalassaSecret, versions: BTreeMap<String, u64>) -> SyncOutcome {
+    SyncOutcome {
+        synced_versions: versions,
+        kms_key: None,
+        secret_uid: ts.status.as_ref().and_then(|s| s.secret_uid.clone()),
+        wrote: false,
+    }
+}
+
+/// The resourceVersion of the target Secret as this process last wrote or verified it.
+fn verified_rv(ctx: &Context, ts: &ThalassaSecret, spec: &ValidatedSpec) -> Option<String> {
+    ctx.verified
+        .lock()
+        .expect("verified lock")
+        .get(&(ts.namespace().unwrap_or_default(), spec.target_name.clone()))
+        .cloned()
 }
 
 /// Reads the target Secret, reveals what changed, renders and writes. A write that loses a race
