@@ -164,7 +164,57 @@ pub struct ThalassaSecretSpec {
     /// connection, which serves only the namespaces the operator allows (deny by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_ref: Option<StoreRef>,
+
+    /// Workloads of this namespace to restart (pod template annotation
+    /// `secrets.thalassa.cloud/restartedFor`, set to the keyed hash of the new data) when the
+    /// Secret's data changes: not on the first sync (unless `restartOnFirstSync`), not on an
+    /// operator restart, not on a repair that restores the same data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["kind".into(), "name".into()]))]
+    pub rollout_restart_targets: Vec<RestartTarget>,
+
+    /// How long after a change of the data the targets are restarted; a further change within
+    /// the window moves the restart, so changes close together cause one restart. Default 10s,
+    /// at most 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[x_kube(validation = Rule::new("duration(self) <= duration('1h')").message("restartDebounce must be at most 1h"))]
+    pub restart_debounce: Option<String>,
+
+    /// Restart the targets after the first sync of the Secret too (default false: the first sync
+    /// only records the data the workloads started with).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_on_first_sync: bool,
 }
+
+/// A workload restarted when the Secret's data changes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartTarget {
+    /// `Deployment`, `StatefulSet` or `DaemonSet` (apps/v1).
+    pub kind: WorkloadKind,
+    /// Its name, in the resource's namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+}
+
+/// The workload kinds a rollout restart can target.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+}
+
+/// Pod template annotation a rollout restart sets: the keyed hash of the data restarted for.
+pub const RESTARTED_FOR_ANNOTATION: &str = "secrets.thalassa.cloud/restartedFor";
 
 /// A reference to a store.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -638,6 +688,11 @@ pub struct ThalassaSecretStatus {
     /// (so one value forces one sync).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_sync_handled: Option<String>,
+    /// The keyed data hash the rollout restart targets were last restarted for (or that the
+    /// first sync recorded); a Secret whose data hash differs is restarted for once the debounce
+    /// window has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_for: Option<String>,
 }
 
 #[cfg(test)]

@@ -66,6 +66,17 @@ pub struct ResourceLabels {
     pub name: String,
 }
 
+/// Labels of the rollout restart counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RestartLabels {
+    /// Namespace of the ThalassaSecret.
+    pub namespace: String,
+    /// Name of the ThalassaSecret.
+    pub name: String,
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    pub kind: String,
+}
+
 /// Labels of the per-store condition gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreConditionLabels {
@@ -102,6 +113,7 @@ pub struct Metrics {
     last_check: Family<ResourceLabels, Gauge<f64, AtomicU64>>,
     leader: Gauge,
     store_conditions: Family<StoreConditionLabels, Gauge>,
+    rollout_restarts: Family<RestartLabels, Counter>,
     /// Conditions each resource currently counts under, so the gauge is updated incrementally.
     counted: Mutex<HashMap<ResourceKey, Vec<ConditionLabels>>>,
     /// The series each store currently has, so old ones are removed.
@@ -196,7 +208,14 @@ impl Metrics {
             "Conditions of each ThalassaSecretStore and ClusterThalassaSecretStore: 1 for the current status and reason of each condition type",
             store_conditions.clone(),
         );
+        let rollout_restarts = Family::<RestartLabels, Counter>::default();
+        registry.register(
+            "rollout_restarts",
+            "Rollout restarts of spec.rolloutRestartTargets, by ThalassaSecret and workload kind",
+            rollout_restarts.clone(),
+        );
         Metrics {
+            rollout_restarts,
             registry,
             reconcile_runs,
             reconcile_errors,
@@ -278,6 +297,17 @@ impl Metrics {
             .set(now);
     }
 
+    /// Counts one rollout restart of a workload of `kind` for the resource.
+    pub fn rollout_restarted(&self, namespace: &str, name: &str, kind: &str) {
+        self.rollout_restarts
+            .get_or_create(&RestartLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
     /// Forgets resources that no longer exist (`keep` says which still do).
     pub fn retain_resources(&self, keep: impl Fn(&str, &str) -> bool) {
         let mut counted = self.counted.lock().expect("metrics lock");
@@ -289,6 +319,13 @@ impl Metrics {
         for key in gone {
             for old in counted.remove(&key).unwrap_or_default() {
                 self.resources.get_or_create(&old).dec();
+            }
+            for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
+                self.rollout_restarts.remove(&RestartLabels {
+                    namespace: key.0.clone(),
+                    name: key.1.clone(),
+                    kind: kind.into(),
+                });
             }
             self.last_check.remove(&ResourceLabels {
                 namespace: key.0,
@@ -394,6 +431,7 @@ mod tests {
         m.observe_rate_limit_wait("listSecrets", Duration::from_millis(250));
         m.set_conditions("shop", "db", [("Ready", "True", "Synced")]);
         m.checked("shop", "db");
+        m.rollout_restarted("shop", "db", "Deployment");
         m.set_leader(true);
         m.set_store_conditions(
             "ThalassaSecretStore",
@@ -414,6 +452,7 @@ mod tests {
             "thalassa_operator_resources{condition=\"Ready\",status=\"True\",reason=\"Synced\"} 1",
             "thalassa_operator_last_successful_check_timestamp_seconds{namespace=\"shop\",name=\"db\"}",
             "thalassa_operator_leader 1",
+            "thalassa_operator_rollout_restarts_total{namespace=\"shop\",name=\"db\",kind=\"Deployment\"} 1",
             "thalassa_operator_store_condition{kind=\"ThalassaSecretStore\",namespace=\"shop\",name=\"thalassa\",condition=\"Ready\",status=\"True\",reason=\"Verified\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

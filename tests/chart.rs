@@ -140,6 +140,9 @@ const WATCH_RULES: &[(&str, &str, &[&str])] = &[
     ("", "secrets", &["get", "list", "watch", "create", "patch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
     ("", "configmaps", &["list", "watch"]),
+    ("apps", "deployments", &["get", "patch"]),
+    ("apps", "statefulsets", &["get", "patch"]),
+    ("apps", "daemonsets", &["get", "patch"]),
     (
         "secrets.thalassa.cloud",
         "thalassasecretstores",

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, harness, http_get, wait_for};
+use common::{Harness, harness, wait_for};
 use kube::api::{DeleteParams, Patch, PatchParams};
 
 async fn value(h: &Harness, name: &str) -> Option<String> {
@@ -27,33 +27,6 @@ async fn annotate(h: &Harness, name: &str, force: &str) {
         )
         .await
         .unwrap();
-}
-
-/// The running operator's last-successful-check timestamp of `name`, if any.
-async fn last_check(h: &Harness, name: &str) -> Option<f64> {
-    let port = h.operator.as_ref()?.port;
-    let (_, body) = http_get(&format!("http://127.0.0.1:{port}/metrics")).await?;
-    let prefix = format!(
-        "thalassa_operator_last_successful_check_timestamp_seconds{{namespace=\"{}\",name=\"{name}\"}} ",
-        h.ns()
-    );
-    body.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// Waits until the operator has finished `n` more successful checks of `name`.
-async fn wait_checks(h: &Harness, name: &str, n: usize) {
-    for _ in 0..n {
-        let before = last_check(h, name).await.unwrap_or(0.0);
-        wait_for(Duration::from_secs(30), "another check", || async move {
-            last_check(h, name)
-                .await
-                .filter(|t| *t > before)
-                .map(|_| ())
-        })
-        .await;
-    }
 }
 
 fn calls(h: &Harness) -> u64 {
@@ -96,7 +69,7 @@ spec:
         );
         // Later checks, and the same value again, read nothing more.
         annotate(&h, "forced", force).await;
-        wait_checks(&h, "forced", 2).await;
+        h.wait_checks("forced", 2).await;
         assert_eq!(h.reveals(), first + 2 * (round as u64 + 1));
     }
 }
@@ -121,7 +94,7 @@ async fn each_refresh_policy_makes_the_documented_calls() {
     h.wait_condition("periodic", "Ready", "True", Some("Synced"))
         .await;
     control.reset_counters();
-    wait_checks(&h, "periodic", 2).await;
+    h.wait_checks("periodic", 2).await;
     let checks = calls(&h);
     assert!(checks >= 2, "two checks made {checks} calls");
     assert_eq!(h.reveals(), 0);

@@ -74,24 +74,6 @@ fn text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// Waits until the running operator has finished a successful check of `name` (its
-/// last-successful-check gauge appears), so "nothing was revealed" is asserted after the check.
-async fn wait_checked(h: &Harness, name: &str) {
-    let port = h.operator.as_ref().unwrap().port;
-    let needle = format!(
-        "thalassa_operator_last_successful_check_timestamp_seconds{{namespace=\"{}\",name=\"{name}\"}}",
-        h.ns()
-    );
-    wait_for(Duration::from_secs(30), "a successful check", || {
-        let needle = needle.clone();
-        async move {
-            let (_, body) = http_get(&format!("http://127.0.0.1:{port}/metrics")).await?;
-            body.contains(&needle).then_some(())
-        }
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn templates_render_re_render_on_configmap_edits_and_reveal_all_or_nothing() {
     let mut h = harness("tpl").await;
@@ -153,7 +135,7 @@ async fn templates_render_re_render_on_configmap_edits_and_reveal_all_or_nothing
     for _ in 0..2 {
         h.stop_operator().await;
         h.start_operator(&[]).await;
-        wait_checked(&h, "db").await;
+        h.wait_checks("db", 1).await;
     }
     assert_eq!(h.reveals(), after_edit, "a restart revealed a value");
 

@@ -47,6 +47,7 @@ mod hashkey;
 mod plan;
 mod reconcile;
 mod resolve;
+mod restart;
 mod stores;
 mod validate;
 

@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::{
     ByteString,
     api::core::v1::Secret,
-    apimachinery::pkg::apis::meta::v1::{OwnerReference, Time},
+    apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time},
 };
 use kube::{Resource, ResourceExt, api::ObjectMeta, runtime::events::EventType};
 
-use super::{CHECK_TIME_REFRESH, validate::ValidatedSpec};
+use super::{CHECK_TIME_REFRESH, restart::RestartReport, validate::ValidatedSpec};
 use crate::{
     crd::{
         CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, FORCE_SYNC_ANNOTATION,
@@ -572,6 +572,8 @@ pub(super) struct SyncOutcome {
     /// UID of the Secret now holding the data (the ownership record kept in status).
     pub(super) secret_uid: Option<String>,
     pub(super) wrote: bool,
+    /// Keyed hash of the data the Secret now holds.
+    pub(super) data_hash: Option<String>,
 }
 
 /// The next status and what to say about it.
@@ -585,12 +587,60 @@ pub(super) struct StatusPlan {
     pub(super) event: Option<(EventType, String, String)>,
 }
 
+/// Records what the restart step did: the hash restarted for, and the `RestartTargetsFound`
+/// condition (kept as it was when the targets were not looked up).
+fn record_restart(
+    next: &mut ThalassaSecretStatus,
+    ts: &ThalassaSecret,
+    previous: &[Condition],
+    restart: &RestartReport,
+    now: &Time,
+) {
+    use status::types::RESTART_TARGETS_FOUND;
+    if ts.spec.rollout_restart_targets.is_empty() {
+        next.restarted_for = None;
+        return;
+    }
+    if let Some(hash) = &restart.restarted_for {
+        next.restarted_for = Some(hash.clone());
+    }
+    let condition = match &restart.missing {
+        Some(missing) if missing.is_empty() => Some(status::condition(
+            previous,
+            RESTART_TARGETS_FOUND,
+            "True",
+            reasons::FOUND,
+            "every rollout restart target exists".into(),
+            ts.metadata.generation,
+            now,
+        )),
+        Some(missing) => Some(status::condition(
+            previous,
+            RESTART_TARGETS_FOUND,
+            "False",
+            reasons::RESTART_TARGET_NOT_FOUND,
+            format!(
+                "{} not found in this namespace; restarted once it exists and the data changes",
+                missing.join(", ")
+            ),
+            ts.metadata.generation,
+            now,
+        )),
+        None => previous
+            .iter()
+            .find(|c| c.type_ == RESTART_TARGETS_FOUND)
+            .cloned(),
+    };
+    next.conditions.extend(condition);
+}
+
 /// Computes the next status from the stored one and this reconcile's outcome (no API calls).
 pub(super) fn plan_status(
     ts: &ThalassaSecret,
     target_name: Option<&str>,
     result: Result<&SyncOutcome, &Error>,
     prerequisites: &Prerequisites,
+    restart: &RestartReport,
     now: &Time,
 ) -> StatusPlan {
     let old = ts.status.as_ref();
@@ -603,6 +653,7 @@ pub(super) fn plan_status(
         ts.metadata.generation,
         now,
     );
+    record_restart(&mut next, ts, previous_conditions, restart, now);
     next.observed_generation = ts.metadata.generation;
     // Acted on whatever the outcome, so one value forces one sync (retries are ordinary).
     if let Some(value) = force_sync_requested(ts) {
@@ -931,12 +982,30 @@ mod tests {
         (c.status.as_str(), c.reason.as_str())
     }
 
+    /// `plan_status` for the resource's default target, with no restart targets.
+    fn plan_for(
+        ts: &ThalassaSecret,
+        result: Result<&SyncOutcome, &Error>,
+        learned: &Prerequisites,
+        now: &Time,
+    ) -> StatusPlan {
+        plan_status(
+            ts,
+            Some("app"),
+            result,
+            learned,
+            &RestartReport::default(),
+            now,
+        )
+    }
+
     fn synced() -> SyncOutcome {
         SyncOutcome {
             synced_versions: BTreeMap::from([("/a/b".to_string(), 3)]),
             kms_key: Some(("kms-1".into(), "1".into())),
             secret_uid: Some("s1".into()),
             wrote: true,
+            data_hash: Some("h1".into()),
         }
     }
 
@@ -944,7 +1013,7 @@ mod tests {
     fn a_first_sync_writes_the_whole_status_and_says_so() {
         let ts = base("Owner", "Opaque");
         let learned = Prerequisites::learned(None, status::Reached::Revealed, "nl-01", None);
-        let plan = plan_status(&ts, Some("app"), Ok(&synced()), &learned, &at(10));
+        let plan = plan_for(&ts, Ok(&synced()), &learned, &at(10));
         assert!(plan.changed);
         let s = &plan.status;
         assert_eq!(s.observed_generation, Some(1));
@@ -974,21 +1043,21 @@ mod tests {
     fn an_unchanged_outcome_writes_nothing_and_emits_nothing() {
         let mut ts = base("Owner", "Opaque");
         let learned = Prerequisites::learned(None, status::Reached::KeysChecked, "nl-01", None);
-        let first = plan_status(&ts, Some("app"), Ok(&synced()), &learned, &at(10));
+        let first = plan_for(&ts, Ok(&synced()), &learned, &at(10));
         ts.status = Some(first.status);
         let unchanged = SyncOutcome {
             wrote: false,
             kms_key: None,
             ..synced()
         };
-        let again = plan_status(&ts, Some("app"), Ok(&unchanged), &learned, &at(70));
+        let again = plan_for(&ts, Ok(&unchanged), &learned, &at(70));
         assert!(
             !again.changed,
             "only lastCheckTime moved, by less than the refresh"
         );
         assert!(again.event.is_none());
         assert_eq!(again.status.last_sync_time, Some(at(10)));
-        let later = plan_status(&ts, Some("app"), Ok(&unchanged), &learned, &at(10 + 600));
+        let later = plan_for(&ts, Ok(&unchanged), &learned, &at(10 + 600));
         assert!(
             later.changed && later.event.is_none(),
             "lastCheckTime refreshed quietly"
@@ -999,13 +1068,13 @@ mod tests {
     fn a_failure_keeps_what_was_synced_and_says_who_can_fix_it() {
         let mut ts = base("Owner", "Opaque");
         let learned = Prerequisites::learned(None, status::Reached::Revealed, "nl-01", None);
-        ts.status = Some(plan_status(&ts, Some("app"), Ok(&synced()), &learned, &at(10)).status);
+        ts.status = Some(plan_for(&ts, Ok(&synced()), &learned, &at(10)).status);
 
         let outage = Error::KmsBackendUnavailable {
             region: "nl-01".into(),
         };
         let learned = Prerequisites::learned(None, status::Reached::Listed, "nl-01", Some(&outage));
-        let plan = plan_status(&ts, Some("app"), Err(&outage), &learned, &at(20));
+        let plan = plan_for(&ts, Err(&outage), &learned, &at(20));
         let s = &plan.status;
         assert_eq!(s.synced_versions, synced().synced_versions, "kept");
         assert_eq!(s.last_sync_time, Some(at(10)));
@@ -1038,7 +1107,7 @@ mod tests {
 
         let gate = Error::KmsFeatureDisabled;
         let learned = Prerequisites::learned(None, status::Reached::Start, "nl-01", Some(&gate));
-        let plan = plan_status(&ts, Some("app"), Err(&gate), &learned, &at(30));
+        let plan = plan_for(&ts, Err(&gate), &learned, &at(30));
         let s = &plan.status;
         assert_eq!(
             condition(s, status::types::STALLED),
@@ -1064,7 +1133,14 @@ mod tests {
         let ts = base("Owner", "Opaque");
         let invalid = Error::InvalidSpec("refreshInterval: bad".into());
         let learned = Prerequisites::learned(None, status::Reached::Start, "", Some(&invalid));
-        let plan = plan_status(&ts, None, Err(&invalid), &learned, &at(1));
+        let plan = plan_status(
+            &ts,
+            None,
+            Err(&invalid),
+            &learned,
+            &RestartReport::default(),
+            &at(1),
+        );
         let s = &plan.status;
         assert_eq!(s.secret_name, None);
         assert_eq!(s.observed_generation, Some(1));
@@ -1113,6 +1189,7 @@ mod tests {
             Some("app"),
             Ok(&synced()),
             &Prerequisites::default(),
+            &RestartReport::default(),
             &at(0),
         );
         assert_eq!(plan.status.force_sync_handled.as_deref(), Some("1"));
@@ -1167,6 +1244,47 @@ mod tests {
         assert!(
             !skips(&ts, Some(&other), false, None),
             "written for an earlier resource of the same name"
+        );
+    }
+
+    #[test]
+    fn restart_targets_get_their_condition_and_the_hash_restarted_for() {
+        use crate::crd::{RestartTarget, WorkloadKind};
+        use status::types::RESTART_TARGETS_FOUND;
+        let mut ts = base("Owner", "Opaque");
+        ts.spec.rollout_restart_targets = vec![RestartTarget {
+            kind: WorkloadKind::Deployment,
+            name: "web".into(),
+        }];
+        let learned = Prerequisites::default();
+        let report = RestartReport {
+            restarted_for: Some("h1".into()),
+            missing: Some(vec!["Deployment web".into()]),
+            wait: None,
+        };
+        let plan = plan_status(&ts, Some("app"), Ok(&synced()), &learned, &report, &at(10));
+        assert_eq!(plan.status.restarted_for.as_deref(), Some("h1"));
+        assert_eq!(
+            condition(&plan.status, RESTART_TARGETS_FOUND),
+            ("False", "RestartTargetNotFound")
+        );
+        ts.status = Some(plan.status);
+        let kept = plan_for(&ts, Ok(&synced()), &learned, &at(20));
+        assert_eq!(
+            condition(&kept.status, RESTART_TARGETS_FOUND),
+            ("False", "RestartTargetNotFound"),
+            "not looked up: kept"
+        );
+        assert_eq!(kept.status.restarted_for.as_deref(), Some("h1"));
+        ts.spec.rollout_restart_targets.clear();
+        let none = plan_for(&ts, Ok(&synced()), &learned, &at(30));
+        assert_eq!(none.status.restarted_for, None);
+        assert!(
+            !none
+                .status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == RESTART_TARGETS_FOUND)
         );
     }
 }

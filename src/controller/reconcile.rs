@@ -24,11 +24,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::{
     BACKOFF_BASE, Context, apply, connect, plan,
     plan::{SourceMetas, SyncOutcome, TargetState},
-    resolve,
+    resolve, restart,
+    restart::RestartReport,
     validate::{Templates, ValidatedSpec, validate},
 };
 use crate::{
-    crd::{RefreshPolicy, ThalassaSecret},
+    crd::{DATA_HASH_ANNOTATION, RefreshPolicy, ThalassaSecret},
     error::{Error, Result},
     render,
     render::{RenderedData, SourceRecord, parse_sources, parse_template},
@@ -122,6 +123,22 @@ async fn sync_and_report(
         debug!("namespace is being deleted; nothing more to do");
         return Ok(Action::await_change());
     }
+    let now = status::now();
+    let (result, restart) = match (&validated, result) {
+        (Some(spec), Ok(outcome)) => {
+            let last_write = if outcome.wrote {
+                Some(&now)
+            } else {
+                ts.status.as_ref().and_then(|s| s.last_sync_time.as_ref())
+            };
+            let hash = outcome.data_hash.as_deref();
+            match restart::run(ctx, ts, spec, hash, last_write, &now).await {
+                Ok(report) => (Ok(outcome), report),
+                Err(e) => (Err(e), RestartReport::default()),
+            }
+        }
+        (_, result) => (result, RestartReport::default()),
+    };
     let region = validated.as_ref().map(|v| v.region.as_str()).unwrap_or("");
     let prerequisites = Prerequisites::learned(
         learned.kms_backend,
@@ -134,7 +151,8 @@ async fn sync_and_report(
         validated.as_ref().map(|v| v.target_name.as_str()),
         result.as_ref(),
         &prerequisites,
-        &status::now(),
+        &restart,
+        &now,
     );
     ctx.metrics.set_conditions(
         &ts.namespace().unwrap_or_default(),
@@ -161,14 +179,22 @@ async fn sync_and_report(
     result?;
     ctx.metrics
         .checked(&ts.namespace().unwrap_or_default(), &ts.name_any());
-    if ts.spec.refresh_policy != RefreshPolicy::Periodic {
-        // Only a change (of the spec, the Secret or a force-sync annotation) brings it back.
-        return Ok(Action::await_change());
-    }
     let refresh = validated.map_or(ctx.config.default_refresh_interval, |v| v.refresh_interval);
-    // Half the interval, because a shared listing may already be up to half an interval old: a
-    // stored version then reaches the Secret within one interval.
-    Ok(Action::requeue(jitter(refresh / 2)))
+    Ok(next_check(ts.spec.refresh_policy, refresh, restart.wait))
+}
+
+/// When to reconcile again after a success: at half the interval (a shared listing may already
+/// be up to half an interval old, so a stored version reaches the Secret within one interval),
+/// only on a change under the other policies, and no later than a restart that is waiting for
+/// its debounce window.
+fn next_check(policy: RefreshPolicy, refresh: Duration, restart_wait: Option<Duration>) -> Action {
+    let periodic = (policy == RefreshPolicy::Periodic).then(|| jitter(refresh / 2));
+    match (periodic, restart_wait) {
+        (Some(p), Some(w)) => Action::requeue(p.min(w)),
+        (Some(d), None) | (None, Some(d)) => Action::requeue(d),
+        // Only a change (of the spec, the Secret or a force-sync annotation) brings it back.
+        (None, None) => Action::await_change(),
+    }
 }
 
 /// Decides what to do after a failed reconcile: wait for a spec change when the spec itself is
@@ -245,7 +271,11 @@ async fn sync(
         let versions = ts.status.as_ref().map(|s| s.synced_versions.clone());
         return (
             Learned::default(),
-            Ok(unchanged(ts, versions.unwrap_or_default())),
+            Ok(unchanged(
+                ts,
+                versions.unwrap_or_default(),
+                written.as_deref(),
+            )),
         );
     }
     // Periodic checks of already-synced resources queue in their own lane; new and edited ones go
@@ -332,7 +362,7 @@ async fn sync_checked(
     }
     if !spec_changed && is_current(ctx, ts, spec, written, &attempt) {
         debug!("sources and Secret unchanged; nothing to read");
-        return (false, Ok(unchanged(ts, desired)));
+        return (false, Ok(unchanged(ts, desired, written)));
     }
     match sync_target(ts, spec, ctx, sources, metas).await {
         (revealed, Err(e)) if e.is_deterministic() => {
@@ -375,13 +405,21 @@ fn is_current(
         && attempt.target_rv == verified_rv
 }
 
-/// The outcome of a sync that wrote nothing: the Secret holds `versions`.
-fn unchanged(ts: &ThalassaSecret, versions: BTreeMap<String, u64>) -> SyncOutcome {
+/// The outcome of a sync that wrote nothing: the Secret (as last seen) holds `versions`.
+fn unchanged(
+    ts: &ThalassaSecret,
+    versions: BTreeMap<String, u64>,
+    written: Option<&PartialObjectMeta<Secret>>,
+) -> SyncOutcome {
     SyncOutcome {
         synced_versions: versions,
         kms_key: None,
         secret_uid: ts.status.as_ref().and_then(|s| s.secret_uid.clone()),
         wrote: false,
+        data_hash: written
+            .and_then(|m| m.metadata.annotations.as_ref())
+            .and_then(|a| a.get(DATA_HASH_ANNOTATION))
+            .cloned(),
     }
 }
 
@@ -501,6 +539,7 @@ async fn write(
         }
     };
     let rendered = plan::desired_secret(ts, spec, &ctx.hash_key, rendered);
+    let data_hash = rendered.hash.clone();
     let write = plan::plan_write(ts, existing, target, &rendered, &recorded)?;
     let written = apply::write_secret(secrets, existing, &write, rendered.secret).await?;
     if written.is_some() {
@@ -521,6 +560,7 @@ async fn write(
         secret_uid: current.and_then(|s| s.metadata.uid.clone()),
         synced_versions: desired,
         wrote: written.is_some(),
+        data_hash: Some(data_hash),
     })
 }
 

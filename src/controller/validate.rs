@@ -16,6 +16,9 @@ use crate::{
     thalassa,
 };
 
+/// `restartDebounce` when the spec leaves it out.
+pub const DEFAULT_RESTART_DEBOUNCE: Duration = Duration::from_secs(10);
+
 /// A spec checked and resolved against the operator's defaults.
 #[derive(Debug, Clone)]
 pub struct ValidatedSpec {
@@ -23,6 +26,8 @@ pub struct ValidatedSpec {
     pub region: String,
     /// How often versions are checked.
     pub refresh_interval: Duration,
+    /// How long after a data change the rollout restart targets are restarted.
+    pub restart_debounce: Duration,
     /// Target Secret name.
     pub target_name: String,
     /// Explicit sources: path → (pinned version, mappings).
@@ -68,6 +73,12 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
             "refreshInterval must be at least 10s".into(),
         ));
     }
+    let restart_debounce = match &spec.restart_debounce {
+        Some(text) => {
+            parse_duration(text).map_err(|e| Error::InvalidSpec(format!("restartDebounce: {e}")))?
+        }
+        None => DEFAULT_RESTART_DEBOUNCE,
+    };
     let mut paths: BTreeMap<String, PathSource> = BTreeMap::new();
     let mut keys = BTreeSet::new();
     for entry in &spec.data {
@@ -167,6 +178,7 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
             .clone()
             .unwrap_or_else(|| config.default_region.clone()),
         refresh_interval,
+        restart_debounce,
         target_name,
         paths,
         prefixes,

@@ -97,6 +97,10 @@ event series. */}}
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["list", "watch"]
+# rolloutRestartTargets: read a workload, patch its pod template annotation.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["get", "patch"]
 - apiGroups: ["secrets.thalassa.cloud"]
   resources: ["thalassasecretstores"]
   verbs: ["get", "list", "watch"]

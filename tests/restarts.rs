@@ -1,0 +1,205 @@
+//! Rollout restarts against a real control plane (the Deployment controller included) and the
+//! emulator. A restart is counted as one more `metadata.generation` of the Deployment (every pod
+//! template change bumps it): none on the first sync, exactly one for two sources rotated 2 s
+//! apart (debounce), none on an operator restart, none on a drift repair; a missing target is a
+//! condition, and the condition recovers when the workload appears.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Harness, harness, http_get, kubectl, wait_for};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{
+    Api,
+    api::{Patch, PatchParams, PostParams},
+};
+use thalassa_operator::crd::{DATA_HASH_ANNOTATION, RESTARTED_FOR_ANNOTATION};
+
+async fn create_deployment(h: &Harness, name: &str) {
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "example.com/app:1"}]}
+            }
+        }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(h.client.clone(), h.ns())
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("Deployment created");
+}
+
+/// The Deployment's generation and its pod template's restartedFor annotation.
+async fn deployment_state(h: &Harness, name: &str) -> (i64, Option<String>) {
+    let d = Api::<Deployment>::namespaced(h.client.clone(), h.ns())
+        .get(name)
+        .await
+        .unwrap();
+    let annotation = d
+        .spec
+        .template
+        .metadata
+        .and_then(|m| m.annotations)
+        .and_then(|a| a.get(RESTARTED_FOR_ANNOTATION).cloned());
+    (d.metadata.generation.unwrap(), annotation)
+}
+
+async fn secret_hash(h: &Harness, name: &str) -> String {
+    let secret = h.secrets().get(name).await.unwrap();
+    secret.metadata.annotations.unwrap()[DATA_HASH_ANNOTATION].clone()
+}
+
+async fn restarted_for(h: &Harness, name: &str) -> Option<String> {
+    h.resources().get(name).await.ok()?.status?.restarted_for
+}
+
+const RESOURCE: &str = r#"apiVersion: secrets.thalassa.cloud/v1alpha1
+kind: ThalassaSecret
+metadata: {name: app}
+spec:
+  refreshInterval: 10s
+  data:
+    - {secretKey: a, remoteRef: {path: /app/rr/a}}
+    - {secretKey: b, remoteRef: {path: /app/rr/b}}
+  rolloutRestartTargets:
+    - {kind: Deployment, name: web}
+"#;
+
+#[tokio::test]
+async fn restarts_once_per_change_and_never_for_restarts_or_repairs() {
+    let mut h = harness("restart").await;
+    h.create_string("/app/rr/a", "a1");
+    h.create_string("/app/rr/b", "b1");
+    create_deployment(&h, "web").await;
+    h.start_operator(&[]).await;
+    h.apply_yaml(RESOURCE).await;
+    h.wait_condition("app", "Ready", "True", Some("Synced"))
+        .await;
+    h.wait_condition("app", "RestartTargetsFound", "True", Some("Found"))
+        .await;
+    let first_hash = secret_hash(&h, "app").await;
+    assert_eq!(restarted_for(&h, "app").await, Some(first_hash.clone()));
+    let (generation, annotation) = deployment_state(&h, "web").await;
+    assert_eq!(annotation, None, "the first sync restarts nothing");
+    let mut restarts = 0;
+
+    // Two sources rotated 2 s apart: one restart, for the data with both new values.
+    h.put_string("/app/rr/a", "a2");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.put_string("/app/rr/b", "b2");
+    h.wait_secret("app", "both new versions", |d| {
+        d.get("a") == Some(&b"a2".to_vec()) && d.get("b") == Some(&b"b2".to_vec())
+    })
+    .await;
+    let new_hash = secret_hash(&h, "app").await;
+    wait_for(Duration::from_secs(60), "the restart", || async {
+        (deployment_state(&h, "web").await.1.as_deref() == Some(new_hash.as_str())).then_some(())
+    })
+    .await;
+    h.wait_checks("app", 2).await;
+    restarts += deployment_state(&h, "web").await.0 - generation;
+    println!("two sources rotated 2 s apart: {restarts} restart(s)");
+    assert_eq!(
+        restarts, 1,
+        "exactly one restart for two changes in the window"
+    );
+    assert_eq!(restarted_for(&h, "app").await, Some(new_hash.clone()));
+    let port = h.operator.as_ref().unwrap().port;
+    let (_, metrics) = http_get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    let counter = format!(
+        "thalassa_operator_rollout_restarts_total{{namespace=\"{}\",name=\"app\",kind=\"Deployment\"}} 1",
+        h.ns()
+    );
+    assert!(metrics.contains(&counter), "{counter} not in /metrics");
+    let (ok, events) = kubectl(&["get", "events", "-n", h.ns(), "-o", "yaml"], None).await;
+    assert!(ok && events.contains("RolloutRestarted"), "{events}");
+
+    // An operator restart restarts nothing.
+    let settled = deployment_state(&h, "web").await.0;
+    h.stop_operator().await;
+    h.start_operator(&[]).await;
+    h.wait_checks("app", 2).await;
+    let after_restart = deployment_state(&h, "web").await.0 - settled;
+    println!("operator restart: {after_restart} restart(s)");
+    assert_eq!(after_restart, 0);
+
+    // A drift repair that restores the same data restarts nothing.
+    h.secrets()
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"a": "tampered"}})),
+        )
+        .await
+        .unwrap();
+    h.wait_secret("app", "the repaired Secret", |d| {
+        d.get("a") == Some(&b"a2".to_vec())
+    })
+    .await;
+    h.wait_checks("app", 2).await;
+    let after_repair = deployment_state(&h, "web").await.0 - settled;
+    println!("drift repair: {after_repair} restart(s)");
+    assert_eq!(after_repair, 0);
+}
+
+#[tokio::test]
+async fn a_missing_target_is_a_condition_not_an_error_loop() {
+    let mut h = harness("restart-missing").await;
+    h.create_string("/app/rr/a", "a1");
+    h.create_string("/app/rr/b", "b1");
+    h.start_operator(&[]).await;
+    h.apply_yaml(RESOURCE).await;
+    let ts = h
+        .wait_condition(
+            "app",
+            "RestartTargetsFound",
+            "False",
+            Some("RestartTargetNotFound"),
+        )
+        .await;
+    let status = ts.status.unwrap();
+    let condition = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "RestartTargetsFound")
+        .unwrap();
+    assert!(
+        condition.message.contains("Deployment web"),
+        "{condition:?}"
+    );
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True", "the Secret itself is synced");
+
+    // A data change with the target still missing: recorded, no error loop.
+    h.put_string("/app/rr/a", "a2");
+    h.wait_secret("app", "the new version", |d| {
+        d.get("a") == Some(&b"a2".to_vec())
+    })
+    .await;
+    h.wait_checks("app", 2).await;
+    h.wait_condition("app", "Ready", "True", Some("Synced"))
+        .await;
+
+    create_deployment(&h, "web").await;
+    h.wait_condition("app", "RestartTargetsFound", "True", Some("Found"))
+        .await;
+    let (_, annotation) = deployment_state(&h, "web").await;
+    assert_eq!(
+        annotation, None,
+        "a workload created after the change started with the new data"
+    );
+}
