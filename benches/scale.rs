@@ -1,7 +1,12 @@
 //! Scale benchmark (prints numbers; asserts nothing about speed): on the real local control plane
-//! with the emulator, measures the operator's RSS idle, with N resources at steady state, and after
-//! K unrelated Secrets; the time for M new resources to reach Ready while the N existing ones keep
-//! being checked (p50/p99/max); and provider calls per minute at steady state.
+//! with the emulator, measures in one run the floor (a plain kube client server-side-applying N
+//! Secrets, 8 at a time), the cold sync of N new resources (until every Secret exists, and until
+//! every resource is Ready) as a ratio to that floor, the apiserver requests per first sync (from
+//! the apiserver's own `apiserver_request_total`), the operator's RSS idle, with N resources at
+//! steady state, and after K unrelated Secrets; the time for M new resources to reach Ready while
+//! the N existing ones keep being checked (p50/p99/max); provider calls per minute at steady
+//! state; and an operator restart at steady state (reveals made, seconds until every resource was
+//! checked again).
 //!
 //!   cargo bench --bench scale                    # N=1000, M=100, K=1000
 //!   BENCH_EXISTING=10000 BENCH_NEW=500 BENCH_UNRELATED=10000 cargo bench --bench scale
@@ -104,6 +109,110 @@ async fn ready_names(h: &Harness, batch: &str) -> Vec<String> {
         .filter(|ts| is_ready(ts))
         .filter_map(|ts| ts.metadata.name.clone())
         .collect()
+}
+
+/// The floor: a plain client server-side-applies `n` Secrets, 8 at a time (what the apiserver
+/// allows on this machine, without any operator).
+async fn floor(h: &Harness, n: usize) -> Duration {
+    let secrets = h.secrets();
+    let start = Instant::now();
+    stream::iter(0..n)
+        .map(|i| {
+            let secrets = secrets.clone();
+            async move {
+                let name = format!("floor-{i}");
+                let secret = Secret {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    },
+                    data: Some(
+                        [(
+                            "value".to_string(),
+                            ByteString(format!("value-{i}").into_bytes()),
+                        )]
+                        .into(),
+                    ),
+                    ..Default::default()
+                };
+                secrets
+                    .patch(
+                        &name,
+                        &PatchParams::apply("bench-floor").force(),
+                        &Patch::Apply(&secret),
+                    )
+                    .await
+                    .expect("floor Secret");
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    start.elapsed()
+}
+
+/// Managed Secrets in the namespace (metadata only).
+async fn managed_secrets(h: &Harness) -> usize {
+    let params = ListParams::default().labels(thalassa_operator::crd::MANAGED_SELECTOR);
+    h.secrets()
+        .list_metadata(&params)
+        .await
+        .map_or(0, |l| l.items.len())
+}
+
+/// The apiserver's request counter, summed by (resource/subresource, verb), for the resources a
+/// sync touches.
+async fn apiserver_requests(h: &Harness) -> BTreeMap<String, f64> {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = h.client.request_text(request).await.unwrap_or_default();
+    let mut sums = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or("")
+                .to_string()
+        };
+        let (resource, subresource, verb) =
+            (label("resource"), label("subresource"), label("verb"));
+        if !["secrets", "thalassasecrets", "events"].contains(&resource.as_str())
+            || (resource == "thalassasecrets" && subresource.is_empty())
+            || ["LIST", "WATCH"].contains(&verb.as_str())
+        {
+            continue;
+        }
+        let key = if subresource.is_empty() {
+            format!("{verb} {resource}")
+        } else {
+            format!("{verb} {resource}/{subresource}")
+        };
+        *sums.entry(key).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    sums
+}
+
+/// Resources the running operator has checked since it started (its last-check gauge series).
+async fn checked_resources(h: &Harness) -> usize {
+    let Some(port) = h.operator.as_ref().map(|o| o.port) else {
+        return 0;
+    };
+    common::http_get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .map_or(0, |(_, body)| {
+            body.lines()
+                .filter(|l| {
+                    l.starts_with("thalassa_operator_last_successful_check_timestamp_seconds{")
+                })
+                .count()
+        })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -226,23 +335,41 @@ async fn main() {
     for i in 0..paths {
         h.create_string(&format!("/bench/app{i}/value"), &format!("value-{i}"));
     }
+    let floor = floor(&h, existing).await;
     let (pid, rss_idle, operator_args) = start_bench_operator(&mut h).await;
 
     // N existing resources reach steady state.
     let names: Vec<String> = (0..existing).map(|i| format!("r{i}")).collect();
+    let requests_before = apiserver_requests(&h).await;
     let start = Instant::now();
     create_resources(&h, &names, "existing", paths, false).await;
+    let poll = Duration::from_millis(if existing > 2000 { 2000 } else { 500 });
+    wait_for(Duration::from_secs(1800), "every Secret", || async {
+        tokio::time::sleep(poll).await;
+        (managed_secrets(&h).await >= existing).then_some(())
+    })
+    .await;
+    let secrets_present = start.elapsed();
     wait_for(
         Duration::from_secs(1800),
         "existing resources Ready",
         || async {
             // Listing every resource is heavy at 10k: poll slowly.
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            tokio::time::sleep(poll).await;
             (ready_names(&h, "existing").await.len() >= existing).then_some(())
         },
     )
     .await;
     let initial_sync = start.elapsed();
+    // Status writes may still be in flight for the last resources seen Ready elsewhere.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let requests_after = apiserver_requests(&h).await;
+    let per_sync: Vec<String> = requests_after
+        .iter()
+        .map(|(k, v)| (k, v - requests_before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .map(|(k, d)| format!("{k} {:.2}", d / existing as f64))
+        .collect();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let rss_steady = rss_mib(pid);
 
@@ -307,13 +434,45 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(15)).await;
     let rss_unrelated = rss_mib(pid);
 
+    // An operator restart at steady state: reveals made and seconds until every resource was
+    // checked by the new process.
+    let total = existing + new;
+    control.reset_counters();
+    h.stop_operator().await;
+    let restarted = Instant::now();
+    let (pid, _, _) = start_bench_operator(&mut h).await;
+    wait_for(
+        Duration::from_secs(1800),
+        "every resource checked after the restart",
+        || async {
+            tokio::time::sleep(poll).await;
+            (checked_resources(&h).await >= total).then_some(())
+        },
+    )
+    .await;
+    let restart_steady = restarted.elapsed();
+    let restart_reveals = control.counters().operation_total("getSecretValue");
+    let rss_after_restart = rss_mib(pid);
+
     println!("\nthalassa-secrets-operator scale benchmark (optimised build of the operator)");
     println!("existing resources            {existing} over {paths} paths (refreshInterval 1m)");
     println!("operator flags                {operator_args}");
+    let ratio = |d: Duration| d.as_secs_f64() / floor.as_secs_f64();
     println!(
-        "initial sync of existing      {:.1} s",
-        initial_sync.as_secs_f64()
+        "floor: plain client SSA of {existing} Secrets, 8 at a time  {:.1} s",
+        floor.as_secs_f64()
     );
+    println!(
+        "cold sync: every Secret exists {:.1} s ({:.1}x floor)",
+        secrets_present.as_secs_f64(),
+        ratio(secrets_present)
+    );
+    println!(
+        "cold sync: every resource Ready {:.1} s ({:.1}x floor)",
+        initial_sync.as_secs_f64(),
+        ratio(initial_sync)
+    );
+    println!("apiserver requests per first sync  {}", per_sync.join(", "));
     println!("RSS idle                      {rss_idle:.1} MiB");
     println!("RSS at steady state           {rss_steady:.1} MiB");
     println!("RSS after the new resources   {rss_before_unrelated:.1} MiB");
@@ -330,6 +489,10 @@ async fn main() {
         percentile(&latencies, 0.5).as_secs_f64(),
         percentile(&latencies, 0.99).as_secs_f64(),
         latencies.last().copied().unwrap_or_default().as_secs_f64()
+    );
+    println!(
+        "operator restart at {total}      {restart_reveals} reveals, every resource checked after {:.1} s, RSS {rss_after_restart:.1} MiB",
+        restart_steady.as_secs_f64()
     );
     h.stop_operator().await;
 }

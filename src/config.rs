@@ -121,9 +121,15 @@ pub struct Args {
     #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
 
-    /// Thalassa API requests per second (token bucket), protecting the organisation's quota.
-    #[arg(long, env = "THALASSA_RATE_LIMIT", default_value_t = 20.0)]
+    /// Ceiling of Thalassa API requests per second (token bucket shared by every connection): a
+    /// hard quota the adaptive rate never passes.
+    #[arg(long, env = "THALASSA_RATE_LIMIT", default_value_t = 1000.0)]
     pub thalassa_rate_limit: f64,
+
+    /// Where each connection's adaptive Thalassa request rate starts, requests per second; it
+    /// grows while Thalassa answers and halves on 429 and 503 (AIMD).
+    #[arg(long, env = "THALASSA_RATE_START", default_value_t = 50.0)]
+    pub thalassa_rate_start: f64,
 
     /// Token bucket burst for Thalassa API requests.
     #[arg(long, env = "THALASSA_RATE_BURST", default_value_t = 40)]
@@ -270,12 +276,13 @@ impl Args {
         if self.concurrency == 0 {
             return Err(ConfigError("--concurrency must be at least 1".into()));
         }
-        if self.thalassa_rate_limit.is_nan()
-            || self.thalassa_rate_limit <= 0.0
+        let positive = |rate: f64| rate.is_finite() && rate > 0.0;
+        if !positive(self.thalassa_rate_limit)
+            || !positive(self.thalassa_rate_start)
             || self.thalassa_rate_burst == 0
         {
             return Err(ConfigError(
-                "--thalassa-rate-limit and --thalassa-rate-burst must be positive".into(),
+                "--thalassa-rate-limit, --thalassa-rate-start and --thalassa-rate-burst must be positive".into(),
             ));
         }
         let leader_election = if self.leader_election {
@@ -302,6 +309,7 @@ impl Args {
         }
         thalassa.project = self.project.filter(|p| !p.trim().is_empty());
         thalassa.rate_limit_per_second = self.thalassa_rate_limit;
+        thalassa.rate_limit_start = self.thalassa_rate_start;
         thalassa.rate_limit_burst = self.thalassa_rate_burst;
         thalassa.call_deadline = self.thalassa_call_deadline;
         Ok(Config {

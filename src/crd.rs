@@ -693,6 +693,10 @@ pub struct ThalassaSecretStatus {
     /// window has passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restarted_for: Option<String>,
+    /// Fingerprint of the data-hash key `restartedFor` was computed with (a replaced key
+    /// changes every hash without any data change, and restarts nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_key_id: Option<String>,
 }
 
 #[cfg(test)]

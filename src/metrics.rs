@@ -66,6 +66,13 @@ pub struct ResourceLabels {
     pub name: String,
 }
 
+/// Label: a Thalassa organisation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OrganisationLabels {
+    /// Organisation identity.
+    pub organisation: String,
+}
+
 /// Labels of the rollout restart counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RestartLabels {
@@ -114,6 +121,7 @@ pub struct Metrics {
     leader: Gauge,
     store_conditions: Family<StoreConditionLabels, Gauge>,
     rollout_restarts: Family<RestartLabels, Counter>,
+    request_rate: Family<OrganisationLabels, Gauge<f64, AtomicU64>>,
     /// Conditions each resource currently counts under, so the gauge is updated incrementally.
     counted: Mutex<HashMap<ResourceKey, Vec<ConditionLabels>>>,
     /// The series each store currently has, so old ones are removed.
@@ -214,7 +222,14 @@ impl Metrics {
             "Rollout restarts of spec.rolloutRestartTargets, by ThalassaSecret and workload kind",
             rollout_restarts.clone(),
         );
+        let request_rate = Family::<OrganisationLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "thalassa_request_rate_per_second",
+            "Adaptive Thalassa request rate (AIMD) of the connections to each organisation, requests per second",
+            request_rate.clone(),
+        );
         Metrics {
+            request_rate,
             rollout_restarts,
             registry,
             reconcile_runs,
@@ -414,6 +429,14 @@ impl RequestObserver for Metrics {
     fn observe_rate_limit_wait(&self, _operation: &'static str, waited: Duration) {
         self.rate_limit_wait.inc_by(waited.as_secs_f64());
     }
+
+    fn observe_rate(&self, organisation: &str, per_second: f64) {
+        self.request_rate
+            .get_or_create(&OrganisationLabels {
+                organisation: organisation.to_string(),
+            })
+            .set(per_second);
+    }
 }
 
 #[cfg(test)]
@@ -432,6 +455,7 @@ mod tests {
         m.set_conditions("shop", "db", [("Ready", "True", "Synced")]);
         m.checked("shop", "db");
         m.rollout_restarted("shop", "db", "Deployment");
+        m.observe_rate("org-1", 75.0);
         m.set_leader(true);
         m.set_store_conditions(
             "ThalassaSecretStore",
@@ -452,6 +476,7 @@ mod tests {
             "thalassa_operator_resources{condition=\"Ready\",status=\"True\",reason=\"Synced\"} 1",
             "thalassa_operator_last_successful_check_timestamp_seconds{namespace=\"shop\",name=\"db\"}",
             "thalassa_operator_leader 1",
+            "thalassa_operator_thalassa_request_rate_per_second{organisation=\"org-1\"} 75.0",
             "thalassa_operator_rollout_restarts_total{namespace=\"shop\",name=\"db\",kind=\"Deployment\"} 1",
             "thalassa_operator_store_condition{kind=\"ThalassaSecretStore\",namespace=\"shop\",name=\"thalassa\",condition=\"Ready\",status=\"True\",reason=\"Verified\"} 1",
         ] {

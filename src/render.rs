@@ -156,6 +156,15 @@ pub fn render_data(
     sources: &[RenderSource<'_>],
     secret_type: Option<SecretType>,
 ) -> Result<RenderedData> {
+    let rendered = map_sources(sources)?;
+    check_data(&rendered.data, &rendered.sources, secret_type)?;
+    Ok(rendered)
+}
+
+/// Maps source values to keys without checking them against what a Secret holds: the inputs of
+/// templates (whose output is checked instead). Fails on a key written twice or a value whose
+/// shape does not match its mapping.
+pub fn map_sources(sources: &[RenderSource<'_>]) -> Result<RenderedData> {
     let mut data: BTreeMap<String, ByteString> = BTreeMap::new();
     let mut records: BTreeMap<String, SourceRecord> = BTreeMap::new();
     for source in sources {
@@ -178,19 +187,10 @@ pub fn render_data(
             if data.contains_key(&key) {
                 return Err(Error::TargetKeyConflict { key });
             }
-            if !is_valid_secret_key(&key) {
-                return Err(Error::SourceFormatMismatch {
-                    path: source.path.to_string(),
-                    detail: format!(
-                        "produces the Secret key {key:?}, which is not a valid key ([-._a-zA-Z0-9]+)"
-                    ),
-                });
-            }
             record.keys.push(key.clone());
             data.insert(key, ByteString(bytes));
         }
     }
-    check_data(&data, &records, secret_type)?;
     Ok(RenderedData {
         data,
         sources: records,
@@ -208,6 +208,18 @@ pub fn check_data(
     records: &BTreeMap<String, SourceRecord>,
     secret_type: Option<SecretType>,
 ) -> Result<()> {
+    if let Some(key) = data.keys().find(|k| !is_valid_secret_key(k)) {
+        return Err(Error::SourceFormatMismatch {
+            path: records
+                .iter()
+                .find(|(_, r)| r.keys.contains(key))
+                .map(|(p, _)| p.clone())
+                .unwrap_or_default(),
+            detail: format!(
+                "produces the Secret key {key:?}, which is not a valid key ([-._a-zA-Z0-9]+)"
+            ),
+        });
+    }
     let size: usize = data.values().map(|v| v.0.len()).sum();
     if size > MAX_SECRET_DATA_BYTES {
         return Err(Error::SecretTooLarge {
@@ -722,6 +734,12 @@ pub fn metadata_hash(
     data_hash(key, Some("template-metadata"), &entries)
 }
 
+/// A short fingerprint of the data-hash key (never the key): tells hashes made with another key.
+pub fn key_fingerprint(key: &HashKey) -> String {
+    let hash = data_hash(key, Some("key-fingerprint"), &BTreeMap::new());
+    hash.trim_start_matches("hmac-sha256:")[..16].to_string()
+}
+
 /// Keyed hash of a resource's resolved templates: a Secret records it, so an edited template
 /// (inline or in a ConfigMap) is noticed even when the resource's generation did not change.
 pub fn template_hash(key: &HashKey, templates: &crate::template::TemplateSet) -> String {
@@ -1121,5 +1139,122 @@ mod tests {
         // The apiserver refuses every key starting with `..`, not only `..` itself.
         assert!(!is_valid_secret_key("..a") && !is_valid_secret_key("..."));
         assert!(is_valid_secret_key(".a") && is_valid_secret_key("a.."));
+    }
+
+    fn templated(merge: bool) -> RenderedData {
+        let user = kv(&[("username", "app"), ("password", "hunter2")]);
+        let all = KeyMapping::AllProperties;
+        let raw = map_sources(&[RenderSource {
+            path: "/db",
+            version: 4,
+            mappings: vec![&all],
+            value: SourceValue::Revealed(&user),
+        }])
+        .unwrap();
+        let set = crate::template::TemplateSet {
+            data: BTreeMap::from([(
+                "username".to_string(),
+                crate::template::Source {
+                    name: "target.template.data[username]".into(),
+                    text: "{{ username | upper }}".into(),
+                },
+            )]),
+            merge,
+            ..Default::default()
+        };
+        let mut output = crate::template::render(
+            &set,
+            &raw.data
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+        )
+        .unwrap();
+        output.labels.insert("tier".into(), "db".into());
+        apply_templates(
+            raw,
+            output,
+            &set,
+            "hmac-sha256:t",
+            Some(SecretType::Opaque),
+            &key(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn templates_replace_or_merge_and_record_what_they_wrote() {
+        let replaced = templated(false);
+        assert_eq!(replaced.data.keys().collect::<Vec<_>>(), ["username"]);
+        assert_eq!(replaced.data["username"].0, b"APP");
+        assert!(
+            replaced.sources["/db"].keys.is_empty(),
+            "no source key is in the Secret"
+        );
+        let record = replaced.template.clone().unwrap();
+        assert_eq!(
+            (record.keys.clone(), record.labels.clone()),
+            (vec!["username".to_string()], vec!["tier".to_string()])
+        );
+        let merged = templated(true);
+        assert_eq!(
+            merged.data.keys().collect::<Vec<_>>(),
+            ["password", "username"]
+        );
+        assert_eq!(merged.data["username"].0, b"APP", "the template wins");
+        assert_eq!(merged.sources["/db"].keys, ["password"]);
+    }
+
+    #[test]
+    fn a_templated_secret_is_intact_until_its_data_or_templated_metadata_is_edited() {
+        let rendered = templated(true);
+        let hash = data_hash(&key(), Some("Opaque"), rendered.data.iter());
+        let labels = BTreeMap::new();
+        let annotations = BTreeMap::new();
+        let target = TargetSettings {
+            name: "app",
+            namespace: "team",
+            owner_name: "app",
+            owner_uid: "uid-1",
+            owner_generation: 1,
+            owner_reference: None,
+            secret_type: Some(SecretType::Opaque),
+            labels: &labels,
+            annotations: &annotations,
+            immutable: None,
+            deletion_policy: DeletionPolicy::Retain,
+            creation_policy: CreationPolicy::Owner,
+            connection: DEFAULT_CONNECTION,
+        };
+        let secret = render_secret(&target, &rendered, &hash);
+        assert!(is_intact(&secret, &key(), true));
+        let reused = reuse_templated(&secret).expect("everything recorded is there");
+        assert_eq!(reused.data, rendered.data);
+        assert_eq!(reused.labels["tier"], "db");
+        let mut relabelled = secret.clone();
+        relabelled
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("tier".into(), "web".into());
+        assert!(
+            !is_intact(&relabelled, &key(), true),
+            "a templated label was edited"
+        );
+        let mut unlabelled = secret.clone();
+        unlabelled.metadata.labels.as_mut().unwrap().remove("tier");
+        assert!(!is_intact(&unlabelled, &key(), true));
+        assert!(reuse_templated(&unlabelled).is_none());
+        let mut edited = secret;
+        edited
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("username".into(), ByteString(b"root".to_vec()));
+        assert!(
+            !is_intact(&edited, &key(), true),
+            "templated data was edited"
+        );
     }
 }

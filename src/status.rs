@@ -31,8 +31,9 @@ pub mod types {
     /// kstatus: retrying cannot help; only a person can fix it (abnormal-true).
     pub const STALLED: &str = "Stalled";
 
-    /// Every rollout restart target exists (set only with `spec.rolloutRestartTargets`).
-    pub const RESTART_TARGETS_FOUND: &str = "RestartTargetsFound";
+    /// Every rollout restart target exists and the last restart worked (set only with
+    /// `spec.rolloutRestartTargets`).
+    pub const RESTART_TARGETS_READY: &str = "RestartTargetsReady";
 
     /// Every condition type the operator sets on every resource, in display order.
     pub const ALL: [&str; 8] = [
@@ -75,10 +76,12 @@ pub mod reasons {
     pub const PERMISSION_DENIED: &str = "PermissionDenied";
     /// Not checked yet, or cannot be checked while an earlier link of the chain is broken.
     pub const NOT_CHECKED: &str = "NotChecked";
-    /// `RestartTargetsFound=True`: every rollout restart target exists.
+    /// `RestartTargetsReady=True`: every rollout restart target exists.
     pub const FOUND: &str = "Found";
-    /// `RestartTargetsFound=False`: a rollout restart target does not exist.
+    /// `RestartTargetsReady=False`: a rollout restart target does not exist.
     pub const RESTART_TARGET_NOT_FOUND: &str = "RestartTargetNotFound";
+    /// `RestartTargetsReady=False`: looking up or patching a target failed (retried).
+    pub const RESTART_FAILED: &str = "RestartFailed";
 }
 
 /// What one reconcile learned about each prerequisite: `Some(true)` proven working, `Some(false)`

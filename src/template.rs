@@ -29,7 +29,7 @@ pub const MAX_DATA_OUTPUT: usize = 1024 * 1024;
 /// Largest output of one annotation template.
 pub const MAX_ANNOTATION_OUTPUT: usize = 64 * 1024;
 /// Address space of the sandbox process.
-pub const SANDBOX_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
+pub const SANDBOX_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 /// CPU seconds of the sandbox process.
 pub const SANDBOX_CPU_SECONDS: u64 = 5;
 /// The argument that makes the operator binary run as the sandbox.
@@ -365,7 +365,12 @@ pub fn render(
     }
     for (key, source) in &set.labels {
         let bytes = render_one(source, 63)?;
-        let text = String::from_utf8(bytes).unwrap_or_default();
+        let text = String::from_utf8(bytes).map_err(|_| TemplateError {
+            template: source.name.clone(),
+            line: None,
+            column: None,
+            problem: "renders bytes that are not UTF-8 text, which a label cannot hold".into(),
+        })?;
         if !is_label_value(&text) {
             return Err(TemplateError {
                 template: source.name.clone(),
@@ -464,21 +469,35 @@ impl Drop for SandboxRequest {
     }
 }
 
+/// Why a sandboxed render gave no output.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderFailure {
+    /// The template itself: it does not render, or it ran past the sandbox's limits (the same
+    /// inputs fail the same way).
+    #[error("{0}")]
+    Template(TemplateError),
+    /// The sandbox could not do its work (start, I/O, or the wall-clock limit on a busy node):
+    /// worth retrying.
+    #[error("{0}")]
+    Sandbox(String),
+}
+
+/// One render at a time: each child may take [`SANDBOX_MEMORY_BYTES`], and the operator's own
+/// memory limit must hold the operator and a render together.
+static RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Renders in a child process (this binary, run with [`SANDBOX_ARG`]) limited to
 /// [`SANDBOX_MEMORY_BYTES`] of address space and [`SANDBOX_CPU_SECONDS`] of CPU, so no template
 /// can exhaust the operator's memory or time.
 pub async fn render_in_sandbox(
     set: &TemplateSet,
     inputs: &BTreeMap<String, Vec<u8>>,
-) -> Result<Output, TemplateError> {
+) -> Result<Output, RenderFailure> {
     match std::env::current_exe() {
         Ok(exe) => render_in_sandbox_with(&exe, set, inputs).await,
-        Err(_) => Err(TemplateError {
-            template: "target.template".into(),
-            line: None,
-            column: None,
-            problem: "the template sandbox cannot be started".into(),
-        }),
+        Err(_) => Err(RenderFailure::Sandbox(
+            "the template sandbox cannot be started".into(),
+        )),
     }
 }
 
@@ -487,13 +506,7 @@ pub async fn render_in_sandbox_with(
     exe: &std::path::Path,
     set: &TemplateSet,
     inputs: &BTreeMap<String, Vec<u8>>,
-) -> Result<Output, TemplateError> {
-    let sandbox_error = |problem: String| TemplateError {
-        template: "target.template".into(),
-        line: None,
-        column: None,
-        problem,
-    };
+) -> Result<Output, RenderFailure> {
     let request = SandboxRequest {
         set: set.clone(),
         inputs: inputs
@@ -508,16 +521,22 @@ pub async fn render_in_sandbox_with(
     };
     let mut body = serde_json::to_vec(&request).expect("request serializes");
     drop(request);
-    let result = run_sandbox(exe, &body).await;
+    let result = {
+        let _permit = RENDERS.acquire().await.expect("never closed");
+        run_sandbox(exe, &body).await
+    };
     body.zeroize();
-    let mut stdout = result.map_err(sandbox_error)?;
+    let mut stdout = result?;
     let parsed = serde_json::from_slice::<Result<Output, TemplateError>>(&stdout)
-        .map_err(|_| sandbox_error("the template sandbox gave no answer".into()));
+        .map_err(|_| RenderFailure::Sandbox("the template sandbox gave no answer".into()));
     stdout.zeroize();
-    parsed?
+    parsed?.map_err(RenderFailure::Template)
 }
 
-async fn run_sandbox(exe: &std::path::Path, body: &[u8]) -> Result<Vec<u8>, String> {
+/// Exit code of the sandbox when it could not set itself up or talk to the parent.
+const SANDBOX_SETUP_FAILED: i32 = 2;
+
+async fn run_sandbox(exe: &std::path::Path, body: &[u8]) -> Result<Vec<u8>, RenderFailure> {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(exe)
         .arg(SANDBOX_ARG)
@@ -527,7 +546,7 @@ async fn run_sandbox(exe: &std::path::Path, body: &[u8]) -> Result<Vec<u8>, Stri
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|_| "the template sandbox cannot be started".to_string())?;
+        .map_err(|_| RenderFailure::Sandbox("the template sandbox cannot be started".into()))?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let write = async move {
         let _ = stdin.write_all(body).await;
@@ -540,15 +559,25 @@ async fn run_sandbox(exe: &std::path::Path, body: &[u8]) -> Result<Vec<u8>, Stri
     let limit = Duration::from_secs(SANDBOX_CPU_SECONDS * 2);
     match tokio::time::timeout(limit, wait).await {
         Ok(Ok(output)) if output.status.success() => Ok(output.stdout),
-        Ok(Ok(_)) => Err(format!(
-            "the template exceeded the sandbox's limits ({} MiB of memory, {SANDBOX_CPU_SECONDS} s of CPU)",
-            SANDBOX_MEMORY_BYTES / 1024 / 1024
-        )),
-        Ok(Err(_)) => Err("the template sandbox failed".into()),
-        Err(_) => Err(format!(
-            "the template took longer than {} s",
+        Ok(Ok(output)) if output.status.code() == Some(SANDBOX_SETUP_FAILED) => Err(
+            RenderFailure::Sandbox("the template sandbox could not set itself up".into()),
+        ),
+        // Killed by a signal: the CPU limit (SIGXCPU) or an allocation past the address-space
+        // limit (abort).
+        Ok(Ok(_)) => Err(RenderFailure::Template(TemplateError {
+            template: "target.template".into(),
+            line: None,
+            column: None,
+            problem: format!(
+                "the template exceeded the sandbox's limits ({} MiB of memory, {SANDBOX_CPU_SECONDS} s of CPU)",
+                SANDBOX_MEMORY_BYTES / 1024 / 1024
+            ),
+        })),
+        Ok(Err(_)) => Err(RenderFailure::Sandbox("the template sandbox failed".into())),
+        Err(_) => Err(RenderFailure::Sandbox(format!(
+            "the template sandbox took longer than {} s (a busy node?)",
             limit.as_secs()
-        )),
+        ))),
     }
 }
 
@@ -556,6 +585,15 @@ async fn run_sandbox(exe: &std::path::Path, body: &[u8]) -> Result<Vec<u8>, Stri
 /// stdout. Returns the exit code.
 pub fn sandbox_main() -> i32 {
     use std::io::Read as _;
+    // A core dump of a render killed by its limits would hold every input value.
+    if rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .is_err()
+        || rlimit::setrlimit(rlimit::Resource::CORE, 0, 0).is_err()
+    {
+        return SANDBOX_SETUP_FAILED;
+    }
+    // When memory runs short, the kernel kills the render before the operator.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
     let limited = rlimit::setrlimit(
         rlimit::Resource::AS,
         SANDBOX_MEMORY_BYTES,
@@ -569,22 +607,22 @@ pub fn sandbox_main() -> i32 {
         )
     });
     if limited.is_err() {
-        return 2;
+        return SANDBOX_SETUP_FAILED;
     }
     let mut body = Vec::new();
     if std::io::stdin().read_to_end(&mut body).is_err() {
-        return 2;
+        return SANDBOX_SETUP_FAILED;
     }
     let request: SandboxRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(_) => return 2,
+        Err(_) => return SANDBOX_SETUP_FAILED,
     };
     body.zeroize();
     let mut inputs = BTreeMap::new();
     for (key, encoded) in &request.inputs {
         match base64::engine::general_purpose::STANDARD.decode(encoded) {
             Ok(bytes) => inputs.insert(key.clone(), bytes),
-            Err(_) => return 2,
+            Err(_) => return SANDBOX_SETUP_FAILED,
         };
     }
     let result = render(&request.set, &inputs);
@@ -593,7 +631,7 @@ pub fn sandbox_main() -> i32 {
     drop(result);
     let written = std::io::stdout().write_all(&answer).is_ok();
     answer.zeroize();
-    if written { 0 } else { 2 }
+    if written { 0 } else { SANDBOX_SETUP_FAILED }
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ spec:
     let (ok, events) = kubectl(&["get", "events", "-n", h.ns(), "-o", "yaml"], None).await;
     assert!(ok, "{events}");
     assert!(
-        events.contains("SecretCreated"),
+        events.contains("SecretUpdated"),
         "events were recorded: {events}"
     );
     outputs.push(("events".into(), events));

@@ -83,35 +83,51 @@ async fn restarts_once_per_change_and_never_for_restarts_or_repairs() {
     h.apply_yaml(RESOURCE).await;
     h.wait_condition("app", "Ready", "True", Some("Synced"))
         .await;
-    h.wait_condition("app", "RestartTargetsFound", "True", Some("Found"))
+    h.wait_condition("app", "RestartTargetsReady", "True", Some("Found"))
         .await;
-    let first_hash = secret_hash(&h, "app").await;
-    assert_eq!(restarted_for(&h, "app").await, Some(first_hash.clone()));
+    let recorded = restarted_for(&h, "app")
+        .await
+        .expect("the first sync records");
     let (generation, annotation) = deployment_state(&h, "web").await;
     assert_eq!(annotation, None, "the first sync restarts nothing");
-    let mut restarts = 0;
 
-    // Two sources rotated 2 s apart: one restart, for the data with both new values.
+    // Two sources rotated 2 s apart: one restart, for the data with both new values. The first
+    // change is in the Secret before the second is stored, so without the debounce window it
+    // would have had a restart of its own.
     h.put_string("/app/rr/a", "a2");
+    h.wait_secret("app", "the first new version", |d| {
+        d.get("a") == Some(&b"a2".to_vec())
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     h.put_string("/app/rr/b", "b2");
     h.wait_secret("app", "both new versions", |d| {
         d.get("a") == Some(&b"a2".to_vec()) && d.get("b") == Some(&b"b2".to_vec())
     })
     .await;
-    let new_hash = secret_hash(&h, "app").await;
-    wait_for(Duration::from_secs(60), "the restart", || async {
-        (deployment_state(&h, "web").await.1.as_deref() == Some(new_hash.as_str())).then_some(())
+    assert_eq!(
+        deployment_state(&h, "web").await,
+        (generation, None),
+        "inside the window: no restart yet"
+    );
+    let restarted = wait_for(Duration::from_secs(60), "the restart", || async {
+        deployment_state(&h, "web").await.1
     })
     .await;
     h.wait_checks("app", 2).await;
-    restarts += deployment_state(&h, "web").await.0 - generation;
+    let restarts = deployment_state(&h, "web").await.0 - generation;
     println!("two sources rotated 2 s apart: {restarts} restart(s)");
     assert_eq!(
         restarts, 1,
         "exactly one restart for two changes in the window"
     );
-    assert_eq!(restarted_for(&h, "app").await, Some(new_hash.clone()));
+    let now_for = restarted_for(&h, "app").await;
+    assert_eq!(now_for.as_deref(), Some(restarted.as_str()));
+    assert_ne!(now_for, Some(recorded));
+    assert!(
+        !restarted.contains(&secret_hash(&h, "app").await),
+        "the value is bound to the resource, not the bare data hash"
+    );
     let port = h.operator.as_ref().unwrap().port;
     let (_, metrics) = http_get(&format!("http://127.0.0.1:{port}/metrics"))
         .await
@@ -162,7 +178,7 @@ async fn a_missing_target_is_a_condition_not_an_error_loop() {
     let ts = h
         .wait_condition(
             "app",
-            "RestartTargetsFound",
+            "RestartTargetsReady",
             "False",
             Some("RestartTargetNotFound"),
         )
@@ -171,7 +187,7 @@ async fn a_missing_target_is_a_condition_not_an_error_loop() {
     let condition = status
         .conditions
         .iter()
-        .find(|c| c.type_ == "RestartTargetsFound")
+        .find(|c| c.type_ == "RestartTargetsReady")
         .unwrap();
     assert!(
         condition.message.contains("Deployment web"),
@@ -184,18 +200,32 @@ async fn a_missing_target_is_a_condition_not_an_error_loop() {
         .unwrap();
     assert_eq!(ready.status, "True", "the Secret itself is synced");
 
-    // A data change with the target still missing: recorded, no error loop.
+    // A data change with the target still missing: recorded, no error loop (the Secret stays
+    // Ready, the status records the new data).
+    let recorded = restarted_for(&h, "app").await;
+    assert!(recorded.is_some(), "the first sync records");
     h.put_string("/app/rr/a", "a2");
     h.wait_secret("app", "the new version", |d| {
         d.get("a") == Some(&b"a2".to_vec())
     })
     .await;
-    h.wait_checks("app", 2).await;
+    wait_for(Duration::from_secs(60), "the change recorded", || async {
+        let now = restarted_for(&h, "app").await;
+        (now.is_some() && now != recorded).then_some(())
+    })
+    .await;
     h.wait_condition("app", "Ready", "True", Some("Synced"))
         .await;
+    h.wait_condition(
+        "app",
+        "RestartTargetsReady",
+        "False",
+        Some("RestartTargetNotFound"),
+    )
+    .await;
 
     create_deployment(&h, "web").await;
-    h.wait_condition("app", "RestartTargetsFound", "True", Some("Found"))
+    h.wait_condition("app", "RestartTargetsReady", "True", Some("Found"))
         .await;
     let (_, annotation) = deployment_state(&h, "web").await;
     assert_eq!(

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use thalassa_operator::template::{Source, TemplateSet, render_in_sandbox_with};
+use thalassa_operator::template::{RenderFailure, Source, TemplateSet, render_in_sandbox_with};
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_thalassa-secrets-operator"))
@@ -51,6 +51,10 @@ async fn a_template_that_allocates_without_bound_is_stopped_by_the_memory_limit(
         .await
         .expect_err("the sandbox stops it");
     let message = error.to_string();
+    assert!(
+        matches!(error, RenderFailure::Template(_)),
+        "a limit is the template's fault: {message}"
+    );
     assert!(message.contains("sandbox's limits"), "{message}");
     assert!(!message.contains(canary), "{message}");
 }
@@ -65,6 +69,9 @@ async fn render_errors_from_the_child_carry_position_and_no_value() {
     )
     .await
     .expect_err("not a number");
+    let RenderFailure::Template(error) = error else {
+        panic!("a render error is the template's: {error}");
+    };
     assert_eq!(error.template, "target.template.data[k]");
     assert_eq!(error.line, Some(2));
     assert!(!error.to_string().contains(canary), "{error}");

@@ -139,16 +139,14 @@ async fn templates_render_re_render_on_configmap_edits_and_reveal_all_or_nothing
     }
     assert_eq!(h.reveals(), after_edit, "a restart revealed a value");
 
-    // Drift: an edited templated label and an edited key are restored.
+    // Drift: an edited key is restored, and so is an edited templated label alone (its value is
+    // covered by the template record's keyed hash); each repair renders from every source.
     let secrets = h.secrets();
     secrets
         .patch(
             "db",
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({
-                "metadata": {"labels": {"db-host": "elsewhere"}},
-                "stringData": {"dsn": "tampered"}
-            })),
+            &Patch::Merge(serde_json::json!({"stringData": {"dsn": "tampered"}})),
         )
         .await
         .unwrap();
@@ -157,6 +155,16 @@ async fn templates_render_re_render_on_configmap_edits_and_reveal_all_or_nothing
             text(d, "dsn").is_some_and(|v| v.starts_with("postgres://"))
         })
         .await;
+    assert_eq!(secret_data(&repaired).len(), 2);
+    assert_eq!(h.reveals(), after_edit + 2);
+    secrets
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"db-host": "elsewhere"}}})),
+        )
+        .await
+        .unwrap();
     wait_for(Duration::from_secs(30), "the repaired label", || {
         let secrets = secrets.clone();
         async move {
@@ -165,7 +173,7 @@ async fn templates_render_re_render_on_configmap_edits_and_reveal_all_or_nothing
         }
     })
     .await;
-    assert_eq!(secret_data(&repaired).len(), 2);
+    assert_eq!(h.reveals(), after_edit + 4);
 
     // A new version of one source re-renders with every source read once.
     let before = h.reveals();
@@ -190,6 +198,40 @@ async fn templates_render_re_render_on_configmap_edits_and_reveal_all_or_nothing
     assert_eq!(
         secret_data(&merged).keys().collect::<Vec<_>>(),
         ["config.yaml", "dsn", "host", "password", "username"]
+    );
+
+    // Without a template the Secret holds the source keys again, and nothing templates wrote
+    // stays behind (labels, annotations, the template record), so checks stay free.
+    h.apply_yaml(&TEMPLATED[..TEMPLATED.find("  target:").unwrap()])
+        .await;
+    let plain = h
+        .wait_secret("db", "the source keys only", |d| !d.contains_key("dsn"))
+        .await;
+    assert_eq!(
+        secret_data(&plain).keys().collect::<Vec<_>>(),
+        ["host", "password", "username"]
+    );
+    wait_for(Duration::from_secs(30), "templated metadata gone", || {
+        let secrets = secrets.clone();
+        async move {
+            let s = secrets.get("db").await.ok()?;
+            let labels = s.metadata.labels.unwrap_or_default();
+            let annotations = s.metadata.annotations.unwrap_or_default();
+            (!labels.contains_key("db-host")
+                && !annotations.contains_key("example.com/user")
+                && !annotations.contains_key("secrets.thalassa.cloud/template"))
+            .then_some(())
+        }
+    })
+    .await;
+    h.wait_condition("db", "Ready", "True", Some("Synced"))
+        .await;
+    let settled = h.reveals();
+    h.wait_checks("db", 2).await;
+    assert_eq!(
+        h.reveals(),
+        settled,
+        "checks after removing the template read nothing"
     );
 }
 
@@ -264,10 +306,16 @@ spec:
         ),
     ];
     for (template, expected) in failures {
+        // A syntax error and a missing ConfigMap are found before anything is read.
+        let found_first = template.contains("{{ username }\"") || template.contains("absent");
+        let before = h.reveals();
         h.apply_yaml(&spec(template)).await;
         let ts = h
             .wait_condition("app", "Ready", "False", Some("TemplateError"))
             .await;
+        if found_first {
+            assert_eq!(h.reveals(), before, "{expected}: nothing revealed");
+        }
         let ready = ts
             .status
             .unwrap()

@@ -105,6 +105,7 @@ fn string_value(text: &str) -> SecretValueInput {
 #[derive(Default)]
 struct Recorder {
     attempts: Mutex<Vec<(&'static str, Option<u16>, Instant)>>,
+    rates: Mutex<Vec<f64>>,
     limiter_waits: Mutex<Vec<Duration>>,
     retries: Mutex<Vec<ScheduledRetry>>,
 }
@@ -128,6 +129,10 @@ impl RequestObserver for Recorder {
 
     fn observe_rate_limit_wait(&self, _operation: &'static str, waited: Duration) {
         self.limiter_waits.lock().unwrap().push(waited);
+    }
+
+    fn observe_rate(&self, _organisation: &str, per_second: f64) {
+        self.rates.lock().unwrap().push(per_second);
     }
 
     fn observe_retry(
@@ -834,6 +839,54 @@ async fn rate_limiter_bounds_the_request_rate() {
     // And the waits were slept: the last call got its token 1 s after the first reservation.
     // A lower bound, so a busy machine can only make it hold by more.
     assert!(elapsed >= Duration::from_millis(950), "{elapsed:?}");
+}
+
+/// AIMD against a server quota: a client starting at 4× the quota (and a ceiling far above it)
+/// cuts its rate at the first 429s, honours `Retry-After`, and then runs near the quota, so only
+/// a small share of requests is refused and every call succeeds.
+#[tokio::test]
+async fn the_adaptive_rate_settles_near_a_server_quota() {
+    let env = start().await;
+    env.control.set_faults(Faults {
+        quota_per_second: 100.0,
+        retry_after_secs: 1,
+        ..Faults::default()
+    });
+    let recorder = Arc::new(Recorder::default());
+    let mut config = config(&env.emu, Credentials::BearerToken(FULL.into()));
+    config.rate_limit_per_second = 1000.0;
+    config.rate_limit_start = 400.0;
+    config.rate_limit_burst = 40;
+    config.observer = Some(recorder.clone());
+    let client = Client::new(config).unwrap();
+    let started = Instant::now();
+    let calls = 800;
+    let results: Vec<_> = futures::StreamExt::collect(futures::StreamExt::buffer_unordered(
+        futures::stream::iter(
+            (0..calls).map(|_| client.get_secret(REGION, "/app/production/db", false)),
+        ),
+        32,
+    ))
+    .await;
+    let elapsed = started.elapsed();
+    let refused = env.control.counters().get("getSecret", 429);
+    let rates = recorder.rates.lock().unwrap().clone();
+    let lowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    println!(
+        "{calls} calls against a 100/s quota: {:.1} s ({:.0}/s), {refused} refused (429), rate from 400/s down to {lowest:.0}/s, last {:.0}/s",
+        elapsed.as_secs_f64(),
+        calls as f64 / elapsed.as_secs_f64(),
+        rates.last().copied().unwrap_or_default()
+    );
+    assert!(results.iter().all(Result::is_ok), "every call succeeded");
+    assert!(
+        lowest < 400.0 / 2.0,
+        "the first 429s cut the rate: {lowest}"
+    );
+    assert!(
+        refused * 10 < calls,
+        "{refused} of {calls} requests refused: the rate did not settle near the quota"
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Faults applied to Thalassa API routes (never to `/_emulator/*`). Checked in this order for
-/// each request: `rate_limit_429`, `burst_503`, `error_rate`; `latency_ms` delays every response.
+/// each request: `rate_limit_429`, `burst_503`, `quota_per_second`, `error_rate`; `latency_ms`
+/// delays every response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Faults {
@@ -29,6 +30,19 @@ pub struct Faults {
     /// `getSecretValue` answer (still valid JSON), to serve reveal responses larger than the
     /// value size limits allow. 0 (default) = off.
     pub pad_value_response_bytes: u64,
+    /// A server-side quota: requests beyond this many per second (token bucket, burst of one
+    /// second's worth) are answered 429 with `Retry-After: retry_after_secs`. 0 (default) = off.
+    pub quota_per_second: f64,
+    /// The quota's bucket: server state, not configuration (leave it at its default).
+    #[serde(skip)]
+    pub quota: QuotaBucket,
+}
+
+/// Tokens left in the quota and when they were counted.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QuotaBucket {
+    tokens: f64,
+    counted_at: Option<std::time::Instant>,
 }
 
 impl Default for Faults {
@@ -42,6 +56,8 @@ impl Default for Faults {
             retry_after_secs: 1,
             error_message: None,
             pad_value_response_bytes: 0,
+            quota_per_second: 0.0,
+            quota: QuotaBucket::default(),
         }
     }
 }
@@ -66,6 +82,24 @@ impl Faults {
         if self.burst_503 > 0 {
             self.burst_503 -= 1;
             return Injected::Status(503);
+        }
+        if self.quota_per_second > 0.0 {
+            let now = std::time::Instant::now();
+            let quota = self.quota_per_second;
+            let bucket = &mut self.quota;
+            bucket.tokens = match bucket.counted_at {
+                None => quota,
+                Some(at) => {
+                    (bucket.tokens + now.duration_since(at).as_secs_f64() * quota).min(quota)
+                }
+            };
+            bucket.counted_at = Some(now);
+            if bucket.tokens < 1.0 {
+                return Injected::RateLimited {
+                    retry_after_secs: self.retry_after_secs,
+                };
+            }
+            bucket.tokens -= 1.0;
         }
         if self.error_rate > 0.0 && rand::random::<f64>() < self.error_rate {
             return Injected::Status(self.error_status);

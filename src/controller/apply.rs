@@ -11,7 +11,10 @@ use kube::{
 use serde_json::json;
 use tracing::{debug, warn};
 
-use super::{Context, plan::Write};
+use super::{
+    Context,
+    plan::{Removals, Write},
+};
 use crate::{
     crd::{FIELD_MANAGER, ThalassaSecret},
     error::Result,
@@ -66,7 +69,7 @@ pub(super) async fn write_secret(
 pub(super) fn replace_keys_patch(
     desired: &Secret,
     existing: &Secret,
-    remove: &[String],
+    remove: &Removals,
 ) -> serde_json::Value {
     let mut patch = serde_json::to_value(desired).expect("a Secret serializes");
     patch["metadata"]["resourceVersion"] = json!(existing.metadata.resource_version);
@@ -92,8 +95,16 @@ pub(super) fn replace_keys_patch(
     if !patch["data"].is_object() {
         patch["data"] = json!({});
     }
-    for key in remove {
+    for key in &remove.keys {
         patch["data"][key] = serde_json::Value::Null;
+    }
+    for (field, keys) in [
+        ("labels", &remove.labels),
+        ("annotations", &remove.annotations),
+    ] {
+        for key in keys {
+            patch["metadata"][field][key] = serde_json::Value::Null;
+        }
     }
     patch
 }
@@ -163,8 +174,19 @@ mod tests {
             uid: "uid-1".into(),
             ..Default::default()
         }]);
-        let patch = replace_keys_patch(&desired, &existing, &["old".to_string()]);
+        let removals = Removals {
+            keys: vec!["old".to_string()],
+            labels: vec!["tier".to_string()],
+            annotations: vec![crate::crd::TEMPLATE_ANNOTATION.to_string()],
+        };
+        let patch = replace_keys_patch(&desired, &existing, &removals);
         assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        assert_eq!(patch["metadata"]["labels"]["tier"], serde_json::Value::Null);
+        assert_eq!(
+            patch["metadata"]["annotations"][crate::crd::TEMPLATE_ANNOTATION],
+            serde_json::Value::Null,
+            "templated metadata no longer produced is removed"
+        );
         assert_eq!(patch["data"]["old"], serde_json::Value::Null);
         assert!(patch["data"]["new"].is_string());
         let uids: Vec<&str> = patch["metadata"]["ownerReferences"]
@@ -175,7 +197,7 @@ mod tests {
             .collect();
         assert_eq!(uids, ["someone", "uid-1"]);
         desired.metadata.owner_references = None;
-        let patch = replace_keys_patch(&desired, &existing, &[]);
+        let patch = replace_keys_patch(&desired, &existing, &Removals::default());
         assert!(patch["metadata"].get("ownerReferences").is_none());
     }
 }
@@ -265,7 +287,10 @@ mod request_shapes {
         let desired = secret("Opaque", Some("app"), "", &["kept", "new"]);
         let (method, uri, body) = one_request(
             Some(&existing),
-            Write::ReplaceKeys(vec!["foreign".into()]),
+            Write::ReplaceKeys(Removals {
+                keys: vec!["foreign".into()],
+                ..Removals::default()
+            }),
             desired,
             existing.clone(),
         )

@@ -108,6 +108,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<ThalassaSecret>, Failures>>,
     /// The last deterministic failure per resource, with the inputs it depended on.
     rejected: Mutex<HashMap<ObjectRef<ThalassaSecret>, Rejection>>,
+    /// The force-sync value each resource's last forced sync handled.
+    force_handled: Mutex<HashMap<ObjectRef<ThalassaSecret>, String>>,
     /// True once every watch the reconciles read (Secrets, stores, namespaces) has listed
     /// everything.
     caches_synced: tokio::sync::watch::Sender<bool>,
@@ -157,6 +159,7 @@ impl Context {
             verified: Mutex::default(),
             failures: Mutex::default(),
             rejected: Mutex::default(),
+            force_handled: Mutex::default(),
             caches_synced: tokio::sync::watch::Sender::new(false),
             periodic_lane: Semaphore::new(periodic_slots),
             metrics,
@@ -226,6 +229,10 @@ impl Context {
         self.rejected
             .lock()
             .expect("rejected lock")
+            .retain(|k, _| exists(k));
+        self.force_handled
+            .lock()
+            .expect("force lock")
             .retain(|k, _| exists(k));
     }
 }

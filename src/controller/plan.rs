@@ -17,7 +17,8 @@ use super::{CHECK_TIME_REFRESH, restart::RestartReport, validate::ValidatedSpec}
 use crate::{
     crd::{
         CreationPolicy, DATA_HASH_ANNOTATION, DeletionPolicy, FORCE_SYNC_ANNOTATION,
-        OWNER_UID_ANNOTATION, RefreshPolicy, SecretType, ThalassaSecret, ThalassaSecretStatus,
+        OWNER_UID_ANNOTATION, RefreshPolicy, SecretType, TEMPLATE_ANNOTATION, ThalassaSecret,
+        ThalassaSecretStatus,
     },
     error::{Error, Result},
     render::{
@@ -216,7 +217,7 @@ pub(super) fn reuse_allowed(
     target: TargetState,
 ) -> bool {
     target == (TargetState::Owned { intact: true })
-        && force_sync_requested(ts).is_none()
+        && spec.force.is_none()
         && existing.is_some_and(|s| {
             written_for_resource(&s.metadata, ts, spec)
                 && render::parse_template(&s.metadata).map(|r| r.hash)
@@ -278,22 +279,73 @@ pub(super) enum Write {
     Apply,
     /// Keys must go: one merge patch with the whole new state and the removals, on the
     /// resourceVersion just read, so nothing is removed unless everything is written.
-    ReplaceKeys(Vec<String>),
+    ReplaceKeys(Removals),
 }
 
-/// The Event for a write (pure): creation, repair of our own Secret, adoption, or update.
+/// What a merge patch removes: data keys, and labels and annotations templates wrote before but
+/// no longer produce (a merge patch, unlike an apply, removes only what it names).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct Removals {
+    /// Data keys.
+    pub(super) keys: Vec<String>,
+    /// Label keys.
+    pub(super) labels: Vec<String>,
+    /// Annotation keys.
+    pub(super) annotations: Vec<String>,
+}
+
+impl Removals {
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.labels.is_empty() && self.annotations.is_empty()
+    }
+}
+
+/// The labels and annotations the existing Secret's template record says templates wrote, and
+/// the record itself, that the desired Secret no longer has.
+fn stale_template_metadata(existing: &Secret, desired: &Secret) -> (Vec<String>, Vec<String>) {
+    let Some(record) = render::parse_template(&existing.metadata) else {
+        return (Vec::new(), Vec::new());
+    };
+    let lacks = |map: &Option<BTreeMap<String, String>>, key: &String| {
+        !map.as_ref().is_some_and(|m| m.contains_key(key))
+    };
+    let labels = record
+        .labels
+        .iter()
+        .filter(|k| lacks(&desired.metadata.labels, k))
+        .cloned()
+        .collect();
+    let mut annotations: Vec<String> = record
+        .annotations
+        .iter()
+        .filter(|k| lacks(&desired.metadata.annotations, k))
+        .cloned()
+        .collect();
+    if lacks(
+        &desired.metadata.annotations,
+        &TEMPLATE_ANNOTATION.to_string(),
+    ) {
+        annotations.push(TEMPLATE_ANNOTATION.to_string());
+    }
+    (labels, annotations)
+}
+
+/// The Event for a write (pure): repair of our own Secret, adoption, update, or creation of a
+/// Secret this resource had before. None for the first sync of a new resource: its status says
+/// it, and 10,000 first syncs should not cost 10,000 Events.
 pub(super) fn write_event(
     existing: bool,
     target: TargetState,
-    was_synced: bool,
+    (was_synced, had_secret): (bool, bool),
     name: &str,
     policy: CreationPolicy,
-) -> (&'static str, String) {
-    match (existing, target) {
+) -> Option<(&'static str, String)> {
+    Some(match (existing, target) {
         (false, _) if was_synced => (
             "SecretRepaired",
             format!("Secret {name} was deleted; recreated it"),
         ),
+        (false, _) if !had_secret => return None,
         (false, _) => ("SecretCreated", format!("created Secret {name}")),
         (true, TargetState::Owned { intact: false }) if was_synced => (
             "SecretRepaired",
@@ -304,7 +356,7 @@ pub(super) fn write_event(
             format!("took over Secret {name} ({policy:?})"),
         ),
         _ => ("SecretUpdated", format!("updated Secret {name}")),
-    }
+    })
 }
 /// How each path found under a prefix maps to keys.
 pub(super) fn prefix_mappings(
@@ -384,12 +436,11 @@ pub(super) fn render_sources(
             value,
         });
     }
-    let checked_type = if spec.templates.is_some() {
-        None
-    } else {
-        managed_type(ts)
-    };
-    render_data(&sources, checked_type)
+    if spec.templates.is_some() {
+        // Template inputs: the Secret's rules apply to the templates' output.
+        return render::map_sources(&sources);
+    }
+    render_data(&sources, managed_type(ts))
 }
 
 /// The Secret type the resource manages: none when it merges into a foreign Secret.
@@ -477,20 +528,28 @@ pub(super) fn plan_write(
             .and_then(|a| a.get(DATA_HASH_ANNOTATION))
             == Some(&desired.hash);
     // What templates wrote before, when the Secret is ours (a foreign one's annotation is not
-    // trusted to name keys to delete).
-    let templated = match target {
-        TargetState::Owned { .. } => render::parse_template(&existing.metadata)
-            .map(|t| t.keys)
-            .unwrap_or_default(),
-        _ => Vec::new(),
+    // trusted to name keys or metadata to delete).
+    let owned = matches!(target, TargetState::Owned { .. });
+    let templated = owned
+        .then(|| render::parse_template(&existing.metadata).map(|t| t.keys))
+        .flatten()
+        .unwrap_or_default();
+    let (labels, annotations) = if owned {
+        stale_template_metadata(existing, &desired.secret)
+    } else {
+        (Vec::new(), Vec::new())
     };
-    let remove = keys_to_remove(
-        existing,
-        &desired.rendered.data,
-        ts.spec.target.creation_policy,
-        recorded,
-        &templated,
-    );
+    let remove = Removals {
+        keys: keys_to_remove(
+            existing,
+            &desired.rendered.data,
+            ts.spec.target.creation_policy,
+            recorded,
+            &templated,
+        ),
+        labels,
+        annotations,
+    };
     let write = if !remove.is_empty() {
         Write::ReplaceKeys(remove)
     } else if same_data && metadata_matches(existing, &desired.secret) {
@@ -596,27 +655,38 @@ fn record_restart(
     restart: &RestartReport,
     now: &Time,
 ) {
-    use status::types::RESTART_TARGETS_FOUND;
+    use status::types::RESTART_TARGETS_READY;
     if ts.spec.rollout_restart_targets.is_empty() {
         next.restarted_for = None;
+        next.restart_key_id = None;
         return;
     }
-    if let Some(hash) = &restart.restarted_for {
+    if let Some((hash, key_id)) = &restart.restarted_for {
         next.restarted_for = Some(hash.clone());
+        next.restart_key_id = Some(key_id.clone());
     }
-    let condition = match &restart.missing {
-        Some(missing) if missing.is_empty() => Some(status::condition(
+    let condition = match (&restart.failure, &restart.missing) {
+        (Some(failure), _) => Some(status::condition(
             previous,
-            RESTART_TARGETS_FOUND,
+            RESTART_TARGETS_READY,
+            "False",
+            reasons::RESTART_FAILED,
+            format!("rollout restart not done, tried again in a minute: {failure}"),
+            ts.metadata.generation,
+            now,
+        )),
+        (None, Some(missing)) if missing.is_empty() => Some(status::condition(
+            previous,
+            RESTART_TARGETS_READY,
             "True",
             reasons::FOUND,
             "every rollout restart target exists".into(),
             ts.metadata.generation,
             now,
         )),
-        Some(missing) => Some(status::condition(
+        (None, Some(missing)) => Some(status::condition(
             previous,
-            RESTART_TARGETS_FOUND,
+            RESTART_TARGETS_READY,
             "False",
             reasons::RESTART_TARGET_NOT_FOUND,
             format!(
@@ -626,9 +696,9 @@ fn record_restart(
             ts.metadata.generation,
             now,
         )),
-        None => previous
+        (None, None) => previous
             .iter()
-            .find(|c| c.type_ == RESTART_TARGETS_FOUND)
+            .find(|c| c.type_ == RESTART_TARGETS_READY)
             .cloned(),
     };
     next.conditions.extend(condition);
@@ -655,8 +725,11 @@ pub(super) fn plan_status(
     );
     record_restart(&mut next, ts, previous_conditions, restart, now);
     next.observed_generation = ts.metadata.generation;
-    // Acted on whatever the outcome, so one value forces one sync (retries are ordinary).
-    if let Some(value) = force_sync_requested(ts) {
+    // Handled once it synced, or failed in a way the same inputs repeat (retrying would not
+    // help); a transient failure leaves it pending, so the retry is forced too.
+    if let Some(value) = force_sync_requested(ts)
+        && result.map_or_else(Error::is_deterministic, |_| true)
+    {
         next.force_sync_handled = Some(value.to_string());
     }
     if let Some(name) = target_name {
@@ -682,6 +755,8 @@ pub(super) fn plan_status(
     let after = status::ready_reason(Some(&next));
     let flipped = before != after;
     let event = match after {
+        // The first Ready of a new resource is said by its status, not by an Event.
+        Some(_) if before.is_none() && result.is_ok() => None,
         Some((_, reason)) if changed && flipped => Some(match result {
             Ok(_) => (
                 EventType::Normal,
@@ -913,7 +988,10 @@ mod tests {
             .insert("extra".into(), ByteString(b"x".to_vec()));
         assert_eq!(
             plan_write(&ts, Some(&injected), edited, &wanted, &recorded).unwrap(),
-            Write::ReplaceKeys(vec!["extra".into()])
+            Write::ReplaceKeys(Removals {
+                keys: vec!["extra".into()],
+                ..Removals::default()
+            })
         );
         // Immutable and the data would change: refused, nothing written.
         let mut frozen = current.clone();
@@ -955,7 +1033,16 @@ mod tests {
     #[test]
     fn events_name_what_happened() {
         let owner = CreationPolicy::Owner;
-        let reason = |existing, target, synced| write_event(existing, target, synced, "s", owner).0;
+        let reason = |existing, target, synced| {
+            write_event(existing, target, (synced, true), "s", owner)
+                .unwrap()
+                .0
+        };
+        assert_eq!(
+            write_event(false, TargetState::Absent, (false, false), "s", owner),
+            None,
+            "a first sync is said by the status alone"
+        );
         assert_eq!(reason(false, TargetState::Absent, false), "SecretCreated");
         assert_eq!(reason(false, TargetState::Absent, true), "SecretRepaired");
         assert_eq!(
@@ -1035,8 +1122,7 @@ mod tests {
             condition(s, status::types::KMS_KEY_ACTIVE),
             ("True", "Active")
         );
-        let (type_, reason, _) = plan.event.expect("Ready appeared");
-        assert_eq!((type_, reason.as_str()), (EventType::Normal, "Synced"));
+        assert!(plan.event.is_none(), "a first sync costs no Event");
     }
 
     #[test]
@@ -1250,7 +1336,7 @@ mod tests {
     #[test]
     fn restart_targets_get_their_condition_and_the_hash_restarted_for() {
         use crate::crd::{RestartTarget, WorkloadKind};
-        use status::types::RESTART_TARGETS_FOUND;
+        use status::types::RESTART_TARGETS_READY as RESTART_TARGETS_FOUND;
         let mut ts = base("Owner", "Opaque");
         ts.spec.rollout_restart_targets = vec![RestartTarget {
             kind: WorkloadKind::Deployment,
@@ -1258,9 +1344,9 @@ mod tests {
         }];
         let learned = Prerequisites::default();
         let report = RestartReport {
-            restarted_for: Some("h1".into()),
+            restarted_for: Some(("h1".into(), "k1".into())),
             missing: Some(vec!["Deployment web".into()]),
-            wait: None,
+            ..RestartReport::default()
         };
         let plan = plan_status(&ts, Some("app"), Ok(&synced()), &learned, &report, &at(10));
         assert_eq!(plan.status.restarted_for.as_deref(), Some("h1"));

@@ -92,6 +92,15 @@ async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<A
     result
 }
 
+/// The force-sync value this reconcile acts on: one not recorded as handled in status, nor by
+/// this process (a reconcile right after a forced one may still see the old status).
+fn force_to_handle(ts: &ThalassaSecret, ctx: &Context) -> Option<String> {
+    let value = plan::force_sync_requested(ts)?;
+    let handled = ctx.force_handled.lock().expect("force lock");
+    (handled.get(&ObjectRef::from_obj(ts)).map(String::as_str) != Some(value))
+        .then(|| value.to_string())
+}
+
 /// Syncs (when the spec is valid), then writes the status and requeues.
 async fn sync_and_report(
     ts: &ThalassaSecret,
@@ -109,6 +118,7 @@ async fn sync_and_report(
                 }
                 spec.connection.clone_from(&connection.identity);
                 spec.templates = templates;
+                spec.force = force_to_handle(ts, ctx);
                 let (learned, result) = sync(ts, &spec, ctx, &connection.sources).await;
                 (Some(spec), learned, result)
             }
@@ -132,10 +142,9 @@ async fn sync_and_report(
                 ts.status.as_ref().and_then(|s| s.last_sync_time.as_ref())
             };
             let hash = outcome.data_hash.as_deref();
-            match restart::run(ctx, ts, spec, hash, last_write, &now).await {
-                Ok(report) => (Ok(outcome), report),
-                Err(e) => (Err(e), RestartReport::default()),
-            }
+            // A restart problem is its own condition: the Secret stays synced.
+            let report = restart::run(ctx, ts, spec, hash, last_write, &now).await;
+            (Ok(outcome), report)
         }
         (_, result) => (result, RestartReport::default()),
     };
@@ -175,6 +184,14 @@ async fn sync_and_report(
         if let Some((type_, reason, note)) = plan.event {
             apply::publish(ctx, ts, type_, &reason, note).await;
         }
+    }
+    if let Some(handled) = &plan.status.force_sync_handled
+        && validated.as_ref().and_then(|v| v.force.as_ref()) == Some(handled)
+    {
+        ctx.force_handled
+            .lock()
+            .expect("force lock")
+            .insert(ObjectRef::from_obj(ts), handled.clone());
     }
     result?;
     ctx.metrics
@@ -254,11 +271,14 @@ async fn sync(
     let written = ctx
         .secrets
         .get(&ObjectRef::new(&spec.target_name).within(&ts.namespace().unwrap_or_default()));
-    let forced = plan::force_sync_requested(ts).is_some();
+    let forced = spec.force.is_some();
+    // An edited template (a ConfigMap edit changes no generation) counts as a spec change.
     let spec_changed = forced
-        || written
-            .as_ref()
-            .is_none_or(|m| !plan::written_for_resource(&m.metadata, ts, spec));
+        || written.as_ref().is_none_or(|m| {
+            !plan::written_for_resource(&m.metadata, ts, spec)
+                || parse_template(&m.metadata).map(|r| r.hash)
+                    != spec.templates.as_ref().map(|t| t.hash.clone())
+        });
     if !forced
         && plan::policy_skips_sync(
             ts,
@@ -352,7 +372,7 @@ async fn sync_checked(
         desired: desired.clone(),
         target_rv: written.and_then(|m| m.metadata.resource_version.clone()),
         templates: spec.templates.as_ref().map(|t| t.hash.clone()),
-        force: plan::force_sync_requested(ts).map(str::to_string),
+        force: spec.force.clone(),
     };
     if let Some(rejection) = ctx.rejected.lock().expect("rejected lock").get(&key)
         && rejection.attempt == attempt
@@ -364,7 +384,7 @@ async fn sync_checked(
         debug!("sources and Secret unchanged; nothing to read");
         return (false, Ok(unchanged(ts, desired, written)));
     }
-    match sync_target(ts, spec, ctx, sources, metas).await {
+    match sync_target(ts, spec, ctx, sources, metas, written.is_none()).await {
         (revealed, Err(e)) if e.is_deterministic() => {
             let error = Arc::new(e);
             ctx.rejected.lock().expect("rejected lock").insert(
@@ -414,7 +434,12 @@ fn unchanged(
     SyncOutcome {
         synced_versions: versions,
         kms_key: None,
-        secret_uid: ts.status.as_ref().and_then(|s| s.secret_uid.clone()),
+        // From the Secret as seen, not only from status: a reconcile right after the first
+        // write may still see the resource without its new status, and must not write a status
+        // that drops the ownership record.
+        secret_uid: written
+            .and_then(|m| m.metadata.uid.clone())
+            .or_else(|| ts.status.as_ref().and_then(|s| s.secret_uid.clone())),
         wrote: false,
         data_hash: written
             .and_then(|m| m.metadata.annotations.as_ref())
@@ -433,20 +458,25 @@ fn verified_rv(ctx: &Context, ts: &ThalassaSecret, spec: &ValidatedSpec) -> Opti
 }
 
 /// Reads the target Secret, reveals what changed, renders and writes. A write that loses a race
-/// (409) reads the Secret again and plans once more. Says whether anything was revealed.
+/// (409) reads the Secret again and plans once more. When the watched cache has no Secret of that
+/// name, the first attempt does not read it but creates it: a create never overwrites, and if
+/// one exists after all, the 409 makes the second attempt read it. Says whether anything was
+/// revealed.
 async fn sync_target(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
     ctx: &Context,
     sources: &SourceCache,
     mut metas: SourceMetas,
+    cached_absent: bool,
 ) -> (bool, Result<SyncOutcome>) {
     let secrets: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &ts.namespace().unwrap_or_default());
     let mut revealed_any = false;
     let mut lost_race = false;
     loop {
-        let prepared = match prepare(ts, spec, ctx, sources, &secrets, &mut metas).await {
+        let read = !cached_absent || lost_race;
+        let prepared = match prepare(ts, spec, ctx, (sources, &secrets, read), &mut metas).await {
             Ok(prepared) => prepared,
             Err(e) => return (revealed_any, Err(e)),
         };
@@ -472,17 +502,20 @@ struct Prepared {
     reuse_whole: bool,
 }
 
-/// Reads the Secret, classifies it, looks up vanished sources and reveals what changed (needs
-/// the clients).
+/// Reads the Secret (unless `read` is false: then it is taken to be absent), classifies it,
+/// looks up vanished sources and reveals what changed (needs the clients).
 async fn prepare(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
     ctx: &Context,
-    sources: &SourceCache,
-    secrets: &Api<Secret>,
+    (sources, secrets, read): (&SourceCache, &Api<Secret>, bool),
     metas: &mut SourceMetas,
 ) -> Result<Prepared> {
-    let existing = secrets.get_opt(&spec.target_name).await?;
+    let existing = if read {
+        secrets.get_opt(&spec.target_name).await?
+    } else {
+        None
+    };
     let target = plan::classify_target(ts, &spec.target_name, existing.as_ref(), &ctx.hash_key)?;
     let recorded = plan::recorded_sources(existing.as_ref(), target);
     resolve::recover_missing_sources(ts, spec, sources, &recorded, metas).await?;
@@ -578,7 +611,11 @@ async fn render_templates(
         .collect();
     let output = template::render_in_sandbox(&templates.set, &inputs).await;
     inputs.values_mut().for_each(zeroize::Zeroize::zeroize);
-    let output = output.map_err(Error::Template)?;
+    let output = output.map_err(|failure| match failure {
+        template::RenderFailure::Template(e) => Error::Template(e),
+        // Not the template's fault: retried with backoff, never remembered as deterministic.
+        template::RenderFailure::Sandbox(problem) => Error::Internal(problem),
+    })?;
     render::apply_templates(
         raw,
         output,
@@ -603,15 +640,18 @@ async fn announce_write(
             && s.synced_versions == *desired
             && status::ready_reason(Some(s)).is_some_and(|(ready, _)| ready == "True")
     });
-    let (reason, note) = plan::write_event(
+    let had_secret = ts.status.as_ref().is_some_and(|s| s.secret_uid.is_some());
+    let event = plan::write_event(
         existed,
         target,
-        was_synced,
+        (was_synced, had_secret),
         &spec.target_name,
         ts.spec.target.creation_policy,
     );
-    info!(secret = %spec.target_name, reason, "wrote Secret");
-    apply::publish(ctx, ts, EventType::Normal, reason, note).await;
+    info!(secret = %spec.target_name, reason = event.as_ref().map_or("SecretCreated", |e| e.0), "wrote Secret");
+    if let Some((reason, note)) = event {
+        apply::publish(ctx, ts, EventType::Normal, reason, note).await;
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ use crate::{
     thalassa::{self, KmsSummary, RevealedSecret},
 };
 
+/// The largest template, inline (the CRD's limit) or in a ConfigMap.
+const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
+
 /// The resource's templates: the inline ones and those of the ConfigMaps `templateFrom` names
 /// (read from the label-selected cache), compiled, so a syntax error or a missing ConfigMap is
 /// reported before anything is revealed.
@@ -66,6 +69,13 @@ pub(super) fn templates(
                 .as_ref()
                 .and_then(|d| d.get(&item.key))
                 .ok_or_else(|| unusable(format!("has no key {} in data", item.key)))?;
+            if text.len() > MAX_TEMPLATE_BYTES {
+                return Err(unusable(format!(
+                    "key {} holds {} bytes; a template may have at most {MAX_TEMPLATE_BYTES}",
+                    item.key,
+                    text.len()
+                )));
+            }
             let secret_key = item.secret_key.clone().unwrap_or_else(|| item.key.clone());
             if !is_valid_secret_key(&secret_key) {
                 return Err(Error::InvalidSpec(format!(

@@ -5,11 +5,16 @@
 //! The decision ([`decide`]) is pure and keyed on `status.restartedFor`, not on process memory:
 //! an operator restart, a second replica or a repeated reconcile sees the same hash and restarts
 //! nothing, and a change written just before a crash is still restarted for. The annotation value
-//! is the data hash, so patching it again for the same data never starts a second rollout.
+//! is a keyed hash of the data bound to this resource (namespace and UID), so patching it again
+//! for the same data never starts a second rollout, and equal data in two namespaces never shows
+//! as equal values to people who may read workloads but not Secrets. A replaced data-hash key
+//! changes every hash without any data change: the key's fingerprint is kept next to the hash,
+//! and a new key only records.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::{
+    ByteString,
     api::apps::v1::{DaemonSet, Deployment, StatefulSet},
     apimachinery::pkg::apis::meta::v1::Time,
 };
@@ -22,8 +27,9 @@ use tracing::info;
 
 use super::{Context, apply, validate::ValidatedSpec};
 use crate::{
-    crd::{RESTARTED_FOR_ANNOTATION, RestartTarget, ThalassaSecret, WorkloadKind},
+    crd::{FIELD_MANAGER, RESTARTED_FOR_ANNOTATION, RestartTarget, ThalassaSecret, WorkloadKind},
     error::Result,
+    render::{self, HashKey},
 };
 
 /// What to do about the targets after a successful sync.
@@ -39,20 +45,24 @@ pub(super) enum Decision {
     Restart(String),
 }
 
-/// Decides from the Secret's current data hash, the time of the last write and the hash last
-/// restarted for (no I/O).
+/// Decides from the restart hash of the Secret's current data, the data-hash key's fingerprint,
+/// the time of the last write and what status says was last restarted for (no I/O).
 pub(super) fn decide(
     ts: &ThalassaSecret,
-    data_hash: Option<&str>,
+    (restart_hash, key_id): (Option<&str>, &str),
     last_write: Option<&Time>,
     debounce: Duration,
     now: &Time,
 ) -> Decision {
-    let Some(hash) = data_hash.filter(|_| !ts.spec.rollout_restart_targets.is_empty()) else {
+    let Some(hash) = restart_hash.filter(|_| !ts.spec.rollout_restart_targets.is_empty()) else {
         return Decision::Nothing;
     };
-    match ts.status.as_ref().and_then(|s| s.restarted_for.as_deref()) {
+    let status = ts.status.as_ref();
+    let same_key = status.and_then(|s| s.restart_key_id.as_deref()) == Some(key_id);
+    match status.and_then(|s| s.restarted_for.as_deref()) {
         Some(done) if done == hash => Decision::Nothing,
+        // Another data-hash key: every hash changed, not the data.
+        Some(_) if !same_key => Decision::Record(hash.to_string()),
         None if !ts.spec.restart_on_first_sync => Decision::Record(hash.to_string()),
         _ => {
             let since_write = last_write
@@ -71,12 +81,37 @@ pub(super) fn decide(
 /// What the restart step did, for status.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct RestartReport {
-    /// The hash now restarted for (or recorded), when it changed.
-    pub(super) restarted_for: Option<String>,
+    /// The hash now restarted for (or recorded) and the key fingerprint, when they changed.
+    pub(super) restarted_for: Option<(String, String)>,
     /// Targets that do not exist, when they were looked up (`Some(empty)`: all found).
     pub(super) missing: Option<Vec<String>>,
-    /// Decide again after this long (a restart waiting for its window).
+    /// A lookup or patch that failed (the sync itself stands; tried again).
+    pub(super) failure: Option<String>,
+    /// Decide again after this long (a restart waiting for its window, a missing target, a
+    /// failure).
     pub(super) wait: Option<Duration>,
+}
+
+/// How soon a missing or failing target is tried again, whatever the refresh policy.
+const RECHECK: Duration = Duration::from_secs(60);
+
+/// The value a restart writes for `data_hash`: keyed, and bound to this resource.
+pub(super) fn restart_hash(key: &HashKey, ts: &ThalassaSecret, data_hash: &str) -> String {
+    let entries = BTreeMap::from([
+        (
+            "namespace".to_string(),
+            ByteString(ts.namespace().unwrap_or_default().into_bytes()),
+        ),
+        (
+            "uid".to_string(),
+            ByteString(ts.metadata.uid.clone().unwrap_or_default().into_bytes()),
+        ),
+        (
+            "data".to_string(),
+            ByteString(data_hash.as_bytes().to_vec()),
+        ),
+    ]);
+    render::data_hash(key, Some("rollout-restart"), &entries)
 }
 
 /// Runs the decision: records, waits, or patches every target (targets that do not exist are
@@ -89,9 +124,35 @@ pub(super) async fn run(
     data_hash: Option<&str>,
     last_write: Option<&Time>,
     now: &Time,
+) -> RestartReport {
+    match try_run(ctx, ts, spec, data_hash, last_write, now).await {
+        Ok(report) => report,
+        Err(e) => RestartReport {
+            failure: Some(e.to_string()),
+            wait: Some(RECHECK),
+            ..RestartReport::default()
+        },
+    }
+}
+
+async fn try_run(
+    ctx: &Context,
+    ts: &ThalassaSecret,
+    spec: &ValidatedSpec,
+    data_hash: Option<&str>,
+    last_write: Option<&Time>,
+    now: &Time,
 ) -> Result<RestartReport> {
     let targets = &ts.spec.rollout_restart_targets;
-    let decision = decide(ts, data_hash, last_write, spec.restart_debounce, now);
+    let key_id = render::key_fingerprint(&ctx.hash_key);
+    let restart_hash = data_hash.map(|h| restart_hash(&ctx.hash_key, ts, h));
+    let decision = decide(
+        ts,
+        (restart_hash.as_deref(), &key_id),
+        last_write,
+        spec.restart_debounce,
+        now,
+    );
     let recheck = !targets.is_empty() && (spec_changed(ts) || target_missing(ts));
     let mut report = RestartReport::default();
     match decision {
@@ -104,7 +165,7 @@ pub(super) async fn run(
     match decision {
         Decision::Nothing => {}
         Decision::Wait(wait) => report.wait = Some(wait),
-        Decision::Record(hash) => report.restarted_for = Some(hash),
+        Decision::Record(hash) => report.restarted_for = Some((hash, key_id)),
         Decision::Restart(hash) => {
             let mut missing = Vec::new();
             for target in targets {
@@ -129,8 +190,11 @@ pub(super) async fn run(
                 }
             }
             report.missing = Some(missing);
-            report.restarted_for = Some(hash);
+            report.restarted_for = Some((hash, key_id));
         }
+    }
+    if report.missing.as_ref().is_some_and(|m| !m.is_empty()) {
+        report.wait = Some(report.wait.map_or(RECHECK, |w| w.min(RECHECK)));
     }
     Ok(report)
 }
@@ -143,7 +207,7 @@ fn target_missing(ts: &ThalassaSecret) -> bool {
     ts.status.as_ref().is_some_and(|s| {
         s.conditions
             .iter()
-            .any(|c| c.type_ == crate::status::types::RESTART_TARGETS_FOUND && c.status != "True")
+            .any(|c| c.type_ == crate::status::types::RESTART_TARGETS_READY && c.status != "True")
     })
 }
 
@@ -211,7 +275,14 @@ async fn restart_one(
         "spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR_ANNOTATION: hash}}}}
     });
     match api
-        .patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &target.name,
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(_) => Ok(Restarted::Yes),
@@ -230,6 +301,10 @@ mod tests {
     }
 
     fn with_targets(restarted_for: Option<&str>, on_first_sync: bool) -> ThalassaSecret {
+        with_key(restarted_for, on_first_sync, "k1")
+    }
+
+    fn with_key(restarted_for: Option<&str>, on_first_sync: bool, key: &str) -> ThalassaSecret {
         let mut ts = base("Owner", "Opaque");
         ts.spec.rollout_restart_targets = vec![RestartTarget {
             kind: WorkloadKind::Deployment,
@@ -238,6 +313,7 @@ mod tests {
         ts.spec.restart_on_first_sync = on_first_sync;
         ts.status = Some(crate::crd::ThalassaSecretStatus {
             restarted_for: restarted_for.map(str::to_string),
+            restart_key_id: restarted_for.map(|_| key.to_string()),
             ..Default::default()
         });
         ts
@@ -246,8 +322,9 @@ mod tests {
     #[test]
     fn restarts_only_for_changed_data_after_the_window() {
         let window = Duration::from_secs(10);
-        let decide_at =
-            |ts: &ThalassaSecret, hash, now| decide(ts, hash, Some(&at(100)), window, &at(now));
+        let decide_at = |ts: &ThalassaSecret, hash, now| {
+            decide(ts, (hash, "k1"), Some(&at(100)), window, &at(now))
+        };
         let plain = base("Owner", "Opaque");
         assert_eq!(
             decide_at(&plain, Some("h2"), 200),
@@ -287,9 +364,15 @@ mod tests {
             "no Secret data"
         );
         assert_eq!(
-            decide(&synced, Some("h2"), None, window, &at(0)),
+            decide(&synced, (Some("h2"), "k1"), None, window, &at(0)),
             Decision::Restart("h2".into()),
             "no recorded write time: not held back"
+        );
+        let rekeyed = with_key(Some("h1"), false, "k0");
+        assert_eq!(
+            decide_at(&rekeyed, Some("h2"), 500),
+            Decision::Record("h2".into()),
+            "a replaced data-hash key changed the hash, not the data"
         );
     }
 }

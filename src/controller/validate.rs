@@ -39,6 +39,9 @@ pub struct ValidatedSpec {
     /// The resource's templates, resolved and compiled (set by the resolve step); `None`
     /// without `target.template`.
     pub templates: Option<Templates>,
+    /// A force-sync value this reconcile acts on (set by the driver): versions are checked now
+    /// and every source is read again.
+    pub force: Option<String>,
 }
 
 /// A resource's templates with ConfigMap texts read in, compiled once.
@@ -184,6 +187,7 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
         prefixes,
         connection: crate::crd::DEFAULT_CONNECTION.to_string(),
         templates: None,
+        force: None,
     })
 }
 

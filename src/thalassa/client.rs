@@ -55,6 +55,11 @@ pub trait RequestObserver: Send + Sync {
     /// sending and reading the body, not rate-limiter waits.
     fn observe(&self, operation: &'static str, status: Option<u16>, elapsed: Duration);
 
+    /// The adaptive request rate of a client of `organisation` is now `per_second`.
+    fn observe_rate(&self, organisation: &str, per_second: f64) {
+        let _ = (organisation, per_second);
+    }
+
     /// An attempt waited `waited` for the client-side rate limiter before being sent.
     fn observe_rate_limit_wait(&self, operation: &'static str, waited: Duration) {
         let _ = (operation, waited);
@@ -95,8 +100,12 @@ pub struct ClientConfig {
     pub retry_base_delay: Duration,
     /// Longest wait between attempts, and the longest `Retry-After` slept through. Default 10 s.
     pub retry_max_delay: Duration,
-    /// Client-side rate limit, requests per second. Default 20.
+    /// Ceiling of the client-side request rate, requests per second, shared by every client
+    /// built with the same [`SharedLimits`] (a user's hard quota). Default 1000.
     pub rate_limit_per_second: f64,
+    /// Where this client's adaptive rate starts (AIMD: it grows while Thalassa answers and halves
+    /// on 429 and 503, never above `rate_limit_per_second`). Default 50.
+    pub rate_limit_start: f64,
     /// Client-side burst size. Default 40.
     pub rate_limit_burst: u32,
     /// Timeout of one attempt, from sending to the end of the body. Default 30 s.
@@ -134,7 +143,8 @@ impl ClientConfig {
             max_retries: 3,
             retry_base_delay: Duration::from_millis(200),
             retry_max_delay: Duration::from_secs(10),
-            rate_limit_per_second: 20.0,
+            rate_limit_per_second: 1000.0,
+            rate_limit_start: 50.0,
             rate_limit_burst: 40,
             request_timeout: Duration::from_secs(30),
             call_deadline: Duration::from_secs(45),
@@ -192,6 +202,8 @@ struct Inner {
     tokens: TokenCache,
     retry: RetryPolicy,
     limits: SharedLimits,
+    /// This client's own adaptive rate (below the shared ceiling).
+    adaptive: TokenBucket,
     observer: Option<Arc<dyn RequestObserver>>,
     call_deadline: Duration,
 }
@@ -322,6 +334,9 @@ impl Client {
         if !(config.rate_limit_per_second.is_finite() && config.rate_limit_per_second > 0.0) {
             return Err(invalid("rate_limit_per_second must be positive".into()));
         }
+        if !(config.rate_limit_start.is_finite() && config.rate_limit_start > 0.0) {
+            return Err(invalid("rate_limit_start must be positive".into()));
+        }
         if config.rate_limit_burst == 0 {
             return Err(invalid("rate_limit_burst must be at least 1".into()));
         }
@@ -372,6 +387,11 @@ impl Client {
                     base_delay: config.retry_base_delay,
                     max_delay: config.retry_max_delay,
                 },
+                adaptive: TokenBucket::adaptive(
+                    config.rate_limit_start,
+                    config.rate_limit_per_second,
+                    config.rate_limit_burst,
+                ),
                 limits,
                 observer: config.observer,
                 call_deadline: config.call_deadline,
@@ -963,7 +983,8 @@ impl Client {
         call: &Call,
         authorization: Option<&HeaderValue>,
     ) -> Result<Response, AttemptError> {
-        let waited = self.inner.limits.limiter.acquire().await;
+        let waited =
+            self.inner.adaptive.acquire().await + self.inner.limits.limiter.acquire().await;
         if let Some(observer) = &self.inner.observer
             && !waited.is_zero()
         {
@@ -991,6 +1012,13 @@ impl Client {
             Err(_) => None,
         };
         let elapsed = started.elapsed();
+        match &result {
+            Ok(response) if matches!(response.status, 429 | 503) => {
+                self.inner.adaptive.throttled(response.retry_after);
+            }
+            Ok(_) => self.inner.adaptive.succeeded(),
+            Err(_) => {}
+        }
         tracing::debug!(
             operation = call.operation,
             status,
@@ -999,6 +1027,7 @@ impl Client {
         );
         if let Some(observer) = &self.inner.observer {
             observer.observe(call.operation, status, elapsed);
+            observer.observe_rate(&self.inner.organisation, self.inner.adaptive.per_second());
         }
         result
     }
