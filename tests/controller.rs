@@ -349,13 +349,7 @@ async fn rate_limit_storms_and_503_bursts_back_off_without_touching_the_secret()
     ] {
         control.set_faults(faults);
         let ts = h.wait_condition("app", "Ready", "False", None).await;
-        let ready = ts
-            .status
-            .unwrap()
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
+        let ready = common::condition(&ts, "Ready");
         println!("{name}: Ready=False reason={}", ready.reason);
         control.reset_counters();
         let window = Duration::from_secs(30);

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, harness, http_get, kubectl, wait_for};
+use common::{Harness, condition, harness, http_get, kubectl, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api,
@@ -183,21 +183,9 @@ async fn a_missing_target_is_a_condition_not_an_error_loop() {
             Some("RestartTargetNotFound"),
         )
         .await;
-    let status = ts.status.unwrap();
-    let condition = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "RestartTargetsReady")
-        .unwrap();
-    assert!(
-        condition.message.contains("Deployment web"),
-        "{condition:?}"
-    );
-    let ready = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
+    let targets = condition(&ts, "RestartTargetsReady");
+    assert!(targets.message.contains("Deployment web"), "{targets:?}");
+    let ready = condition(&ts, "Ready");
     assert_eq!(ready.status, "True", "the Secret itself is synced");
 
     // A data change with the target still missing: recorded, no error loop (the Secret stays

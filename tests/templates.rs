@@ -8,7 +8,7 @@ mod common;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use common::{Harness, harness, http_get, kubectl, secret_data, wait_for};
+use common::{Harness, condition, harness, http_get, kubectl, secret_data, wait_for};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api,
@@ -316,13 +316,7 @@ spec:
         if found_first {
             assert_eq!(h.reveals(), before, "{expected}: nothing revealed");
         }
-        let ready = ts
-            .status
-            .unwrap()
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
+        let ready = condition(&ts, "Ready");
         println!("{}", ready.message);
         assert!(
             ready.message.contains(expected),
@@ -343,13 +337,7 @@ spec:
     let ts = h
         .wait_condition("app", "Ready", "False", Some("TemplateError"))
         .await;
-    let status = ts.status.unwrap();
-    let message = &status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap()
-        .message;
+    let message = &condition(&ts, "Ready").message;
     assert!(
         message.contains("secrets.thalassa.cloud/template"),
         "the message names the label: {message}"

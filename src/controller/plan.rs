@@ -66,7 +66,8 @@ pub(super) fn desired_versions(metas: &SourceMetas) -> BTreeMap<String, u64> {
 }
 
 /// True when the Secret's annotations say it was written for this very resource (UID) at its
-/// current generation, with values read through the same connection identity.
+/// current generation, with values read through the same connection identity and rendered by
+/// the same templates (a ConfigMap edit changes no generation).
 pub(super) fn written_for_resource(
     metadata: &ObjectMeta,
     ts: &ThalassaSecret,
@@ -78,6 +79,8 @@ pub(super) fn written_for_resource(
         ts.metadata.uid.as_deref().unwrap_or_default(),
         ts.metadata.generation,
     ) && render::written_with(metadata, &spec.connection)
+        && render::parse_template(metadata).map(|r| r.hash)
+            == spec.templates.as_ref().map(|t| t.hash.clone())
 }
 
 /// The value of the force-sync annotation when it asks for a sync not handled yet.
@@ -218,11 +221,7 @@ pub(super) fn reuse_allowed(
 ) -> bool {
     target == (TargetState::Owned { intact: true })
         && spec.force.is_none()
-        && existing.is_some_and(|s| {
-            written_for_resource(&s.metadata, ts, spec)
-                && render::parse_template(&s.metadata).map(|r| r.hash)
-                    == spec.templates.as_ref().map(|t| t.hash.clone())
-        })
+        && existing.is_some_and(|s| written_for_resource(&s.metadata, ts, spec))
 }
 
 /// Which sources must be revealed: all of them after a spec change or an edit of the Secret,

@@ -32,7 +32,7 @@ use crate::{
     crd::{DATA_HASH_ANNOTATION, RefreshPolicy, ThalassaSecret},
     error::{Error, Result},
     render,
-    render::{RenderedData, SourceRecord, parse_sources, parse_template},
+    render::{RenderedData, SourceRecord, parse_sources},
     sources::SourceCache,
     status::{self, Observed, Prerequisites, Reached},
     template,
@@ -272,13 +272,11 @@ async fn sync(
         .secrets
         .get(&ObjectRef::new(&spec.target_name).within(&ts.namespace().unwrap_or_default()));
     let forced = spec.force.is_some();
-    // An edited template (a ConfigMap edit changes no generation) counts as a spec change.
+    // An edited template counts as a spec change (see `written_for_resource`).
     let spec_changed = forced
-        || written.as_ref().is_none_or(|m| {
-            !plan::written_for_resource(&m.metadata, ts, spec)
-                || parse_template(&m.metadata).map(|r| r.hash)
-                    != spec.templates.as_ref().map(|t| t.hash.clone())
-        });
+        || written
+            .as_ref()
+            .is_none_or(|m| !plan::written_for_resource(&m.metadata, ts, spec));
     if !forced
         && plan::policy_skips_sync(
             ts,
@@ -418,9 +416,7 @@ fn is_current(
         })
         .unwrap_or_default();
     let verified_rv = verified_rv(ctx, ts, spec);
-    let written_templates = written.and_then(|m| parse_template(&m.metadata).map(|r| r.hash));
     attempt.desired == written_versions
-        && attempt.templates == written_templates
         && attempt.target_rv.is_some()
         && attempt.target_rv == verified_rv
 }

@@ -513,6 +513,23 @@ impl Harness {
     }
 }
 
+/// The resource's condition of `type_` (panics when it has none).
+pub fn condition(
+    ts: &ThalassaSecret,
+    type_: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    ts.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} has no condition {type_}",
+                ts.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
+}
+
 /// Applies a ThalassaSecret named `bad` whose spec is `spec` (a YAML flow mapping, with or
 /// without its braces) and asserts that the apiserver refuses it with a message containing
 /// `expected`.
