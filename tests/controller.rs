@@ -114,9 +114,18 @@ spec:
     assert!(latency < Duration::from_secs(15), "took {latency:?}");
     let data = secret_data(&h.secrets().get("db").await.unwrap());
     assert_eq!(data["api-token"], bytes("token-v1"), "pin holds");
-    let ts = h
-        .wait_condition("db", "Ready", "True", Some("Synced"))
-        .await;
+    // The status is written after the Secret: wait for it rather than read it once.
+    let ts = wait_for(Duration::from_secs(30), "status with version 2", || async {
+        let ts = h.resources().get("db").await.ok()?;
+        (ts.status
+            .as_ref()?
+            .synced_versions
+            .get("/app/production/db/password")
+            == Some(&2))
+        .then_some(ts)
+    })
+    .await;
+    assert_eq!(common::condition(&ts, "Ready").reason, "Synced");
     assert_eq!(
         ts.status.unwrap().synced_versions["/app/production/db/password"],
         2
