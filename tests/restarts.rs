@@ -71,6 +71,9 @@ spec:
     - {secretKey: b, remoteRef: {path: /app/rr/b}}
   rolloutRestartTargets:
     - {kind: Deployment, name: web}
+  # Longer than it takes a version stored 2 s after the first to be detected (up to a refresh
+  # interval), so both changes are inside one window.
+  restartDebounce: 20s
 "#;
 
 #[tokio::test]
