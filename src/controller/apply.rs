@@ -110,12 +110,12 @@ pub(super) fn replace_keys_patch(
 }
 
 /// Writes the status of a ThalassaSecret or a store with server-side apply (the caller decided
-/// it changed).
+/// it changed). Returns the object's new resourceVersion.
 pub(super) async fn write_status<K>(
     api: &Api<K>,
     name: &str,
     status: &impl serde::Serialize,
-) -> Result<()>
+) -> Result<Option<String>>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -124,13 +124,14 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(written.meta().resource_version.clone())
 }
 
 pub(super) async fn publish(

@@ -108,6 +108,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<ThalassaSecret>, Failures>>,
     /// The last deterministic failure per resource, with the inputs it depended on.
     rejected: Mutex<HashMap<ObjectRef<ThalassaSecret>, Rejection>>,
+    /// The resourceVersion each resource got from this process's last status write.
+    status_written: Mutex<HashMap<ObjectRef<ThalassaSecret>, String>>,
     /// The force-sync value each resource's last forced sync handled.
     force_handled: Mutex<HashMap<ObjectRef<ThalassaSecret>, String>>,
     /// True once every watch the reconciles read (Secrets, stores, namespaces) has listed
@@ -160,6 +162,7 @@ impl Context {
             failures: Mutex::default(),
             rejected: Mutex::default(),
             force_handled: Mutex::default(),
+            status_written: Mutex::default(),
             caches_synced: tokio::sync::watch::Sender::new(false),
             periodic_lane: Semaphore::new(periodic_slots),
             metrics,
@@ -183,6 +186,33 @@ impl Context {
         namespaces
             .get(&ObjectRef::new(namespace))
             .map(|n| n.metadata.labels.clone().unwrap_or_default())
+    }
+
+    /// Remembers the resourceVersion our status write gave a resource.
+    fn note_status_written(&self, ts: &ThalassaSecret, resource_version: String) {
+        self.status_written
+            .lock()
+            .expect("status lock")
+            .insert(ObjectRef::from_obj(ts), resource_version);
+    }
+
+    /// True when the copy in hand is older than our last status write of it. resourceVersions
+    /// are compared as numbers (etcd revisions); one that is not a number is never called stale.
+    fn is_stale(&self, ts: &ThalassaSecret) -> bool {
+        let written = self.status_written.lock().expect("status lock");
+        let Some(ours) = written.get(&ObjectRef::from_obj(ts)) else {
+            return false;
+        };
+        match (
+            ours.parse::<u64>(),
+            ts.metadata
+                .resource_version
+                .as_deref()
+                .map(str::parse::<u64>),
+        ) {
+            (Ok(ours), Some(Ok(seen))) => seen < ours,
+            _ => false,
+        }
     }
 
     /// Remembers, for `error_policy`, the backoff cap of a resource whose reconcile failed.
@@ -233,6 +263,10 @@ impl Context {
         self.force_handled
             .lock()
             .expect("force lock")
+            .retain(|k, _| exists(k));
+        self.status_written
+            .lock()
+            .expect("status lock")
             .retain(|k, _| exists(k));
     }
 }

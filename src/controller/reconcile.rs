@@ -39,6 +39,9 @@ use crate::{
     thalassa::RevealedSecret,
 };
 
+/// How soon a reconcile that found its resource older than our last status write tries again.
+const STALE_RETRY: Duration = Duration::from_millis(500);
+
 /// The inputs a deterministic failure depended on. While they stay the same the failure is
 /// reported again without revealing anything; any change (spec, a source version, the target
 /// Secret) makes the next reconcile try again.
@@ -80,6 +83,12 @@ pub async fn reconcile(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Act
 async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Action> {
     // Without the managed-Secret cache every resource would look new and reveal everything.
     ctx.caches_synced().await;
+    if ctx.is_stale(&ts) {
+        // A status planned from an older copy than our own last status write would drop what
+        // that write recorded (server-side apply removes omitted fields): wait for the watch.
+        debug!("the cached resource predates our last status write; trying again shortly");
+        return Ok(Action::requeue(STALE_RETRY));
+    }
     let key = ObjectRef::from_obj(&*ts);
     let validated = validate(&ts, &ctx.config);
     // error_policy needs the interval (and whether the spec was valid) without parsing it again.
@@ -179,7 +188,10 @@ async fn sync_and_report(
                 debug!("the resource or its namespace is gone; nothing more to do");
                 return Ok(Action::await_change());
             }
-            other => other?,
+            Ok(Some(rv)) => ctx.note_status_written(ts, rv),
+            other => {
+                other?;
+            }
         }
         if let Some((type_, reason, note)) = plan.event {
             apply::publish(ctx, ts, type_, &reason, note).await;
@@ -382,7 +394,7 @@ async fn sync_checked(
         debug!("sources and Secret unchanged; nothing to read");
         return (false, Ok(unchanged(ts, desired, written)));
     }
-    match sync_target(ts, spec, ctx, sources, metas, written.is_none()).await {
+    match sync_target(ts, spec, ctx, sources, metas).await {
         (revealed, Err(e)) if e.is_deterministic() => {
             let error = Arc::new(e);
             ctx.rejected.lock().expect("rejected lock").insert(
@@ -454,25 +466,20 @@ fn verified_rv(ctx: &Context, ts: &ThalassaSecret, spec: &ValidatedSpec) -> Opti
 }
 
 /// Reads the target Secret, reveals what changed, renders and writes. A write that loses a race
-/// (409) reads the Secret again and plans once more. When the watched cache has no Secret of that
-/// name, the first attempt does not read it but creates it: a create never overwrites, and if
-/// one exists after all, the 409 makes the second attempt read it. Says whether anything was
-/// revealed.
+/// (409) reads the Secret again and plans once more. Says whether anything was revealed.
 async fn sync_target(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
     ctx: &Context,
     sources: &SourceCache,
     mut metas: SourceMetas,
-    cached_absent: bool,
 ) -> (bool, Result<SyncOutcome>) {
     let secrets: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &ts.namespace().unwrap_or_default());
     let mut revealed_any = false;
     let mut lost_race = false;
     loop {
-        let read = !cached_absent || lost_race;
-        let prepared = match prepare(ts, spec, ctx, (sources, &secrets, read), &mut metas).await {
+        let prepared = match prepare(ts, spec, ctx, sources, &secrets, &mut metas).await {
             Ok(prepared) => prepared,
             Err(e) => return (revealed_any, Err(e)),
         };
@@ -498,20 +505,17 @@ struct Prepared {
     reuse_whole: bool,
 }
 
-/// Reads the Secret (unless `read` is false: then it is taken to be absent), classifies it,
-/// looks up vanished sources and reveals what changed (needs the clients).
+/// Reads the Secret, classifies it, looks up vanished sources and reveals what changed (needs
+/// the clients).
 async fn prepare(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
     ctx: &Context,
-    (sources, secrets, read): (&SourceCache, &Api<Secret>, bool),
+    sources: &SourceCache,
+    secrets: &Api<Secret>,
     metas: &mut SourceMetas,
 ) -> Result<Prepared> {
-    let existing = if read {
-        secrets.get_opt(&spec.target_name).await?
-    } else {
-        None
-    };
+    let existing = secrets.get_opt(&spec.target_name).await?;
     let target = plan::classify_target(ts, &spec.target_name, existing.as_ref(), &ctx.hash_key)?;
     let recorded = plan::recorded_sources(existing.as_ref(), target);
     resolve::recover_missing_sources(ts, spec, sources, &recorded, metas).await?;

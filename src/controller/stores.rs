@@ -207,7 +207,7 @@ where
     match apply::write_status(api, &store.name_any(), next).await {
         // The store was deleted meanwhile: nothing to report on.
         Err(e) if e.is_kube_not_found() => Ok(()),
-        other => other,
+        other => other.map(drop),
     }
 }
 
