@@ -161,6 +161,13 @@ pub struct Args {
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
 
+    /// Shard: only ThalassaSecrets whose labels match this label selector are reconciled, and
+    /// only stores whose labels match it get their status written (`shard=a`,
+    /// `shard notin (a)`). Releases with disjoint selectors split a cluster; each needs its own
+    /// Lease. Default: every ThalassaSecret.
+    #[arg(long, env = "SELECTOR")]
+    pub selector: Option<String>,
+
     /// Namespaces whose ThalassaSecrets without `storeRef` may use the operator's own connection
     /// (comma-separated). Nobody else may (deny by default); in namespaced mode the watched
     /// namespace always may.
@@ -211,6 +218,8 @@ pub struct Config {
     pub hash_key_secret: String,
     /// Namespace filter, if any.
     pub watch_namespace: Option<String>,
+    /// Label selector of this shard's ThalassaSecrets and stores, if any.
+    pub selector: Option<String>,
     /// Namespaces allowed to use the default connection (besides the watched one).
     pub default_connection_namespaces: Vec<String>,
     /// Leader election, when enabled.
@@ -322,6 +331,10 @@ impl Args {
             operator_namespace: self.operator_namespace,
             hash_key_secret: self.hash_key_secret,
             watch_namespace: self.watch_namespace,
+            selector: self
+                .selector
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
             default_connection_namespaces: self
                 .default_connection_namespaces
                 .into_iter()

@@ -89,7 +89,19 @@ async fn run(args: thalassa_operator::config::Args) -> anyhow::Result<()> {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    if let Err(e) = probe.list(&kube::api::ListParams::default().limit(1)).await {
+    let mut params = kube::api::ListParams::default().limit(1);
+    if let Some(selector) = &config.selector {
+        params = params.labels(selector);
+    }
+    if let Err(e) = probe.list(&params).await {
+        if let (Some(selector), kube::Error::Api(status)) = (&config.selector, &e)
+            && status.code == 400
+        {
+            bail!(
+                "invalid --selector {selector:?} (SELECTOR): the API server says: {}",
+                status.message
+            );
+        }
         bail!(
             "cannot list ThalassaSecrets ({e}); install the CRD first: kubectl apply -f crds/ (or helm install)"
         );

@@ -98,6 +98,10 @@ pub struct Prerequisites {
     pub kms_key: Option<Observed>,
     /// Credentials and permissions.
     pub authorized: Option<Observed>,
+    /// Whether a value was revealed: the strongest evidence. Weaker evidence (a listing, a key
+    /// check) that agrees with a True condition of this generation leaves it as it is, so a
+    /// check after a sync does not rewrite the status only to word the same fact more weakly.
+    pub revealed: bool,
 }
 
 /// How far a sync got before it finished or failed; each milestone proves links of the chain.
@@ -169,6 +173,7 @@ impl Prerequisites {
         }
         if reached >= Reached::Revealed {
             learned.reveal_succeeded(region);
+            learned.revealed = true;
         }
         if let Some(error) = error {
             learned.record_error(error);
@@ -285,6 +290,20 @@ pub fn next_conditions(
     ];
     for (type_, observed) in links {
         let (status, reason, message) = match observed {
+            Some(o) if o.ok && !prerequisites.revealed => {
+                match previous.iter().find(|c| {
+                    c.type_ == type_
+                        && c.status == "True"
+                        && c.reason == o.reason
+                        && c.observed_generation == generation
+                }) {
+                    Some(proven) => {
+                        next.push(proven.clone());
+                        continue;
+                    }
+                    None => ("True", o.reason, o.message.clone()),
+                }
+            }
             Some(o) => (
                 if o.ok { "True" } else { "False" },
                 o.reason,
@@ -472,6 +491,49 @@ mod tests {
         let first = next_conditions(&[], &p, Ok(()), Some(1), &at(1));
         let later = next_conditions(&first, &Prerequisites::default(), Ok(()), Some(1), &at(2));
         assert_eq!(first, later);
+    }
+
+    #[test]
+    fn weaker_evidence_of_the_same_fact_keeps_the_condition_of_this_generation() {
+        let revealed = Prerequisites::learned(None, Reached::Revealed, "nl-01", None);
+        let checked = Prerequisites::learned(None, Reached::KeysChecked, "nl-01", None);
+        let message = |conditions: &[Condition], t: &str| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == t)
+                .map(|c| c.message.clone())
+                .unwrap()
+        };
+        let synced = next_conditions(&[], &revealed, Ok(()), Some(1), &at(1));
+        // A check of the same generation proves less than the reveal did: nothing changes.
+        let check = next_conditions(&synced, &checked, Ok(()), Some(1), &at(2));
+        assert_eq!(synced, check);
+        // A spec change (new generation) words each condition from what was proven for it.
+        let edited = next_conditions(&synced, &checked, Ok(()), Some(2), &at(3));
+        assert_eq!(
+            message(&edited, types::AUTHORIZED),
+            "credentials accepted",
+            "not carried over from another generation"
+        );
+        // A reveal after a check words it from the reveal again.
+        let again = next_conditions(&edited, &revealed, Ok(()), Some(2), &at(4));
+        assert_eq!(
+            message(&again, types::AUTHORIZED),
+            message(&synced, types::AUTHORIZED)
+        );
+        // Broken evidence is never hidden behind an earlier True.
+        let denied = Error::from(crate::thalassa::Error::Forbidden {
+            path: Some("/a".into()),
+            message: "denied".into(),
+        });
+        let mut broken = checked.clone();
+        broken.record_error(&denied);
+        let failed = next_conditions(&synced, &broken, Err(&denied), Some(1), &at(5));
+        let authorized = failed
+            .iter()
+            .find(|c| c.type_ == types::AUTHORIZED)
+            .unwrap();
+        assert_eq!(authorized.status, "False");
     }
 
     #[test]

@@ -843,9 +843,11 @@ async fn deployment_is_hardened_and_uses_only_real_flags() {
                 );
                 assert_eq!(env["THALASSA_CLIENT_ID"]["value"], "client-abc");
                 assert_eq!(env["THALASSA_RATE_LIMIT"]["value"], "5.5");
+                assert_eq!(env["SELECTOR"]["value"], "shard in (a)");
                 assert!(docs.iter().any(|d| kind(d) == "ServiceMonitor"));
             }
             "no-values.yaml" => {
+                assert!(!env.contains_key("SELECTOR"), "no shard: every resource");
                 for credential in [
                     "THALASSA_TOKEN_FILE",
                     "THALASSA_PERSONAL_ACCESS_TOKEN_FILE",

@@ -414,6 +414,7 @@ pub async fn run(
         readiness,
     } = settings;
     let namespace = config.watch_namespace.clone();
+    let shard = shard_config(config.selector.as_deref());
     // In namespaced mode the operator reads nothing cluster-scoped: no cluster stores, no
     // namespace labels.
     let cluster_mode = namespace.is_none();
@@ -462,7 +463,7 @@ pub async fn run(
         resource_writer,
         watcher(
             scoped(&client, namespace.as_deref()),
-            watcher::Config::default().any_semantic(),
+            shard.clone().any_semantic(),
         )
         .modify(strip_cached_metadata),
     )
@@ -532,7 +533,7 @@ pub async fn run(
         .for_each(log_loop_error);
     futures::join!(
         resources,
-        run_store_status(client, namespace, ctx, shutdown)
+        run_store_status(client, (namespace, shard), ctx, shutdown)
     );
     prune_task.abort();
 }
@@ -617,18 +618,28 @@ fn spawn_pruner(
     })
 }
 
+/// The watch of this shard's objects: those matching `--selector`, or all.
+fn shard_config(selector: Option<&str>) -> watcher::Config {
+    match selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    }
+}
+
 /// Store status: the stores' own watches (few objects), checked through the same cached
-/// connections the resources use. Cluster stores only in cluster mode.
+/// connections the resources use. Cluster stores only in cluster mode. A shard writes the
+/// status of the stores its selector matches, so two shards never both write one store's
+/// status (the connection cache still reads every store: any shard's resources may use any).
 async fn run_store_status(
     client: Client,
-    namespace: Option<String>,
+    (namespace, shard): (Option<String>, watcher::Config),
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
     let cluster_mode = namespace.is_none();
     let stores = Controller::new(
         scoped::<ThalassaSecretStore>(&client, namespace.as_deref()),
-        watcher::Config::default(),
+        shard.clone(),
     )
     .graceful_shutdown_on(shutdown.clone())
     .run(
@@ -638,17 +649,14 @@ async fn run_store_status(
     )
     .for_each(log_loop_error);
     if cluster_mode {
-        let cluster_stores = Controller::new(
-            Api::<ClusterThalassaSecretStore>::all(client),
-            watcher::Config::default(),
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(
-            stores::reconcile_cluster_store,
-            stores::store_error_policy,
-            ctx,
-        )
-        .for_each(log_loop_error);
+        let cluster_stores = Controller::new(Api::<ClusterThalassaSecretStore>::all(client), shard)
+            .graceful_shutdown_on(shutdown)
+            .run(
+                stores::reconcile_cluster_store,
+                stores::store_error_policy,
+                ctx,
+            )
+            .for_each(log_loop_error);
         futures::join!(stores, cluster_stores);
     } else {
         stores.await;
