@@ -226,6 +226,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// Starts the operator with the extra flags of `BENCH_OPERATOR_ARGS` (e.g.
 /// `--thalassa-rate-limit 100`); returns its pid, its idle RSS and the flags.
 async fn start_bench_operator(h: &mut Harness) -> (u32, f64, String) {
+    h.operator_log_filter = Some("info".into());
     let operator_args = std::env::var("BENCH_OPERATOR_ARGS").unwrap_or_default();
     let args: Vec<&str> = operator_args.split_whitespace().collect();
     h.start_operator(&args).await;

@@ -1,6 +1,6 @@
 //! Operations on the real control plane: the metrics page after a sync, store condition metrics
 //! from stalled to ready to deleted, leader election with two processes (one writer, failover on
-//! crash and on SIGTERM), and prompt graceful shutdown.
+//! crash and on SIGTERM), prompt graceful shutdown, and two shards side by side (`--selector`).
 
 mod common;
 
@@ -330,4 +330,211 @@ async fn sigterm_releases_the_lease_and_exits_promptly() {
     let handover = stopping.elapsed();
     println!("SIGTERM: exit after {exit:?}, handover after {handover:?} (lease duration 8s)");
     assert!(exit < Duration::from_secs(5), "{exit:?}");
+}
+
+/// The resources a shard has checked, from its last-check gauge series.
+async fn checked_by(op: &Operator, namespace: &str) -> std::collections::BTreeSet<String> {
+    let prefix = format!(
+        "thalassa_operator_last_successful_check_timestamp_seconds{{namespace=\"{namespace}\",name=\""
+    );
+    let page = op.get("/metrics").await.map(|(_, p)| p).unwrap_or_default();
+    page.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The test stores whose status a shard writes (its store-condition series).
+async fn stores_of(op: &Operator, namespace: &str) -> Vec<&'static str> {
+    let (_, page) = op.get("/metrics").await.unwrap_or_default();
+    ["store-a", "store-rest"]
+        .into_iter()
+        .filter(|name| !store_series(&page, namespace, name).is_empty())
+        .collect()
+}
+
+/// A shard's last successful check of `name`.
+async fn last_check_by(op: &Operator, namespace: &str, name: &str) -> Option<f64> {
+    let (_, page) = op.get("/metrics").await?;
+    metric_value(
+        &page,
+        &format!(
+            r#"thalassa_operator_last_successful_check_timestamp_seconds{{namespace="{namespace}",name="{name}"}}"#
+        ),
+    )
+}
+
+/// A ThalassaSecret labelled for a shard (no label: `None`), optionally writing another name.
+async fn apply_sharded(h: &Harness, name: &str, shard: Option<&str>, target: Option<&str>) {
+    let labels = shard.map_or(String::new(), |s| format!(", labels: {{shard: {s}}}"));
+    let target = target.map_or(String::new(), |t| format!("  target: {{name: {t}}}\n"));
+    h.apply_yaml(&format!(
+        "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: {name}{labels}}}\nspec:\n  data: [{{secretKey: password, remoteRef: {{path: /app/shard/{name}}}}}]\n{target}"
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn two_shards_split_resources_disjointly_and_never_fight_over_a_secret() {
+    use std::collections::BTreeSet;
+    let h = harness("shards").await;
+    let names = ["a0", "a1", "a2", "b0", "u0"];
+    for name in names.iter().chain(&["intruder"]) {
+        h.create_string(&format!("/app/shard/{name}"), &format!("value-{name}"));
+    }
+    let shard = |selector: &'static str, lease: &'static str| {
+        [
+            "--selector",
+            selector,
+            "--leader-election",
+            "--lease-duration",
+            "6s",
+            "--lease-name",
+            lease,
+        ]
+    };
+    // A catch-all shard (`notin`) makes the split complete by construction.
+    let a = h
+        .spawn_operator(&shard("shard=a", "shard-a"), "shard-a.log")
+        .await;
+    let b = h
+        .spawn_operator(&shard("shard notin (a)", "shard-b"), "shard-b.log")
+        .await;
+    wait_for(Duration::from_secs(30), "both shards lead", || async {
+        (is_leader(&a).await && is_leader(&b).await).then_some(())
+    })
+    .await;
+
+    for (name, label) in [
+        ("a0", Some("a")),
+        ("a1", Some("a")),
+        ("a2", Some("a")),
+        ("b0", Some("b")),
+        ("u0", None),
+    ] {
+        apply_sharded(&h, name, label, None).await;
+    }
+    for name in names {
+        h.wait_condition(name, "Ready", "True", Some("Synced"))
+            .await;
+    }
+    let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    wait_for(
+        Duration::from_secs(20),
+        "each shard checked its own",
+        || async {
+            (checked_by(&a, h.ns()).await == set(&["a0", "a1", "a2"])
+                && checked_by(&b, h.ns()).await == set(&["b0", "u0"]))
+            .then_some(())
+        },
+    )
+    .await;
+    // A store's status belongs to the shard its labels select: a's store to a, an unlabelled one
+    // to the catch-all shard b; never to both.
+    for (store, labels) in [
+        ("store-a", serde_json::json!({"shard": "a"})),
+        ("store-rest", serde_json::json!({})),
+    ] {
+        let store = serde_json::json!({
+            "apiVersion": "secrets.thalassa.cloud/v1alpha1",
+            "kind": "ThalassaSecretStore",
+            "metadata": {"name": store, "namespace": h.ns(), "labels": labels},
+            "spec": {
+                "organisation": h.emulator.organisation(),
+                "auth": {"tokenSecretRef": {"name": "missing-token"}},
+            },
+        });
+        let (ok, out) = common::kubectl(&["apply", "-f", "-"], Some(&store.to_string())).await;
+        assert!(ok, "{out}");
+    }
+    wait_for(
+        Duration::from_secs(60),
+        "each store's status by its shard",
+        || async {
+            (stores_of(&a, h.ns()).await == ["store-a"]
+                && stores_of(&b, h.ns()).await == ["store-rest"])
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        wrote_secrets(&a),
+        3,
+        "shard a wrote exactly its three Secrets"
+    );
+    assert_eq!(
+        wrote_secrets(&b),
+        2,
+        "shard b wrote exactly its two Secrets"
+    );
+
+    // A resource of shard b aiming at shard a's Secret is refused, not fought over.
+    apply_sharded(&h, "intruder", Some("b"), Some("a0")).await;
+    h.wait_condition("intruder", "Ready", "False", Some("TargetConflict"))
+        .await;
+    let versions = || async {
+        let list = h
+            .secrets()
+            .list_metadata(&kube::api::ListParams::default())
+            .await
+            .unwrap();
+        list.items
+            .into_iter()
+            .map(|s| {
+                (
+                    s.metadata.name.unwrap(),
+                    s.metadata.resource_version.unwrap(),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let before = versions().await;
+    // Two checks of each shard's resources later (10 s refresh), no Secret was written again.
+    for (op, name) in [(&a, "a0"), (&b, "b0")] {
+        for _ in 0..2 {
+            let last = last_check_by(op, h.ns(), name).await.unwrap_or(0.0);
+            wait_for(Duration::from_secs(30), "another check", || async {
+                last_check_by(op, h.ns(), name)
+                    .await
+                    .filter(|t| *t > last)
+                    .map(|_| ())
+            })
+            .await;
+        }
+    }
+    assert_eq!(
+        versions().await,
+        before,
+        "no Secret was rewritten by either shard"
+    );
+    assert_eq!(
+        common::secret_data(&h.secrets().get("a0").await.unwrap())["password"],
+        b"value-a0"
+    );
+
+    // Moving a resource to the other shard: the new shard takes it over without a reveal (the
+    // Secret is intact and written for this spec), the old one lets go.
+    let reveals = h.reveals();
+    let wrote_before = wrote_secrets(&b);
+    let patch = serde_json::json!({"metadata": {"labels": {"shard": "b"}}});
+    h.resources()
+        .patch(
+            "a2",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), "shard b checks a2", || async {
+        checked_by(&b, h.ns()).await.contains("a2").then_some(())
+    })
+    .await;
+    assert_eq!(h.reveals(), reveals, "taking over costs no reveal");
+    assert_eq!(wrote_secrets(&b), wrote_before, "nor a write");
+    assert_eq!(
+        common::secret_data(&h.secrets().get("a2").await.unwrap())["password"],
+        b"value-a2"
+    );
+    assert_eq!(wrote_secrets(&a), 3, "shard a wrote nothing more");
 }

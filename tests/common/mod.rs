@@ -42,6 +42,9 @@ pub struct Harness {
     pub operator: Option<Operator>,
     /// Scratch directory (token file, operator log).
     pub dir: PathBuf,
+    /// `RUST_LOG` of the operators it starts; default `debug` (or `OPERATOR_TEST_RUST_LOG`).
+    /// Benchmarks use `info`, as in production, so debug logging does not take the CPU.
+    pub operator_log_filter: Option<String>,
     _logs: testenv::LogsOnPanic,
     _operator_logs: OperatorLogsOnPanic,
 }
@@ -226,6 +229,7 @@ pub async fn harness_with(prefix: &str, config: EmulatorConfig) -> Harness {
         key,
         operator: None,
         dir,
+        operator_log_filter: None,
         _logs: logs,
         _operator_logs: OperatorLogsOnPanic(operator_logs),
     }
@@ -362,7 +366,7 @@ impl Harness {
         operator
             .env(
                 "RUST_LOG",
-                std::env::var("OPERATOR_TEST_RUST_LOG").unwrap_or_else(|_| {
+                self.operator_log_filter.clone().or_else(|| std::env::var("OPERATOR_TEST_RUST_LOG").ok()).unwrap_or_else(|| {
                     "debug,kube=info,kube_runtime=info,hyper=info,hyper_util=info,tower=info,rustls=info,reqwest=info,h2=info".into()
                 }),
             )
