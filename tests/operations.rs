@@ -538,3 +538,33 @@ async fn two_shards_split_resources_disjointly_and_never_fight_over_a_secret() {
     );
     assert_eq!(wrote_secrets(&a), 3, "shard a wrote nothing more");
 }
+
+#[tokio::test]
+async fn an_invalid_selector_stops_the_operator_at_start_with_the_api_servers_message() {
+    let h = harness("bad-selector").await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_thalassa-secrets-operator"))
+        .env(
+            "KUBECONFIG",
+            testenv::ControlPlane::shared().kubeconfig_path(),
+        )
+        .args([
+            "--selector",
+            "shard in (a",
+            "--operator-namespace",
+            h.ns(),
+            "--metrics-addr",
+            &format!("127.0.0.1:{}", common::free_port()),
+        ])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("exits at once")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("invalid --selector \"shard in (a\" (SELECTOR)")
+            && !stderr.contains("install the CRD"),
+        "{stderr}"
+    );
+}
