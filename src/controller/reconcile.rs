@@ -394,7 +394,9 @@ async fn sync_checked(
         debug!("sources and Secret unchanged; nothing to read");
         return (false, Ok(unchanged(ts, desired, written)));
     }
-    match sync_target(ts, spec, ctx, sources, metas).await {
+    // No managed Secret of that name in the (complete) cache: create without reading first.
+    let read_first = written.is_some();
+    match sync_target(ts, spec, ctx, sources, metas, read_first).await {
         (revealed, Err(e)) if e.is_deterministic() => {
             let error = Arc::new(e);
             ctx.rejected.lock().expect("rejected lock").insert(
@@ -465,26 +467,35 @@ fn verified_rv(ctx: &Context, ts: &ThalassaSecret, spec: &ValidatedSpec) -> Opti
         .cloned()
 }
 
-/// Reads the target Secret, reveals what changed, renders and writes. A write that loses a race
-/// (409) reads the Secret again and plans once more. Says whether anything was revealed.
+/// Reads the target Secret (unless `read_first` is false: the cache of managed Secrets has
+/// none of that name, so a first sync creates it with one request), reveals what changed,
+/// renders and writes. A create that finds the name taken (a Secret the cache does not hold:
+/// not ours, or not seen yet), or a write that loses a race (409), reads the Secret and plans
+/// once more. Says whether anything was revealed.
 async fn sync_target(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
     ctx: &Context,
     sources: &SourceCache,
     mut metas: SourceMetas,
+    mut read_first: bool,
 ) -> (bool, Result<SyncOutcome>) {
     let secrets: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &ts.namespace().unwrap_or_default());
     let mut revealed_any = false;
     let mut lost_race = false;
     loop {
-        let prepared = match prepare(ts, spec, ctx, sources, &secrets, &mut metas).await {
+        let prepared = match prepare(ts, spec, ctx, sources, &secrets, &mut metas, read_first).await
+        {
             Ok(prepared) => prepared,
             Err(e) => return (revealed_any, Err(e)),
         };
         revealed_any |= !prepared.revealed.is_empty();
         match write(ts, spec, ctx, &secrets, &metas, prepared).await {
+            Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 && !read_first => {
+                debug!("a Secret of that name exists though none was cached; reading it");
+                read_first = true;
+            }
             Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 && !lost_race => {
                 debug!("the Secret changed while it was being written; planning again");
                 lost_race = true;
@@ -514,8 +525,13 @@ async fn prepare(
     sources: &SourceCache,
     secrets: &Api<Secret>,
     metas: &mut SourceMetas,
+    read_first: bool,
 ) -> Result<Prepared> {
-    let existing = secrets.get_opt(&spec.target_name).await?;
+    let existing = if read_first {
+        secrets.get_opt(&spec.target_name).await?
+    } else {
+        None
+    };
     let target = plan::classify_target(ts, &spec.target_name, existing.as_ref(), &ctx.hash_key)?;
     let recorded = plan::recorded_sources(existing.as_ref(), target);
     resolve::recover_missing_sources(ts, spec, sources, &recorded, metas).await?;
