@@ -848,6 +848,26 @@ async fn deployment_is_hardened_and_uses_only_real_flags() {
             }
             "no-values.yaml" => {
                 assert!(!env.contains_key("SELECTOR"), "no shard: every resource");
+                // The tuning knobs default as the binary does (a chart default of 20/s once
+                // capped the adaptive rate below where it starts).
+                for knob in [
+                    "THALASSA_RATE_LIMIT",
+                    "THALASSA_RATE_START",
+                    "THALASSA_RATE_BURST",
+                    "CONCURRENCY",
+                    "DEFAULT_REFRESH_INTERVAL",
+                ] {
+                    let flag_default = Cli::command()
+                        .get_arguments()
+                        .find(|a| a.get_env().is_some_and(|e| e == knob))
+                        .and_then(|a| a.get_default_values().first().cloned())
+                        .unwrap_or_else(|| panic!("{knob} has a flag default"));
+                    assert_eq!(
+                        env[knob]["value"].as_str(),
+                        flag_default.to_str(),
+                        "chart default of {knob}"
+                    );
+                }
                 for credential in [
                     "THALASSA_TOKEN_FILE",
                     "THALASSA_PERSONAL_ACCESS_TOKEN_FILE",
