@@ -741,6 +741,26 @@ async fn rbac_is_exactly_what_the_operator_uses() {
     );
 }
 
+/// Settings whose defaults in the chart and in config/manager must be the binary's.
+const TUNING_KNOBS: [&str; 5] = [
+    "THALASSA_RATE_LIMIT",
+    "THALASSA_RATE_START",
+    "THALASSA_RATE_BURST",
+    "CONCURRENCY",
+    "DEFAULT_REFRESH_INTERVAL",
+];
+
+/// The default of the operator flag read from environment variable `env`.
+fn flag_default(env: &str) -> String {
+    Cli::command()
+        .get_arguments()
+        .find(|a| a.get_env().is_some_and(|e| e == env))
+        .and_then(|a| a.get_default_values().first().cloned())
+        .unwrap_or_else(|| panic!("{env} has a flag default"))
+        .to_string_lossy()
+        .into_owned()
+}
+
 #[tokio::test]
 async fn deployment_is_hardened_and_uses_only_real_flags() {
     let known: BTreeSet<String> = Cli::command()
@@ -850,21 +870,10 @@ async fn deployment_is_hardened_and_uses_only_real_flags() {
                 assert!(!env.contains_key("SELECTOR"), "no shard: every resource");
                 // The tuning knobs default as the binary does (a chart default of 20/s once
                 // capped the adaptive rate below where it starts).
-                for knob in [
-                    "THALASSA_RATE_LIMIT",
-                    "THALASSA_RATE_START",
-                    "THALASSA_RATE_BURST",
-                    "CONCURRENCY",
-                    "DEFAULT_REFRESH_INTERVAL",
-                ] {
-                    let flag_default = Cli::command()
-                        .get_arguments()
-                        .find(|a| a.get_env().is_some_and(|e| e == knob))
-                        .and_then(|a| a.get_default_values().first().cloned())
-                        .unwrap_or_else(|| panic!("{knob} has a flag default"));
+                for knob in TUNING_KNOBS {
                     assert_eq!(
                         env[knob]["value"].as_str(),
-                        flag_default.to_str(),
+                        Some(flag_default(knob).as_str()),
                         "chart default of {knob}"
                     );
                 }
@@ -987,6 +996,17 @@ async fn kustomize_bases_and_samples_pass_server_side_dry_run() {
     }
     let deployment = find(&docs, "Deployment", "thalassa-secrets-operator");
     assert_eq!(deployment["metadata"]["namespace"], "thalassa-system");
+    let config = docs
+        .iter()
+        .find(|d| kind(d) == "ConfigMap" && name(d).starts_with("thalassa-secrets-operator-config"))
+        .expect("the operator's ConfigMap");
+    for knob in TUNING_KNOBS {
+        assert_eq!(
+            config["data"][knob].as_str(),
+            Some(flag_default(knob).as_str()),
+            "config/manager default of {knob}"
+        );
+    }
     let security = &deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"];
     assert_eq!(security["readOnlyRootFilesystem"], true);
     assert_eq!(security["runAsUser"], 65532);
