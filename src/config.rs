@@ -66,6 +66,9 @@ impl Cli {
     }
 }
 
+/// The Lease of an operator that is not one of several shards.
+const DEFAULT_LEASE_NAME: &str = "thalassa-secrets-operator";
+
 /// Flags shared by all subcommands.
 #[derive(ClapArgs, Debug, Clone)]
 pub struct Args {
@@ -184,7 +187,7 @@ pub struct Args {
     pub leader_election: bool,
 
     /// Name of the leader-election Lease.
-    #[arg(long, env = "LEASE_NAME", default_value = "thalassa-secrets-operator")]
+    #[arg(long, env = "LEASE_NAME", default_value = DEFAULT_LEASE_NAME)]
     pub lease_name: String,
 
     /// How long a lease is valid without renewal; a crashed leader is replaced after this.
@@ -294,9 +297,21 @@ impl Args {
                 "--thalassa-rate-limit, --thalassa-rate-start and --thalassa-rate-burst must be positive".into(),
             ));
         }
+        let selector = self
+            .selector
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
         let leader_election = if self.leader_election {
             if self.lease_duration < Duration::from_secs(5) {
                 return Err(ConfigError("--lease-duration must be at least 5s".into()));
+            }
+            // Shards sharing a Lease would elect one leader among them: the others' resources
+            // would never sync.
+            if selector.is_some() && self.lease_name == DEFAULT_LEASE_NAME {
+                return Err(ConfigError(
+                    "--selector with --leader-election needs a --lease-name (LEASE_NAME) of this shard's own"
+                        .into(),
+                ));
             }
             Some(LeaderElection {
                 lease_name: self.lease_name,
@@ -331,10 +346,7 @@ impl Args {
             operator_namespace: self.operator_namespace,
             hash_key_secret: self.hash_key_secret,
             watch_namespace: self.watch_namespace,
-            selector: self
-                .selector
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty()),
+            selector,
             default_connection_namespaces: self
                 .default_connection_namespaces
                 .into_iter()
@@ -579,6 +591,28 @@ mod tests {
         assert_eq!(ok.default_region, "nl-01");
         assert_eq!(ok.default_refresh_interval, Duration::from_secs(60));
         assert_eq!(ok.thalassa.call_deadline, Duration::from_secs(45));
+    }
+
+    #[test]
+    fn a_shard_with_leader_election_needs_its_own_lease() {
+        let err = args(&["--selector", "shard=a", "--leader-election"]).unwrap_err();
+        assert!(err.to_string().contains("--lease-name"), "{err}");
+        let shard = args(&[
+            "--selector",
+            " shard=a ",
+            "--leader-election",
+            "--lease-name",
+            "tso-a",
+        ])
+        .unwrap();
+        assert_eq!(shard.selector.as_deref(), Some("shard=a"));
+        assert_eq!(shard.leader_election.unwrap().lease_name, "tso-a");
+        let one = args(&["--selector", "", "--leader-election"]).unwrap();
+        assert_eq!(one.selector, None, "an empty selector is no shard");
+        assert!(
+            args(&["--selector", "shard=a"]).is_ok(),
+            "no election, no Lease"
+        );
     }
 
     #[test]

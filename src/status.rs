@@ -99,9 +99,12 @@ pub struct Prerequisites {
     /// Credentials and permissions.
     pub authorized: Option<Observed>,
     /// Whether a value was revealed: the strongest evidence. Weaker evidence (a listing, a key
-    /// check) that agrees with a True condition of this generation leaves it as it is, so a
-    /// check after a sync does not rewrite the status only to word the same fact more weakly.
+    /// check) that agrees with a True condition a reveal wrote for this generation and region
+    /// leaves it as it is, so a check after a sync does not rewrite the status only to word the
+    /// same fact more weakly.
     pub revealed: bool,
+    /// The region the sources were read in (reveal messages name it).
+    pub region: String,
 }
 
 /// How far a sync got before it finished or failed; each milestone proves links of the chain.
@@ -160,6 +163,7 @@ impl Prerequisites {
     ) -> Self {
         let mut learned = Prerequisites {
             kms_backend,
+            region: region.to_string(),
             ..Default::default()
         };
         if reached >= Reached::Listed {
@@ -199,12 +203,25 @@ impl Prerequisites {
         self.listing_succeeded();
         self.kms_backend = Observed::ok(
             reasons::AVAILABLE,
-            format!("KMS decrypted a value in region {region}"),
+            format!("KMS decrypted the values of the last sync in region {region}"),
         );
         if self.kms_key.as_ref().is_none_or(|k| k.ok) {
-            self.kms_key = Observed::ok(reasons::ACTIVE, "the bound KMS key decrypted the value");
+            self.kms_key = Observed::ok(
+                reasons::ACTIVE,
+                "the bound KMS key decrypted the values of the last sync",
+            );
         }
-        self.authorized = Observed::ok(reasons::AUTHORIZED, "credentials may reveal every source");
+        self.authorized = Observed::ok(
+            reasons::AUTHORIZED,
+            "credentials accepted; the last sync revealed every source it read",
+        );
+    }
+
+    /// What a reveal in `region` proves, worded as a reveal words it.
+    fn proven_by_reveal(region: &str) -> Self {
+        let mut proven = Prerequisites::default();
+        proven.reveal_succeeded(region);
+        proven
     }
 
     /// Records what an error proves about the chain.
@@ -278,24 +295,44 @@ pub fn next_conditions(
             previous, type_, status, reason, message, generation, now,
         ));
     }
+    let by_reveal = Prerequisites::proven_by_reveal(&prerequisites.region);
     let links = [
         (
             types::SECRETS_FEATURE_ENABLED,
             &prerequisites.secrets_feature,
+            &by_reveal.secrets_feature,
         ),
-        (types::KMS_FEATURE_ENABLED, &prerequisites.kms_feature),
-        (types::KMS_BACKEND_AVAILABLE, &prerequisites.kms_backend),
-        (types::KMS_KEY_ACTIVE, &prerequisites.kms_key),
-        (types::AUTHORIZED, &prerequisites.authorized),
+        (
+            types::KMS_FEATURE_ENABLED,
+            &prerequisites.kms_feature,
+            &by_reveal.kms_feature,
+        ),
+        (
+            types::KMS_BACKEND_AVAILABLE,
+            &prerequisites.kms_backend,
+            &by_reveal.kms_backend,
+        ),
+        (
+            types::KMS_KEY_ACTIVE,
+            &prerequisites.kms_key,
+            &by_reveal.kms_key,
+        ),
+        (
+            types::AUTHORIZED,
+            &prerequisites.authorized,
+            &by_reveal.authorized,
+        ),
     ];
-    for (type_, observed) in links {
+    for (type_, observed, revealed) in links {
         let (status, reason, message) = match observed {
+            // Kept only as a reveal of this generation, in this region, wrote it.
             Some(o) if o.ok && !prerequisites.revealed => {
                 match previous.iter().find(|c| {
                     c.type_ == type_
                         && c.status == "True"
                         && c.reason == o.reason
                         && c.observed_generation == generation
+                        && revealed.as_ref().is_some_and(|r| r.message == c.message)
                 }) {
                     Some(proven) => {
                         next.push(proven.clone());
@@ -495,8 +532,15 @@ mod tests {
 
     #[test]
     fn weaker_evidence_of_the_same_fact_keeps_the_condition_of_this_generation() {
-        let revealed = Prerequisites::learned(None, Reached::Revealed, "nl-01", None);
-        let checked = Prerequisites::learned(None, Reached::KeysChecked, "nl-01", None);
+        // As a reconcile learns them: the KMS summary judges the backend of the region.
+        let summary = |region: &str| {
+            Observed::ok(
+                reasons::AVAILABLE,
+                format!("KMS is available in region {region}"),
+            )
+        };
+        let revealed = Prerequisites::learned(summary("nl-01"), Reached::Revealed, "nl-01", None);
+        let checked = Prerequisites::learned(summary("nl-01"), Reached::KeysChecked, "nl-01", None);
         let message = |conditions: &[Condition], t: &str| {
             conditions
                 .iter()
@@ -514,6 +558,15 @@ mod tests {
             message(&edited, types::AUTHORIZED),
             "credentials accepted",
             "not carried over from another generation"
+        );
+        // Another region (the operator's default changed): worded from what was proven now.
+        let elsewhere =
+            Prerequisites::learned(summary("nl-02"), Reached::KeysChecked, "nl-02", None);
+        let moved = next_conditions(&synced, &elsewhere, Ok(()), Some(1), &at(3));
+        assert_eq!(
+            message(&moved, types::KMS_BACKEND_AVAILABLE),
+            "KMS is available in region nl-02",
+            "a condition naming another region is not kept"
         );
         // A reveal after a check words it from the reveal again.
         let again = next_conditions(&edited, &revealed, Ok(()), Some(2), &at(4));

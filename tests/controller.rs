@@ -515,8 +515,6 @@ spec:
         )
     };
     h.apply_yaml(&spec("conflict", "Owner")).await;
-    h.apply_yaml(&spec("merged", "Merge")).await;
-    h.apply_yaml(&spec("adopted", "Adopt")).await;
     h.wait_condition("conflict", "Ready", "False", Some("TargetConflict"))
         .await;
     let untouched = h.secrets().get("conflict").await.unwrap();
@@ -524,15 +522,29 @@ spec:
         secret_data(&untouched).keys().collect::<Vec<_>>(),
         ["theirs"]
     );
+    // A first sync creates without reading when no managed Secret has the name, so finding it
+    // taken costs one reveal; the retries (after 2 s and 4 s) read first and reveal nothing.
+    let after_conflict = h.reveals();
+    assert!(after_conflict <= 1, "{after_conflict} reveals");
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    assert_eq!(
+        h.reveals(),
+        after_conflict,
+        "retries of a conflict reveal nothing"
+    );
 
-    h.wait_condition("merged", "Ready", "True", Some("Synced"))
-        .await;
+    // Adopt and Merge expect a Secret that is not theirs: they read first, one reveal each.
+    for (name, policy) in [("merged", "Merge"), ("adopted", "Adopt")] {
+        let before = h.reveals();
+        h.apply_yaml(&spec(name, policy)).await;
+        h.wait_condition(name, "Ready", "True", Some("Synced"))
+            .await;
+        assert_eq!(h.reveals() - before, 1, "{policy}: one reveal");
+    }
     let merged = secret_data(&h.secrets().get("merged").await.unwrap());
     assert_eq!(merged["theirs"], bytes("keep"));
     assert_eq!(merged["password"], bytes("from-thalassa"));
 
-    h.wait_condition("adopted", "Ready", "True", Some("Synced"))
-        .await;
     let adopted = secret_data(&h.secrets().get("adopted").await.unwrap());
     assert_eq!(adopted.keys().collect::<Vec<_>>(), ["password"]);
 }

@@ -518,7 +518,8 @@ async fn two_shards_split_resources_disjointly_and_never_fight_over_a_secret() {
     let reveals = h.reveals();
     let wrote_before = wrote_secrets(&b);
     let patch = serde_json::json!({"metadata": {"labels": {"shard": "b"}}});
-    h.resources()
+    let moved = h
+        .resources()
         .patch(
             "a2",
             &kube::api::PatchParams::default(),
@@ -526,12 +527,39 @@ async fn two_shards_split_resources_disjointly_and_never_fight_over_a_secret() {
         )
         .await
         .unwrap();
+    let a_last = last_check_by(&a, h.ns(), "a2").await;
     wait_for(Duration::from_secs(30), "shard b checks a2", || async {
         checked_by(&b, h.ns()).await.contains("a2").then_some(())
     })
     .await;
+    // Two more checks by b: a has let go by then (its last check of a2 stands still).
+    for _ in 0..2 {
+        let last = last_check_by(&b, h.ns(), "a2").await.unwrap_or(0.0);
+        wait_for(Duration::from_secs(30), "another check by b", || async {
+            last_check_by(&b, h.ns(), "a2")
+                .await
+                .filter(|t| *t > last)
+                .map(|_| ())
+        })
+        .await;
+    }
+    let a_now = last_check_by(&a, h.ns(), "a2").await;
+    assert!(
+        a_now.is_none() || a_now == a_last,
+        "shard a stopped checking a2: {a_last:?} then {a_now:?}"
+    );
     assert_eq!(h.reveals(), reveals, "taking over costs no reveal");
-    assert_eq!(wrote_secrets(&b), wrote_before, "nor a write");
+    assert_eq!(wrote_secrets(&b), wrote_before, "nor a Secret write");
+    assert_eq!(
+        h.resources()
+            .get("a2")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        moved.metadata.resource_version,
+        "nor a status write: the conditions of the last reveal stand"
+    );
     assert_eq!(
         common::secret_data(&h.secrets().get("a2").await.unwrap())["password"],
         b"value-a2"

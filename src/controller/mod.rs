@@ -6,7 +6,7 @@
 //! in `hashkey`.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -112,6 +112,10 @@ pub struct Context {
     status_written: Mutex<HashMap<ObjectRef<ThalassaSecret>, String>>,
     /// The force-sync value each resource's last forced sync handled.
     force_handled: Mutex<HashMap<ObjectRef<ThalassaSecret>, String>>,
+    /// The stores whose status this process writes (its shard's), once their watches run.
+    shard_stores: std::sync::OnceLock<ShardStores>,
+    /// Resources whose create without a read found the target name taken: they read first.
+    name_taken: Mutex<HashSet<ObjectRef<ThalassaSecret>>>,
     /// True once every watch the reconciles read (Secrets, stores, namespaces) has listed
     /// everything.
     caches_synced: tokio::sync::watch::Sender<bool>,
@@ -162,6 +166,8 @@ impl Context {
             failures: Mutex::default(),
             rejected: Mutex::default(),
             force_handled: Mutex::default(),
+            name_taken: Mutex::default(),
+            shard_stores: std::sync::OnceLock::new(),
             status_written: Mutex::default(),
             caches_synced: tokio::sync::watch::Sender::new(false),
             periodic_lane: Semaphore::new(periodic_slots),
@@ -169,6 +175,12 @@ impl Context {
         }
     }
 }
+
+/// The stores of this shard: namespaced, and cluster stores in cluster mode.
+type ShardStores = (
+    Store<ThalassaSecretStore>,
+    Option<Store<ClusterThalassaSecretStore>>,
+);
 
 /// A resource's run of failed reconciles.
 #[derive(Debug, Default, Clone, Copy)]
@@ -241,6 +253,7 @@ impl Context {
     fn forget_failures(&self, key: &ObjectRef<ThalassaSecret>) {
         self.failures.lock().expect("failures lock").remove(key);
         self.rejected.lock().expect("rejected lock").remove(key);
+        self.name_taken.lock().expect("name lock").remove(key);
     }
 
     /// Waits until the caches reconciles read have synced (at once afterwards).
@@ -268,11 +281,30 @@ impl Context {
             .lock()
             .expect("status lock")
             .retain(|k, _| exists(k));
+        self.name_taken
+            .lock()
+            .expect("name lock")
+            .retain(|k| exists(k));
+        // A verified Secret whose resource is gone (deleted, or moved to another shard): the next
+        // owner, if any, verifies it again.
+        self.verified
+            .lock()
+            .expect("verified lock")
+            .retain(|(namespace, name), _| {
+                self.secrets
+                    .get(&ObjectRef::new(name).within(namespace))
+                    .and_then(|secret| named_owner(&secret))
+                    .is_some_and(|owner| exists(&owner))
+            });
     }
 }
 
 /// Maps a managed Secret to the `ThalassaSecret` named in its owner annotation.
 fn owner_of(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<ThalassaSecret>> {
+    named_owner(&secret)
+}
+
+fn named_owner(secret: &PartialObjectMeta<Secret>) -> Option<ObjectRef<ThalassaSecret>> {
     let namespace = secret.metadata.namespace.as_deref()?;
     let owner = crate::render::named_owner(&secret.metadata)?;
     Some(ObjectRef::new(owner).within(namespace))
@@ -640,25 +672,34 @@ async fn run_store_status(
     let stores = Controller::new(
         scoped::<ThalassaSecretStore>(&client, namespace.as_deref()),
         shard.clone(),
-    )
-    .graceful_shutdown_on(shutdown.clone())
-    .run(
-        stores::reconcile_store,
-        stores::store_error_policy,
-        ctx.clone(),
-    )
-    .for_each(log_loop_error);
-    if cluster_mode {
-        let cluster_stores = Controller::new(Api::<ClusterThalassaSecretStore>::all(client), shard)
-            .graceful_shutdown_on(shutdown)
-            .run(
-                stores::reconcile_cluster_store,
-                stores::store_error_policy,
-                ctx,
-            )
-            .for_each(log_loop_error);
-        futures::join!(stores, cluster_stores);
-    } else {
-        stores.await;
+    );
+    let cluster_stores = cluster_mode
+        .then(|| Controller::new(Api::<ClusterThalassaSecretStore>::all(client), shard));
+    // The stores whose status this shard writes, for pruning the metrics of those that left.
+    let _ = ctx.shard_stores.set((
+        stores.store(),
+        cluster_stores.as_ref().map(Controller::store),
+    ));
+    let stores = stores
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            stores::reconcile_store,
+            stores::store_error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_loop_error);
+    match cluster_stores {
+        Some(cluster_stores) => {
+            let cluster_stores = cluster_stores
+                .graceful_shutdown_on(shutdown)
+                .run(
+                    stores::reconcile_cluster_store,
+                    stores::store_error_policy,
+                    ctx,
+                )
+                .for_each(log_loop_error);
+            futures::join!(stores, cluster_stores);
+        }
+        None => stores.await,
     }
 }

@@ -29,7 +29,7 @@ use super::{
     validate::{Templates, ValidatedSpec, validate},
 };
 use crate::{
-    crd::{DATA_HASH_ANNOTATION, RefreshPolicy, ThalassaSecret},
+    crd::{CreationPolicy, DATA_HASH_ANNOTATION, RefreshPolicy, ThalassaSecret},
     error::{Error, Result},
     render,
     render::{RenderedData, SourceRecord, parse_sources},
@@ -394,8 +394,13 @@ async fn sync_checked(
         debug!("sources and Secret unchanged; nothing to read");
         return (false, Ok(unchanged(ts, desired, written)));
     }
-    // No managed Secret of that name in the (complete) cache: create without reading first.
-    let read_first = written.is_some();
+    // A resource that owns its Secret, with no managed Secret of that name in the (complete)
+    // cache, creates it without reading first; Adopt and Merge expect a Secret that is not ours
+    // (so not cached), and a name found taken before is read first from then on (a create that
+    // fails after revealing would otherwise reveal again at every retry).
+    let read_first = written.is_some()
+        || ts.spec.target.creation_policy != CreationPolicy::Owner
+        || ctx.name_taken.lock().expect("name lock").contains(&key);
     match sync_target(ts, spec, ctx, sources, metas, read_first).await {
         (revealed, Err(e)) if e.is_deterministic() => {
             let error = Arc::new(e);
@@ -494,6 +499,10 @@ async fn sync_target(
         match write(ts, spec, ctx, &secrets, &metas, prepared).await {
             Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 && !read_first => {
                 debug!("a Secret of that name exists though none was cached; reading it");
+                ctx.name_taken
+                    .lock()
+                    .expect("name lock")
+                    .insert(ObjectRef::from_obj(ts));
                 read_first = true;
             }
             Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 && !lost_race => {

@@ -149,14 +149,20 @@ impl HasStoreStatus for ClusterThalassaSecretStore {
     }
 }
 
-/// Drops the condition metrics of stores that no longer exist (deletions do not reach the
-/// reconciler).
+/// Drops the condition metrics of stores that no longer exist or left this shard (deletions do
+/// not reach the reconciler).
 pub(super) fn retain_store_metrics(ctx: &Context) {
+    // A store that left this shard (relabelled) is reported by its new shard, not here.
+    let Some((stores, cluster_stores)) = ctx.shard_stores.get() else {
+        return;
+    };
     ctx.metrics.retain_stores(|kind, namespace, name| {
         if kind == ClusterThalassaSecretStore::kind(&()) {
-            ctx.cluster_stores.get(&ObjectRef::new(name)).is_some()
+            cluster_stores
+                .as_ref()
+                .is_some_and(|s| s.get(&ObjectRef::new(name)).is_some())
         } else {
-            ctx.stores
+            stores
                 .get(&ObjectRef::new(name).within(namespace))
                 .is_some()
         }
