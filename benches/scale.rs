@@ -165,6 +165,25 @@ fn watch_secrets(h: &Harness, expected: usize) -> tokio::task::JoinHandle<Instan
     })
 }
 
+/// A Secret like the ones the operator writes for the benchmark's resources, without its
+/// metadata: what a plain client writes for the floors.
+fn plain_secret(name: &str, i: usize) -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        data: Some(
+            [(
+                "value".to_string(),
+                ByteString(format!("value-{i}").into_bytes()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }
+}
+
 /// The floor: a plain client server-side-applies `n` Secrets, 8 at a time (what the apiserver
 /// allows on this machine, without any operator).
 async fn floor(h: &Harness, n: usize) -> Duration {
@@ -175,20 +194,7 @@ async fn floor(h: &Harness, n: usize) -> Duration {
             let secrets = secrets.clone();
             async move {
                 let name = format!("floor-{i}");
-                let secret = Secret {
-                    metadata: kube::api::ObjectMeta {
-                        name: Some(name.clone()),
-                        ..Default::default()
-                    },
-                    data: Some(
-                        [(
-                            "value".to_string(),
-                            ByteString(format!("value-{i}").into_bytes()),
-                        )]
-                        .into(),
-                    ),
-                    ..Default::default()
-                };
+                let secret = plain_secret(&name, i);
                 secrets
                     .patch(
                         &name,
@@ -243,20 +249,7 @@ async fn writes_floor(h: &Harness, n: usize) -> (Duration, testenv::TestNamespac
             let (resources, secrets) = (resources.clone(), secrets.clone());
             async move {
                 let name = format!("w{i}");
-                let secret = Secret {
-                    metadata: kube::api::ObjectMeta {
-                        name: Some(name.clone()),
-                        ..Default::default()
-                    },
-                    data: Some(
-                        [(
-                            "value".to_string(),
-                            ByteString(format!("value-{i}").into_bytes()),
-                        )]
-                        .into(),
-                    ),
-                    ..Default::default()
-                };
+                let secret = plain_secret(&name, i);
                 secrets
                     .create(&Default::default(), &secret)
                     .await
