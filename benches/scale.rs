@@ -64,14 +64,14 @@ fn bench_path(i: usize, paths: usize, directory: bool) -> String {
     }
 }
 
+/// Server-side-applies one resource per name, 16 at a time; returns when each was created.
 async fn create_resources(
-    h: &Harness,
+    api: &kube::Api<ThalassaSecret>,
     names: &[String],
     batch: &str,
     paths: usize,
     directory: bool,
 ) -> BTreeMap<String, Instant> {
-    let api = h.resources();
     let created = stream::iter(names.iter().enumerate())
         .map(|(i, name)| {
             let api = api.clone();
@@ -217,32 +217,15 @@ async fn floor(h: &Harness, n: usize) -> Duration {
 /// the apiserver several times a Secret apply, so this is the bound for any operator that
 /// reports status per resource. The namespace is returned so that its deletion (at the end of
 /// the run) does not load the apiserver during the measurements.
-async fn writes_floor(h: &Harness, n: usize) -> (Duration, testenv::TestNamespace) {
+async fn writes_floor(h: &Harness, n: usize, paths: usize) -> (Duration, testenv::TestNamespace) {
     let namespace = testenv::ControlPlane::shared()
         .temp_namespace("benchfloor")
         .await;
     let ns = namespace.name().to_string();
     let resources: kube::Api<ThalassaSecret> = kube::Api::namespaced(h.client.clone(), &ns);
     let secrets: kube::Api<Secret> = kube::Api::namespaced(h.client.clone(), &ns);
-    stream::iter(0..n)
-        .map(|i| {
-            let resources = resources.clone();
-            async move {
-                let name = format!("w{i}");
-                let ts = resource(&name, "floor", &bench_path(i, 50, false));
-                resources
-                    .patch(
-                        &name,
-                        &PatchParams::apply("bench").force(),
-                        &Patch::Apply(&ts),
-                    )
-                    .await
-                    .expect("floor resource");
-            }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
+    let names: Vec<String> = (0..n).map(|i| format!("w{i}")).collect();
+    create_resources(&resources, &names, "floor", paths, false).await;
     let start = Instant::now();
     stream::iter(0..n)
         .map(|i| {
@@ -257,7 +240,7 @@ async fn writes_floor(h: &Harness, n: usize) -> (Duration, testenv::TestNamespac
                 let status = serde_json::json!({
                     "apiVersion": "secrets.thalassa.cloud/v1alpha1",
                     "kind": "ThalassaSecret",
-                    "status": ready_status(&name, i),
+                    "status": ready_status(&name, i, paths),
                 });
                 resources
                     .patch_status(
@@ -276,7 +259,7 @@ async fn writes_floor(h: &Harness, n: usize) -> (Duration, testenv::TestNamespac
 }
 
 /// A status of the shape the operator writes after a first sync (every condition True).
-fn ready_status(name: &str, i: usize) -> serde_json::Value {
+fn ready_status(name: &str, i: usize, paths: usize) -> serde_json::Value {
     let now = "2026-01-01T00:00:00Z";
     let conditions: Vec<serde_json::Value> = thalassa_operator::status::types::ALL
         .iter()
@@ -293,7 +276,7 @@ fn ready_status(name: &str, i: usize) -> serde_json::Value {
         "conditions": conditions,
         "secretName": name,
         "secretUid": format!("00000000-0000-0000-0000-{i:012}"),
-        "syncedVersions": {bench_path(i, 50, false): 1},
+        "syncedVersions": {bench_path(i, paths, false): 1},
         "kmsKeyIdentity": "kms-bench",
         "kmsKeyVersion": "1",
         "lastSyncTime": now,
@@ -401,7 +384,7 @@ async fn directory_run(
     }
     let (pid, rss_idle, _) = start_bench_operator(&mut h).await;
     let names: Vec<String> = (0..resources).map(|i| format!("r{i}")).collect();
-    create_resources(&h, &names, "existing", paths, true).await;
+    create_resources(&h.resources(), &names, "existing", paths, true).await;
     wait_for(Duration::from_secs(600), "resources Ready", || async {
         tokio::time::sleep(Duration::from_secs(2)).await;
         (ready_names(&h, "existing").await.len() >= resources).then_some(())
@@ -478,7 +461,7 @@ async fn main() {
         h.create_string(&format!("/bench/app{i}/value"), &format!("value-{i}"));
     }
     let floor = floor(&h, existing).await;
-    let (writes_floor, _floor_namespace) = writes_floor(&h, existing).await;
+    let (writes_floor, _floor_namespace) = writes_floor(&h, existing, paths).await;
     let (_, rss_idle, operator_args) = start_bench_operator(&mut h).await;
     h.stop_operator().await;
 
@@ -487,7 +470,7 @@ async fn main() {
     // (while the operator runs, it keeps up with creation: see the new resources below).
     let names: Vec<String> = (0..existing).map(|i| format!("r{i}")).collect();
     let creating = Instant::now();
-    create_resources(&h, &names, "existing", paths, false).await;
+    create_resources(&h.resources(), &names, "existing", paths, false).await;
     let created_all = creating.elapsed();
     let requests_before = apiserver_requests(&h).await;
     let all_secrets = watch_secrets(&h, existing);
@@ -535,7 +518,7 @@ async fn main() {
     let new_names: Vec<String> = (0..new).map(|i| format!("new{i}")).collect();
     let new_ready = watch_ready(&h, "new", new);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let created = create_resources(&h, &new_names, "new", paths, false).await;
+    let created = create_resources(&h.resources(), &new_names, "new", paths, false).await;
     let ready_at = tokio::time::timeout(Duration::from_secs(600), new_ready)
         .await
         .expect("new resources Ready within 10 minutes")

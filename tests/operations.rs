@@ -354,17 +354,6 @@ async fn stores_of(op: &Operator, namespace: &str) -> Vec<&'static str> {
         .collect()
 }
 
-/// A shard's last successful check of `name`.
-async fn last_check_by(op: &Operator, namespace: &str, name: &str) -> Option<f64> {
-    let (_, page) = op.get("/metrics").await?;
-    metric_value(
-        &page,
-        &format!(
-            r#"thalassa_operator_last_successful_check_timestamp_seconds{{namespace="{namespace}",name="{name}"}}"#
-        ),
-    )
-}
-
 /// A ThalassaSecret labelled for a shard (no label: `None`), optionally writing another name.
 async fn apply_sharded(h: &Harness, name: &str, shard: Option<&str>, target: Option<&str>) {
     let labels = shard.map_or(String::new(), |s| format!(", labels: {{shard: {s}}}"));
@@ -492,16 +481,7 @@ async fn two_shards_split_resources_disjointly_and_never_fight_over_a_secret() {
     let before = versions().await;
     // Two checks of each shard's resources later (10 s refresh), no Secret was written again.
     for (op, name) in [(&a, "a0"), (&b, "b0")] {
-        for _ in 0..2 {
-            let last = last_check_by(op, h.ns(), name).await.unwrap_or(0.0);
-            wait_for(Duration::from_secs(30), "another check", || async {
-                last_check_by(op, h.ns(), name)
-                    .await
-                    .filter(|t| *t > last)
-                    .map(|_| ())
-            })
-            .await;
-        }
+        op.wait_checks(h.ns(), name, 2).await;
     }
     assert_eq!(
         versions().await,
@@ -527,23 +507,14 @@ async fn two_shards_split_resources_disjointly_and_never_fight_over_a_secret() {
         )
         .await
         .unwrap();
-    let a_last = last_check_by(&a, h.ns(), "a2").await;
+    let a_last = a.last_check(h.ns(), "a2").await;
     wait_for(Duration::from_secs(30), "shard b checks a2", || async {
         checked_by(&b, h.ns()).await.contains("a2").then_some(())
     })
     .await;
     // Two more checks by b: a has let go by then (its last check of a2 stands still).
-    for _ in 0..2 {
-        let last = last_check_by(&b, h.ns(), "a2").await.unwrap_or(0.0);
-        wait_for(Duration::from_secs(30), "another check by b", || async {
-            last_check_by(&b, h.ns(), "a2")
-                .await
-                .filter(|t| *t > last)
-                .map(|_| ())
-        })
-        .await;
-    }
-    let a_now = last_check_by(&a, h.ns(), "a2").await;
+    b.wait_checks(h.ns(), "a2", 2).await;
+    let a_now = a.last_check(h.ns(), "a2").await;
     assert!(
         a_now.is_none() || a_now == a_last,
         "shard a stopped checking a2: {a_last:?} then {a_now:?}"

@@ -293,18 +293,14 @@ impl Context {
             .retain(|(namespace, name), _| {
                 self.secrets
                     .get(&ObjectRef::new(name).within(namespace))
-                    .and_then(|secret| named_owner(&secret))
+                    .and_then(|secret| owner_of(&secret))
                     .is_some_and(|owner| exists(&owner))
             });
     }
 }
 
 /// Maps a managed Secret to the `ThalassaSecret` named in its owner annotation.
-fn owner_of(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<ThalassaSecret>> {
-    named_owner(&secret)
-}
-
-fn named_owner(secret: &PartialObjectMeta<Secret>) -> Option<ObjectRef<ThalassaSecret>> {
+fn owner_of(secret: &PartialObjectMeta<Secret>) -> Option<ObjectRef<ThalassaSecret>> {
     let namespace = secret.metadata.namespace.as_deref()?;
     let owner = crate::render::named_owner(&secret.metadata)?;
     Some(ObjectRef::new(owner).within(namespace))
@@ -515,7 +511,7 @@ pub async fn run(
                 watcher::Config::default().labels(MANAGED_SELECTOR),
                 watch(Watch::Secrets),
             ),
-            owner_of,
+            |secret| owner_of(&secret),
         )
         .watches_stream(
             cached_watch(

@@ -67,6 +67,31 @@ impl Operator {
         http_get(&format!("http://127.0.0.1:{}{path}", self.port)).await
     }
 
+    /// This operator's last-successful-check timestamp of `namespace/name`, if any.
+    pub async fn last_check(&self, namespace: &str, name: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await?;
+        let prefix = format!(
+            "thalassa_operator_last_successful_check_timestamp_seconds{{namespace=\"{namespace}\",name=\"{name}\"}} "
+        );
+        body.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Waits until this operator has finished `n` more successful checks of `namespace/name`.
+    pub async fn wait_checks(&self, namespace: &str, name: &str, n: usize) {
+        for _ in 0..n {
+            let before = self.last_check(namespace, name).await.unwrap_or(0.0);
+            wait_for(Duration::from_secs(30), "another check", || async move {
+                self.last_check(namespace, name)
+                    .await
+                    .filter(|t| *t > before)
+                    .map(|_| ())
+            })
+            .await;
+        }
+    }
+
     /// The operator's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -310,30 +335,17 @@ impl Harness {
 
     /// The running operator's last-successful-check timestamp of `name`, if any.
     pub async fn last_check(&self, name: &str) -> Option<f64> {
-        let port = self.operator.as_ref()?.port;
-        let (_, body) = http_get(&format!("http://127.0.0.1:{port}/metrics")).await?;
-        let prefix = format!(
-            "thalassa_operator_last_successful_check_timestamp_seconds{{namespace=\"{}\",name=\"{name}\"}} ",
-            self.ns()
-        );
-        body.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|v| v.trim().parse().ok())
+        self.operator.as_ref()?.last_check(self.ns(), name).await
     }
 
     /// Waits until the running operator has finished `n` more successful checks of `name`, so
     /// "nothing happened" is asserted after the operator looked.
     pub async fn wait_checks(&self, name: &str, n: usize) {
-        for _ in 0..n {
-            let before = self.last_check(name).await.unwrap_or(0.0);
-            wait_for(Duration::from_secs(30), "another check", || async move {
-                self.last_check(name)
-                    .await
-                    .filter(|t| *t > before)
-                    .map(|_| ())
-            })
+        self.operator
+            .as_ref()
+            .expect("an operator runs")
+            .wait_checks(self.ns(), name, n)
             .await;
-        }
     }
 
     /// Starts the operator binary against this namespace and the emulator, and waits until it
