@@ -111,6 +111,7 @@ pub struct Metrics {
     reconcile_runs: Counter,
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
+    reconciles_deferred: Counter,
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<OperationLabels, Histogram>,
     reveals: Counter,
@@ -159,6 +160,12 @@ impl Metrics {
             "reconcile_duration_seconds",
             "Duration of one reconcile",
             reconcile_duration.clone(),
+        );
+        let reconciles_deferred = Counter::default();
+        registry.register(
+            "reconciles_deferred",
+            "Reconciles turned away because their namespace held its share of the reconcile slots (queued, woken when a slot frees)",
+            reconciles_deferred.clone(),
         );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -235,6 +242,7 @@ impl Metrics {
             reconcile_runs,
             reconcile_errors,
             reconcile_duration,
+            reconciles_deferred,
             requests,
             request_duration,
             reveals,
@@ -254,6 +262,11 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+
+    /// Records a reconcile turned away because its namespace held its share of the slots.
+    pub fn reconcile_deferred(&self) {
+        self.reconciles_deferred.inc();
     }
 
     /// Records one reconcile.

@@ -44,6 +44,7 @@ mod connect;
 #[cfg(test)]
 mod fixtures;
 mod hashkey;
+mod lanes;
 mod plan;
 mod reconcile;
 mod resolve;
@@ -122,6 +123,8 @@ pub struct Context {
     /// Caps how many periodic checks run at once, so new and edited resources always find a
     /// free reconcile slot.
     periodic_lane: Semaphore,
+    /// Each namespace's share of the reconcile slots.
+    lanes: lanes::TenantLanes,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -138,6 +141,7 @@ impl Context {
         metrics: Arc<Metrics>,
     ) -> Self {
         let periodic_slots = usize::from(config.concurrency / 2).max(1);
+        let config_concurrency = config.concurrency;
         let shared_limits = thalassa.as_ref().map_or_else(
             || thalassa::SharedLimits::of(&config.thalassa),
             thalassa::Client::shared_limits,
@@ -171,6 +175,7 @@ impl Context {
             status_written: Mutex::default(),
             caches_synced: tokio::sync::watch::Sender::new(false),
             periodic_lane: Semaphore::new(periodic_slots),
+            lanes: lanes::TenantLanes::new(usize::from(config_concurrency)),
             metrics,
         }
     }
@@ -554,6 +559,9 @@ pub async fn run(
 
     let prune_task = spawn_pruner(ctx.clone(), resource_store);
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    if let Some(wakeups) = ctx.lanes.take_wakeups() {
+        controller = controller.reconcile_on(wakeups);
+    }
     let resources = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown.clone())
@@ -640,6 +648,7 @@ fn spawn_pruner(
                 resources.get(&ObjectRef::new(name).within(ns)).is_some()
             });
             ctx.retain_resources(|key| resources.get(key).is_some());
+            ctx.lanes.retain(|key| resources.get(key).is_some());
             connect::retain_connections(&ctx);
             stores::retain_store_metrics(&ctx);
         }

@@ -62,8 +62,19 @@ pub(super) struct Rejection {
     error: Arc<Error>,
 }
 
+/// When a resource turned away from its namespace's full lane is tried again if no released
+/// slot woke it first (it normally is woken: see [`lanes`](super::lanes)).
+const LANE_RETRY: Duration = Duration::from_secs(10);
+
 /// Reconciles one `ThalassaSecret`.
 pub async fn reconcile(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Action> {
+    // Without the managed-Secret cache every resource would look new and reveal everything.
+    ctx.caches_synced().await;
+    // A namespace over its share of the slots waits in its own queue, not in a slot.
+    let Some(_slot) = ctx.lanes.enter(&ObjectRef::from_obj(&*ts)) else {
+        ctx.metrics.reconcile_deferred();
+        return Ok(Action::requeue(LANE_RETRY));
+    };
     let span = info_span!(
         "reconcile",
         namespace = ts.namespace().unwrap_or_default(),
@@ -81,8 +92,6 @@ pub async fn reconcile(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Act
 }
 
 async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Action> {
-    // Without the managed-Secret cache every resource would look new and reveal everything.
-    ctx.caches_synced().await;
     if ctx.is_stale(&ts) {
         // A status planned from an older copy than our own last status write would drop what
         // that write recorded (server-side apply removes omitted fields): wait for the watch.
