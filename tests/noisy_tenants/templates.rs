@@ -277,10 +277,8 @@ async fn a_noisy_tenants_templates_neither_starve_a_quiet_tenant_nor_stall_the_p
     let edits_before = edits.load(Ordering::SeqCst);
 
     // The quiet tenant: a plain new resource, a templated one, and a rotation.
-    let plain = format!(
-        "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: plain}}\nspec:\n  refreshInterval: 10s\n  data: [{{secretKey: password, remoteRef: {{path: /quiet/plain}}}}]\n"
-    );
-    apply_resource(&client, &quiet, &plain).await;
+    let plain = "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {name: plain}\nspec:\n  refreshInterval: 10s\n  data: [{secretKey: password, remoteRef: {path: /quiet/plain}}]\n";
+    apply_resource(&client, &quiet, plain).await;
     let plain_ready = wait_ready(
         &client,
         &quiet,
