@@ -174,6 +174,7 @@ async fn check_templates(
         return result.clone().map_err(Error::Template);
     }
     turn.take()?;
+    debug!("compiling the templates in the sandbox");
     let result = match template::check_in_sandbox(&templates.set).await {
         Ok(()) => Ok(()),
         Err(template::RenderFailure::Template(e)) => Err(e),

@@ -322,10 +322,21 @@ async fn a_noisy_tenants_templates_neither_starve_a_quiet_tenant_nor_stall_the_p
     let peak_mib = vm_kib(pid, "VmHWM") / 1024;
     let mut reasons = BTreeMap::new();
     for ts in noisy_api.list(&Default::default()).await.unwrap() {
-        let reason = ts
+        let name = ts.metadata.name.clone().unwrap_or_default();
+        let ready = ts
             .status
-            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
-            .map_or("none".to_string(), |c| c.reason);
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"));
+        if name.starts_with("bulk-") {
+            // Refused for their size alone, before anything is compiled or revealed.
+            let ready = ready.as_ref().expect("a bulky resource has a status");
+            assert_eq!(ready.reason, "TemplateError", "{name}: {}", ready.message);
+            assert!(
+                ready.message.contains("add up to more than 262144 bytes"),
+                "{name}: {}",
+                ready.message
+            );
+        }
+        let reason = ready.map_or("none".to_string(), |c| c.reason);
         *reasons.entry(reason).or_insert(0) += 1;
     }
     println!(
@@ -393,6 +404,22 @@ async fn labelled_configmaps_no_resource_uses_cost_almost_no_memory() {
     .await;
     let after_rss = vm_kib(pid, "VmRSS");
     let after_hwm = vm_kib(pid, "VmHWM");
+    // Unchanged templates are not compiled again by periodic checks.
+    let compiled = |log: &str| {
+        log.matches("compiling the templates in the sandbox")
+            .count()
+    };
+    let compiles = compiled(&h.operator_log());
+    assert!(
+        compiles >= 2,
+        "the first render and the edit compiled: {compiles}"
+    );
+    h.wait_checks("app", 2).await;
+    assert_eq!(
+        compiled(&h.operator_log()),
+        compiles,
+        "a periodic check compiled the templates again"
+    );
 
     // The next start lists them all again.
     h.stop_operator().await;
