@@ -345,17 +345,17 @@ async fn a_noisy_tenants_templates_neither_starve_a_quiet_tenant_nor_stall_the_p
          /healthz slowest {slowest:?} over {samples} samples ({failures} failed); operator VmHWM {peak_mib} MiB"
     );
     assert!(loop_ran_throughout, "the noisy loop ran throughout");
-    assert!(edits_during >= 2, "the noisy tenant was busy meanwhile");
+    assert!(edits_during >= 1, "the noisy tenant was busy meanwhile");
     assert!(
         plain_ready < Duration::from_secs(10),
         "a quiet plain resource took {plain_ready:?}"
     );
     assert!(
-        templated_ready < Duration::from_secs(20),
+        templated_ready < Duration::from_secs(10),
         "a quiet templated resource took {templated_ready:?}"
     );
     assert!(
-        rotation < Duration::from_secs(30),
+        rotation < Duration::from_secs(20),
         "a quiet rotation took {rotation:?}"
     );
     assert!(samples >= 20, "{samples} samples");
@@ -364,7 +364,7 @@ async fn a_noisy_tenants_templates_neither_starve_a_quiet_tenant_nor_stall_the_p
         slowest < Duration::from_secs(1),
         "/healthz took {slowest:?}"
     );
-    assert!(peak_mib < 160, "operator peak RSS {peak_mib} MiB");
+    assert!(peak_mib < 96, "operator peak RSS {peak_mib} MiB");
 }
 
 #[tokio::test]
