@@ -168,6 +168,11 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
 
+    /// Another reconcile of the same namespace holds its turn to check or render templates: the
+    /// reconcile gives its slot back and tries again shortly. Never a status.
+    #[error("waiting for this namespace's turn to render templates")]
+    TemplateTurnTaken,
+
     /// `spec.storeRef` names a store that does not exist.
     #[error(
         "{kind} {name} does not exist{}; create it or fix spec.storeRef",
@@ -364,7 +369,7 @@ impl Error {
             Error::StoreNotReady { .. } => Reason::StoreNotReady,
             Error::NamespaceNotAllowed { .. } => Reason::NamespaceNotAllowed,
             Error::Kube(_) => Reason::KubernetesError,
-            Error::Internal(_) => Reason::Internal,
+            Error::Internal(_) | Error::TemplateTurnTaken => Reason::Internal,
         }
     }
 

@@ -138,12 +138,14 @@ async fn run(args: thalassa_operator::config::Args) -> anyhow::Result<()> {
     };
 
     let readiness = Readiness::default();
-    let server = tokio::spawn(server::serve(
+    // Its own thread and runtime: the probes answer whatever load the reconciles are under.
+    let server = server::serve_on_own_thread(
         config.metrics_addr,
         readiness.clone(),
         metrics.clone(),
         stopped(stop_rx.clone()),
-    ));
+    )
+    .context("cannot serve /healthz, /readyz and /metrics")?;
     tracing::info!(addr = %config.metrics_addr, "serving /healthz, /readyz and /metrics");
     let settings = |readiness: Readiness| RunSettings {
         hash_key: hash_key.clone(),
@@ -180,7 +182,7 @@ async fn run(args: thalassa_operator::config::Args) -> anyhow::Result<()> {
     }
     server
         .await
-        .context("server task")?
+        .context("server thread")?
         .context("HTTP server")?;
     tracing::info!("stopped");
     Ok(())

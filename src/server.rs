@@ -61,3 +61,34 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+/// Serves the router on a thread of its own, with its own single-threaded runtime, until
+/// `shutdown` resolves: `/healthz` and `/readyz` answer whatever the reconciles do to the main
+/// runtime (a busy worker thread, a long synchronous step). Binds before returning, so a port
+/// in use is an error at once; the receiver gets the server's result when it stops.
+pub fn serve_on_own_thread(
+    addr: SocketAddr,
+    readiness: Readiness,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<std::io::Result<()>>> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("probes")
+        .build()?;
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("probes".into())
+        .spawn(move || {
+            let served = runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                axum::serve(listener, router(readiness, metrics))
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            });
+            let _ = done.send(served);
+        })?;
+    Ok(result)
+}

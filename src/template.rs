@@ -34,6 +34,20 @@ pub const SANDBOX_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 pub const SANDBOX_CPU_SECONDS: u64 = 5;
 /// The argument that makes the operator binary run as the sandbox.
 pub const SANDBOX_ARG: &str = "__render-template";
+/// Everything one resource's templates may pull in together: inline templates and every
+/// `templateFrom` ConfigMap item, in bytes (each item is also limited on its own).
+pub const MAX_TEMPLATES_TOTAL_BYTES: usize = 256 * 1024;
+/// The output of all data templates of a resource together: what a Secret holds.
+pub const MAX_DATA_TOTAL: usize = 1024 * 1024;
+/// The output of all annotation templates of a resource together (the apiserver's limit on an
+/// object's annotations).
+pub const MAX_ANNOTATIONS_TOTAL: usize = 256 * 1024;
+/// Sandboxes running at once in the whole process; one tenant (namespace) holds at most one
+/// ([`TenantTurn`]), so one tenant's renders never take every sandbox.
+pub const MAX_SANDBOXES: usize = 2;
+/// Largest answer the parent reads from a sandbox: every output base64-encoded plus keys and
+/// framing. The child's own output limits keep a real answer well below it.
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 /// One template and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +163,14 @@ fn position(line: Option<usize>, column: Option<usize>) -> String {
 }
 
 /// The filters added to minijinja's built-in ones, for the README.
-pub const EXTRA_FILTERS: &[&str] = &["b64enc", "b64dec", "fromjson", "toyaml", "fromyaml"];
+pub const EXTRA_FILTERS: &[&str] = &[
+    "b64enc",
+    "b64dec",
+    "fromjson",
+    "toyaml",
+    "fromyaml",
+    "urlencode_userinfo",
+];
 
 /// Every filter the README documents, with an example and what it renders (a unit test renders
 /// each, so the documented list is the one that works).
@@ -184,6 +205,11 @@ pub const DOCUMENTED_FILTERS: &[(&str, &str, &str)] = &[
         "p%40ss%20word",
     ),
     (
+        "urlencode_userinfo",
+        r#"{{ "p@ss/w:rd x" | urlencode_userinfo }}"#,
+        "p%40ss%2Fw%3Ard%20x",
+    ),
+    (
         "default",
         r#"{{ data["absent"] | default("none") }}"#,
         "none",
@@ -208,6 +234,7 @@ fn environment() -> Environment<'static> {
     env.add_filter("fromjson", fromjson);
     env.add_filter("toyaml", toyaml);
     env.add_filter("fromyaml", fromyaml);
+    env.add_filter("urlencode_userinfo", urlencode_userinfo);
     env
 }
 
@@ -245,6 +272,30 @@ fn fromyaml(value: &str) -> Result<Value, minijinja::Error> {
     serde_yaml::from_str::<serde_json::Value>(value)
         .map(|v| Value::from_serialize(&v))
         .map_err(|_| filter_error("fromyaml: not valid YAML"))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`), so
+/// the result is safe as the user or password of a URL's userinfo (`/`, `@`, `:`, `?`, `#`, `%`
+/// and spaces included; minijinja's `urlencode` leaves `/` as it is).
+fn urlencode_userinfo(value: &Value) -> Result<String, minijinja::Error> {
+    let bytes = match (value.as_str(), value.as_bytes()) {
+        (Some(text), _) => text.as_bytes(),
+        (None, Some(bytes)) => bytes,
+        _ => return Err(filter_error("urlencode_userinfo needs a string")),
+    };
+    Ok(encode_userinfo(bytes))
+}
+
+fn encode_userinfo(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn toyaml(value: &Value) -> Result<String, minijinja::Error> {
@@ -338,7 +389,9 @@ impl Drop for Capped {
     }
 }
 
-/// Renders every template from the input keys (what `data` and `dataFrom` produced).
+/// Renders every template from the input keys (what `data` and `dataFrom` produced). Each
+/// output has its own limit, and the data and annotation outputs of the resource together have
+/// one too ([`MAX_DATA_TOTAL`], [`MAX_ANNOTATIONS_TOTAL`]).
 pub fn render(
     set: &TemplateSet,
     inputs: &BTreeMap<String, Vec<u8>>,
@@ -346,25 +399,43 @@ pub fn render(
     let env = environment();
     let ctx = context(inputs);
     let mut output = Output::default();
-    let render_one = |source: &Source, limit: usize| -> Result<Vec<u8>, TemplateError> {
+    // (per-output limit, what is left of the total)
+    let render_one = |source: &Source,
+                      limit: usize,
+                      left: &mut usize,
+                      total: usize|
+     -> Result<Vec<u8>, TemplateError> {
         let template = env
             .template_from_named_str(&source.name, &source.text)
             .map_err(|e| describe_compile_error(source, &e))?;
         let mut out = Capped {
             bytes: Vec::new(),
-            limit,
+            limit: limit.min(*left),
         };
         match template.render_captured_to(&ctx, &mut out) {
-            Ok(_) => Ok(std::mem::take(&mut out.bytes)),
+            Ok(_) => {
+                *left -= out.bytes.len();
+                Ok(std::mem::take(&mut out.bytes))
+            }
+            Err(e) if e.kind() == ErrorKind::WriteFailure && *left < limit => Err(TemplateError {
+                template: source.name.clone(),
+                line: None,
+                column: None,
+                problem: format!(
+                    "the templates of this kind together render more than {total} bytes"
+                ),
+            }),
             Err(e) => Err(describe_render_error(source, &template, &e, inputs, limit)),
         }
     };
+    let mut data_left = MAX_DATA_TOTAL;
     for (key, source) in &set.data {
-        let bytes = render_one(source, MAX_DATA_OUTPUT)?;
+        let bytes = render_one(source, MAX_DATA_OUTPUT, &mut data_left, MAX_DATA_TOTAL)?;
         output.data.insert(key.clone(), bytes);
     }
     for (key, source) in &set.labels {
-        let bytes = render_one(source, 63)?;
+        let mut unlimited = usize::MAX;
+        let bytes = render_one(source, 63, &mut unlimited, usize::MAX)?;
         let text = String::from_utf8(bytes).map_err(|_| TemplateError {
             template: source.name.clone(),
             line: None,
@@ -381,8 +452,14 @@ pub fn render(
         }
         output.labels.insert(key.clone(), text);
     }
+    let mut annotations_left = MAX_ANNOTATIONS_TOTAL;
     for (key, source) in &set.annotations {
-        let bytes = render_one(source, MAX_ANNOTATION_OUTPUT)?;
+        let bytes = render_one(
+            source,
+            MAX_ANNOTATION_OUTPUT,
+            &mut annotations_left,
+            MAX_ANNOTATIONS_TOTAL,
+        )?;
         let text = String::from_utf8(bytes).map_err(|_| TemplateError {
             template: source.name.clone(),
             line: None,
@@ -455,9 +532,19 @@ fn is_text(value: &Value) -> bool {
     )
 }
 
+/// What the sandbox is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Task {
+    /// Compile every template (no values): [`compile_check`].
+    Check,
+    /// Render every template from the inputs: [`render`].
+    Render,
+}
+
 /// What the parent sends the sandbox.
 #[derive(Serialize, Deserialize)]
 struct SandboxRequest {
+    task: Task,
     set: TemplateSet,
     /// Input key to base64 of its bytes.
     inputs: BTreeMap<String, String>,
@@ -466,6 +553,62 @@ struct SandboxRequest {
 impl Drop for SandboxRequest {
     fn drop(&mut self) {
         self.inputs.values_mut().for_each(Zeroize::zeroize);
+    }
+}
+
+/// What the sandbox answers: every output value base64-encoded, so an answer is at most 4/3 of
+/// the output (JSON arrays of numbers or escaped text could be six times larger).
+#[derive(Default, Serialize, Deserialize)]
+struct WireOutput {
+    data: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
+impl Drop for WireOutput {
+    fn drop(&mut self) {
+        self.data.values_mut().for_each(Zeroize::zeroize);
+        self.labels.values_mut().for_each(Zeroize::zeroize);
+        self.annotations.values_mut().for_each(Zeroize::zeroize);
+    }
+}
+
+impl WireOutput {
+    fn encode(output: &Output) -> WireOutput {
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        WireOutput {
+            data: output
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), b64(v)))
+                .collect(),
+            labels: output
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), b64(v.as_bytes())))
+                .collect(),
+            annotations: output
+                .annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), b64(v.as_bytes())))
+                .collect(),
+        }
+    }
+
+    fn decode(&self) -> Option<Output> {
+        let bytes = |text: &String| base64::engine::general_purpose::STANDARD.decode(text).ok();
+        let text = |text: &String| bytes(text).and_then(|b| String::from_utf8(b).ok());
+        let mut output = Output::default();
+        for (k, v) in &self.data {
+            output.data.insert(k.clone(), bytes(v)?);
+        }
+        for (k, v) in &self.labels {
+            output.labels.insert(k.clone(), text(v)?);
+        }
+        for (k, v) in &self.annotations {
+            output.annotations.insert(k.clone(), text(v)?);
+        }
+        Some(output)
     }
 }
 
@@ -482,9 +625,38 @@ pub enum RenderFailure {
     Sandbox(String),
 }
 
-/// One render at a time: each child may take [`SANDBOX_MEMORY_BYTES`], and the operator's own
-/// memory limit must hold the operator and a render together.
-static RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+/// Sandboxes running at once, process-wide: each child may take [`SANDBOX_MEMORY_BYTES`] and
+/// [`SANDBOX_CPU_SECONDS`]. Waiters are served first come, first served; since a tenant holds at
+/// most one [`TenantTurn`], the queue holds at most one waiter per tenant (round-robin).
+static SANDBOXES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_SANDBOXES);
+
+/// The tenants (namespaces) holding their turn.
+static TURNS: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// One tenant's turn to check or render templates: at most one per tenant at a time, held from
+/// the first sandbox a reconcile needs until its render is done. A reconcile that does not get
+/// it does not wait (it would hold a reconcile slot): it tries again shortly.
+#[derive(Debug)]
+pub struct TenantTurn {
+    tenant: String,
+}
+
+impl TenantTurn {
+    /// The tenant's turn, or `None` while another reconcile of the same tenant holds it.
+    pub fn try_take(tenant: &str) -> Option<TenantTurn> {
+        let mut turns = TURNS.lock().expect("turns lock");
+        turns.insert(tenant.to_string()).then(|| TenantTurn {
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+impl Drop for TenantTurn {
+    fn drop(&mut self) {
+        TURNS.lock().expect("turns lock").remove(&self.tenant);
+    }
+}
 
 /// Renders in a child process (this binary, run with [`SANDBOX_ARG`]) limited to
 /// [`SANDBOX_MEMORY_BYTES`] of address space and [`SANDBOX_CPU_SECONDS`] of CPU, so no template
@@ -495,10 +667,31 @@ pub async fn render_in_sandbox(
 ) -> Result<Output, RenderFailure> {
     match std::env::current_exe() {
         Ok(exe) => render_in_sandbox_with(&exe, set, inputs).await,
-        Err(_) => Err(RenderFailure::Sandbox(
-            "the template sandbox cannot be started".into(),
-        )),
+        Err(_) => Err(not_started()),
     }
+}
+
+/// Compiles every template in the sandbox (the same limits as a render), so a template's
+/// syntax is checked before anything is revealed without costing the operator's own CPU.
+pub async fn check_in_sandbox(set: &TemplateSet) -> Result<(), RenderFailure> {
+    match std::env::current_exe() {
+        Ok(exe) => check_in_sandbox_with(&exe, set).await,
+        Err(_) => Err(not_started()),
+    }
+}
+
+fn not_started() -> RenderFailure {
+    RenderFailure::Sandbox("the template sandbox cannot be started".into())
+}
+
+/// [`check_in_sandbox`] with the operator binary given (tests run it from outside).
+pub async fn check_in_sandbox_with(
+    exe: &std::path::Path,
+    set: &TemplateSet,
+) -> Result<(), RenderFailure> {
+    ask_sandbox(exe, Task::Check, set, &BTreeMap::new())
+        .await
+        .map(drop)
 }
 
 /// [`render_in_sandbox`] with the operator binary given (tests run it from outside).
@@ -507,7 +700,17 @@ pub async fn render_in_sandbox_with(
     set: &TemplateSet,
     inputs: &BTreeMap<String, Vec<u8>>,
 ) -> Result<Output, RenderFailure> {
+    ask_sandbox(exe, Task::Render, set, inputs).await
+}
+
+async fn ask_sandbox(
+    exe: &std::path::Path,
+    task: Task,
+    set: &TemplateSet,
+    inputs: &BTreeMap<String, Vec<u8>>,
+) -> Result<Output, RenderFailure> {
     let request = SandboxRequest {
+        task,
         set: set.clone(),
         inputs: inputs
             .iter()
@@ -522,19 +725,40 @@ pub async fn render_in_sandbox_with(
     let mut body = serde_json::to_vec(&request).expect("request serializes");
     drop(request);
     let result = {
-        let _permit = RENDERS.acquire().await.expect("never closed");
+        let _permit = SANDBOXES.acquire().await.expect("never closed");
         run_sandbox(exe, &body).await
     };
     body.zeroize();
     let mut stdout = result?;
-    let parsed = serde_json::from_slice::<Result<Output, TemplateError>>(&stdout)
+    let parsed = serde_json::from_slice::<Result<WireOutput, TemplateError>>(&stdout)
         .map_err(|_| RenderFailure::Sandbox("the template sandbox gave no answer".into()));
     stdout.zeroize();
-    parsed?.map_err(RenderFailure::Template)
+    match parsed? {
+        Ok(wire) => wire
+            .decode()
+            .ok_or_else(|| RenderFailure::Sandbox("the template sandbox gave no answer".into())),
+        Err(e) => Err(RenderFailure::Template(e)),
+    }
 }
 
 /// Exit code of the sandbox when it could not set itself up or talk to the parent.
 const SANDBOX_SETUP_FAILED: i32 = 2;
+
+/// Reads `reader` to its end, or to `cap` bytes: `None` when there was more.
+async fn read_capped(
+    reader: impl tokio::io::AsyncRead + Unpin,
+    cap: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+    reader.take(limit).read_to_end(&mut bytes).await?;
+    if bytes.len() > cap {
+        bytes.zeroize();
+        return Ok(None);
+    }
+    Ok(Some(bytes))
+}
 
 async fn run_sandbox(exe: &std::path::Path, body: &[u8]) -> Result<Vec<u8>, RenderFailure> {
     use tokio::io::AsyncWriteExt;
@@ -546,38 +770,60 @@ async fn run_sandbox(exe: &std::path::Path, body: &[u8]) -> Result<Vec<u8>, Rend
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|_| RenderFailure::Sandbox("the template sandbox cannot be started".into()))?;
+        .map_err(|_| not_started())?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
     let write = async move {
         let _ = stdin.write_all(body).await;
         drop(stdin);
     };
+    // The answer is read as it comes, never past MAX_ANSWER_BYTES.
     let wait = async {
-        let (_, output) = tokio::join!(write, child.wait_with_output());
-        output
+        let (_, answer) = tokio::join!(write, read_capped(stdout, MAX_ANSWER_BYTES));
+        match answer {
+            Ok(Some(answer)) => Ok((child.wait().await, answer)),
+            Ok(None) => {
+                let _ = child.kill().await;
+                Err(RenderFailure::Sandbox(
+                    "the template sandbox's answer was larger than it may be".into(),
+                ))
+            }
+            Err(_) => Err(RenderFailure::Sandbox("the template sandbox failed".into())),
+        }
     };
     let limit = Duration::from_secs(SANDBOX_CPU_SECONDS * 2);
-    match tokio::time::timeout(limit, wait).await {
-        Ok(Ok(output)) if output.status.success() => Ok(output.stdout),
-        Ok(Ok(output)) if output.status.code() == Some(SANDBOX_SETUP_FAILED) => Err(
-            RenderFailure::Sandbox("the template sandbox could not set itself up".into()),
-        ),
-        // Killed by a signal: the CPU limit (SIGXCPU) or an allocation past the address-space
-        // limit (abort).
-        Ok(Ok(_)) => Err(RenderFailure::Template(TemplateError {
-            template: "target.template".into(),
-            line: None,
-            column: None,
-            problem: format!(
-                "the template exceeded the sandbox's limits ({} MiB of memory, {SANDBOX_CPU_SECONDS} s of CPU)",
-                SANDBOX_MEMORY_BYTES / 1024 / 1024
-            ),
-        })),
-        Ok(Err(_)) => Err(RenderFailure::Sandbox("the template sandbox failed".into())),
-        Err(_) => Err(RenderFailure::Sandbox(format!(
-            "the template sandbox took longer than {} s (a busy node?)",
-            limit.as_secs()
-        ))),
+    let (status, mut answer) = match tokio::time::timeout(limit, wait).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(failure)) => return Err(failure),
+        Err(_) => {
+            return Err(RenderFailure::Sandbox(format!(
+                "the template sandbox took longer than {} s (a busy node?)",
+                limit.as_secs()
+            )));
+        }
+    };
+    match status {
+        Ok(status) if status.success() => Ok(answer),
+        other => {
+            answer.zeroize();
+            match other {
+                Ok(status) if status.code() == Some(SANDBOX_SETUP_FAILED) => Err(
+                    RenderFailure::Sandbox("the template sandbox could not set itself up".into()),
+                ),
+                // Killed by a signal: the CPU limit (SIGXCPU) or an allocation past the
+                // address-space limit (abort).
+                Ok(_) => Err(RenderFailure::Template(TemplateError {
+                    template: "target.template".into(),
+                    line: None,
+                    column: None,
+                    problem: format!(
+                        "the template exceeded the sandbox's limits ({} MiB of memory, {SANDBOX_CPU_SECONDS} s of CPU)",
+                        SANDBOX_MEMORY_BYTES / 1024 / 1024
+                    ),
+                })),
+                Err(_) => Err(RenderFailure::Sandbox("the template sandbox failed".into())),
+            }
+        }
     }
 }
 
@@ -625,10 +871,18 @@ pub fn sandbox_main() -> i32 {
             Err(_) => return SANDBOX_SETUP_FAILED,
         };
     }
-    let result = render(&request.set, &inputs);
+    let result = match request.task {
+        Task::Check => compile_check(&request.set).map(|()| Output::default()),
+        Task::Render => render(&request.set, &inputs),
+    };
     inputs.values_mut().for_each(Zeroize::zeroize);
-    let mut answer = serde_json::to_vec(&result).expect("result serializes");
+    let wire = result
+        .as_ref()
+        .map(WireOutput::encode)
+        .map_err(Clone::clone);
     drop(result);
+    let mut answer = serde_json::to_vec(&wire).expect("result serializes");
+    drop(wire);
     let written = std::io::stdout().write_all(&answer).is_ok();
     answer.zeroize();
     if written { 0 } else { SANDBOX_SETUP_FAILED }
@@ -808,6 +1062,83 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.problem.contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn urlencode_userinfo_leaves_only_unreserved_characters() {
+        let all: Vec<u8> = (0..=255).collect();
+        let encoded = encode_userinfo(&all);
+        assert!(
+            encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)),
+            "{encoded}"
+        );
+        let out = render(
+            &set(&[("k", "{{ password | urlencode_userinfo }}")]),
+            &inputs(&[("password", "a/b@c:d e%f+g?h#i")]),
+        )
+        .unwrap();
+        assert_eq!(text(&out, "k"), "a%2Fb%40c%3Ad%20e%25f%2Bg%3Fh%23i");
+    }
+
+    #[test]
+    fn data_and_annotation_outputs_are_limited_in_total_too() {
+        let half = "{% for i in range(600) %}{{ 'y' * 1000 }}{% endfor %}";
+        let out = render(&set(&[("a", half)]), &inputs(&[])).unwrap();
+        assert_eq!(out.data["a"].len(), 600_000, "one is under every limit");
+        let e = render(&set(&[("a", half), ("b", half)]), &inputs(&[])).unwrap_err();
+        assert_eq!(e.template, "target.template.data[b]");
+        assert!(e.problem.contains("together"), "{e}");
+        let mut annotated = set(&[]);
+        for i in 0..5 {
+            annotated.annotations.insert(
+                format!("a{i}"),
+                Source {
+                    name: format!("target.template.annotations[a{i}]"),
+                    text: "{% for i in range(60) %}{{ 'y' * 1000 }}{% endfor %}".into(),
+                },
+            );
+        }
+        let e = render(&annotated, &inputs(&[])).unwrap_err();
+        assert!(e.problem.contains("together"), "{e}");
+    }
+
+    #[test]
+    fn the_sandbox_answer_is_compact_and_round_trips() {
+        let mut output = Output::default();
+        output.data.insert("bin".into(), vec![0, 255, 7]);
+        output.data.insert("big".into(), vec![b'x'; 30_000]);
+        output.labels.insert("l".into(), "v".into());
+        output.annotations.insert("a".into(), "\u{1}\n".into());
+        let wire =
+            serde_json::to_vec(&Ok::<_, TemplateError>(WireOutput::encode(&output))).unwrap();
+        assert!(wire.len() < 30_000 * 4 / 3 + 200, "{} bytes", wire.len());
+        let back: Result<WireOutput, TemplateError> = serde_json::from_slice(&wire).unwrap();
+        let back = back.unwrap().decode().unwrap();
+        assert_eq!(back.data, output.data);
+        assert_eq!(back.labels, output.labels);
+        assert_eq!(back.annotations, output.annotations);
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_only_up_to_the_cap() {
+        let body = vec![b'x'; 1000];
+        assert_eq!(
+            read_capped(&body[..], 1000).await.unwrap(),
+            Some(body.clone())
+        );
+        assert_eq!(read_capped(&body[..], 999).await.unwrap(), None);
+    }
+
+    #[test]
+    fn a_tenant_holds_one_turn_at_a_time() {
+        let first = TenantTurn::try_take("unit-team-a").expect("free");
+        assert!(TenantTurn::try_take("unit-team-a").is_none(), "taken");
+        let other = TenantTurn::try_take("unit-team-b").expect("another tenant's own turn");
+        drop(first);
+        assert!(TenantTurn::try_take("unit-team-a").is_some(), "given back");
+        drop(other);
     }
 
     #[test]

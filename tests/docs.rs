@@ -129,3 +129,95 @@ fn the_argocd_cm_snippet_embeds_the_health_script_byte_for_byte_for_every_kind()
     assert_eq!(expected.len(), 3);
     assert_eq!(data.len(), expected.len(), "no other keys: {data:?}");
 }
+
+/// Percent-decodes a URL component.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The `DATABASE_URL` template of a ThalassaSecret document (the README's example or a sample).
+fn dsn_template(yaml: &str) -> String {
+    let doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("valid YAML");
+    doc["spec"]["target"]["template"]["data"]["DATABASE_URL"]
+        .as_str()
+        .expect("a DATABASE_URL template")
+        .to_string()
+}
+
+/// Renders `template` with the given inputs, as the operator does.
+fn render_dsn(template: &str, inputs: &[(&str, &str)]) -> String {
+    use thalassa_operator::template::{Source, TemplateSet, render};
+    let set = TemplateSet {
+        data: [(
+            "DATABASE_URL".to_string(),
+            Source {
+                name: "DATABASE_URL".into(),
+                text: template.to_string(),
+            },
+        )]
+        .into(),
+        ..TemplateSet::default()
+    };
+    let inputs = inputs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let output = render(&set, &inputs).expect("the example renders");
+    String::from_utf8(output.data["DATABASE_URL"].clone()).unwrap()
+}
+
+#[test]
+fn the_readme_dsn_example_survives_a_password_with_url_delimiters() {
+    let readme = readme();
+    let section = &readme[readme.find("### Templates").expect("a Templates section")..];
+    let start = section.find("```yaml\n").expect("a YAML example") + "```yaml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/samples/template-dsn.yaml"
+    ))
+    .unwrap();
+    let password = "p/ss@w:rd x%?#+";
+    let user = "app@team";
+    for (what, yaml) in [
+        ("README", example),
+        ("config/samples/template-dsn.yaml", &sample),
+    ] {
+        let dsn = render_dsn(
+            &dsn_template(yaml),
+            &[
+                ("username", user),
+                ("password", password),
+                ("host", "db.production.internal"),
+            ],
+        );
+        let url = reqwest::Url::parse(&dsn).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(url.scheme(), "postgres", "{what}");
+        assert!(
+            matches!(url.host_str(), Some("db" | "db.production.internal")),
+            "{what}: host {:?}",
+            url.host_str()
+        );
+        assert_eq!(url.port(), Some(5432), "{what}");
+        assert_eq!(url.path(), "/shop", "{what}");
+        assert_eq!(percent_decode(url.username()), user.as_bytes(), "{what}");
+        assert_eq!(
+            percent_decode(url.password().expect("a password")),
+            password.as_bytes(),
+            "{what}"
+        );
+    }
+}

@@ -3,7 +3,9 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use thalassa_operator::template::{RenderFailure, Source, TemplateSet, render_in_sandbox_with};
+use thalassa_operator::template::{
+    RenderFailure, Source, TemplateSet, check_in_sandbox_with, render_in_sandbox_with,
+};
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_thalassa-secrets-operator"))
@@ -75,4 +77,50 @@ async fn render_errors_from_the_child_carry_position_and_no_value() {
     assert_eq!(error.template, "target.template.data[k]");
     assert_eq!(error.line, Some(2));
     assert!(!error.to_string().contains(canary), "{error}");
+}
+
+#[tokio::test]
+async fn compile_checks_run_in_the_child_with_position() {
+    check_in_sandbox_with(exe(), &one("k", "{{ user }}"))
+        .await
+        .expect("compiles");
+    let error = check_in_sandbox_with(exe(), &one("k", "ok\n{{ user }\n"))
+        .await
+        .expect_err("a syntax error");
+    let RenderFailure::Template(error) = error else {
+        panic!("a syntax error is the template's: {error}");
+    };
+    assert_eq!(error.line, Some(2));
+    assert!(error.problem.starts_with("syntax error"), "{error}");
+}
+
+#[tokio::test]
+async fn ten_outputs_of_a_megabyte_are_refused_by_the_child() {
+    let set = TemplateSet {
+        data: (0..10)
+            .map(|k| {
+                (
+                    format!("out{k}"),
+                    Source {
+                        name: format!("target.template.data[out{k}]"),
+                        text: "{{ 'y' * 1000000 }}".into(),
+                    },
+                )
+            })
+            .collect(),
+        ..TemplateSet::default()
+    };
+    let error = render_in_sandbox_with(exe(), &set, &inputs(&[]))
+        .await
+        .expect_err("more than a Secret holds");
+    let RenderFailure::Template(error) = error else {
+        panic!("the output total is the template's: {error}");
+    };
+    assert_eq!(error.template, "target.template.data[out1]");
+    assert!(error.problem.contains("together"), "{error}");
+    // One of them fits, and comes back byte for byte.
+    let one_output = render_in_sandbox_with(exe(), &one("k", "{{ 'y' * 1000000 }}"), &inputs(&[]))
+        .await
+        .expect("renders");
+    assert_eq!(one_output.data["k"], vec![b'y'; 1_000_000]);
 }

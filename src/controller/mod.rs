@@ -40,6 +40,7 @@ use crate::{
 use connect::{Connection, ConnectionKey};
 
 mod apply;
+mod config_maps;
 mod connect;
 #[cfg(test)]
 mod fixtures;
@@ -72,8 +73,8 @@ pub struct Caches {
     pub cluster_stores: Store<ClusterThalassaSecretStore>,
     /// Namespace metadata (cluster mode).
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
-    /// ConfigMaps labelled as templates.
-    pub template_config_maps: Store<ConfigMap>,
+    /// Metadata of ConfigMaps labelled as templates.
+    pub template_config_maps: Store<PartialObjectMeta<ConfigMap>>,
 }
 
 /// Shared state of the controller.
@@ -101,8 +102,12 @@ pub struct Context {
     pub hash_key: HashKey,
     /// Metadata of managed Secrets (label-selected; no values).
     pub secrets: Store<PartialObjectMeta<Secret>>,
-    /// ConfigMaps labelled as templates (label-selected), for `templateFrom`.
-    pub template_config_maps: Store<ConfigMap>,
+    /// ConfigMaps labelled as templates (label-selected metadata; data read when used), for
+    /// `templateFrom`.
+    pub template_config_maps: config_maps::TemplateConfigMaps,
+    /// The last compile check of each resource's templates, by their keyed hash: unchanged
+    /// templates are not compiled again.
+    template_checks: Mutex<HashMap<ObjectRef<ThalassaSecret>, TemplateCheck>>,
     /// resourceVersion of each managed Secret as last written or verified by this process.
     verified: Mutex<HashMap<(String, String), String>>,
     /// Consecutive failures per resource, for backoff.
@@ -153,6 +158,8 @@ impl Context {
                 identity: crate::crd::DEFAULT_CONNECTION.into(),
             })
         });
+        let template_config_maps =
+            config_maps::TemplateConfigMaps::new(client.clone(), caches.template_config_maps);
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -165,7 +172,8 @@ impl Context {
             namespaces: caches.namespaces,
             hash_key,
             secrets: caches.secrets,
-            template_config_maps: caches.template_config_maps,
+            template_config_maps,
+            template_checks: Mutex::default(),
             verified: Mutex::default(),
             failures: Mutex::default(),
             rejected: Mutex::default(),
@@ -185,6 +193,13 @@ impl Context {
 type ShardStores = (
     Store<ThalassaSecretStore>,
     Option<Store<ClusterThalassaSecretStore>>,
+);
+
+/// The outcome of compiling one resource's templates: their keyed hash, and whether they
+/// compiled (a template's own error is deterministic).
+type TemplateCheck = (
+    String,
+    std::result::Result<(), crate::template::TemplateError>,
 );
 
 /// A resource's run of failed reconciles.
@@ -290,6 +305,10 @@ impl Context {
             .lock()
             .expect("name lock")
             .retain(|k| exists(k));
+        self.template_checks
+            .lock()
+            .expect("checks lock")
+            .retain(|k, _| exists(k));
         // A verified Secret whose resource is gone (deleted, or moved to another shard): the next
         // owner, if any, verifies it again.
         self.verified
@@ -519,13 +538,15 @@ pub async fn run(
             |secret| owner_of(&secret),
         )
         .watches_stream(
+            // `PartialObjectMeta`: metadata-only requests; the data is read when a resource
+            // names the ConfigMap (`config_maps`).
             cached_watch(
                 config_map_writer,
-                scoped(&client, namespace.as_deref()),
+                scoped::<PartialObjectMeta<ConfigMap>>(&client, namespace.as_deref()),
                 watcher::Config::default().labels(TEMPLATE_CONFIGMAP_SELECTOR),
                 watch(Watch::TemplateConfigMaps),
             ),
-            move |config_map: ConfigMap| {
+            move |config_map: PartialObjectMeta<ConfigMap>| {
                 let (namespace, name) = (config_map.namespace(), config_map.name_any());
                 users_of(&template_users, |ts| {
                     ts.namespace() == namespace && renders_from(ts, &name)
@@ -649,6 +670,7 @@ fn spawn_pruner(
             });
             ctx.retain_resources(|key| resources.get(key).is_some());
             ctx.lanes.retain(|key| resources.get(key).is_some());
+            ctx.template_config_maps.retain_used(&resources);
             connect::retain_connections(&ctx);
             stores::retain_store_metrics(&ctx);
         }

@@ -41,6 +41,42 @@ use crate::{
 
 /// How soon a reconcile that found its resource older than our last status write tries again.
 const STALE_RETRY: Duration = Duration::from_millis(500);
+/// How soon a reconcile that found its namespace's template turn taken tries again.
+const TURN_RETRY: Duration = Duration::from_secs(1);
+
+/// What a reconcile did: finished, or gave its slot back to wait for its namespace's turn to
+/// check or render templates (nothing recorded, nothing counted as a failure).
+enum Step {
+    Done(Action),
+    Queued,
+}
+
+/// A reconcile's claim on its namespace's turn to use the template sandbox
+/// ([`template::TenantTurn`]): taken when a template must be compiled or rendered, kept until
+/// the reconcile ends. Without it the reconcile does not wait: [`Error::TemplateTurnTaken`].
+pub(super) struct RenderTurn {
+    tenant: String,
+    held: std::sync::Mutex<Option<template::TenantTurn>>,
+}
+
+impl RenderTurn {
+    fn of(ts: &ThalassaSecret) -> RenderTurn {
+        RenderTurn {
+            tenant: ts.namespace().unwrap_or_default(),
+            held: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Takes the namespace's turn (at once, or not at all).
+    fn take(&self) -> Result<()> {
+        let mut held = self.held.lock().expect("turn lock");
+        if held.is_none() {
+            *held =
+                Some(template::TenantTurn::try_take(&self.tenant).ok_or(Error::TemplateTurnTaken)?);
+        }
+        Ok(())
+    }
+}
 
 /// The inputs a deterministic failure depended on. While they stay the same the failure is
 /// reported again without revealing anything; any change (spec, a source version, the target
@@ -102,12 +138,62 @@ async fn reconcile_inner(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<A
     let validated = validate(&ts, &ctx.config);
     // error_policy needs the interval (and whether the spec was valid) without parsing it again.
     let retry_cap = validated.as_ref().ok().map(|v| v.refresh_interval);
-    let result = sync_and_report(&ts, &ctx, validated).await;
-    match &result {
-        Ok(_) => ctx.forget_failures(&key),
-        Err(_) => ctx.note_retry_cap(&key, retry_cap),
+    match sync_and_report(&ts, &ctx, validated).await {
+        Ok(Step::Done(action)) => {
+            ctx.forget_failures(&key);
+            Ok(action)
+        }
+        Ok(Step::Queued) => {
+            debug!("the namespace's template turn is taken; trying again shortly");
+            Ok(Action::requeue(jitter(TURN_RETRY)))
+        }
+        Err(e) => {
+            ctx.note_retry_cap(&key, retry_cap);
+            Err(e)
+        }
     }
-    result
+}
+
+/// The resource's connection and its templates, read and compiled.
+async fn connect_with_templates(
+    ts: &ThalassaSecret,
+    ctx: &Context,
+    turn: &RenderTurn,
+) -> Result<(Arc<connect::Connection>, Option<Templates>)> {
+    let connection = connect::connect(ts, ctx)?;
+    let templates = resolve::templates(ts, &ctx.template_config_maps, &ctx.hash_key).await?;
+    if let Some(templates) = &templates {
+        check_templates(ts, ctx, templates, turn).await?;
+    }
+    Ok((connection, templates))
+}
+
+/// Compiles the resource's templates in the sandbox, unless the same templates (by keyed hash)
+/// were compiled before: a periodic check compiles nothing.
+async fn check_templates(
+    ts: &ThalassaSecret,
+    ctx: &Context,
+    templates: &Templates,
+    turn: &RenderTurn,
+) -> Result<()> {
+    let key = ObjectRef::from_obj(ts);
+    if let Some((hash, result)) = ctx.template_checks.lock().expect("checks lock").get(&key)
+        && *hash == templates.hash
+    {
+        return result.clone().map_err(Error::Template);
+    }
+    turn.take()?;
+    debug!("compiling the templates in the sandbox");
+    let result = match template::check_in_sandbox(&templates.set).await {
+        Ok(()) => Ok(()),
+        Err(template::RenderFailure::Template(e)) => Err(e),
+        Err(template::RenderFailure::Sandbox(problem)) => return Err(Error::Internal(problem)),
+    };
+    ctx.template_checks
+        .lock()
+        .expect("checks lock")
+        .insert(key, (templates.hash.clone(), result.clone()));
+    result.map_err(Error::Template)
 }
 
 /// The force-sync value this reconcile acts on: one not recorded as handled in status, nor by
@@ -124,12 +210,10 @@ async fn sync_and_report(
     ts: &ThalassaSecret,
     ctx: &Context,
     validated: Result<ValidatedSpec>,
-) -> Result<Action> {
+) -> Result<Step> {
+    let turn = RenderTurn::of(ts);
     let (validated, learned, result) = match validated {
-        Ok(mut spec) => match connect::connect(ts, ctx).and_then(|connection| {
-            let templates = resolve::templates(ts, &ctx.template_config_maps, &ctx.hash_key)?;
-            Ok((connection, templates))
-        }) {
+        Ok(mut spec) => match connect_with_templates(ts, ctx, &turn).await {
             Ok((connection, templates)) => {
                 if ts.spec.region.is_none() {
                     spec.region.clone_from(&connection.default_region);
@@ -137,19 +221,22 @@ async fn sync_and_report(
                 spec.connection.clone_from(&connection.identity);
                 spec.templates = templates;
                 spec.force = force_to_handle(ts, ctx);
-                let (learned, result) = sync(ts, &spec, ctx, &connection.sources).await;
+                let (learned, result) = sync(ts, &spec, ctx, &connection.sources, &turn).await;
                 (Some(spec), learned, result)
             }
             Err(e) => (Some(spec), Learned::default(), Err(e)),
         },
         Err(e) => (None, Learned::default(), Err(e)),
     };
+    if matches!(result, Err(Error::TemplateTurnTaken)) {
+        return Ok(Step::Queued);
+    }
     if let Err(e) = &result
         && e.is_namespace_terminating()
     {
         // The namespace is being deleted: no re-create, no retry, no Warning Event.
         debug!("namespace is being deleted; nothing more to do");
-        return Ok(Action::await_change());
+        return Ok(Step::Done(Action::await_change()));
     }
     let now = status::now();
     let (result, restart) = match (&validated, result) {
@@ -195,7 +282,7 @@ async fn sync_and_report(
         match apply::write_status(&api, &ts.name_any(), &plan.status).await {
             Err(e) if e.is_kube_not_found() || e.is_namespace_terminating() => {
                 debug!("the resource or its namespace is gone; nothing more to do");
-                return Ok(Action::await_change());
+                return Ok(Step::Done(Action::await_change()));
             }
             Ok(Some(rv)) => ctx.note_status_written(ts, rv),
             other => {
@@ -218,7 +305,11 @@ async fn sync_and_report(
     ctx.metrics
         .checked(&ts.namespace().unwrap_or_default(), &ts.name_any());
     let refresh = validated.map_or(ctx.config.default_refresh_interval, |v| v.refresh_interval);
-    Ok(next_check(ts.spec.refresh_policy, refresh, restart.wait))
+    Ok(Step::Done(next_check(
+        ts.spec.refresh_policy,
+        refresh,
+        restart.wait,
+    )))
 }
 
 /// When to reconcile again after a success: at half the interval (a shared listing may already
@@ -286,6 +377,7 @@ async fn sync(
     spec: &ValidatedSpec,
     ctx: &Context,
     sources: &SourceCache,
+    turn: &RenderTurn,
 ) -> (Learned, Result<SyncOutcome>) {
     // What the Secret (as last seen by the watch) says it reflects. A Secret written for another
     // resource (UID), another generation, or none at all makes this a new or edited resource.
@@ -358,7 +450,7 @@ async fn sync(
     let (revealed, result) = sync_checked(
         ts,
         spec,
-        ctx,
+        (ctx, turn),
         sources,
         metas,
         written.as_deref(),
@@ -378,7 +470,7 @@ async fn sync(
 async fn sync_checked(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
-    ctx: &Context,
+    (ctx, turn): (&Context, &RenderTurn),
     sources: &SourceCache,
     metas: SourceMetas,
     written: Option<&PartialObjectMeta<Secret>>,
@@ -410,7 +502,7 @@ async fn sync_checked(
     let read_first = written.is_some()
         || ts.spec.target.creation_policy != CreationPolicy::Owner
         || ctx.name_taken.lock().expect("name lock").contains(&key);
-    match sync_target(ts, spec, ctx, sources, metas, read_first).await {
+    match sync_target(ts, spec, (ctx, turn), sources, metas, read_first).await {
         (revealed, Err(e)) if e.is_deterministic() => {
             let error = Arc::new(e);
             ctx.rejected.lock().expect("rejected lock").insert(
@@ -489,7 +581,7 @@ fn verified_rv(ctx: &Context, ts: &ThalassaSecret, spec: &ValidatedSpec) -> Opti
 async fn sync_target(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
-    ctx: &Context,
+    (ctx, turn): (&Context, &RenderTurn),
     sources: &SourceCache,
     mut metas: SourceMetas,
     mut read_first: bool,
@@ -499,7 +591,16 @@ async fn sync_target(
     let mut revealed_any = false;
     let mut lost_race = false;
     loop {
-        let prepared = match prepare(ts, spec, ctx, sources, &secrets, &mut metas, read_first).await
+        let prepared = match prepare(
+            ts,
+            spec,
+            (ctx, turn),
+            sources,
+            &secrets,
+            &mut metas,
+            read_first,
+        )
+        .await
         {
             Ok(prepared) => prepared,
             Err(e) => return (revealed_any, Err(e)),
@@ -539,7 +640,7 @@ struct Prepared {
 async fn prepare(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
-    ctx: &Context,
+    (ctx, turn): (&Context, &RenderTurn),
     sources: &SourceCache,
     secrets: &Api<Secret>,
     metas: &mut SourceMetas,
@@ -558,6 +659,10 @@ async fn prepare(
     let reuse = plan::reuse_allowed(ts, spec, existing.as_ref(), target);
     // Templates need every input at once: the Secret is kept whole or every source is read.
     let reuse_whole = spec.templates.is_some() && plan::reuse_whole(&desired, &recorded, reuse);
+    if spec.templates.is_some() && !reuse_whole {
+        // A render follows: the namespace's turn is taken before anything is revealed for it.
+        turn.take()?;
+    }
     let to_reveal = match (&spec.templates, reuse_whole) {
         (None, _) => plan::plan_reveals(&desired, &recorded, reuse),
         (Some(_), true) => Vec::new(),

@@ -11,13 +11,10 @@ use std::{
 use futures::future::join_all;
 use tracing::debug;
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::{
-    ResourceExt,
-    runtime::reflector::{ObjectRef, Store},
-};
+use kube::ResourceExt;
 
 use super::{
+    config_maps::{Item, MAX_TEMPLATE_BYTES, TemplateConfigMaps},
     plan::SourceMetas,
     validate::{Templates, ValidatedSpec},
 };
@@ -26,25 +23,44 @@ use crate::{
     error::{Error, Result},
     render::{HashKey, SourceRecord, is_valid_secret_key, template_hash},
     sources::{SourceCache, SourceMeta, parent_prefix},
-    template::{self, TemplateError, TemplateSet},
+    template::{self, MAX_TEMPLATES_TOTAL_BYTES, TemplateError, TemplateSet},
     thalassa::{self, KmsSummary, RevealedSecret},
 };
 
-/// The largest template, inline (the CRD's limit) or in a ConfigMap.
-const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
-
 /// The resource's templates: the inline ones and those of the ConfigMaps `templateFrom` names
-/// (read from the label-selected cache), compiled, so a syntax error or a missing ConfigMap is
-/// reported before anything is revealed.
-pub(super) fn templates(
+/// (read through [`TemplateConfigMaps`]), with their keyed hash, so a missing ConfigMap is
+/// reported before anything is revealed. Everything they pull in together is at most
+/// [`MAX_TEMPLATES_TOTAL_BYTES`]. Compiling them is the sandbox's work
+/// ([`template::check_in_sandbox`]).
+pub(super) async fn templates(
     ts: &ThalassaSecret,
-    config_maps: &Store<ConfigMap>,
+    config_maps: &TemplateConfigMaps,
     hash_key: &HashKey,
 ) -> Result<Option<Templates>> {
     let Some(template) = &ts.spec.target.template else {
         return Ok(None);
     };
     let namespace = ts.namespace().unwrap_or_default();
+    let mut total: usize = template
+        .data
+        .values()
+        .chain(template.labels.values())
+        .chain(template.annotations.values())
+        .map(String::len)
+        .sum();
+    let too_much = |total: usize| {
+        Error::Template(TemplateError {
+            template: "target.template".into(),
+            line: None,
+            column: None,
+            problem: format!(
+                "the templates (inline and templateFrom items together) add up to more than {MAX_TEMPLATES_TOTAL_BYTES} bytes (at least {total})"
+            ),
+        })
+    };
+    if total > MAX_TEMPLATES_TOTAL_BYTES {
+        return Err(too_much(total));
+    }
     let mut from_config_maps = BTreeMap::new();
     for source in &template.template_from {
         let name = &source.config_map.name;
@@ -56,25 +72,25 @@ pub(super) fn templates(
                 problem,
             })
         };
-        let config_map = config_maps
-            .get(&ObjectRef::new(name).within(&namespace))
-            .ok_or_else(|| {
-                unusable(format!(
-                    "not found: it must exist in namespace {namespace} and carry the label {TEMPLATE_CONFIGMAP_LABEL}: \"true\""
-                ))
-            })?;
+        let config_map = config_maps.get(&namespace, name).await?.ok_or_else(|| {
+            unusable(format!(
+                "not found: it must exist in namespace {namespace} and carry the label {TEMPLATE_CONFIGMAP_LABEL}: \"true\""
+            ))
+        })?;
         for item in &source.config_map.items {
-            let text = config_map
-                .data
-                .as_ref()
-                .and_then(|d| d.get(&item.key))
-                .ok_or_else(|| unusable(format!("has no key {} in data", item.key)))?;
-            if text.len() > MAX_TEMPLATE_BYTES {
-                return Err(unusable(format!(
-                    "key {} holds {} bytes; a template may have at most {MAX_TEMPLATE_BYTES}",
-                    item.key,
-                    text.len()
-                )));
+            let text = match config_map.items.get(&item.key) {
+                None => return Err(unusable(format!("has no key {} in data", item.key))),
+                Some(Item::TooLarge(bytes)) => {
+                    return Err(unusable(format!(
+                        "key {} holds {bytes} bytes; a template may have at most {MAX_TEMPLATE_BYTES}",
+                        item.key,
+                    )));
+                }
+                Some(Item::Text(text)) => text,
+            };
+            total += text.len();
+            if total > MAX_TEMPLATES_TOTAL_BYTES {
+                return Err(too_much(total));
             }
             let secret_key = item.secret_key.clone().unwrap_or_else(|| item.key.clone());
             if !is_valid_secret_key(&secret_key) {
@@ -97,7 +113,6 @@ pub(super) fn templates(
         }
     }
     let set = TemplateSet::from_spec(template, from_config_maps);
-    template::compile_check(&set).map_err(Error::Template)?;
     let hash = template_hash(hash_key, &set);
     Ok(Some(Templates { set, hash }))
 }
