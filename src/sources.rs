@@ -170,10 +170,25 @@ impl SourceCache {
                 let client = self.client.clone();
                 let sizes = Arc::clone(&self.sizes);
                 async move {
-                    let listed = client
-                        .list_secret_metadata(&key.0, &key.1)
-                        .await
-                        .map_err(Arc::new)?;
+                    // Only entries under the prefix are kept (the client drops the rest while
+                    // parsing), so a listing holds what this prefix names, however large the
+                    // server's answer.
+                    let listed = match client.list_secret_metadata(&key.0, &key.1).await {
+                        Ok(thalassa::Listed::Entries(listed)) => listed,
+                        Ok(thalassa::Listed::TooMany(count)) => {
+                            // Remembered, so explicit paths under it are checked one by one.
+                            sizes.lock().expect("sizes lock").insert(key.clone(), count);
+                            return Err(Arc::new(thalassa::Error::InvalidResponse {
+                                operation: "listSecrets",
+                                detail: format!(
+                                    "the listing of {} names more than {} secrets; list a narrower prefix",
+                                    key.1,
+                                    thalassa::MAX_LISTED_SECRETS
+                                ),
+                            }));
+                        }
+                        Err(e) => return Err(Arc::new(e)),
+                    };
                     let secrets: BTreeMap<String, SourceMeta> = listed
                         .into_iter()
                         .map(|s| (s.path.clone(), SourceMeta::from(s)))
