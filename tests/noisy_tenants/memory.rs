@@ -343,7 +343,42 @@ async fn values_far_past_the_secret_limit_stop_at_the_limit_with_bounded_memory(
         "no Secret is written"
     );
     assert_alive_and_healthy(&mut h).await;
+
+    // A restart tries once more (the refusal is remembered in memory only) and stops at the
+    // limit again: no crash loop.
+    let refusals = |h: &Harness| h.operator_log().matches(STOPPED_AT_THE_LIMIT).count();
+    let before = (served, refusals(&h));
+    assert!(before.1 >= 1, "the operator logs where it stopped");
+    h.stop_operator().await;
+    h.start_operator(&[]).await;
+    wait_for(
+        Duration::from_secs(60),
+        "the restarted operator stops at the limit",
+        || async { (refusals(&h) > before.1).then_some(()) },
+    )
+    .await;
+    let served_again = server.served() - before.0;
+    let peak = peak_rss_kib(&h);
+    eprintln!(
+        "oom after a restart: {served_again} more values revealed, peak RSS {} MiB",
+        peak / 1024
+    );
+    assert!(
+        served_again <= 2 + 8,
+        "{served_again} values revealed again"
+    );
+    assert!(
+        peak < PEAK_RSS_LIMIT_KIB,
+        "operator peak RSS {} MiB",
+        peak / 1024
+    );
+    h.wait_condition("oom", "Ready", "False", Some("SecretTooLarge"))
+        .await;
+    assert_alive_and_healthy(&mut h).await;
 }
+
+/// What the operator logs (at debug) when a resource's reveals stop at the Secret's limit.
+const STOPPED_AT_THE_LIMIT: &str = "not revealing the rest";
 
 #[tokio::test]
 async fn listings_mostly_outside_the_prefix_cost_nothing_and_too_large_ones_are_an_error() {
