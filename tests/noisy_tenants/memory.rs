@@ -375,6 +375,15 @@ async fn values_far_past_the_secret_limit_stop_at_the_limit_with_bounded_memory(
     h.wait_condition("oom", "Ready", "False", Some("SecretTooLarge"))
         .await;
     assert_alive_and_healthy(&mut h).await;
+    // No value anywhere: neither the bytes nor their base64.
+    let ts = h.resources().get("oom").await.unwrap();
+    let status = serde_json::to_string(&ts.status).unwrap();
+    for (what, text) in [("log", h.operator_log()), ("status", status)] {
+        assert!(
+            !text.contains("vvvvvvvvvvvvvvvv") && !text.contains("dnZ2dnZ2dnZ2dnZ2"),
+            "the {what} quotes a value"
+        );
+    }
 }
 
 /// What the operator logs (at debug) when a resource's reveals stop at the Secret's limit.
