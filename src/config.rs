@@ -197,6 +197,11 @@ pub struct Args {
     /// This replica's identity in the Lease (the pod name in Kubernetes).
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
+
+    /// MiB of Thalassa response bodies the whole process holds at once (every connection
+    /// shares it; at least 32, the largest body read); a body that would pass it waits.
+    #[arg(long, env = "THALASSA_BODY_BUDGET_MIB", default_value_t = 64)]
+    pub thalassa_body_budget_mib: u32,
 }
 
 /// Validated operator configuration.
@@ -336,6 +341,16 @@ impl Args {
         thalassa.rate_limit_start = self.thalassa_rate_start;
         thalassa.rate_limit_burst = self.thalassa_rate_burst;
         thalassa.call_deadline = self.thalassa_call_deadline;
+        let body_budget = usize::try_from(self.thalassa_body_budget_mib)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1024 * 1024);
+        if body_budget < thalassa::MAX_LISTING_RESPONSE_BYTES {
+            return Err(ConfigError(format!(
+                "--thalassa-body-budget-mib must be at least {} (the largest response body read)",
+                thalassa::MAX_LISTING_RESPONSE_BYTES / (1024 * 1024)
+            )));
+        }
+        thalassa.body_budget_bytes = body_budget;
         Ok(Config {
             thalassa,
             has_default_connection,

@@ -348,6 +348,25 @@ pub fn reuse_templated(existing: &Secret) -> Option<RenderedData> {
     })
 }
 
+/// The bytes `value` adds to the Secret's data through `mappings`: what [`map_sources`] would
+/// produce from it, without copying anything (a mapping that does not fit the value adds
+/// nothing here; rendering reports it).
+pub fn mapped_len(mappings: &[&KeyMapping], value: &SecretValue) -> usize {
+    mappings
+        .iter()
+        .map(|mapping| match (mapping, value) {
+            (KeyMapping::Whole { .. }, SecretValue::String(bytes))
+            | (KeyMapping::UnderPrefix { .. }, SecretValue::String(bytes)) => bytes.len(),
+            (KeyMapping::Property { property, .. }, SecretValue::KeyValues(map)) => {
+                map.get(property).map_or(0, |bytes| bytes.len())
+            }
+            (KeyMapping::AllProperties, SecretValue::KeyValues(_))
+            | (KeyMapping::UnderPrefix { .. }, SecretValue::KeyValues(_)) => value.total_len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 fn produce(
     path: &str,
     mapping: &KeyMapping,

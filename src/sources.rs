@@ -170,10 +170,25 @@ impl SourceCache {
                 let client = self.client.clone();
                 let sizes = Arc::clone(&self.sizes);
                 async move {
-                    let listed = client
-                        .list_secret_metadata(&key.0, &key.1)
-                        .await
-                        .map_err(Arc::new)?;
+                    // Only entries under the prefix are kept (the client drops the rest while
+                    // parsing), so a listing holds what this prefix names, however large the
+                    // server's answer.
+                    let listed = match client.list_secret_metadata(&key.0, &key.1).await {
+                        Ok(thalassa::Listed::Entries(listed)) => listed,
+                        Ok(thalassa::Listed::TooMany(count)) => {
+                            // Remembered, so explicit paths under it are checked one by one.
+                            sizes.lock().expect("sizes lock").insert(key.clone(), count);
+                            return Err(Arc::new(thalassa::Error::InvalidResponse {
+                                operation: "listSecrets",
+                                detail: format!(
+                                    "the listing of {} names more than {} secrets; list a narrower prefix",
+                                    key.1,
+                                    thalassa::MAX_LISTED_SECRETS
+                                ),
+                            }));
+                        }
+                        Err(e) => return Err(Arc::new(e)),
+                    };
                     let secrets: BTreeMap<String, SourceMeta> = listed
                         .into_iter()
                         .map(|s| (s.path.clone(), SourceMeta::from(s)))
@@ -338,17 +353,40 @@ impl SourceCache {
                 }
             }
         };
-        let result = call.clone().await;
-        // The first finisher removes the in-flight entry; later callers of the same key start a
-        // new reveal, so a value is never served after its reveal completed.
-        let mut reveals = self.reveals.lock().expect("reveals lock");
-        if reveals
-            .get(&key)
-            .is_some_and(|current| current.ptr_eq(&call))
+        let joined = Joined {
+            cache: self,
+            key,
+            call,
+        };
+        joined.call.clone().await
+    }
+}
+
+/// One caller's share of an in-flight reveal. When it ends, the entry is removed if the reveal
+/// completed (the first finisher removes it; later callers of the same key start a new reveal,
+/// so a value is never served after its reveal completed) or if no other caller waits for it:
+/// a reveal every caller gave up on (a resource that stopped at its size limit) is dropped with
+/// its partly read body and the budget that body holds, instead of staying in the map.
+struct Joined<'a> {
+    cache: &'a SourceCache,
+    key: RevealKey,
+    call: SharedResult<RevealedSecret>,
+}
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        let mut reveals = self.cache.reveals.lock().expect("reveals lock");
+        // Not completed: the map's clone and this one are all that is left when nobody else
+        // waits (the clone this caller awaited is dropped before this guard).
+        let abandoned =
+            self.call.peek().is_some() || self.call.strong_count().is_none_or(|count| count <= 2);
+        if abandoned
+            && reveals
+                .get(&self.key)
+                .is_some_and(|current| current.ptr_eq(&self.call))
         {
-            reveals.remove(&key);
+            reveals.remove(&self.key);
         }
-        result
     }
 }
 
@@ -406,6 +444,35 @@ mod tests {
         assert!(prefer_per_path(PER_PATH_MAX, Some(1_000_000)));
         assert!(!prefer_per_path(PER_PATH_MAX + 1, Some(1_000_000)));
         assert!(!prefer_per_path(0, Some(1_000)));
+    }
+
+    #[tokio::test]
+    async fn a_reveal_every_caller_abandoned_leaves_the_map() {
+        // A server that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let client = thalassa::Client::new(thalassa::ClientConfig::new(
+            url,
+            "org",
+            thalassa::Credentials::BearerToken("token".into()),
+        ))
+        .unwrap();
+        let cache = SourceCache::new(client);
+        let in_flight = || cache.reveals.lock().unwrap().len();
+        let mut first = Box::pin(cache.reveal("nl-01", "/a/b", Some(1)));
+        let mut second = Box::pin(cache.reveal("nl-01", "/a/b", Some(1)));
+        let _accepted = tokio::select! {
+            _ = &mut first => panic!("the server never answers"),
+            accepted = listener.accept() => accepted.unwrap(),
+        };
+        assert!(futures::poll!(&mut second).is_pending());
+        assert_eq!(cache.stats().reveals_coalesced, 1);
+        assert_eq!(in_flight(), 1);
+        // One of two callers gives up: the other still waits for the same reveal.
+        drop(first);
+        assert_eq!(in_flight(), 1);
+        drop(second);
+        assert_eq!(in_flight(), 0, "nobody waits: the reveal is dropped");
     }
 
     #[test]

@@ -240,6 +240,27 @@ pub(super) fn plan_reveals(
         .collect()
 }
 
+/// Bytes of the existing Secret's data that the next write keeps as they are: the keys of the
+/// paths wanted at a version already written that are not revealed again.
+pub(super) fn reused_bytes(
+    existing: Option<&Secret>,
+    desired: &BTreeMap<String, u64>,
+    recorded: &BTreeMap<String, SourceRecord>,
+    to_reveal: &[(String, u64)],
+) -> usize {
+    let Some(data) = existing.and_then(|s| s.data.as_ref()) else {
+        return 0;
+    };
+    desired
+        .keys()
+        .filter(|path| !to_reveal.iter().any(|(p, _)| p == *path))
+        .filter_map(|path| recorded.get(path))
+        .flat_map(|record| &record.keys)
+        .filter_map(|key| data.get(key))
+        .map(|value| value.0.len())
+        .sum()
+}
+
 /// Keys to delete from the existing Secret: with Owner and Adopt every key the render does not
 /// produce; with Merge only keys this resource wrote before (from sources or templates).
 pub(super) fn keys_to_remove(

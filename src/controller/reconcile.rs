@@ -668,7 +668,21 @@ async fn prepare(
         (Some(_), true) => Vec::new(),
         (Some(_), false) => plan::plan_reveals(&desired, &recorded, false),
     };
-    let revealed = resolve::reveal(ts, spec, sources, metas, &to_reveal).await?;
+    // The values revealed are checked against the Secret's limit as they arrive (template
+    // inputs too), so no resource holds more than its Secret could take.
+    let budget = resolve::RevealBudget {
+        kept: plan::reused_bytes(existing.as_ref(), &desired, &recorded, &to_reveal),
+        limit: render::MAX_SECRET_DATA_BYTES,
+    };
+    let prefix_mappings = plan::prefix_mappings(spec, metas);
+    let measure = |path: &str, secret: &RevealedSecret| {
+        let mappings: Vec<&render::KeyMapping> = match spec.paths.get(path) {
+            Some(source) => source.mappings.iter().collect(),
+            None => prefix_mappings.get(path).into_iter().collect(),
+        };
+        render::mapped_len(&mappings, &secret.value)
+    };
+    let revealed = resolve::reveal(ts, spec, sources, metas, &to_reveal, budget, measure).await?;
     Ok(Prepared {
         existing,
         target,

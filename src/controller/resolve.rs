@@ -8,7 +8,11 @@ use std::{
     time::Duration,
 };
 
-use futures::future::join_all;
+use futures::{
+    FutureExt, StreamExt,
+    future::{BoxFuture, join_all},
+    stream::FuturesUnordered,
+};
 use tracing::debug;
 
 use kube::ResourceExt;
@@ -253,7 +257,17 @@ pub(super) async fn recover_missing_sources(
     }
 }
 
-/// Reveals the planned paths (coalesced with concurrent reveals of the same path and version).
+/// Reveals of one resource in flight at once. With the per-store reveal permits and the
+/// process-wide body budget of the client, this bounds what one resource holds while its values
+/// arrive: the values accepted so far (at most the Secret's limit) and this many bodies.
+pub(super) const REVEALS_PER_RESOURCE: usize = 8;
+
+/// Reveals the planned paths (coalesced with concurrent reveals of the same path and version),
+/// at most [`REVEALS_PER_RESOURCE`] at a time, adding up as they arrive the bytes each adds to
+/// the Secret (`measure`: what its mappings produce from it). The first value that takes the
+/// total past `room` (the Secret's limit less the bytes kept from the existing Secret) stops
+/// everything with [`Error::SecretTooLarge`]: reveals in flight are dropped and no further ones
+/// start, so a resource never holds more than its Secret could take.
 /// A value bound to another key than `spec.kmsKeyIdentity` is refused.
 pub(super) async fn reveal(
     ts: &ThalassaSecret,
@@ -261,8 +275,13 @@ pub(super) async fn reveal(
     sources: &SourceCache,
     metas: &SourceMetas,
     to_reveal: &[(String, u64)],
+    budget: RevealBudget,
+    measure: impl Fn(&str, &RevealedSecret) -> usize,
 ) -> Result<BTreeMap<String, Arc<RevealedSecret>>> {
-    let revealed = join_all(to_reveal.iter().map(|(path, version)| {
+    // Boxed as `Send` up front (nothing starts until polled): a stream adapter over borrowing
+    // closures trips the compiler's higher-ranked `Send` inference in the controller's future.
+    type Reveal<'a> = BoxFuture<'a, (String, Result<Arc<RevealedSecret>, Arc<thalassa::Error>>)>;
+    let mut waiting = to_reveal.iter().map(|(path, version)| -> Reveal<'_> {
         let pinned = metas.get(path).and_then(|(_, pinned)| *pinned);
         // A followed path is read at the version the listing reported, so a put landing between
         // listing and reveal is picked up by the next check, not half-applied now.
@@ -273,10 +292,13 @@ pub(super) async fn reveal(
                 sources.reveal(&spec.region, path, version).await,
             )
         }
-    }))
-    .await;
+        .boxed()
+    });
+    let mut revealed = FuturesUnordered::new();
+    revealed.extend(waiting.by_ref().take(REVEALS_PER_RESOURCE));
     let mut values = BTreeMap::new();
-    for (path, result) in revealed {
+    let mut total = budget.kept;
+    while let Some((path, result)) = revealed.next().await {
         let secret = result?;
         if let Some(required) = &ts.spec.kms_key_identity
             && &secret.kms_key_identity != required
@@ -287,7 +309,29 @@ pub(super) async fn reveal(
                 actual: secret.kms_key_identity.clone(),
             });
         }
+        total = total.saturating_add(measure(&path, &secret));
+        if total > budget.limit {
+            debug!(
+                revealed = values.len() + 1,
+                planned = to_reveal.len(),
+                "the values revealed so far pass the Secret's size limit; not revealing the rest"
+            );
+            return Err(Error::SecretTooLarge {
+                bytes: total,
+                limit: budget.limit,
+            });
+        }
         values.insert(path, secret);
+        revealed.extend(waiting.next());
     }
     Ok(values)
+}
+
+/// What the revealed values of one resource may add up to.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RevealBudget {
+    /// Bytes the Secret keeps from its current data (sources not revealed again).
+    pub kept: usize,
+    /// The Secret's limit.
+    pub limit: usize,
 }

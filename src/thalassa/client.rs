@@ -14,23 +14,32 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use super::auth::{Credentials, TokenCache, TokenResponse};
+use super::body::{BodySink, BufferSink, ByteBudget, HeldBody, Listed, ListingSink, SinkError};
 use super::error::{self, Error, HttpFailure, KmsProbe, Route, Target};
 use super::path::{is_plain_segment, validate_browse_path, validate_path};
 use super::ratelimit::TokenBucket;
 use super::retry::{RetryPolicy, RetryWait, parse_retry_after};
 use super::types::{
     BrowseSecretsResponse, CreateKmsKeyRequest, CreateSecretRequest, GetSecretValueRequest,
-    GetSecretValueResponse, KmsKey, KmsSummary, ListedSecret, PutSecretValueRequest,
-    PutSecretValueResponse, RevealedSecret, Secret, UpdateAccessPolicyRequest,
+    GetSecretValueResponse, KmsKey, KmsSummary, PutSecretValueRequest, PutSecretValueResponse,
+    RevealedSecret, Secret, UpdateAccessPolicyRequest,
 };
 use super::value::{SecretString, SecretValueInput};
 
 /// `User-Agent` sent on every request.
 pub const USER_AGENT: &str = concat!("thalassa-secrets-operator/", env!("CARGO_PKG_VERSION"));
 
-/// Largest response body read for listings and metadata, so a misbehaving server cannot exhaust
-/// memory.
-const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Largest response body read for one object (metadata, a key, the KMS summary, a token), so a
+/// misbehaving server cannot exhaust memory.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Largest response body read for a listing (`listSecrets`, `browseSecrets`, `listKeys`, a
+/// version history). The operator's listings are parsed as they arrive and keep only the entries
+/// under the prefix (see [`ListingSink`]), so this bounds the time spent, not the memory.
+pub const MAX_LISTING_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Default of [`ClientConfig::body_budget_bytes`]: 64 MiB.
+pub const DEFAULT_BODY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 
 /// Largest decoded value a reveal may return: what a Kubernetes Secret can hold (1 MiB). A larger
 /// value can never be synced, so it is refused as [`Error::ValueTooLarge`].
@@ -115,16 +124,22 @@ pub struct ClientConfig {
     /// [`Error::DeadlineExceeded`]; a retry whose backoff would end after it is not started.
     /// At least `request_timeout`. Default 45 s.
     pub call_deadline: Duration,
-    /// Most `getSecretValue` calls in flight at once (each may hold up to
-    /// [`MAX_REVEAL_RESPONSE_BYTES`] of body). Others wait, within their call deadline.
-    /// Default 8.
+    /// Most `getSecretValue` calls in flight at once through this client (one store's
+    /// connection; each may hold up to [`MAX_REVEAL_RESPONSE_BYTES`] of body). Others of the same
+    /// client wait, within their call deadline; other clients have their own permits, so a store
+    /// whose server never answers holds none another store needs. Default 8.
     pub max_concurrent_reveals: usize,
+    /// Bytes of response bodies held at once by every client built with the same
+    /// [`SharedLimits`] (the whole process): a body holds budget for the bytes read so far until
+    /// it is decoded; a body that would pass it waits for others to finish. At least
+    /// [`MAX_LISTING_RESPONSE_BYTES`]. Default [`DEFAULT_BODY_BUDGET_BYTES`].
+    pub body_budget_bytes: usize,
     /// TCP/TLS connect timeout. Default 5 s.
     pub connect_timeout: Duration,
     /// Optional per-attempt observer for metrics.
     pub observer: Option<Arc<dyn RequestObserver>>,
     /// Limits shared with other clients ([`Client::shared_limits`]); when set,
-    /// `rate_limit_per_second`, `rate_limit_burst` and `max_concurrent_reveals` are not used.
+    /// `rate_limit_per_second`, `rate_limit_burst` and `body_budget_bytes` are not used.
     pub shared_limits: Option<SharedLimits>,
 }
 
@@ -149,6 +164,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             call_deadline: Duration::from_secs(45),
             max_concurrent_reveals: 8,
+            body_budget_bytes: DEFAULT_BODY_BUDGET_BYTES,
             connect_timeout: Duration::from_secs(5),
             observer: None,
             shared_limits: None,
@@ -171,6 +187,7 @@ impl fmt::Debug for ClientConfig {
             .field("request_timeout", &self.request_timeout)
             .field("call_deadline", &self.call_deadline)
             .field("max_concurrent_reveals", &self.max_concurrent_reveals)
+            .field("body_budget_bytes", &self.body_budget_bytes)
             .field("connect_timeout", &self.connect_timeout)
             .field("observer", &self.observer.as_ref().map(|_| "<observer>"))
             .finish()
@@ -202,31 +219,39 @@ struct Inner {
     tokens: TokenCache,
     retry: RetryPolicy,
     limits: SharedLimits,
+    /// This client's own reveal permits: a store's slow reveals wait only for each other.
+    reveals: tokio::sync::Semaphore,
     /// This client's own adaptive rate (below the shared ceiling).
     adaptive: TokenBucket,
     observer: Option<Arc<dyn RequestObserver>>,
     call_deadline: Duration,
 }
 
-/// The client-side rate limit and the cap on concurrent reveals (which bounds the memory their
-/// bodies take). Clients built with the same limits (one per store) share them, so many stores
-/// cannot multiply the request rate or the memory of one process.
+/// The client-side rate-limit ceiling and the budget of response bytes held at once. Clients
+/// built with the same limits (one per store) share them, so many stores cannot multiply the
+/// request rate or the memory of one process. (Concurrent reveals are limited per client
+/// instead: permits that a slow server holds would otherwise stall every store.)
 #[derive(Clone)]
 pub struct SharedLimits {
     limiter: Arc<TokenBucket>,
-    reveals: Arc<tokio::sync::Semaphore>,
+    bytes: ByteBudget,
 }
 
 impl SharedLimits {
-    /// The limits `config` asks for (its rate limit, burst and reveal cap).
+    /// The limits `config` asks for (its rate limit, burst and body budget).
     pub fn of(config: &ClientConfig) -> Self {
         SharedLimits {
             limiter: Arc::new(TokenBucket::new(
                 config.rate_limit_per_second,
                 config.rate_limit_burst,
             )),
-            reveals: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_reveals)),
+            bytes: ByteBudget::new(config.body_budget_bytes),
         }
+    }
+
+    /// The body budget's size and the bytes of it not held right now.
+    pub fn body_budget(&self) -> (usize, usize) {
+        (self.bytes.total(), self.bytes.available())
     }
 }
 
@@ -259,10 +284,11 @@ struct Call {
     max_body: usize,
 }
 
-/// The response of one attempt.
-struct Response {
+/// The response of one attempt: the sink's output for a 2xx, the (capped) body otherwise.
+struct Response<T> {
     status: u16,
     retry_after: Option<Duration>,
+    success: Option<T>,
     body: Zeroizing<Vec<u8>>,
 }
 
@@ -272,6 +298,17 @@ enum AttemptError {
     Transport(reqwest::Error),
     /// The 2xx body passed the call's `max_body`; reading stopped there.
     TooLarge { limit: usize },
+    /// The 2xx body is not what the call expects (a streamed listing); reading stopped there.
+    Invalid(String),
+}
+
+impl From<SinkError> for AttemptError {
+    fn from(error: SinkError) -> Self {
+        match error {
+            SinkError::TooLarge { limit } => AttemptError::TooLarge { limit },
+            SinkError::Invalid(detail) => AttemptError::Invalid(detail),
+        }
+    }
 }
 
 /// A failed attempt, before it becomes an [`Error`].
@@ -355,6 +392,11 @@ impl Client {
         {
             return Err(invalid("max_concurrent_reveals must be at least 1".into()));
         }
+        if config.shared_limits.is_none() && config.body_budget_bytes < MAX_LISTING_RESPONSE_BYTES {
+            return Err(invalid(format!(
+                "body_budget_bytes must be at least {MAX_LISTING_RESPONSE_BYTES} (the largest body read)"
+            )));
+        }
         if config.retry_base_delay.is_zero() || config.retry_max_delay < config.retry_base_delay {
             return Err(invalid(
                 "retry_base_delay must be positive and at most retry_max_delay".into(),
@@ -393,13 +435,15 @@ impl Client {
                     config.rate_limit_burst,
                 ),
                 limits,
+                reveals: tokio::sync::Semaphore::new(config.max_concurrent_reveals),
                 observer: config.observer,
                 call_deadline: config.call_deadline,
             }),
         })
     }
 
-    /// This client's rate limit and reveal cap, to share with clients built for other stores.
+    /// This client's rate-limit ceiling and body budget, to share with clients built for other
+    /// stores.
     pub fn shared_limits(&self) -> SharedLimits {
         self.inner.limits.clone()
     }
@@ -421,9 +465,10 @@ impl Client {
         check_browse_path(path)?;
         let mut url = self.secrets_url(region, "/secrets")?;
         url.query_pairs_mut().append_pair("path", path);
-        let call = self
+        let mut call = self
             .call("browseSecrets", Method::GET, url, Route::Secrets)
             .about(region, Some(path));
+        call.max_body = MAX_LISTING_RESPONSE_BYTES;
         self.fetch_json(call).await
     }
 
@@ -440,18 +485,20 @@ impl Client {
     /// S2 as the operator reads it: every secret under `path_prefix`, decoded into
     /// [`ListedSecret`]s (path, current version, key binding) with every other field skipped.
     ///
-    /// The body is read whole (capped at `MAX_RESPONSE_BYTES`) and parsed from that buffer, which
-    /// is freed as soon as parsing ends, so at most the body and the small decoded copy exist at
-    /// once. Parsing straight from the HTTP stream would also avoid the body, but needs a blocking
-    /// parser fed through a channel; large directories are instead not relisted every interval
-    /// (see `SourceCache`).
+    /// The body is parsed as it arrives, element by element ([`ListingSink`]): only entries
+    /// whose path starts with `path_prefix` are kept (a server may answer with more), at most
+    /// [`MAX_LISTED_SECRETS`] of them ([`Listed::TooMany`] past that), and the body is refused
+    /// past [`MAX_LISTING_RESPONSE_BYTES`]. Neither the raw body nor entries outside the prefix
+    /// are ever held, so memory follows the entries kept, not the listing's size.
     pub async fn list_secret_metadata(
         &self,
         region: &str,
         path_prefix: &str,
-    ) -> Result<Vec<ListedSecret>, Error> {
-        // `fetch_json` parses from the body and drops it before returning.
-        self.fetch_json(self.list_call(region, path_prefix)?).await
+    ) -> Result<Listed, Error> {
+        let call = self.list_call(region, path_prefix)?;
+        let deadline = Instant::now() + self.inner.call_deadline;
+        self.execute_into(call, deadline, |limit| ListingSink::new(path_prefix, limit))
+            .await
     }
 
     /// The S2 call for `path_prefix`.
@@ -459,9 +506,11 @@ impl Client {
         check_browse_path(path_prefix)?;
         let mut url = self.secrets_url(region, "/secrets")?;
         url.query_pairs_mut().append_pair("pathPrefix", path_prefix);
-        Ok(self
+        let mut call = self
             .call("listSecrets", Method::GET, url, Route::Secrets)
-            .about(region, Some(path_prefix)))
+            .about(region, Some(path_prefix));
+        call.max_body = MAX_LISTING_RESPONSE_BYTES;
+        Ok(call)
     }
 
     /// S3: creates a secret and its version 1 (201). Not retried once the request may have been
@@ -494,9 +543,12 @@ impl Client {
         if include_versions {
             url.query_pairs_mut().append_pair("includeVersions", "true");
         }
-        let call = self
+        let mut call = self
             .call("getSecret", Method::GET, url, Route::Secrets)
             .about(region, Some(path));
+        if include_versions {
+            call.max_body = MAX_LISTING_RESPONSE_BYTES;
+        }
         self.fetch_json(call).await
     }
 
@@ -552,8 +604,9 @@ impl Client {
         call.max_body = MAX_REVEAL_RESPONSE_BYTES;
         let operation = call.operation;
         let deadline = Instant::now() + self.inner.call_deadline;
-        // Held until the value is decoded: bounds the memory of concurrent large reveals.
-        let _permit = tokio::time::timeout_at(deadline, self.inner.limits.reveals.acquire())
+        // This store's permit, held until the value is decoded (the body holds its bytes of the
+        // process-wide budget meanwhile).
+        let _permit = tokio::time::timeout_at(deadline, self.inner.reveals.acquire())
             .await
             .map_err(|_| self.deadline_exceeded(operation))?;
         let body = self.execute_by(call, deadline).await?;
@@ -610,9 +663,10 @@ impl Client {
     /// Lists the region's KMS keys.
     pub async fn list_keys(&self, region: &str) -> Result<Vec<KmsKey>, Error> {
         let url = self.kms_url(region, None, "")?;
-        let call = self
+        let mut call = self
             .call("listKeys", Method::GET, url, Route::KmsKeys)
             .about(region, None);
+        call.max_body = MAX_LISTING_RESPONSE_BYTES;
         self.fetch_json(call).await
     }
 
@@ -762,15 +816,26 @@ impl Client {
 
     /// Runs an API call with authentication, rate limiting and retries, within the call
     /// deadline; returns the 2xx body.
-    async fn execute(&self, call: Call) -> Result<Zeroizing<Vec<u8>>, Error> {
+    async fn execute(&self, call: Call) -> Result<HeldBody, Error> {
         let deadline = Instant::now() + self.inner.call_deadline;
         self.execute_by(call, deadline).await
     }
 
     /// [`Client::execute`] with a deadline fixed by the caller: everything after `deadline` is
     /// cut off, and no retry is started whose backoff would end after it.
-    async fn execute_by(&self, call: Call, deadline: Instant) -> Result<Zeroizing<Vec<u8>>, Error> {
-        match tokio::time::timeout_at(deadline, self.attempts(&call, deadline)).await {
+    async fn execute_by(&self, call: Call, deadline: Instant) -> Result<HeldBody, Error> {
+        self.execute_into(call, deadline, BufferSink::new).await
+    }
+
+    /// [`Client::execute_by`] with the 2xx body of each attempt read into a fresh sink made by
+    /// `sink` (given the call's `max_body`).
+    async fn execute_into<S: BodySink>(
+        &self,
+        call: Call,
+        deadline: Instant,
+        sink: impl Fn(usize) -> S + Send + Sync,
+    ) -> Result<S::Output, Error> {
+        match tokio::time::timeout_at(deadline, self.attempts(&call, deadline, &sink)).await {
             Ok(result) => result,
             Err(_) => {
                 tracing::debug!(operation = call.operation, "Thalassa call deadline passed");
@@ -786,7 +851,12 @@ impl Client {
         }
     }
 
-    async fn attempts(&self, call: &Call, deadline: Instant) -> Result<Zeroizing<Vec<u8>>, Error> {
+    async fn attempts<S: BodySink>(
+        &self,
+        call: &Call,
+        deadline: Instant,
+        sink: &(impl Fn(usize) -> S + Send + Sync),
+    ) -> Result<S::Output, Error> {
         let mut retry = 0;
         let mut reauthenticated = false;
         loop {
@@ -797,9 +867,15 @@ impl Client {
                 let (value, generation) = self.authorization().await?;
                 (Some(value), generation)
             };
-            let failure = match self.send_once(call, authorization.as_ref()).await {
-                Ok(response) if (200..300).contains(&response.status) => {
-                    return Ok(response.body);
+            let failure = match self
+                .send_once(call, authorization.as_ref(), sink(call.max_body))
+                .await
+            {
+                Ok(Response {
+                    success: Some(output),
+                    ..
+                }) => {
+                    return Ok(output);
                 }
                 Ok(response)
                     if response.status == 401
@@ -820,6 +896,9 @@ impl Client {
                 Ok(response) => Failure::Http(http_failure(&response)),
                 Err(AttemptError::Transport(source)) => Failure::Transport(source),
                 Err(AttemptError::TooLarge { limit }) => return Err(call.too_large(limit)),
+                Err(AttemptError::Invalid(detail)) => {
+                    return Err(invalid_response(call.operation, detail));
+                }
             };
             match self.next_step(call, retry, &failure, deadline) {
                 Next::Retry { wait, source } => {
@@ -908,15 +987,17 @@ impl Client {
         let Ok((authorization, _)) = self.authorization().await else {
             return KmsProbe::Unknown;
         };
-        match self.send_once(&call, Some(&authorization)).await {
+        let sink = BufferSink::new(call.max_body);
+        match self.send_once(&call, Some(&authorization), sink).await {
             Ok(response) if response.status == 403 => KmsProbe::FeatureDisabled,
-            Ok(response) if (200..300).contains(&response.status) => {
-                match decode_json::<KmsSummary>(call.operation, &response.body) {
-                    Ok(summary) if !summary.feature_enabled => KmsProbe::FeatureDisabled,
-                    Ok(_) => KmsProbe::FeatureEnabled,
-                    Err(_) => KmsProbe::Unknown,
-                }
-            }
+            Ok(Response {
+                success: Some(body),
+                ..
+            }) => match decode_json::<KmsSummary>(call.operation, &body) {
+                Ok(summary) if !summary.feature_enabled => KmsProbe::FeatureDisabled,
+                Ok(_) => KmsProbe::FeatureEnabled,
+                Err(_) => KmsProbe::Unknown,
+            },
             _ => KmsProbe::Unknown,
         }
     }
@@ -978,11 +1059,12 @@ impl Client {
 
     /// One HTTP attempt: waits for the rate limiter, sends, reads the body, reports to the
     /// observer.
-    async fn send_once(
+    async fn send_once<S: BodySink>(
         &self,
         call: &Call,
         authorization: Option<&HeaderValue>,
-    ) -> Result<Response, AttemptError> {
+        sink: S,
+    ) -> Result<Response<S::Output>, AttemptError> {
         let waited =
             self.inner.adaptive.acquire().await + self.inner.limits.limiter.acquire().await;
         if let Some(observer) = &self.inner.observer
@@ -1004,7 +1086,7 @@ impl Client {
         }
         let started = Instant::now();
         let result = match request.send().await {
-            Ok(response) => read_response(response, call.max_body).await,
+            Ok(response) => read_response(response, sink, &self.inner.limits.bytes).await,
             Err(source) => Err(AttemptError::Transport(source)),
         };
         let status = match &result {
@@ -1074,13 +1156,16 @@ impl Call {
     }
 }
 
-/// Reads the body chunk by chunk and stops as soon as it passes its cap: `max_body` for a 2xx
-/// (an error), [`MAX_ERROR_BODY_BYTES`] otherwise (the body is then dropped, and the error is
-/// classified by status alone). A `Content-Length` over the cap fails before reading anything.
-async fn read_response(
+/// Reads the body chunk by chunk: a 2xx into `sink`, holding as much of `budget` as the sink
+/// holds bytes (waiting for it before taking a chunk) and stopping as soon as the sink refuses it
+/// (past its cap, or malformed); any other status into a buffer of at most
+/// [`MAX_ERROR_BODY_BYTES`] (past it the body is dropped, and the error is classified by status
+/// alone). A `Content-Length` over the cap fails before reading anything.
+async fn read_response<S: BodySink>(
     mut response: reqwest::Response,
-    max_body: usize,
-) -> Result<Response, AttemptError> {
+    mut sink: S,
+    budget: &ByteBudget,
+) -> Result<Response<S::Output>, AttemptError> {
     let status = response.status().as_u16();
     let success = (200..300).contains(&status);
     let retry_after = response
@@ -1088,54 +1173,52 @@ async fn read_response(
         .get(header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| parse_retry_after(value, Timestamp::now()));
-    let limit = if success {
-        max_body
-    } else {
-        MAX_ERROR_BODY_BYTES
-    };
-    let too_large = |body: Zeroizing<Vec<u8>>| {
-        drop(body);
-        if success {
-            Err(AttemptError::TooLarge { limit })
-        } else {
-            Ok(Response {
-                status,
-                retry_after,
-                body: Zeroizing::new(Vec::new()),
-            })
-        }
-    };
     let announced = response
         .content_length()
         .and_then(|len| usize::try_from(len).ok());
-    if announced.is_some_and(|len| len > limit) {
-        return too_large(Zeroizing::new(Vec::new()));
-    }
-    let mut body = Zeroizing::new(Vec::with_capacity(announced.unwrap_or(0)));
-    while let Some(chunk) = response.chunk().await.map_err(AttemptError::Transport)? {
-        if body.len() + chunk.len() > limit {
-            return too_large(body);
+    if success {
+        let limit = sink.limit();
+        if announced.is_some_and(|len| len > limit) {
+            return Err(AttemptError::TooLarge { limit });
         }
-        // Grow by hand so no reallocation leaves an unzeroized copy behind.
-        if body.capacity() < body.len() + chunk.len() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity(
-                (body.len() + chunk.len())
-                    .max(body.capacity() * 2)
-                    .min(limit),
-            ));
-            bigger.extend_from_slice(&body);
-            body = bigger;
+        let mut held = None;
+        while let Some(chunk) = response.chunk().await.map_err(AttemptError::Transport)? {
+            budget.hold(&mut held, sink.held_after(chunk.len())).await;
+            sink.push(&chunk)?;
+            budget.hold(&mut held, sink.held()).await;
+        }
+        return Ok(Response {
+            status,
+            retry_after,
+            success: Some(sink.finish(held)?),
+            body: Zeroizing::new(Vec::new()),
+        });
+    }
+    let dropped = || Response {
+        status,
+        retry_after,
+        success: None,
+        body: Zeroizing::new(Vec::new()),
+    };
+    if announced.is_some_and(|len| len > MAX_ERROR_BODY_BYTES) {
+        return Ok(dropped());
+    }
+    let mut body = Zeroizing::new(Vec::with_capacity(MAX_ERROR_BODY_BYTES.min(4096)));
+    while let Some(chunk) = response.chunk().await.map_err(AttemptError::Transport)? {
+        if body.len() + chunk.len() > MAX_ERROR_BODY_BYTES {
+            return Ok(dropped());
         }
         body.extend_from_slice(&chunk);
     }
     Ok(Response {
         status,
         retry_after,
+        success: None,
         body,
     })
 }
 
-fn http_failure(response: &Response) -> HttpFailure {
+fn http_failure<T>(response: &Response<T>) -> HttpFailure {
     HttpFailure {
         status: response.status,
         message: error_message(&response.body),
@@ -1632,28 +1715,80 @@ mod tests {
     #[tokio::test]
     async fn reading_stops_at_the_first_chunk_past_the_cap() {
         use std::sync::atomic::Ordering::SeqCst;
+        let budget = ByteBudget::new(DEFAULT_BODY_BUDGET_BYTES);
+        let read = |response, cap| read_response(response, BufferSink::new(cap), &budget);
         // 64 MiB offered to a reveal: refused after the chunk that passes 1.5 MiB.
         let (response, pulled) = streamed(200, 1024);
-        let result = read_response(response, MAX_REVEAL_RESPONSE_BYTES).await;
+        let result = read(response, MAX_REVEAL_RESPONSE_BYTES).await;
         assert!(
             matches!(result, Err(AttemptError::TooLarge { limit }) if limit == MAX_REVEAL_RESPONSE_BYTES)
         );
         assert_eq!(pulled.load(SeqCst), MAX_REVEAL_RESPONSE_BYTES / CHUNK + 1);
+        assert_eq!(
+            budget.available(),
+            budget.total(),
+            "a refused body holds nothing"
+        );
         // An error body stops at 64 KiB as well, and is dropped: the status alone classifies.
         let (response, pulled) = streamed(503, 1024);
-        let Ok(response) = read_response(response, MAX_REVEAL_RESPONSE_BYTES).await else {
+        let Ok(response) = read(response, MAX_REVEAL_RESPONSE_BYTES).await else {
             panic!("an oversized error body is still a response");
         };
         assert_eq!(response.status, 503);
-        assert!(response.body.is_empty());
+        assert!(response.body.is_empty() && response.success.is_none());
         assert_eq!(pulled.load(SeqCst), MAX_ERROR_BODY_BYTES / CHUNK + 1);
-        // Up to the cap, everything is read.
+        // Up to the cap, everything is read; the body holds its bytes of the budget until it is
+        // dropped.
         let (response, pulled) = streamed(200, MAX_REVEAL_RESPONSE_BYTES / CHUNK);
-        let Ok(response) = read_response(response, MAX_REVEAL_RESPONSE_BYTES).await else {
+        let Ok(Response {
+            success: Some(body),
+            ..
+        }) = read(response, MAX_REVEAL_RESPONSE_BYTES).await
+        else {
             panic!("a body of exactly the cap is read");
         };
-        assert_eq!(response.body.len(), MAX_REVEAL_RESPONSE_BYTES);
+        assert_eq!(body.len(), MAX_REVEAL_RESPONSE_BYTES);
+        assert_eq!(
+            budget.total() - budget.available(),
+            MAX_REVEAL_RESPONSE_BYTES
+        );
+        drop(body);
+        assert_eq!(budget.available(), budget.total());
         // Every chunk, and the end of the stream.
         assert_eq!(pulled.load(SeqCst), MAX_REVEAL_RESPONSE_BYTES / CHUNK + 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_waits_for_the_budget_other_bodies_hold() {
+        // A budget of two chunks: a held body of two chunks makes the next read wait until it
+        // is dropped.
+        let budget = ByteBudget::new(2 * CHUNK);
+        let (response, _) = streamed(200, 2);
+        let Ok(Response {
+            success: Some(first),
+            ..
+        }) = read_response(response, BufferSink::new(4 * CHUNK), &budget).await
+        else {
+            panic!("the first body fits the budget");
+        };
+        assert_eq!(budget.available(), 0);
+        let (response, pulled) = streamed(200, 1);
+        let second = tokio::spawn({
+            let budget = budget.clone();
+            async move {
+                read_response(response, BufferSink::new(4 * CHUNK), &budget)
+                    .await
+                    .ok()
+                    .and_then(|r| r.success)
+                    .map(|body| body.len())
+            }
+        });
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!second.is_finished(), "waits while the budget is held");
+        assert_eq!(pulled.load(std::sync::atomic::Ordering::SeqCst), 1);
+        drop(first);
+        assert_eq!(second.await.unwrap(), Some(CHUNK));
     }
 }

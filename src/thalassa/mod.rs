@@ -7,6 +7,7 @@
 //! redacted in `Debug` and zeroized on drop.
 
 mod auth;
+mod body;
 mod client;
 mod error;
 mod path;
@@ -16,9 +17,11 @@ mod types;
 mod value;
 
 pub use auth::{CredentialSource, Credentials, DynamicCredentials};
+pub use body::{Listed, MAX_LISTED_ENTRY_BYTES, MAX_LISTED_SECRETS};
 pub use client::{
-    Client, ClientConfig, MAX_REVEAL_RESPONSE_BYTES, MAX_SECRET_VALUE_BYTES, RequestObserver,
-    SharedLimits, USER_AGENT, install_crypto_provider,
+    Client, ClientConfig, DEFAULT_BODY_BUDGET_BYTES, MAX_LISTING_RESPONSE_BYTES,
+    MAX_REVEAL_RESPONSE_BYTES, MAX_SECRET_VALUE_BYTES, RequestObserver, SharedLimits, USER_AGENT,
+    install_crypto_provider,
 };
 pub use error::Error;
 pub use path::{MAX_PATH_LEN, PathError, validate_browse_path, validate_path};

@@ -10,4 +10,5 @@
 mod common;
 
 mod lanes;
+mod memory;
 mod templates;
