@@ -3,8 +3,9 @@
 //! for) must not stop another namespace's syncs or slow them by more than a small factor. A
 //! tenant's hostile endpoint is a small server the test starts on loopback.
 //!
-//! Tests that run the operator in cluster mode give it a `--selector` of their own, so
-//! operators of tests running in parallel never act on each other's resources.
+//! The tests run one at a time ([`one_at_a_time`]): each loads the machine on purpose and
+//! measures the operator under that load, and some run the operator in cluster mode, where it
+//! would act on the resources of a test running beside it.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -12,3 +13,9 @@ mod common;
 mod lanes;
 mod memory;
 mod templates;
+
+/// Held for the whole of each test of this binary.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    ONE.lock().await
+}

@@ -158,6 +158,7 @@ const NOISY_BULKY: usize = 4;
 
 #[tokio::test]
 async fn a_noisy_tenants_templates_neither_starve_a_quiet_tenant_nor_stall_the_probes() {
+    let _one = crate::one_at_a_time().await;
     let mut h = harness("quiet").await;
     let noisy_ns = testenv::ControlPlane::shared()
         .temp_namespace("noisy")
@@ -369,6 +370,7 @@ async fn a_noisy_tenants_templates_neither_starve_a_quiet_tenant_nor_stall_the_p
 
 #[tokio::test]
 async fn labelled_configmaps_no_resource_uses_cost_almost_no_memory() {
+    let _one = crate::one_at_a_time().await;
     let mut h = harness("cmcache").await;
     let client = h.client.clone();
     let ns = h.ns().to_string();
