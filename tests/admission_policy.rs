@@ -437,8 +437,8 @@ subjects: [{{kind: ServiceAccount, name: dev, namespace: {ns}}}]
         &platform,
         &[
             &format!("rolloutRestartTargets names Deployment platform in {ns}"),
-            "you need permission to patch that workload yourself",
-            "leave it out of rolloutRestartTargets",
+            "you need permission to patch each of them yourself",
+            "leave them out of rolloutRestartTargets",
         ],
     )
     .await;
@@ -451,7 +451,7 @@ subjects: [{{kind: ServiceAccount, name: dev, namespace: {ns}}}]
             "grab",
             "[{kind: StatefulSet, name: db}, {kind: DaemonSet, name: agent}]",
         ),
-        &["StatefulSet db, DaemonSet agent", "patch those workloads"],
+        &["names StatefulSet db, DaemonSet agent in"],
     )
     .await;
     // Without targets the policy does not apply.
@@ -495,7 +495,7 @@ subjects: [{{kind: ServiceAccount, name: dev, namespace: {ns}}}]
             "[{kind: Deployment, name: web}, {kind: Deployment, name: platform}]",
         ),
         &[&format!(
-            "rolloutRestartTargets names Deployment platform in {ns},"
+            "rolloutRestartTargets names Deployment web, Deployment platform in {ns},"
         )],
     )
     .await;

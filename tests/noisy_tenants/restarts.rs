@@ -103,23 +103,9 @@ async fn a_workload_that_does_not_opt_in_is_never_restarted_by_a_thalassa_secret
     .await;
     h.wait_condition("app", "Ready", "True", Some("Synced"))
         .await;
-    let ts = h
-        .wait_condition(
-            "app",
-            "RestartTargetsReady",
-            "False",
-            Some("RestartNotAllowed"),
-        )
-        .await;
-    let message = crate::common::condition(&ts, "RestartTargetsReady").message;
-    assert!(
-        message.contains("Deployment platform") && message.contains(ALLOW_RESTART_ANNOTATION),
-        "{message}"
-    );
-    assert!(!message.contains("Deployment web"), "{message}");
     let (platform_generation, _) = deployment_state(&h, "platform").await;
 
-    // The data changes three times: the tenant's own Deployment is restarted each time, the
+    // The data changes twice: the tenant's own Deployment is restarted each time, the
     // platform's never.
     let mut web = None;
     for round in 2..=3 {
@@ -137,6 +123,20 @@ async fn a_workload_that_does_not_opt_in_is_never_restarted_by_a_thalassa_secret
             "round {round}: the platform Deployment was restarted"
         );
     }
+    let ts = h
+        .wait_condition(
+            "app",
+            "RestartTargetsReady",
+            "False",
+            Some("RestartNotAllowed"),
+        )
+        .await;
+    let message = crate::common::condition(&ts, "RestartTargetsReady").message;
+    assert!(
+        message.contains("Deployment platform") && message.contains(ALLOW_RESTART_ANNOTATION),
+        "{message}"
+    );
+    assert!(!message.contains("Deployment web"), "{message}");
     let (ok, events) = kubectl(&["get", "events", "-n", h.ns(), "-o", "yaml"], None).await;
     assert!(ok && events.contains("RolloutRestartRefused"), "{events}");
     assert!(!events.contains(CANARY), "a value in an Event");
