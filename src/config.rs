@@ -202,6 +202,25 @@ pub struct Args {
     /// shares it; at least 32, the largest body read); a body that would pass it waits.
     #[arg(long, env = "THALASSA_BODY_BUDGET_MIB", default_value_t = 64)]
     pub thalassa_body_budget_mib: u32,
+
+    /// A force-sync annotation is honoured at most once per this interval per ThalassaSecret;
+    /// new values set within it are coalesced into one forced sync at its end.
+    #[arg(long, env = "FORCE_SYNC_MIN_INTERVAL", default_value = "1m", value_parser = parse_duration_arg)]
+    pub force_sync_min_interval: Duration,
+
+    /// At most this many rollout restarts of one workload per --restart-window, whatever the
+    /// data does; a restart past it waits until the window allows it.
+    #[arg(long, env = "RESTART_LIMIT", default_value_t = 3)]
+    pub restart_limit: u32,
+
+    /// The sliding window of --restart-limit.
+    #[arg(long, env = "RESTART_WINDOW", default_value = "15m", value_parser = parse_duration_arg)]
+    pub restart_window: Duration,
+
+    /// Restart only workloads that opt in with the annotation
+    /// `secrets.thalassa.cloud/allow-rollout-restart-by` (naming the ThalassaSecret, or `*`).
+    #[arg(long, env = "RESTART_REQUIRES_OPT_IN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub restart_requires_opt_in: bool,
 }
 
 /// Validated operator configuration.
@@ -232,6 +251,21 @@ pub struct Config {
     pub default_connection_namespaces: Vec<String>,
     /// Leader election, when enabled.
     pub leader_election: Option<LeaderElection>,
+    /// Rollout restart and force-sync bounds.
+    pub bounds: Bounds,
+}
+
+/// Bounds on what a ThalassaSecret's author can make the operator do to others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// A force-sync is honoured at most once per this interval per resource.
+    pub force_sync_min_interval: Duration,
+    /// At most this many rollout restarts of one workload per `restart_window`.
+    pub restart_limit: u32,
+    /// The sliding window of `restart_limit`.
+    pub restart_window: Duration,
+    /// Workloads must opt in to restarts by a ThalassaSecret.
+    pub restart_requires_opt_in: bool,
 }
 
 /// Leader-election settings.
@@ -328,6 +362,18 @@ impl Args {
         } else {
             None
         };
+        if self.restart_limit == 0 {
+            return Err(ConfigError("--restart-limit must be at least 1".into()));
+        }
+        if self.restart_window.is_zero() {
+            return Err(ConfigError("--restart-window must be positive".into()));
+        }
+        let bounds = Bounds {
+            force_sync_min_interval: self.force_sync_min_interval,
+            restart_limit: self.restart_limit,
+            restart_window: self.restart_window,
+            restart_requires_opt_in: self.restart_requires_opt_in,
+        };
         let mut thalassa =
             thalassa::ClientConfig::new(self.thalassa_url, organisation, credentials);
         if self.thalassa_call_deadline < thalassa.request_timeout {
@@ -369,6 +415,7 @@ impl Args {
                 .filter(|n| !n.is_empty())
                 .collect(),
             leader_election,
+            bounds,
         })
     }
 

@@ -216,6 +216,15 @@ pub enum WorkloadKind {
 /// Pod template annotation a rollout restart sets: the keyed hash of the data restarted for.
 pub const RESTARTED_FOR_ANNOTATION: &str = "secrets.thalassa.cloud/restartedFor";
 
+/// Workload annotation by which someone who may patch the workload lets ThalassaSecrets of its
+/// namespace restart it: their names, comma-separated, or `*` for any (with
+/// `--restart-requires-opt-in`, the default, nothing else is restarted).
+pub const ALLOW_RESTART_ANNOTATION: &str = "secrets.thalassa.cloud/allow-rollout-restart-by";
+
+/// Workload annotation where the operator keeps the times (Unix seconds, comma-separated) of its
+/// rollout restarts of that workload inside `--restart-window`, for `--restart-limit`.
+pub const RESTART_TIMES_ANNOTATION: &str = "secrets.thalassa.cloud/rollout-restarts";
+
 /// A reference to a store.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -82,6 +82,12 @@ pub mod reasons {
     pub const RESTART_TARGET_NOT_FOUND: &str = "RestartTargetNotFound";
     /// `RestartTargetsReady=False`: looking up or patching a target failed (retried).
     pub const RESTART_FAILED: &str = "RestartFailed";
+    /// `RestartTargetsReady=False`: a target does not allow restarts by this resource (it lacks
+    /// the opt-in annotation); not restarted.
+    pub const RESTART_NOT_ALLOWED: &str = "RestartNotAllowed";
+    /// `RestartTargetsReady=False`: a target had its `--restart-limit` of restarts in the
+    /// window; restarted once the window allows.
+    pub const RESTART_RATE_LIMITED: &str = "RestartRateLimited";
 }
 
 /// What one reconcile learned about each prerequisite: `Some(true)` proven working, `Some(false)`

@@ -17,11 +17,23 @@ use serde_yaml::Value;
 const CHART: &str = "charts/thalassa-secrets-operator";
 const TEMPLATE: &str = "templates/admission-policy.yaml";
 
-fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
-    let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
-    assert_eq!(found.len(), 1, "one {kind} expected: {docs:?}");
+/// The one object of this kind whose name ends with `suffix`.
+fn of_kind<'a>(docs: &'a [Value], kind: &str, suffix: &str) -> &'a Value {
+    let found: Vec<&Value> = docs
+        .iter()
+        .filter(|d| {
+            d["kind"] == kind
+                && d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with(suffix))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one {kind} {suffix} expected: {docs:?}");
     found[0]
 }
+
+/// The policies the chart and `config/admission` install, by name suffix.
+const POLICIES: [&str; 2] = ["-adopt-merge", "-restart-targets"];
 
 /// The policy and its binding as the chart renders them for `release`.
 async fn render(release: &str, extra: &[&str]) -> String {
@@ -54,8 +66,9 @@ async fn assert_denied(kubeconfig: &Path, case: &str, yaml: &str, expected: &[&s
     let (ok, out) = apply_as(kubeconfig, yaml, false).await;
     assert!(!ok, "{case}: should be refused, got: {out}");
     assert!(
-        out.contains("ValidatingAdmissionPolicy") && out.contains("-adopt-merge"),
-        "{case}: refused, but not by the policy: {out}"
+        out.contains("ValidatingAdmissionPolicy")
+            && (out.contains("-adopt-merge") || out.contains("-restart-targets")),
+        "{case}: refused, but not by a policy: {out}"
     );
     for needle in expected {
         assert!(
@@ -75,13 +88,14 @@ async fn assert_admitted(kubeconfig: &Path, case: &str, yaml: &str) {
 async fn wait_until(kubeconfig: &Path, what: &str, yaml: &str, refused: bool) {
     wait_for(Duration::from_secs(60), what, || async move {
         let (ok, out) = apply_as(kubeconfig, yaml, true).await;
-        let by_policy = !ok && out.contains("-adopt-merge");
+        let by_policy = !ok && (out.contains("-adopt-merge") || out.contains("-restart-targets"));
         (if refused { by_policy } else { ok }).then_some(())
     })
     .await;
 }
 
-/// Deletes the cluster-scoped policy and binding when the test ends, passed or not.
+/// Deletes the cluster-scoped policies and bindings of a release when the test ends, passed or
+/// not.
 struct Uninstall(String);
 
 impl Drop for Uninstall {
@@ -91,10 +105,13 @@ impl Drop for Uninstall {
             "validatingadmissionpolicybinding",
             "validatingadmissionpolicy",
         ] {
-            let _ = std::process::Command::new(common::bin_dir().join("kubectl"))
-                .env("KUBECONFIG", kubeconfig)
-                .args(["delete", kind, &self.0, "--ignore-not-found"])
-                .output();
+            for policy in ["adopt-merge", "restart-targets"] {
+                let name = format!("{}-thalassa-secrets-operator-{policy}", self.0);
+                let _ = std::process::Command::new(common::bin_dir().join("kubectl"))
+                    .env("KUBECONFIG", kubeconfig)
+                    .args(["delete", kind, &name, "--ignore-not-found"])
+                    .output();
+            }
         }
     }
 }
@@ -111,9 +128,8 @@ async fn adopt_and_merge_need_permission_to_update_the_target_secret() {
 
     // The policy exactly as the chart renders it by default.
     let release = format!("vap-{}", &ns[ns.len() - 6..]);
-    let policy = format!("{release}-thalassa-secrets-operator-adopt-merge");
     let manifests = render(&release, &[]).await;
-    let _uninstall = Uninstall(policy.clone());
+    let _uninstall = Uninstall(release.clone());
     let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&manifests)).await;
     assert!(ok, "installing the policy: {out}");
 
@@ -306,37 +322,42 @@ async fn the_kustomize_policy_equals_the_chart_policy_and_the_value_switches_it(
     .await;
     assert!(ok, "kubectl kustomize config/admission: {out}");
     let kustomize = documents(&out);
-    let policy = of_kind(&docs, "ValidatingAdmissionPolicy");
-    assert_eq!(
-        policy["metadata"]["name"],
-        "tso-thalassa-secrets-operator-adopt-merge"
-    );
-    assert_eq!(
-        of_kind(&kustomize, "ValidatingAdmissionPolicy")["spec"],
-        policy["spec"],
-        "config/admission/admission_policy.yaml differs from the chart's {TEMPLATE}"
-    );
-    let binding = of_kind(&docs, "ValidatingAdmissionPolicyBinding");
-    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
-    assert_eq!(binding["spec"]["validationActions"][0], "Deny");
-    assert!(
-        binding["spec"]["matchResources"].is_null(),
-        "cluster mode: every namespace"
-    );
-    let mut spec = binding["spec"].clone();
-    spec["policyName"] = Value::from("thalassa-secrets-operator-adopt-merge");
-    assert_eq!(
-        of_kind(&kustomize, "ValidatingAdmissionPolicyBinding")["spec"],
-        spec
-    );
+    assert_eq!(kustomize.len(), 2 * POLICIES.len(), "{kustomize:?}");
+    for suffix in POLICIES {
+        let policy = of_kind(&docs, "ValidatingAdmissionPolicy", suffix);
+        assert_eq!(
+            policy["metadata"]["name"],
+            format!("tso-thalassa-secrets-operator{suffix}").as_str()
+        );
+        assert_eq!(
+            of_kind(&kustomize, "ValidatingAdmissionPolicy", suffix)["spec"],
+            policy["spec"],
+            "config/admission/admission_policy.yaml differs from the chart's {TEMPLATE} ({suffix})"
+        );
+        let binding = of_kind(&docs, "ValidatingAdmissionPolicyBinding", suffix);
+        assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+        assert_eq!(binding["spec"]["validationActions"][0], "Deny");
+        assert!(
+            binding["spec"]["matchResources"].is_null(),
+            "cluster mode: every namespace"
+        );
+        let mut spec = binding["spec"].clone();
+        spec["policyName"] = Value::from(format!("thalassa-secrets-operator{suffix}"));
+        assert_eq!(
+            of_kind(&kustomize, "ValidatingAdmissionPolicyBinding", suffix)["spec"],
+            spec
+        );
+    }
 
     // Namespaced mode binds the policy to the watched namespace only.
     let docs = documents(&render("tso", &["--set", "watchNamespace=team-a"]).await);
-    assert_eq!(
-        of_kind(&docs, "ValidatingAdmissionPolicyBinding")["spec"]["matchResources"]["namespaceSelector"]
-            ["matchLabels"]["kubernetes.io/metadata.name"],
-        "team-a"
-    );
+    for suffix in POLICIES {
+        assert_eq!(
+            of_kind(&docs, "ValidatingAdmissionPolicyBinding", suffix)["spec"]["matchResources"]["namespaceSelector"]
+                ["matchLabels"]["kubernetes.io/metadata.name"],
+            "team-a"
+        );
+    }
 
     // admissionPolicy.enabled=false renders neither.
     let (ok, out, err) = helm(&[
@@ -349,4 +370,171 @@ async fn the_kustomize_policy_equals_the_chart_policy_and_the_value_switches_it(
     .await;
     assert!(ok, "{err}");
     assert!(!out.contains("ValidatingAdmissionPolicy"), "{out}");
+}
+
+/// A ThalassaSecret named `name` restarting `targets` (a YAML flow sequence).
+fn restarting(namespace: &str, name: &str, targets: &str) -> String {
+    format!(
+        "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  data:\n    - secretKey: password\n      remoteRef: {{path: /app/password}}\n  rolloutRestartTargets: {targets}\n"
+    )
+}
+
+#[tokio::test]
+async fn restart_targets_need_permission_to_patch_the_workload() {
+    let control_plane = testenv::ControlPlane::shared();
+    let _logs = control_plane.logs_on_panic();
+    install_crd(&control_plane.client().await).await;
+    let namespace = control_plane.temp_namespace("vap-rr").await;
+    let ns = namespace.name();
+    let dir = std::env::temp_dir().join(format!("tso-{ns}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let release = format!("rr-{}", &ns[ns.len() - 6..]);
+    let manifests = render(&release, &[]).await;
+    let _uninstall = Uninstall(release.clone());
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&manifests)).await;
+    assert!(ok, "installing the policies: {out}");
+
+    // A namespace user who may write ThalassaSecrets and read workloads, but patch none.
+    let setup = format!(
+        r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: dev, namespace: {ns}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: dev, namespace: {ns}}}
+rules:
+  - apiGroups: [secrets.thalassa.cloud]
+    resources: [thalassasecrets]
+    verbs: [create, get, list, patch, update]
+  - apiGroups: [apps]
+    resources: [deployments, statefulsets, daemonsets]
+    verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: dev, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: dev}}
+subjects: [{{kind: ServiceAccount, name: dev, namespace: {ns}}}]
+"#
+    );
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&setup)).await;
+    assert!(ok, "setup: {out}");
+    let dev = impersonating_kubeconfig(&dir, ns, "dev");
+    let admin = control_plane.kubeconfig_path();
+
+    let platform = restarting(ns, "grab", "[{kind: Deployment, name: platform}]");
+    wait_until(
+        &dev,
+        "the policy refuses dev's restart target",
+        &platform,
+        true,
+    )
+    .await;
+    assert_denied(
+        &dev,
+        "a Deployment dev may not patch",
+        &platform,
+        &[
+            &format!("rolloutRestartTargets names Deployment platform in {ns}"),
+            "you need permission to patch each of them yourself",
+            "leave them out of rolloutRestartTargets",
+        ],
+    )
+    .await;
+    // The kind decides the resource asked about.
+    assert_denied(
+        &dev,
+        "a StatefulSet and a DaemonSet",
+        &restarting(
+            ns,
+            "grab",
+            "[{kind: StatefulSet, name: db}, {kind: DaemonSet, name: agent}]",
+        ),
+        &["names StatefulSet db, DaemonSet agent in"],
+    )
+    .await;
+    // Without targets the policy does not apply.
+    assert_admitted(&dev, "no targets", &restarting(ns, "plain", "[]")).await;
+
+    // Granted patch on its own Deployment only, dev may name that one, not the platform's.
+    let grant = format!(
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: dev-web, namespace: {ns}}}
+rules:
+  - apiGroups: [apps]
+    resources: [deployments]
+    resourceNames: [web]
+    verbs: [patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: dev-web, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: dev-web}}
+subjects: [{{kind: ServiceAccount, name: dev, namespace: {ns}}}]
+"#
+    );
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&grant)).await;
+    assert!(ok, "grant: {out}");
+    let web = restarting(ns, "web", "[{kind: Deployment, name: web}]");
+    wait_until(
+        &dev,
+        "dev's own Deployment admitted once granted",
+        &web,
+        false,
+    )
+    .await;
+    assert_admitted(&dev, "patch granted on that Deployment", &web).await;
+    assert_denied(
+        &dev,
+        "its own and the platform's",
+        &restarting(
+            ns,
+            "web",
+            "[{kind: Deployment, name: web}, {kind: Deployment, name: platform}]",
+        ),
+        &[&format!(
+            "rolloutRestartTargets names Deployment web, Deployment platform in {ns},"
+        )],
+    )
+    .await;
+
+    // An admin's resource naming the platform Deployment: dev may label it (metadata is not
+    // checked, so a GitOps tool re-applying an unchanged spec is not either), not change its
+    // spec (the spec decides when the target restarts).
+    assert_admitted(
+        admin,
+        "the platform's target, as cluster admin",
+        &restarting(ns, "admins", "[{kind: Deployment, name: platform}]"),
+    )
+    .await;
+    let (ok, out) = kubectl_with(
+        &dev,
+        &["label", "thalassasecret", "admins", "-n", ns, "team=a"],
+        None,
+    )
+    .await;
+    assert!(ok, "dev labels the admin's resource: {out}");
+    let (ok, out) = kubectl_with(
+        &dev,
+        &[
+            "patch",
+            "thalassasecret",
+            "admins",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"data":[{"secretKey":"password","remoteRef":{"path":"/other/path"}}]}}"#,
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !ok && out.contains("rolloutRestartTargets names Deployment platform"),
+        "dev changes the spec of the admin's resource: {out}"
+    );
+
+    namespace.delete().await.expect("namespace deleted");
 }

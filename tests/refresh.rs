@@ -38,7 +38,9 @@ async fn force_sync_reads_every_source_once_per_new_value() {
     let mut h = harness("force").await;
     h.create_string("/app/force/a", "a1");
     h.create_string("/app/force/b", "b1");
-    h.start_operator(&[]).await;
+    // Consecutive force-syncs here test what one reads, not --force-sync-min-interval
+    // (tests/noisy_tenants/restarts.rs).
+    h.start_operator(&["--force-sync-min-interval=1s"]).await;
     h.apply_yaml(
         r#"apiVersion: secrets.thalassa.cloud/v1alpha1
 kind: ThalassaSecret

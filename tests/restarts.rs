@@ -14,13 +14,16 @@ use kube::{
     Api,
     api::{Patch, PatchParams, PostParams},
 };
-use thalassa_operator::crd::{DATA_HASH_ANNOTATION, RESTARTED_FOR_ANNOTATION};
+use thalassa_operator::crd::{
+    ALLOW_RESTART_ANNOTATION, DATA_HASH_ANNOTATION, RESTARTED_FOR_ANNOTATION,
+};
 
 async fn create_deployment(h: &Harness, name: &str) {
     let deployment: Deployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name},
+        // The workload lets ThalassaSecrets of its namespace restart it (opt-in).
+        "metadata": {"name": name, "annotations": {ALLOW_RESTART_ANNOTATION: "*"}},
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": {"app": name}},

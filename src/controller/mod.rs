@@ -118,6 +118,8 @@ pub struct Context {
     status_written: Mutex<HashMap<ObjectRef<ThalassaSecret>, String>>,
     /// The force-sync value each resource's last forced sync handled.
     force_handled: Mutex<HashMap<ObjectRef<ThalassaSecret>, String>>,
+    /// When each resource's last forced sync was honoured (`--force-sync-min-interval`).
+    force_times: Mutex<HashMap<ObjectRef<ThalassaSecret>, std::time::Instant>>,
     /// The stores whose status this process writes (its shard's), once their watches run.
     shard_stores: std::sync::OnceLock<ShardStores>,
     /// Resources whose create without a read found the target name taken: they read first.
@@ -178,6 +180,7 @@ impl Context {
             failures: Mutex::default(),
             rejected: Mutex::default(),
             force_handled: Mutex::default(),
+            force_times: Mutex::default(),
             name_taken: Mutex::default(),
             shard_stores: std::sync::OnceLock::new(),
             status_written: Mutex::default(),
@@ -294,6 +297,10 @@ impl Context {
             .expect("rejected lock")
             .retain(|k, _| exists(k));
         self.force_handled
+            .lock()
+            .expect("force lock")
+            .retain(|k, _| exists(k));
+        self.force_times
             .lock()
             .expect("force lock")
             .retain(|k, _| exists(k));

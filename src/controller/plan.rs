@@ -695,16 +695,7 @@ fn record_restart(
             ts.metadata.generation,
             now,
         )),
-        (None, Some(missing)) if missing.is_empty() => Some(status::condition(
-            previous,
-            RESTART_TARGETS_READY,
-            "True",
-            reasons::FOUND,
-            "every rollout restart target exists".into(),
-            ts.metadata.generation,
-            now,
-        )),
-        (None, Some(missing)) => Some(status::condition(
+        (None, Some(missing)) if !missing.is_empty() => Some(status::condition(
             previous,
             RESTART_TARGETS_READY,
             "False",
@@ -713,6 +704,45 @@ fn record_restart(
                 "{} not found in this namespace; restarted once it exists and the data changes",
                 missing.join(", ")
             ),
+            ts.metadata.generation,
+            now,
+        )),
+        (None, _) if !restart.refused.is_empty() => Some(status::condition(
+            previous,
+            RESTART_TARGETS_READY,
+            "False",
+            reasons::RESTART_NOT_ALLOWED,
+            format!(
+                "{} not restarted: a workload is restarted only when its annotation {} names this ThalassaSecret ({}) or is \"*\"; someone who may patch it can add that",
+                restart.refused.join(", "),
+                crate::crd::ALLOW_RESTART_ANNOTATION,
+                ts.name_any()
+            ),
+            ts.metadata.generation,
+            now,
+        )),
+        (None, _) if restart.deferred.is_some() => {
+            let (targets, until) = restart.deferred.as_ref().expect("checked");
+            Some(status::condition(
+                previous,
+                RESTART_TARGETS_READY,
+                "False",
+                reasons::RESTART_RATE_LIMITED,
+                format!(
+                    "{} already restarted as often as the operator allows in its window (--restart-limit, --restart-window); restarted for the new data at {}",
+                    targets.join(", "),
+                    until.0
+                ),
+                ts.metadata.generation,
+                now,
+            ))
+        }
+        (None, Some(_)) => Some(status::condition(
+            previous,
+            RESTART_TARGETS_READY,
+            "True",
+            reasons::FOUND,
+            "every rollout restart target exists".into(),
             ts.metadata.generation,
             now,
         )),
@@ -731,6 +761,7 @@ pub(super) fn plan_status(
     result: Result<&SyncOutcome, &Error>,
     prerequisites: &Prerequisites,
     restart: &RestartReport,
+    force_deferred: bool,
     now: &Time,
 ) -> StatusPlan {
     let old = ts.status.as_ref();
@@ -746,8 +777,10 @@ pub(super) fn plan_status(
     record_restart(&mut next, ts, previous_conditions, restart, now);
     next.observed_generation = ts.metadata.generation;
     // Handled once it synced, or failed in a way the same inputs repeat (retrying would not
-    // help); a transient failure leaves it pending, so the retry is forced too.
+    // help); a transient failure leaves it pending, so the retry is forced too. A value waiting
+    // for `--force-sync-min-interval` stays pending.
     if let Some(value) = force_sync_requested(ts)
+        && !force_deferred
         && result.map_or_else(Error::is_deterministic, |_| true)
     {
         next.force_sync_handled = Some(value.to_string());
@@ -1102,6 +1135,7 @@ mod tests {
             result,
             learned,
             &RestartReport::default(),
+            false,
             now,
         )
     }
@@ -1248,6 +1282,7 @@ mod tests {
             Err(&invalid),
             &learned,
             &RestartReport::default(),
+            false,
             &at(1),
         );
         let s = &plan.status;
@@ -1299,6 +1334,7 @@ mod tests {
             Ok(&synced()),
             &Prerequisites::default(),
             &RestartReport::default(),
+            false,
             &at(0),
         );
         assert_eq!(plan.status.force_sync_handled.as_deref(), Some("1"));
@@ -1310,6 +1346,20 @@ mod tests {
             .unwrap()
             .insert(FORCE_SYNC_ANNOTATION.into(), "2".into());
         assert_eq!(force_sync_requested(&ts), Some("2"), "a new value");
+        let deferred = plan_status(
+            &ts,
+            Some("app"),
+            Ok(&synced()),
+            &Prerequisites::default(),
+            &RestartReport::default(),
+            true,
+            &at(1),
+        );
+        assert_eq!(
+            deferred.status.force_sync_handled.as_deref(),
+            Some("1"),
+            "a value waiting for its interval stays pending"
+        );
     }
 
     #[test]
@@ -1371,7 +1421,15 @@ mod tests {
             missing: Some(vec!["Deployment web".into()]),
             ..RestartReport::default()
         };
-        let plan = plan_status(&ts, Some("app"), Ok(&synced()), &learned, &report, &at(10));
+        let plan = plan_status(
+            &ts,
+            Some("app"),
+            Ok(&synced()),
+            &learned,
+            &report,
+            false,
+            &at(10),
+        );
         assert_eq!(plan.status.restarted_for.as_deref(), Some("h1"));
         assert_eq!(
             condition(&plan.status, RESTART_TARGETS_FOUND),

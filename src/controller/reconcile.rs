@@ -196,13 +196,55 @@ async fn check_templates(
     result.map_err(Error::Template)
 }
 
+/// What this reconcile does about the force-sync annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Force {
+    /// No new value (none set, or handled already).
+    Nothing,
+    /// Force a sync for this value now.
+    Now(String),
+    /// A new value, but a forced sync of this resource was honoured less than
+    /// `--force-sync-min-interval` ago: decide again after this long. Every value set meanwhile
+    /// is coalesced into the one forced sync then (the annotation holds only the newest).
+    Later(Duration),
+}
+
 /// The force-sync value this reconcile acts on: one not recorded as handled in status, nor by
-/// this process (a reconcile right after a forced one may still see the old status).
-fn force_to_handle(ts: &ThalassaSecret, ctx: &Context) -> Option<String> {
-    let value = plan::force_sync_requested(ts)?;
+/// this process (a reconcile right after a forced one may still see the old status), and at most
+/// one per `--force-sync-min-interval` per resource.
+fn force_to_handle(ts: &ThalassaSecret, ctx: &Context) -> Force {
+    let Some(value) = plan::force_sync_requested(ts) else {
+        return Force::Nothing;
+    };
+    let key = ObjectRef::from_obj(ts);
     let handled = ctx.force_handled.lock().expect("force lock");
-    (handled.get(&ObjectRef::from_obj(ts)).map(String::as_str) != Some(value))
-        .then(|| value.to_string())
+    if handled.get(&key).map(String::as_str) == Some(value) {
+        return Force::Nothing;
+    }
+    drop(handled);
+    let mut times = ctx.force_times.lock().expect("force lock");
+    let now = std::time::Instant::now();
+    match force_wait(
+        times.get(&key).copied(),
+        now,
+        ctx.config.bounds.force_sync_min_interval,
+    ) {
+        Some(wait) => Force::Later(wait),
+        None => {
+            times.insert(key, now);
+            Force::Now(value.to_string())
+        }
+    }
+}
+
+/// How long a forced sync must still wait when the last one was honoured at `last` (no I/O).
+fn force_wait(
+    last: Option<std::time::Instant>,
+    now: std::time::Instant,
+    interval: Duration,
+) -> Option<Duration> {
+    let elapsed = now.saturating_duration_since(last?);
+    (elapsed < interval).then(|| interval - elapsed)
 }
 
 /// Syncs (when the spec is valid), then writes the status and requeues.
@@ -212,6 +254,8 @@ async fn sync_and_report(
     validated: Result<ValidatedSpec>,
 ) -> Result<Step> {
     let turn = RenderTurn::of(ts);
+    // A force-sync asked for too soon after the last one: decide again after this long.
+    let mut force_wait = None;
     let (validated, learned, result) = match validated {
         Ok(mut spec) => match connect_with_templates(ts, ctx, &turn).await {
             Ok((connection, templates)) => {
@@ -220,7 +264,11 @@ async fn sync_and_report(
                 }
                 spec.connection.clone_from(&connection.identity);
                 spec.templates = templates;
-                spec.force = force_to_handle(ts, ctx);
+                match force_to_handle(ts, ctx) {
+                    Force::Now(value) => spec.force = Some(value),
+                    Force::Later(wait) => force_wait = Some(wait),
+                    Force::Nothing => {}
+                }
                 let (learned, result) = sync(ts, &spec, ctx, &connection.sources, &turn).await;
                 (Some(spec), learned, result)
             }
@@ -266,6 +314,7 @@ async fn sync_and_report(
         result.as_ref(),
         &prerequisites,
         &restart,
+        force_wait.is_some(),
         &now,
     );
     ctx.metrics.set_conditions(
@@ -305,17 +354,18 @@ async fn sync_and_report(
     ctx.metrics
         .checked(&ts.namespace().unwrap_or_default(), &ts.name_any());
     let refresh = validated.map_or(ctx.config.default_refresh_interval, |v| v.refresh_interval);
-    Ok(Step::Done(next_check(
-        ts.spec.refresh_policy,
-        refresh,
-        restart.wait,
-    )))
+    let wait = match (restart.wait, force_wait) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(Step::Done(next_check(ts.spec.refresh_policy, refresh, wait)))
 }
 
 /// When to reconcile again after a success: at half the interval (a shared listing may already
 /// be up to half an interval old, so a stored version reaches the Secret within one interval),
 /// only on a change under the other policies, and no later than a restart that is waiting for
-/// its debounce window.
+/// its debounce window (or its workload's restart bound) or a force-sync waiting for its
+/// interval.
 fn next_check(policy: RefreshPolicy, refresh: Duration, restart_wait: Option<Duration>) -> Action {
     let periodic = (policy == RefreshPolicy::Periodic).then(|| jitter(refresh / 2));
     match (periodic, restart_wait) {
@@ -822,6 +872,31 @@ mod tests {
         assert_eq!(
             backoff(1, refresh, Some(Duration::from_secs(30))),
             Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn a_force_sync_waits_for_the_rest_of_its_interval() {
+        let interval = Duration::from_secs(60);
+        let start = std::time::Instant::now();
+        assert_eq!(
+            force_wait(None, start, interval),
+            None,
+            "the first is at once"
+        );
+        assert_eq!(
+            force_wait(Some(start), start + Duration::from_secs(20), interval),
+            Some(Duration::from_secs(40))
+        );
+        assert_eq!(
+            force_wait(Some(start), start + interval, interval),
+            None,
+            "at the end of the interval"
+        );
+        assert_eq!(
+            force_wait(Some(start + interval), start, interval),
+            Some(interval),
+            "a clock that went backwards waits the whole interval"
         );
     }
 }

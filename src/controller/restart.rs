@@ -10,6 +10,16 @@
 //! as equal values to people who may read workloads but not Secrets. A replaced data-hash key
 //! changes every hash without any data change: the key's fingerprint is kept next to the hash,
 //! and a new key only records.
+//!
+//! Whoever writes a ThalassaSecret is not necessarily allowed to restart the workloads it names
+//! (the operator patches them with its own permissions). Two rules hold whatever the author did:
+//! with `--restart-requires-opt-in` (the default) a workload is restarted only when its own
+//! annotation `secrets.thalassa.cloud/allow-rollout-restart-by` names the resource (or is `*`),
+//! which only someone who may patch the workload can set; and no workload is restarted more
+//! than `--restart-limit` times per `--restart-window`, counted on the workload itself
+//! (annotation `secrets.thalassa.cloud/rollout-restarts`), so every resource, replica and
+//! operator restart shares the count. A restart past the bound waits for the window
+//! ([`budget`]); a restart a workload does not allow is dropped for that data.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -27,7 +37,10 @@ use tracing::info;
 
 use super::{Context, apply, validate::ValidatedSpec};
 use crate::{
-    crd::{FIELD_MANAGER, RESTARTED_FOR_ANNOTATION, RestartTarget, ThalassaSecret, WorkloadKind},
+    crd::{
+        ALLOW_RESTART_ANNOTATION, FIELD_MANAGER, RESTART_TIMES_ANNOTATION,
+        RESTARTED_FOR_ANNOTATION, RestartTarget, ThalassaSecret, WorkloadKind,
+    },
     error::Result,
     render::{self, HashKey},
 };
@@ -85,6 +98,10 @@ pub(super) struct RestartReport {
     pub(super) restarted_for: Option<(String, String)>,
     /// Targets that do not exist, when they were looked up (`Some(empty)`: all found).
     pub(super) missing: Option<Vec<String>>,
+    /// Targets that exist but do not allow restarts by this resource (when looked up).
+    pub(super) refused: Vec<String>,
+    /// Targets whose restart waits for their restart bound, and when the first may go.
+    pub(super) deferred: Option<(Vec<String>, Time)>,
     /// A lookup or patch that failed (the sync itself stands; tried again).
     pub(super) failure: Option<String>,
     /// Decide again after this long (a restart waiting for its window, a missing target, a
@@ -158,7 +175,9 @@ async fn try_run(
     match decision {
         Decision::Nothing | Decision::Wait(_) if !recheck => {}
         Decision::Nothing | Decision::Wait(_) | Decision::Record(_) => {
-            report.missing = Some(find_missing(ctx, ts).await?);
+            let (missing, refused) = check_targets(ctx, ts).await?;
+            report.missing = Some(missing);
+            report.refused = refused;
         }
         Decision::Restart(_) => {}
     }
@@ -168,8 +187,9 @@ async fn try_run(
         Decision::Record(hash) => report.restarted_for = Some((hash, key_id)),
         Decision::Restart(hash) => {
             let mut missing = Vec::new();
+            let mut deferred: Vec<(String, i64)> = Vec::new();
             for target in targets {
-                match restart_one(ctx, ts, target, &hash).await? {
+                match restart_one(ctx, ts, target, &hash, now).await? {
                     Restarted::Yes => {
                         ctx.metrics.rollout_restarted(
                             &ts.namespace().unwrap_or_default(),
@@ -187,13 +207,40 @@ async fn try_run(
                     }
                     Restarted::AlreadyForThisData => {}
                     Restarted::NotFound => missing.push(describe(target)),
+                    Restarted::NotAllowed => {
+                        let note = format!(
+                            "did not restart {}: it does not allow rollout restarts by this ThalassaSecret (annotation {ALLOW_RESTART_ANNOTATION})",
+                            describe(target)
+                        );
+                        info!(kind = kind_name(target.kind), target = %target.name, "rollout restart not allowed by the workload");
+                        apply::publish(ctx, ts, EventType::Warning, "RolloutRestartRefused", note)
+                            .await;
+                        report.refused.push(describe(target));
+                    }
+                    Restarted::Deferred(until) => deferred.push((describe(target), until)),
                 }
             }
             report.missing = Some(missing);
-            report.restarted_for = Some((hash, key_id));
+            if let Some(first) = deferred.iter().map(|(_, until)| *until).min() {
+                // Not recorded: the next decision restarts (the ones done are skipped, their
+                // annotation already holds this hash) once the window allows.
+                let wait = u64::try_from(first - now.0.as_second()).unwrap_or(0).max(1);
+                report.wait = Some(Duration::from_secs(wait));
+                let last = deferred
+                    .iter()
+                    .map(|(_, until)| *until)
+                    .max()
+                    .unwrap_or(first);
+                let until = jiff::Timestamp::from_second(last).map_or_else(|_| now.clone(), Time);
+                report.deferred = Some((deferred.into_iter().map(|(t, _)| t).collect(), until));
+            } else {
+                report.restarted_for = Some((hash, key_id));
+            }
         }
     }
-    if report.missing.as_ref().is_some_and(|m| !m.is_empty()) {
+    let unsettled =
+        report.missing.as_ref().is_some_and(|m| !m.is_empty()) || !report.refused.is_empty();
+    if unsettled {
         report.wait = Some(report.wait.map_or(RECHECK, |w| w.min(RECHECK)));
     }
     Ok(report)
@@ -237,57 +284,148 @@ fn workloads(ctx: &Context, ts: &ThalassaSecret, kind: WorkloadKind) -> Api<Dyna
     )
 }
 
-async fn find_missing(ctx: &Context, ts: &ThalassaSecret) -> Result<Vec<String>> {
+/// Looks every target up: the ones that do not exist, and the ones that do not allow restarts
+/// by this resource.
+async fn check_targets(ctx: &Context, ts: &ThalassaSecret) -> Result<(Vec<String>, Vec<String>)> {
     let mut missing = Vec::new();
+    let mut refused = Vec::new();
     for target in &ts.spec.rollout_restart_targets {
         let api = workloads(ctx, ts, target.kind);
-        if api.get_metadata_opt(&target.name).await?.is_none() {
-            missing.push(describe(target));
+        match api.get_metadata_opt(&target.name).await? {
+            None => missing.push(describe(target)),
+            Some(workload) if !allows(ctx, ts, workload.metadata.annotations.as_ref()) => {
+                refused.push(describe(target));
+            }
+            Some(_) => {}
         }
     }
-    Ok(missing)
+    Ok((missing, refused))
+}
+
+/// Whether a workload with these annotations may be restarted by `ts`: always without
+/// `--restart-requires-opt-in`, else when its opt-in annotation names `ts` or is `*`.
+fn allows(
+    ctx: &Context,
+    ts: &ThalassaSecret,
+    annotations: Option<&BTreeMap<String, String>>,
+) -> bool {
+    !ctx.config.bounds.restart_requires_opt_in || opted_in(annotations, &ts.name_any())
+}
+
+/// Whether the opt-in annotation names `name` (or is `*`).
+fn opted_in(annotations: Option<&BTreeMap<String, String>>, name: &str) -> bool {
+    annotations
+        .and_then(|a| a.get(ALLOW_RESTART_ANNOTATION))
+        .is_some_and(|v| v.split(',').map(str::trim).any(|n| n == "*" || n == name))
+}
+
+/// The restart bound of one workload: with the times of its earlier restarts (Unix seconds, as
+/// the workload's annotation records them) and `now`, either the times to record with a restart
+/// now (those inside the window, plus `now`), or the second from which the next is allowed.
+fn budget(
+    recorded: Option<&str>,
+    now: i64,
+    window: Duration,
+    limit: u32,
+) -> std::result::Result<Vec<i64>, i64> {
+    let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
+    let mut times: Vec<i64> = recorded
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|t| t.trim().parse().ok())
+        // Inside the window; a time in the future (a skewed clock) counts as now.
+        .filter(|&t: &i64| now.saturating_sub(t) < window)
+        .map(|t: i64| t.min(now))
+        .collect();
+    times.sort_unstable();
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX).max(1);
+    if times.len() >= limit {
+        // Allowed once all but limit - 1 of them have left the window.
+        return Err(times[times.len() - limit].saturating_add(window));
+    }
+    times.push(now);
+    Ok(times)
 }
 
 enum Restarted {
     Yes,
     AlreadyForThisData,
     NotFound,
+    /// The workload does not allow restarts by this resource.
+    NotAllowed,
+    /// The workload's restart bound is used up until this second.
+    Deferred(i64),
 }
 
-/// Sets the pod template annotation unless it already holds `hash`.
+/// How often a restart is tried again when the workload changed between read and patch.
+const CONFLICT_TRIES: usize = 3;
+
+/// Sets the pod template annotation unless it already holds `hash`, if the workload allows
+/// restarts by this resource and its restart bound allows one now; records the restart's time
+/// on the workload in the same patch (conditional on its resourceVersion, so two resources
+/// restarting one workload at once cannot both pass the bound).
 async fn restart_one(
     ctx: &Context,
     ts: &ThalassaSecret,
     target: &RestartTarget,
     hash: &str,
+    now: &Time,
 ) -> Result<Restarted> {
     let api = workloads(ctx, ts, target.kind);
-    let Some(workload) = api.get_opt(&target.name).await? else {
-        return Ok(Restarted::NotFound);
-    };
-    let current = workload.data["spec"]["template"]["metadata"]["annotations"]
-        [RESTARTED_FOR_ANNOTATION]
-        .as_str();
-    if current == Some(hash) {
-        return Ok(Restarted::AlreadyForThisData);
-    }
-    let patch = serde_json::json!({
-        "spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR_ANNOTATION: hash}}}}
-    });
-    match api
-        .patch(
-            &target.name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..PatchParams::default()
+    let bounds = ctx.config.bounds;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let Some(workload) = api.get_opt(&target.name).await? else {
+            return Ok(Restarted::NotFound);
+        };
+        let current = workload.data["spec"]["template"]["metadata"]["annotations"]
+            [RESTARTED_FOR_ANNOTATION]
+            .as_str();
+        if current == Some(hash) {
+            return Ok(Restarted::AlreadyForThisData);
+        }
+        let annotations = workload.metadata.annotations.as_ref();
+        if !allows(ctx, ts, annotations) {
+            return Ok(Restarted::NotAllowed);
+        }
+        let times = match budget(
+            annotations
+                .and_then(|a| a.get(RESTART_TIMES_ANNOTATION))
+                .map(String::as_str),
+            now.0.as_second(),
+            bounds.restart_window,
+            bounds.restart_limit,
+        ) {
+            Ok(times) => times,
+            Err(until) => return Ok(Restarted::Deferred(until)),
+        };
+        let times: Vec<String> = times.iter().map(i64::to_string).collect();
+        let patch = serde_json::json!({
+            "metadata": {
+                "resourceVersion": workload.metadata.resource_version,
+                "annotations": {RESTART_TIMES_ANNOTATION: times.join(",")},
             },
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(Restarted::Yes),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Restarted::NotFound),
-        Err(e) => Err(e.into()),
+            "spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR_ANNOTATION: hash}}}}
+        });
+        match api
+            .patch(
+                &target.name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => return Ok(Restarted::Yes),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Ok(Restarted::NotFound);
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 && tries < CONFLICT_TRIES => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -374,5 +512,54 @@ mod tests {
             Decision::Record("h2".into()),
             "a replaced data-hash key changed the hash, not the data"
         );
+    }
+
+    #[test]
+    fn a_workload_is_restarted_at_most_limit_times_per_window() {
+        let window = Duration::from_secs(600);
+        assert_eq!(budget(None, 1000, window, 2), Ok(vec![1000]), "none yet");
+        assert_eq!(
+            budget(Some("900"), 1000, window, 2),
+            Ok(vec![900, 1000]),
+            "one in the window"
+        );
+        assert_eq!(
+            budget(Some("900,950"), 1000, window, 2),
+            Err(1500),
+            "two in the window: the next once the first has left it"
+        );
+        assert_eq!(
+            budget(Some("100,900"), 1000, window, 2),
+            Ok(vec![900, 1000]),
+            "one has left the window and is forgotten"
+        );
+        assert_eq!(
+            budget(Some("950,junk,,900"), 1000, window, 2),
+            Err(1500),
+            "unsorted and unreadable entries"
+        );
+        assert_eq!(
+            budget(Some("5000"), 1000, window, 1),
+            Err(1600),
+            "a time in the future counts as now"
+        );
+        assert_eq!(
+            budget(Some("400,500,600,700"), 1000, window, 2),
+            Err(1200),
+            "more than the limit (a lowered flag): once enough have left"
+        );
+    }
+
+    #[test]
+    fn only_workloads_that_opt_in_name_the_resource() {
+        let with =
+            |v: &str| BTreeMap::from([(ALLOW_RESTART_ANNOTATION.to_string(), v.to_string())]);
+        assert!(!opted_in(None, "app"));
+        assert!(!opted_in(Some(&BTreeMap::new()), "app"));
+        assert!(opted_in(Some(&with("app")), "app"));
+        assert!(opted_in(Some(&with("db, app")), "app"));
+        assert!(opted_in(Some(&with("*")), "app"));
+        assert!(!opted_in(Some(&with("application")), "app"));
+        assert!(!opted_in(Some(&with("")), "app"));
     }
 }

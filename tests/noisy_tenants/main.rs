@@ -12,6 +12,7 @@ mod common;
 
 mod lanes;
 mod memory;
+mod restarts;
 mod templates;
 
 /// Held for the whole of each test of this binary.
