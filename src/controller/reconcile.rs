@@ -358,7 +358,11 @@ async fn sync_and_report(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    Ok(Step::Done(next_check(ts.spec.refresh_policy, refresh, wait)))
+    Ok(Step::Done(next_check(
+        ts.spec.refresh_policy,
+        refresh,
+        wait,
+    )))
 }
 
 /// When to reconcile again after a success: at half the interval (a shared listing may already

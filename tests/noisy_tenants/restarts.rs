@@ -91,6 +91,7 @@ const CANARY: &str = "canary-7f3e9b21-deputy";
 
 #[tokio::test]
 async fn a_workload_that_does_not_opt_in_is_never_restarted_by_a_thalassa_secret() {
+    let _one = crate::one_at_a_time().await;
     let mut h = harness("deputy").await;
     h.create_string("/app/rr/a", &format!("{CANARY}-1"));
     // The platform team's Deployment in the tenant's namespace; the tenant's own opts in.
@@ -161,6 +162,7 @@ async fn a_workload_that_does_not_opt_in_is_never_restarted_by_a_thalassa_secret
 
 #[tokio::test]
 async fn a_workload_is_restarted_at_most_the_limit_per_window_whatever_the_data_does() {
+    let _one = crate::one_at_a_time().await;
     const WINDOW: u64 = 20;
     let mut h = harness("restart-bound").await;
     h.create_string("/app/rr/a", "v1");
@@ -246,6 +248,7 @@ async fn a_workload_is_restarted_at_most_the_limit_per_window_whatever_the_data_
 
 #[tokio::test]
 async fn fifty_force_sync_edits_make_at_most_one_forced_sync_per_interval() {
+    let _one = crate::one_at_a_time().await;
     const SOURCES: u64 = 5;
     const INTERVAL: u64 = 15;
     const EDITS: usize = 50;
