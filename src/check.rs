@@ -696,9 +696,32 @@ async fn reveal_check(
     }
 }
 
-/// An error's text with its source chain (transport errors keep their cause there). Client
-/// errors never contain values or credentials.
+/// An error's text, as the `check` command prints it and store status shows it to tenants.
+/// Client errors never contain values or credentials. A transport error says only what kind
+/// of failure it was (could not connect, timed out): never the HTTP library's text, which
+/// names the address and the operating system's answer (refused, unreachable, the TLS peer's
+/// certificate), so a store's status cannot serve as a port scanner. The whole cause chain
+/// goes to the log at debug level.
 fn describe(error: &Error) -> String {
+    if let Error::Transport { source, .. } = error {
+        let mut chain = error.to_string();
+        let mut cause = std::error::Error::source(error);
+        while let Some(c) = cause {
+            let _ = write!(chain, ": {c}");
+            cause = c.source();
+        }
+        tracing::debug!(error = %chain, "Thalassa transport error");
+        let class = if source.is_timeout() {
+            "timed out"
+        } else if source.is_connect() {
+            "could not connect"
+        } else if source.is_body() || source.is_decode() {
+            "the response could not be read"
+        } else {
+            "the request failed"
+        };
+        return format!("{error}: {class}");
+    }
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

@@ -197,6 +197,28 @@ pub struct Args {
     /// This replica's identity in the Lease (the pod name in Kubernetes).
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
+
+    /// Thalassa API URLs a store's `url` may use (comma-separated `http(s)` URLs): a store URL
+    /// is allowed when scheme, host and port equal an entry's and its path is the entry's path
+    /// or below it. `--thalassa-url` is always allowed. Default: the public Thalassa API only.
+    #[arg(long, env = "ALLOWED_API_URLS", value_delimiter = ',')]
+    pub allowed_api_urls: Vec<String>,
+
+    /// How soon a store is checked again after its first failure that passes by itself (5xx,
+    /// 429, timeout); each further failure doubles the delay (with jitter), up to
+    /// --store-check-interval.
+    #[arg(long, env = "STORE_RETRY_INTERVAL", default_value = "30s", value_parser = parse_duration_arg)]
+    pub store_retry_interval: Duration,
+
+    /// How often a store that ThalassaSecrets use is checked when nothing changes, and the
+    /// longest backoff between checks of a failing one.
+    #[arg(long, env = "STORE_CHECK_INTERVAL", default_value = "10m", value_parser = parse_duration_arg)]
+    pub store_check_interval: Duration,
+
+    /// How often a store that no ThalassaSecret (of this shard) uses is checked, failing or not;
+    /// it is also checked when its spec changes.
+    #[arg(long, env = "UNUSED_STORE_CHECK_INTERVAL", default_value = "1h", value_parser = parse_duration_arg)]
+    pub unused_store_check_interval: Duration,
 }
 
 /// Validated operator configuration.
@@ -227,6 +249,32 @@ pub struct Config {
     pub default_connection_namespaces: Vec<String>,
     /// Leader election, when enabled.
     pub leader_election: Option<LeaderElection>,
+    /// Thalassa API URLs stores may use (`--thalassa-url` included).
+    pub allowed_api_urls: crate::endpoints::AllowedUrls,
+    /// Store checks: first retry, healthy interval (and backoff cap), interval of unused stores.
+    pub store_checks: StoreChecks,
+}
+
+/// How often stores are checked (`--store-retry-interval`, `--store-check-interval`,
+/// `--unused-store-check-interval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreChecks {
+    /// First delay after a failure that passes by itself; doubles per failure.
+    pub retry: Duration,
+    /// Interval of a used, healthy store, and the backoff cap.
+    pub interval: Duration,
+    /// Interval of a store no resource uses.
+    pub unused: Duration,
+}
+
+impl Default for StoreChecks {
+    fn default() -> Self {
+        StoreChecks {
+            retry: Duration::from_secs(30),
+            interval: Duration::from_secs(600),
+            unused: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Leader-election settings.
@@ -323,6 +371,30 @@ impl Args {
         } else {
             None
         };
+        let allowed: Vec<&str> = if self.allowed_api_urls.iter().all(|u| u.trim().is_empty()) {
+            vec![crate::endpoints::PUBLIC_API_URL]
+        } else {
+            self.allowed_api_urls.iter().map(String::as_str).collect()
+        };
+        let allowed_api_urls = crate::endpoints::AllowedUrls::new(
+            allowed
+                .into_iter()
+                .chain([self.thalassa_url.as_str()]),
+        )
+        .map_err(|e| ConfigError(format!("--allowed-api-urls: {e}")))?;
+        if self.store_retry_interval < Duration::from_secs(1)
+            || self.store_check_interval < self.store_retry_interval
+            || self.unused_store_check_interval < self.store_retry_interval
+        {
+            return Err(ConfigError(
+                "--store-retry-interval must be at least 1s, and --store-check-interval and --unused-store-check-interval at least --store-retry-interval".into(),
+            ));
+        }
+        let store_checks = StoreChecks {
+            retry: self.store_retry_interval,
+            interval: self.store_check_interval,
+            unused: self.unused_store_check_interval,
+        };
         let mut thalassa =
             thalassa::ClientConfig::new(self.thalassa_url, organisation, credentials);
         if self.thalassa_call_deadline < thalassa.request_timeout {
@@ -354,6 +426,8 @@ impl Args {
                 .filter(|n| !n.is_empty())
                 .collect(),
             leader_election,
+            allowed_api_urls,
+            store_checks,
         })
     }
 

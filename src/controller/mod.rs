@@ -73,6 +73,8 @@ pub struct Caches {
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
     /// ConfigMaps labelled as templates.
     pub template_config_maps: Store<ConfigMap>,
+    /// This shard's ThalassaSecrets: which stores are in use.
+    pub resources: Store<ThalassaSecret>,
 }
 
 /// Shared state of the controller.
@@ -124,6 +126,12 @@ pub struct Context {
     periodic_lane: Semaphore,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The HTTP client every store's connection shares (TLS roots and pool held once).
+    store_http: reqwest::Client,
+    /// This shard's ThalassaSecrets, to tell used stores from unused ones.
+    resources: Store<ThalassaSecret>,
+    /// When each store is checked next, and its run of failures (per-store backoff).
+    store_checks: Mutex<HashMap<stores::StoreKey, stores::CheckState>>,
 }
 
 impl Context {
@@ -149,6 +157,7 @@ impl Context {
                 identity: crate::crd::DEFAULT_CONNECTION.into(),
             })
         });
+        let config_thalassa = config.thalassa.clone();
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -172,6 +181,10 @@ impl Context {
             caches_synced: tokio::sync::watch::Sender::new(false),
             periodic_lane: Semaphore::new(periodic_slots),
             metrics,
+            store_http: thalassa::Client::http_client(&config_thalassa)
+                .expect("the HTTP client for stores builds"),
+            resources: caches.resources,
+            store_checks: Mutex::default(),
         }
     }
 }
@@ -464,6 +477,7 @@ pub async fn run(
             cluster_stores: cluster_store_store,
             namespaces: cluster_mode.then_some(namespace_store),
             template_config_maps: config_map_store,
+            resources: resource_store.clone(),
         },
         reporter,
         metrics,
@@ -642,6 +656,7 @@ fn spawn_pruner(
             ctx.retain_resources(|key| resources.get(key).is_some());
             connect::retain_connections(&ctx);
             stores::retain_store_metrics(&ctx);
+            stores::retain_check_state(&ctx);
         }
     })
 }
