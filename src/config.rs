@@ -377,9 +377,7 @@ impl Args {
             self.allowed_api_urls.iter().map(String::as_str).collect()
         };
         let allowed_api_urls = crate::endpoints::AllowedUrls::new(
-            allowed
-                .into_iter()
-                .chain([self.thalassa_url.as_str()]),
+            allowed.into_iter().chain([self.thalassa_url.as_str()]),
         )
         .map_err(|e| ConfigError(format!("--allowed-api-urls: {e}")))?;
         if self.store_retry_interval < Duration::from_secs(1)

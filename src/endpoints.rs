@@ -173,7 +173,10 @@ mod tests {
             "not a url",
             "",
         ] {
-            assert!(allowed.check(refused).is_err(), "{refused} should be refused");
+            assert!(
+                allowed.check(refused).is_err(),
+                "{refused} should be refused"
+            );
         }
     }
 
@@ -192,7 +195,10 @@ mod tests {
             "https://gw.example/thalassa/%2e%2e/admin",
             "https://gw.example/thalassa\\..\\admin",
         ] {
-            assert!(allowed.check(refused).is_err(), "{refused} should be refused");
+            assert!(
+                allowed.check(refused).is_err(),
+                "{refused} should be refused"
+            );
         }
     }
 

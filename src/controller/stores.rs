@@ -196,7 +196,11 @@ pub async fn reconcile_cluster_store(
     ctx: Arc<Context>,
 ) -> Result<Action> {
     ctx.caches_synced().await;
-    let key = (StoreKind::ClusterThalassaSecretStore, None, store.name_any());
+    let key = (
+        StoreKind::ClusterThalassaSecretStore,
+        None,
+        store.name_any(),
+    );
     let api = Api::all(ctx.client.clone());
     check_and_report(&ctx, &api, &*store, key, |used| {
         connect::store_connection_for_check(
@@ -249,7 +253,12 @@ where
         )
     };
     if let Due::In(wait) = when {
-        if !ctx.store_checks.lock().expect("store checks lock").contains_key(&key) {
+        if !ctx
+            .store_checks
+            .lock()
+            .expect("store checks lock")
+            .contains_key(&key)
+        {
             // A restart: the status describes this spec; the first check comes later.
             ctx.store_checks.lock().expect("store checks lock").insert(
                 key,
@@ -264,6 +273,7 @@ where
         }
         return Ok(Action::requeue(wait));
     }
+    debug!(store = %store.name_any(), used, state = ?ctx.store_checks.lock().expect("store checks lock").get(&key), "store check");
     let spec = store.connection_spec();
     let region = spec
         .region
@@ -631,11 +641,23 @@ mod tests {
         );
         // Its time came.
         let later = now + Duration::from_secs(100);
-        assert_eq!(due(Some(&state), "u", 2, false, true, &c, later, 0.5), Due::Now);
+        assert_eq!(
+            due(Some(&state), "u", 2, false, true, &c, later, 0.5),
+            Due::Now
+        );
         // A new spec, a new object, or a store that became used: at once.
-        assert_eq!(due(Some(&state), "u", 3, false, true, &c, now, 0.5), Due::Now);
-        assert_eq!(due(Some(&state), "v", 2, false, true, &c, now, 0.5), Due::Now);
-        assert_eq!(due(Some(&state), "u", 2, true, true, &c, now, 0.5), Due::Now);
+        assert_eq!(
+            due(Some(&state), "u", 3, false, true, &c, now, 0.5),
+            Due::Now
+        );
+        assert_eq!(
+            due(Some(&state), "v", 2, false, true, &c, now, 0.5),
+            Due::Now
+        );
+        assert_eq!(
+            due(Some(&state), "u", 2, true, true, &c, now, 0.5),
+            Due::Now
+        );
         // First sight in this process: checked now, unless unused with a status of this spec.
         assert_eq!(due(None, "u", 2, true, true, &c, now, 0.5), Due::Now);
         assert_eq!(due(None, "u", 2, false, false, &c, now, 0.5), Due::Now);

@@ -319,7 +319,7 @@ async fn admission_refuses_a_store_url_outside_the_allow_list() {
     for doc in &mut docs {
         if doc["kind"] == "ValidatingAdmissionPolicyBinding" {
             doc["spec"]["matchResources"] = serde_yaml::from_str(&format!(
-                "{{objectSelector: {{matchLabels: {{{label}: \"yes\"}}}}}}"
+                "{{objectSelector: {{matchLabels: {{{label}: enforced}}}}}}"
             ))
             .unwrap();
         }
@@ -335,12 +335,12 @@ async fn admission_refuses_a_store_url_outside_the_allow_list() {
     let store = |name: &str, url: Option<&str>| {
         let url = url.map(|u| format!("  url: {u}\n")).unwrap_or_default();
         format!(
-            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecretStore\nmetadata: {{name: {name}, namespace: {ns}, labels: {{{label}: \"yes\"}}}}\nspec:\n{url}  organisation: o\n  auth: {{tokenSecretRef: {{name: t}}}}\n"
+            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecretStore\nmetadata: {{name: {name}, namespace: {ns}, labels: {{{label}: enforced}}}}\nspec:\n{url}  organisation: o\n  auth: {{tokenSecretRef: {{name: t}}}}\n"
         )
     };
     let cluster_store = |name: &str, url: &str| {
         format!(
-            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ClusterThalassaSecretStore\nmetadata: {{name: {name}, labels: {{{label}: \"yes\"}}}}\nspec:\n  url: {url}\n  organisation: o\n  credentialsNamespace: {ns}\n  auth: {{tokenSecretRef: {{name: t}}}}\n"
+            "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ClusterThalassaSecretStore\nmetadata: {{name: {name}, labels: {{{label}: enforced}}}}\nspec:\n  url: {url}\n  organisation: o\n  credentialsNamespace: {ns}\n  auth: {{tokenSecretRef: {{name: t}}}}\n"
         )
     };
     let dry_run = |yaml: String| async move {
@@ -432,11 +432,8 @@ async fn the_kustomize_store_url_policy_equals_the_chart_policy() {
     .await;
     assert!(ok, "kubectl kustomize config/store-urls: {kustomize}");
     let of_kind = |docs: &[serde_yaml::Value], kind: &str| {
-        let found: Vec<serde_yaml::Value> = docs
-            .iter()
-            .filter(|d| d["kind"] == kind)
-            .cloned()
-            .collect();
+        let found: Vec<serde_yaml::Value> =
+            docs.iter().filter(|d| d["kind"] == kind).cloned().collect();
         assert_eq!(found.len(), 1, "one {kind}: {docs:?}");
         found[0].clone()
     };
@@ -596,7 +593,10 @@ async fn unused_stores_at_a_failing_server_cost_one_check_and_a_used_one_backs_o
         rss_after as f64 / 1048576.0,
         (rss_after.saturating_sub(rss_before)) as f64 / 1024.0 / UNUSED as f64,
     );
-    assert_eq!(late, 0, "unused stores were checked again within the window");
+    assert_eq!(
+        late, 0,
+        "unused stores were checked again within the window"
+    );
 }
 
 fn rss_bytes(pid: u32) -> u64 {
@@ -607,4 +607,116 @@ fn rss_bytes(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Measurement, not a check (ignored by default): the operator's RSS per idle store and the
+/// requests per second N unused stores send to a server that answers 503, over a window.
+/// Configured through the environment only, so the same test measures an operator without
+/// the store schedule:
+///   IDLE_STORES=200 IDLE_WINDOW_SECS=90 cargo test --test noisy_tenants -- --ignored --nocapture measure_idle_stores
+#[tokio::test]
+#[ignore]
+async fn measure_idle_stores() {
+    let stores = common::env_usize("IDLE_STORES", 200);
+    let window = Duration::from_secs(common::env_usize("IDLE_WINDOW_SECS", 90) as u64);
+    let h = harness("ep-measure").await;
+    let client = h.client.clone();
+    let ns = h.ns().to_string();
+    let failing = TestServer::start(503).await;
+    let operator = common::OperatorCommand::new(
+        testenv::ControlPlane::shared().kubeconfig_path(),
+        h.dir.join("measure.log"),
+    );
+    let metrics_addr = format!("127.0.0.1:{}", operator.port());
+    let token = h.dir.join("token");
+    let operator = operator
+        .env(
+            "RUST_LOG",
+            std::env::var("OPERATOR_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .env(
+            "ALLOWED_API_URLS",
+            format!("{},{}", h.emulator.base_url(), failing.url()),
+        )
+        .args([
+            "--thalassa-url",
+            &h.emulator.base_url(),
+            "--organisation",
+            h.emulator.organisation(),
+            "--token-file",
+            token.to_str().unwrap(),
+            "--region",
+            "nl-01",
+            "--operator-namespace",
+            &ns,
+            "--watch-namespace",
+            &ns,
+            "--metrics-addr",
+            &metrics_addr,
+        ])
+        .start("operator ready")
+        .await;
+    token_secret(&client, &ns, "tenant-token").await;
+    let pid = operator.child.id().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_idle = rss_bytes(pid);
+    let names: Vec<String> = (0..stores).map(|i| format!("idle-{i}")).collect();
+    for chunk in names.chunks(20) {
+        futures::future::join_all(chunk.iter().map(|name| {
+            let (client, ns, url) = (client.clone(), ns.clone(), failing.url());
+            async move {
+                apply_store(
+                    &client,
+                    &ns,
+                    &store_yaml(name, &url, &format!("org-{name}"), ""),
+                )
+                .await
+            }
+        }))
+        .await;
+    }
+    let api: Api<ThalassaSecretStore> = Api::namespaced(client.clone(), &ns);
+    wait_for(Duration::from_secs(300), "every store checked", || async {
+        let list = api.list(&Default::default()).await.ok()?;
+        let checked = list
+            .items
+            .iter()
+            .filter(|s| s.status.as_ref().is_some_and(|s| !s.conditions.is_empty()))
+            .count();
+        (checked == stores).then_some(())
+    })
+    .await;
+    let rss_checked = rss_bytes(pid);
+    let start = failing.requests().len();
+    let mut rss_max = rss_checked;
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss_max = rss_max.max(rss_bytes(pid));
+    }
+    let late: Vec<Seen> = failing.requests()[start..].to_vec();
+    let mut late_orgs: BTreeMap<String, usize> = BTreeMap::new();
+    for seen in &late {
+        *late_orgs.entry(seen.organisation.clone()).or_default() += 1;
+    }
+    if !late_orgs.is_empty() {
+        println!(
+            "{} stores sent requests in the window: {:?}",
+            late_orgs.len(),
+            late_orgs.iter().take(10).collect::<Vec<_>>()
+        );
+    }
+    let requests = late.len();
+    let rss_end = rss_bytes(pid);
+    println!(
+        "{stores} unused stores at a 503 server: RSS idle {:.1} MiB, after every first check {:.1} MiB, after {}s {:.1} MiB (max {:.1}): {:.1} KiB per store; {requests} requests in {}s after every store was checked = {:.2} requests/s",
+        rss_idle as f64 / 1048576.0,
+        rss_checked as f64 / 1048576.0,
+        window.as_secs(),
+        rss_end as f64 / 1048576.0,
+        rss_max as f64 / 1048576.0,
+        rss_end.saturating_sub(rss_idle) as f64 / 1024.0 / stores as f64,
+        window.as_secs(),
+        requests as f64 / window.as_secs_f64(),
+    );
 }
