@@ -63,8 +63,7 @@ enum Due {
 /// a restart does not check every idle store at once.
 fn due(
     state: Option<&CheckState>,
-    uid: &str,
-    generation: i64,
+    (uid, generation): (&str, i64),
     used: bool,
     status_current: bool,
     checks: &StoreChecks,
@@ -243,8 +242,7 @@ where
         let states = ctx.store_checks.lock().expect("store checks lock");
         due(
             states.get(&key),
-            &uid,
-            generation,
+            (&uid, generation),
             used,
             status_current,
             &checks,
@@ -253,24 +251,18 @@ where
         )
     };
     if let Due::In(wait) = when {
-        if !ctx
-            .store_checks
+        // A restart: the status describes this spec; the first check comes later.
+        ctx.store_checks
             .lock()
             .expect("store checks lock")
-            .contains_key(&key)
-        {
-            // A restart: the status describes this spec; the first check comes later.
-            ctx.store_checks.lock().expect("store checks lock").insert(
-                key,
-                CheckState {
-                    uid,
-                    generation,
-                    used,
-                    failures: 0,
-                    due: Instant::now() + wait,
-                },
-            );
-        }
+            .entry(key)
+            .or_insert_with(|| CheckState {
+                uid,
+                generation,
+                used,
+                failures: 0,
+                due: Instant::now() + wait,
+            });
         return Ok(Action::requeue(wait));
     }
     debug!(store = %store.name_any(), used, state = ?ctx.store_checks.lock().expect("store checks lock").get(&key), "store check");
@@ -636,33 +628,33 @@ mod tests {
         };
         // Not due: the echo of a status write, a re-list, a label edit.
         assert_eq!(
-            due(Some(&state), "u", 2, false, true, &c, now, 0.5),
+            due(Some(&state), ("u", 2), false, true, &c, now, 0.5),
             Due::In(Duration::from_secs(100))
         );
         // Its time came.
         let later = now + Duration::from_secs(100);
         assert_eq!(
-            due(Some(&state), "u", 2, false, true, &c, later, 0.5),
+            due(Some(&state), ("u", 2), false, true, &c, later, 0.5),
             Due::Now
         );
         // A new spec, a new object, or a store that became used: at once.
         assert_eq!(
-            due(Some(&state), "u", 3, false, true, &c, now, 0.5),
+            due(Some(&state), ("u", 3), false, true, &c, now, 0.5),
             Due::Now
         );
         assert_eq!(
-            due(Some(&state), "v", 2, false, true, &c, now, 0.5),
+            due(Some(&state), ("v", 2), false, true, &c, now, 0.5),
             Due::Now
         );
         assert_eq!(
-            due(Some(&state), "u", 2, true, true, &c, now, 0.5),
+            due(Some(&state), ("u", 2), true, true, &c, now, 0.5),
             Due::Now
         );
         // First sight in this process: checked now, unless unused with a status of this spec.
-        assert_eq!(due(None, "u", 2, true, true, &c, now, 0.5), Due::Now);
-        assert_eq!(due(None, "u", 2, false, false, &c, now, 0.5), Due::Now);
+        assert_eq!(due(None, ("u", 2), true, true, &c, now, 0.5), Due::Now);
+        assert_eq!(due(None, ("u", 2), false, false, &c, now, 0.5), Due::Now);
         assert_eq!(
-            due(None, "u", 2, false, true, &c, now, 0.25),
+            due(None, ("u", 2), false, true, &c, now, 0.25),
             Due::In(Duration::from_secs(900))
         );
     }
