@@ -40,6 +40,9 @@ pub(crate) struct CheckState {
     /// The identity (UID and generation) last checked; a new one is checked at once.
     uid: String,
     generation: i64,
+    /// The resourceVersion the store had after the check (after its own status write): any
+    /// other change of the object (an annotation, a label: "touching" it) asks for a check.
+    version: String,
     /// Whether a resource used the store at the last check.
     used: bool,
     /// Consecutive checks that failed in a way expected to pass by itself.
@@ -56,14 +59,15 @@ enum Due {
 }
 
 /// Whether `store` is due for a check (no I/O). A reconcile that is not due (the echo of its own
-/// status write, a watch re-list, a metadata edit) checks nothing. A store is due when this
-/// process has not checked it yet, its spec or UID changed, it became used, or its time came.
+/// status write, a watch re-list) checks nothing. A store is due when this process has not
+/// checked it yet, it changed (spec, UID, or anything else: touching it asks for a check), it
+/// became used, or its time came.
 /// An unused store this process has not checked yet, whose status already describes its
 /// generation (an earlier process checked it), waits a random part of the unused interval, so
 /// a restart does not check every idle store at once.
 fn due(
     state: Option<&CheckState>,
-    (uid, generation): (&str, i64),
+    (uid, generation, version): (&str, i64, &str),
     used: bool,
     status_current: bool,
     checks: &StoreChecks,
@@ -72,7 +76,7 @@ fn due(
 ) -> Due {
     match state {
         Some(state) if state.uid == uid && state.generation == generation => {
-            if used && !state.used || now >= state.due {
+            if used && !state.used || state.version != version || now >= state.due {
                 Due::Now
             } else {
                 Due::In(state.due - now)
@@ -235,6 +239,7 @@ where
     let used = store_used(ctx, &key);
     let uid = store.meta().uid.clone().unwrap_or_default();
     let generation = store.meta().generation.unwrap_or_default();
+    let version = store.meta().resource_version.clone().unwrap_or_default();
     let status_current = store
         .store_status()
         .is_some_and(|s| s.observed_generation == Some(generation));
@@ -242,7 +247,7 @@ where
         let states = ctx.store_checks.lock().expect("store checks lock");
         due(
             states.get(&key),
-            (&uid, generation),
+            (&uid, generation, &version),
             used,
             status_current,
             &checks,
@@ -259,6 +264,7 @@ where
             .or_insert_with(|| CheckState {
                 uid,
                 generation,
+                version,
                 used,
                 failures: 0,
                 due: Instant::now() + wait,
@@ -286,7 +292,9 @@ where
             .iter()
             .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str())),
     );
-    write(api, store, store.store_status(), &next).await?;
+    let version = write(api, store, store.store_status(), &next)
+        .await?
+        .unwrap_or(version);
     let retrying = next
         .conditions
         .iter()
@@ -303,6 +311,7 @@ where
         CheckState {
             uid,
             generation,
+            version,
             used,
             failures,
             due: Instant::now() + delay,
@@ -398,18 +407,18 @@ async fn write<K>(
     store: &K,
     old: Option<&StoreStatus>,
     next: &StoreStatus,
-) -> Result<()>
+) -> Result<Option<String>>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     if old == Some(next) {
         debug!("store status unchanged");
-        return Ok(());
+        return Ok(None);
     }
     match apply::write_status(api, &store.name_any(), next).await {
         // The store was deleted meanwhile: nothing to report on.
-        Err(e) if e.is_kube_not_found() => Ok(()),
-        other => other.map(drop),
+        Err(e) if e.is_kube_not_found() => Ok(None),
+        other => other,
     }
 }
 
@@ -622,39 +631,51 @@ mod tests {
         let state = CheckState {
             uid: "u".into(),
             generation: 2,
+            version: "v1".into(),
             used: false,
             failures: 3,
             due: now + Duration::from_secs(100),
         };
         // Not due: the echo of a status write, a re-list, a label edit.
         assert_eq!(
-            due(Some(&state), ("u", 2), false, true, &c, now, 0.5),
+            due(Some(&state), ("u", 2, "v1"), false, true, &c, now, 0.5),
             Due::In(Duration::from_secs(100))
         );
         // Its time came.
         let later = now + Duration::from_secs(100);
         assert_eq!(
-            due(Some(&state), ("u", 2), false, true, &c, later, 0.5),
+            due(Some(&state), ("u", 2, "v1"), false, true, &c, later, 0.5),
             Due::Now
         );
         // A new spec, a new object, or a store that became used: at once.
         assert_eq!(
-            due(Some(&state), ("u", 3), false, true, &c, now, 0.5),
+            due(Some(&state), ("u", 3, "v1"), false, true, &c, now, 0.5),
             Due::Now
         );
         assert_eq!(
-            due(Some(&state), ("v", 2), false, true, &c, now, 0.5),
+            due(Some(&state), ("v", 2, "v1"), false, true, &c, now, 0.5),
             Due::Now
         );
         assert_eq!(
-            due(Some(&state), ("u", 2), true, true, &c, now, 0.5),
+            due(Some(&state), ("u", 2, "v1"), true, true, &c, now, 0.5),
+            Due::Now
+        );
+        // Touched (an annotation, a label): at once.
+        assert_eq!(
+            due(Some(&state), ("u", 2, "v2"), false, true, &c, now, 0.5),
             Due::Now
         );
         // First sight in this process: checked now, unless unused with a status of this spec.
-        assert_eq!(due(None, ("u", 2), true, true, &c, now, 0.5), Due::Now);
-        assert_eq!(due(None, ("u", 2), false, false, &c, now, 0.5), Due::Now);
         assert_eq!(
-            due(None, ("u", 2), false, true, &c, now, 0.25),
+            due(None, ("u", 2, "v1"), true, true, &c, now, 0.5),
+            Due::Now
+        );
+        assert_eq!(
+            due(None, ("u", 2, "v1"), false, false, &c, now, 0.5),
+            Due::Now
+        );
+        assert_eq!(
+            due(None, ("u", 2, "v1"), false, true, &c, now, 0.25),
             Due::In(Duration::from_secs(900))
         );
     }
