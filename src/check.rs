@@ -841,6 +841,39 @@ pub fn render_table(results: &[CheckResult]) -> String {
 }
 
 #[cfg(test)]
+mod transport_tests {
+    use super::*;
+
+    /// A transport failure is described by its kind only: not the address, not what the
+    /// operating system answered (a store's status must not serve as a port scanner).
+    #[tokio::test]
+    async fn a_transport_error_says_only_its_kind() {
+        crate::thalassa::install_crypto_provider();
+        // A port nobody listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let source = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/v1/kms/summary"))
+            .send()
+            .await
+            .unwrap_err();
+        let error = Error::Transport {
+            operation: "kmsSummary",
+            source,
+        };
+        let text = describe(&error);
+        assert_eq!(
+            text,
+            "request kmsSummary to Thalassa failed: could not connect"
+        );
+        assert!(!text.contains(&port.to_string()) && !text.contains("refused"));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
