@@ -696,9 +696,32 @@ async fn reveal_check(
     }
 }
 
-/// An error's text with its source chain (transport errors keep their cause there). Client
-/// errors never contain values or credentials.
+/// An error's text, as the `check` command prints it and store status shows it to tenants.
+/// Client errors never contain values or credentials. A transport error says only what kind
+/// of failure it was (could not connect, timed out): never the HTTP library's text, which
+/// names the address and the operating system's answer (refused, unreachable, the TLS peer's
+/// certificate), so a store's status cannot serve as a port scanner. The whole cause chain
+/// goes to the log at debug level.
 fn describe(error: &Error) -> String {
+    if let Error::Transport { source, .. } = error {
+        let mut chain = error.to_string();
+        let mut cause = std::error::Error::source(error);
+        while let Some(c) = cause {
+            let _ = write!(chain, ": {c}");
+            cause = c.source();
+        }
+        tracing::debug!(error = %chain, "Thalassa transport error");
+        let class = if source.is_timeout() {
+            "timed out"
+        } else if source.is_connect() {
+            "could not connect"
+        } else if source.is_body() || source.is_decode() {
+            "the response could not be read"
+        } else {
+            "the request failed"
+        };
+        return format!("{error}: {class}");
+    }
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -815,6 +838,39 @@ pub fn render_table(results: &[CheckResult]) -> String {
         count(CheckStatus::Skipped)
     );
     out
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::*;
+
+    /// A transport failure is described by its kind only: not the address, not what the
+    /// operating system answered (a store's status must not serve as a port scanner).
+    #[tokio::test]
+    async fn a_transport_error_says_only_its_kind() {
+        crate::thalassa::install_crypto_provider();
+        // A port nobody listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let source = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/v1/kms/summary"))
+            .send()
+            .await
+            .unwrap_err();
+        let error = Error::Transport {
+            operation: "kmsSummary",
+            source,
+        };
+        let text = describe(&error);
+        assert_eq!(
+            text,
+            "request kmsSummary to Thalassa failed: could not connect"
+        );
+        assert!(!text.contains(&port.to_string()) && !text.contains("refused"));
+    }
 }
 
 #[cfg(test)]

@@ -221,6 +221,28 @@ pub struct Args {
     /// `secrets.thalassa.cloud/allow-rollout-restart-by` (naming the ThalassaSecret, or `*`).
     #[arg(long, env = "RESTART_REQUIRES_OPT_IN", default_value_t = true, action = clap::ArgAction::Set)]
     pub restart_requires_opt_in: bool,
+
+    /// Thalassa API URLs a store's `url` may use (comma-separated `http(s)` URLs): a store URL
+    /// is allowed when scheme, host and port equal an entry's and its path is the entry's path
+    /// or below it. `--thalassa-url` is always allowed. Default: the public Thalassa API only.
+    #[arg(long, env = "ALLOWED_API_URLS", value_delimiter = ',')]
+    pub allowed_api_urls: Vec<String>,
+
+    /// How soon a store is checked again after its first failure that passes by itself (5xx,
+    /// 429, timeout); each further failure doubles the delay (with jitter), up to
+    /// --store-check-interval.
+    #[arg(long, env = "STORE_RETRY_INTERVAL", default_value = "30s", value_parser = parse_duration_arg)]
+    pub store_retry_interval: Duration,
+
+    /// How often a store that ThalassaSecrets use is checked when nothing changes, and the
+    /// longest backoff between checks of a failing one.
+    #[arg(long, env = "STORE_CHECK_INTERVAL", default_value = "10m", value_parser = parse_duration_arg)]
+    pub store_check_interval: Duration,
+
+    /// How often a store that no ThalassaSecret (of this shard) uses is checked, failing or not;
+    /// it is also checked when its spec changes.
+    #[arg(long, env = "UNUSED_STORE_CHECK_INTERVAL", default_value = "1h", value_parser = parse_duration_arg)]
+    pub unused_store_check_interval: Duration,
 }
 
 /// Validated operator configuration.
@@ -253,6 +275,10 @@ pub struct Config {
     pub leader_election: Option<LeaderElection>,
     /// Rollout restart and force-sync bounds.
     pub bounds: Bounds,
+    /// Thalassa API URLs stores may use (`--thalassa-url` included).
+    pub allowed_api_urls: crate::endpoints::AllowedUrls,
+    /// Store checks: first retry, healthy interval (and backoff cap), interval of unused stores.
+    pub store_checks: StoreChecks,
 }
 
 /// Bounds on what a ThalassaSecret's author can make the operator do to others.
@@ -266,6 +292,28 @@ pub struct Bounds {
     pub restart_window: Duration,
     /// Workloads must opt in to restarts by a ThalassaSecret.
     pub restart_requires_opt_in: bool,
+}
+
+/// How often stores are checked (`--store-retry-interval`, `--store-check-interval`,
+/// `--unused-store-check-interval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreChecks {
+    /// First delay after a failure that passes by itself; doubles per failure.
+    pub retry: Duration,
+    /// Interval of a used, healthy store, and the backoff cap.
+    pub interval: Duration,
+    /// Interval of a store no resource uses.
+    pub unused: Duration,
+}
+
+impl Default for StoreChecks {
+    fn default() -> Self {
+        StoreChecks {
+            retry: Duration::from_secs(30),
+            interval: Duration::from_secs(600),
+            unused: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Leader-election settings.
@@ -374,6 +422,28 @@ impl Args {
             restart_window: self.restart_window,
             restart_requires_opt_in: self.restart_requires_opt_in,
         };
+        let allowed: Vec<&str> = if self.allowed_api_urls.iter().all(|u| u.trim().is_empty()) {
+            vec![crate::endpoints::PUBLIC_API_URL]
+        } else {
+            self.allowed_api_urls.iter().map(String::as_str).collect()
+        };
+        let allowed_api_urls = crate::endpoints::AllowedUrls::new(
+            allowed.into_iter().chain([self.thalassa_url.as_str()]),
+        )
+        .map_err(|e| ConfigError(format!("--allowed-api-urls: {e}")))?;
+        if self.store_retry_interval < Duration::from_secs(1)
+            || self.store_check_interval < self.store_retry_interval
+            || self.unused_store_check_interval < self.store_retry_interval
+        {
+            return Err(ConfigError(
+                "--store-retry-interval must be at least 1s, and --store-check-interval and --unused-store-check-interval at least --store-retry-interval".into(),
+            ));
+        }
+        let store_checks = StoreChecks {
+            retry: self.store_retry_interval,
+            interval: self.store_check_interval,
+            unused: self.unused_store_check_interval,
+        };
         let mut thalassa =
             thalassa::ClientConfig::new(self.thalassa_url, organisation, credentials);
         if self.thalassa_call_deadline < thalassa.request_timeout {
@@ -416,6 +486,8 @@ impl Args {
                 .collect(),
             leader_election,
             bounds,
+            allowed_api_urls,
+            store_checks,
         })
     }
 

@@ -213,6 +213,19 @@ pub enum Error {
         namespace: String,
     },
 
+    /// The store's `url` is not in the operator's allow-list: nothing was sent to it.
+    #[error(
+        "{store} cannot be used: its url is not allowed ({why}); nothing was sent to it. The cluster admin chooses the Thalassa API URLs stores may use (--allowed-api-urls); allowed: {allowed}"
+    )]
+    UrlNotAllowed {
+        /// Kind and name of the store.
+        store: String,
+        /// Why the URL does not match.
+        why: String,
+        /// The allow-list.
+        allowed: String,
+    },
+
     /// The Kubernetes API refused or failed a call. The text is built from the status code,
     /// reason and field names only: apiserver messages can quote the data that was refused.
     #[error("Kubernetes API: {}", kube_summary(.0))]
@@ -292,6 +305,8 @@ pub enum Reason {
     StoreNotReady,
     /// The store (or the default connection) does not allow the resource's namespace.
     NamespaceNotAllowed,
+    /// The store's `url` is not in the operator's allow-list of Thalassa API URLs.
+    UrlNotAllowed,
     /// A template does not compile or render, or its ConfigMap is missing.
     TemplateError,
 }
@@ -334,6 +349,7 @@ impl Reason {
             | Reason::StoreNotFound
             | Reason::StoreNotReady
             | Reason::NamespaceNotAllowed
+            | Reason::UrlNotAllowed
             | Reason::TemplateError => true,
             Reason::KmsBackendUnavailable
             | Reason::RateLimited
@@ -368,6 +384,7 @@ impl Error {
             Error::StoreNotFound { .. } | Error::NoDefaultConnection => Reason::StoreNotFound,
             Error::StoreNotReady { .. } => Reason::StoreNotReady,
             Error::NamespaceNotAllowed { .. } => Reason::NamespaceNotAllowed,
+            Error::UrlNotAllowed { .. } => Reason::UrlNotAllowed,
             Error::Kube(_) => Reason::KubernetesError,
             Error::Internal(_) | Error::TemplateTurnTaken => Reason::Internal,
         }

@@ -7,6 +7,7 @@ pub mod check;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod endpoints;
 pub mod error;
 pub mod leader;
 pub mod metrics;

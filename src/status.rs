@@ -788,6 +788,11 @@ mod tests {
                 store: "s".into(),
                 namespace: "n".into(),
             },
+            Reason::UrlNotAllowed => Error::UrlNotAllowed {
+                store: "s".into(),
+                why: "w".into(),
+                allowed: "a".into(),
+            },
         }
     }
 }

@@ -1148,6 +1148,7 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
         .env("POD_NAME", "operator-under-test")
         .env("POD_NAMESPACE", release_ns.name())
         .env("THALASSA_API_URL", emulator.base_url())
+        .env("ALLOWED_API_URLS", emulator.base_url())
         .env("THALASSA_ORGANISATION_ID", emulator.organisation())
         .env("THALASSA_REGION", "nl-01")
         .env("THALASSA_TOKEN_FILE", dir.join("token"))

@@ -368,8 +368,21 @@ async fn kstatus_and_argo_cd_tell_the_truth_about_stores() {
         push(kind, "created, operator not running", &object, &verdict);
     }
 
-    // Cluster mode: cluster stores are served only there.
-    let operator = h.spawn_operator_watching(None, &[], "operator.log").await;
+    // Cluster mode: cluster stores are served only there. No ThalassaSecret uses these stores,
+    // so they are checked every --unused-store-check-interval (1 h by default): short here, so
+    // the store recovers from the outage below by itself within the test.
+    let operator = h
+        .spawn_operator_watching(
+            None,
+            &[
+                "--store-retry-interval",
+                "2s",
+                "--unused-store-check-interval",
+                "5s",
+            ],
+            "operator.log",
+        )
+        .await;
     h.operator = Some(operator);
 
     // The credentials Secret is missing: only a person can fix that.

@@ -546,6 +546,8 @@ async fn every_namespace_reads_with_its_own_identity_and_escapes_are_stopped() {
         .args([
             "--thalassa-url",
             url.as_str(),
+            "--allowed-api-urls",
+            url.as_str(),
             "--region",
             REGION,
             "--operator-namespace",

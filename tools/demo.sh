@@ -69,6 +69,7 @@ kubectl wait --for=condition=Established crd/thalassasecrets.secrets.thalassa.cl
 kubectl create namespace thalassa-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 "$target/thalassa-secrets-operator" \
   --thalassa-url "http://127.0.0.1:$emulator_port" --organisation org-local --region nl-01 \
+  --allowed-api-urls "http://127.0.0.1:$emulator_port" \
   --token-file "$run/token" --operator-namespace thalassa-system \
   --default-connection-namespaces demo \
   --default-refresh-interval 15s --metrics-addr "127.0.0.1:$metrics_port" >"$run/operator.log" 2>&1 &

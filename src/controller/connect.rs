@@ -113,6 +113,58 @@ pub(super) fn namespaced_store_connection(
     })
 }
 
+/// The connection a store's status check uses: the cached one when its resources built it, or,
+/// for a store no resource uses (`used` false), a connection built for this check only and
+/// dropped after it, so an idle store keeps no client, caches or token in memory.
+pub(super) fn store_connection_for_check(
+    ctx: &Context,
+    kind: StoreKind,
+    meta: &ObjectMeta,
+    used: bool,
+    build_cached: impl FnOnce() -> Result<Arc<Connection>>,
+    build_once: impl FnOnce(&ConnectionKey) -> Result<Connection>,
+) -> Result<Arc<Connection>> {
+    if used {
+        return build_cached();
+    }
+    let key = key_of(kind, meta)?;
+    if let Some(connection) = ctx.connections.lock().expect("connections lock").get(&key) {
+        return Ok(connection.clone());
+    }
+    build_once(&key).map(Arc::new)
+}
+
+/// A namespaced store's connection, not cached (see [`store_connection_for_check`]).
+pub(super) fn namespaced_store_connection_once(
+    ctx: &Context,
+    key: &ConnectionKey,
+    store: &ThalassaSecretStore,
+) -> Result<Connection> {
+    let namespace = store.namespace().unwrap_or_default();
+    build(
+        ctx,
+        key,
+        &store.spec.connection,
+        &namespace,
+        format!("ThalassaSecretStore {namespace}/{}", store.name_any()),
+    )
+}
+
+/// A cluster store's connection, not cached (see [`store_connection_for_check`]).
+pub(super) fn cluster_store_connection_once(
+    ctx: &Context,
+    key: &ConnectionKey,
+    store: &ClusterThalassaSecretStore,
+) -> Result<Connection> {
+    build(
+        ctx,
+        key,
+        &store.spec.connection,
+        &store.spec.credentials_namespace,
+        format!("ClusterThalassaSecretStore {}", store.name_any()),
+    )
+}
+
 /// The connection of a cluster store (cached by its identity); says nothing about who may use it.
 pub(super) fn cluster_store_connection(
     ctx: &Context,
@@ -238,10 +290,23 @@ fn build(
     credentials_namespace: &str,
     name: String,
 ) -> Result<Connection> {
+    // The allow-list is checked before anything else: a refused URL gets no request, no token
+    // exchange and no ServiceAccount token.
+    let url = spec
+        .url
+        .as_deref()
+        .unwrap_or(ctx.config.thalassa.base_url.as_str());
+    let allowed = &ctx.config.allowed_api_urls;
+    let url = allowed.check(url).map_err(|why| Error::UrlNotAllowed {
+        store: name.clone(),
+        why,
+        allowed: allowed.to_string(),
+    })?;
     let mut config = ctx.config.thalassa.clone();
-    if let Some(url) = &spec.url {
-        config.base_url = url.clone();
-    }
+    config.base_url = url;
+    // One HTTP client (TLS roots, connection pool) for every store: a store adds only its own
+    // small state.
+    config.shared_http = Some(ctx.store_http.clone());
     config.organisation = spec.organisation.clone();
     config.project = spec.project.clone();
     config.shared_limits = Some(ctx.shared_limits.clone());

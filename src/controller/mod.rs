@@ -75,6 +75,8 @@ pub struct Caches {
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
     /// Metadata of ConfigMaps labelled as templates.
     pub template_config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    /// This shard's ThalassaSecrets: which stores are in use.
+    pub resources: Store<ThalassaSecret>,
 }
 
 /// Shared state of the controller.
@@ -134,6 +136,12 @@ pub struct Context {
     lanes: lanes::TenantLanes,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The HTTP client every store's connection shares (TLS roots and pool held once).
+    store_http: reqwest::Client,
+    /// This shard's ThalassaSecrets, to tell used stores from unused ones.
+    resources: Store<ThalassaSecret>,
+    /// When each store is checked next, and its run of failures (per-store backoff).
+    store_checks: Mutex<HashMap<stores::StoreKey, stores::CheckState>>,
 }
 
 impl Context {
@@ -162,6 +170,7 @@ impl Context {
         });
         let template_config_maps =
             config_maps::TemplateConfigMaps::new(client.clone(), caches.template_config_maps);
+        let config_thalassa = config.thalassa.clone();
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -188,6 +197,10 @@ impl Context {
             periodic_lane: Semaphore::new(periodic_slots),
             lanes: lanes::TenantLanes::new(usize::from(config_concurrency)),
             metrics,
+            store_http: thalassa::Client::http_client(&config_thalassa)
+                .expect("the HTTP client for stores builds"),
+            resources: caches.resources,
+            store_checks: Mutex::default(),
         }
     }
 }
@@ -495,6 +508,7 @@ pub async fn run(
             cluster_stores: cluster_store_store,
             namespaces: cluster_mode.then_some(namespace_store),
             template_config_maps: config_map_store,
+            resources: resource_store.clone(),
         },
         reporter,
         metrics,
@@ -680,6 +694,7 @@ fn spawn_pruner(
             ctx.template_config_maps.retain_used(&resources);
             connect::retain_connections(&ctx);
             stores::retain_store_metrics(&ctx);
+            stores::retain_check_state(&ctx);
         }
     })
 }

@@ -1,9 +1,16 @@
 //! Status of the store kinds: whether each store's connection works, link by link — the chain the
 //! `check` command walks (credentials, both feature gates, the regional KMS backend) — checked
 //! through the very connection (and cached token) its ThalassaSecrets use, on every change of the
-//! store and every [`STORE_CHECK_INTERVAL`].
+//! store and then on a per-store schedule ([`StoreChecks`]): every `--store-check-interval` (10
+//! minutes) while it works, with exponential backoff from `--store-retry-interval` (30 s) while
+//! a failure expected to pass by itself lasts, and only every `--unused-store-check-interval`
+//! (1 hour) when no ThalassaSecret uses it (such a store keeps no connection: it is built for
+//! the check and dropped). Each check is two cheap calls (the KMS summary and one browse).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{
@@ -15,6 +22,8 @@ use tracing::{debug, warn};
 use super::{Context, apply, connect};
 use crate::{
     check::{self, CheckResult, CheckStatus},
+    config::StoreChecks,
+    crd::StoreKind,
     error::{Error, Result},
     status,
     store::{
@@ -22,13 +31,107 @@ use crate::{
     },
 };
 
-/// How often a store's connection is checked when nothing changes: two cheap calls per store
-/// (the KMS summary and one browse), so 100 stores cost 1,200 calls an hour.
-pub const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(600);
+/// A store, by kind, namespace and name.
+pub(crate) type StoreKey = (StoreKind, Option<String>, String);
 
-/// How soon a store is checked again after a failure expected to pass by itself (Thalassa 5xx or
-/// 429, a timeout, the KMS backend unavailable): the store is `Reconciling` meanwhile.
-pub const STORE_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+/// Where one store's checks stand in this process.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckState {
+    /// The identity (UID and generation) last checked; a new one is checked at once.
+    uid: String,
+    generation: i64,
+    /// The resourceVersion the store had after the check (after its own status write): any
+    /// other change of the object (an annotation, a label: "touching" it) asks for a check.
+    version: String,
+    /// Whether a resource used the store at the last check.
+    used: bool,
+    /// Consecutive checks that failed in a way expected to pass by itself.
+    failures: u32,
+    /// When the next check is due.
+    due: Instant,
+}
+
+/// Whether a reconcile of a store checks it now or only waits for its next check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    Now,
+    In(Duration),
+}
+
+/// Whether `store` is due for a check (no I/O). A reconcile that is not due (the echo of its own
+/// status write, a watch re-list) checks nothing. A store is due when this process has not
+/// checked it yet, it changed (spec, UID, or anything else: touching it asks for a check), it
+/// became used, or its time came.
+/// An unused store this process has not checked yet, whose status already describes its
+/// generation (an earlier process checked it), waits a random part of the unused interval, so
+/// a restart does not check every idle store at once.
+fn due(
+    state: Option<&CheckState>,
+    (uid, generation, version): (&str, i64, &str),
+    used: bool,
+    status_current: bool,
+    checks: &StoreChecks,
+    now: Instant,
+    jitter: f64,
+) -> Due {
+    match state {
+        Some(state) if state.uid == uid && state.generation == generation => {
+            if used && !state.used || state.version != version || now >= state.due {
+                Due::Now
+            } else {
+                Due::In(state.due - now)
+            }
+        }
+        Some(_) => Due::Now,
+        None if !used && status_current => Due::In(checks.unused.mul_f64(jitter.clamp(0.0, 1.0))),
+        None => Due::Now,
+    }
+}
+
+/// The delay until the next check of a store (no I/O): the unused interval for a store no
+/// resource uses; for a used one, the check interval while it works or needs a person, and
+/// after the `failures`-th failure in a row expected to pass by itself,
+/// `retry × 2^(failures−1)` scaled by a jitter factor in [0.8, 1.2), at most the check interval.
+fn next_delay(checks: &StoreChecks, used: bool, failures: u32, jitter: f64) -> Duration {
+    if !used {
+        return checks.unused;
+    }
+    if failures == 0 {
+        return checks.interval;
+    }
+    let exponential = checks
+        .retry
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    exponential
+        .mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
+        .min(checks.interval)
+}
+
+/// Whether a ThalassaSecret of this shard names the store.
+fn store_used(ctx: &Context, key: &StoreKey) -> bool {
+    let (kind, namespace, name) = key;
+    ctx.resources.state().iter().any(|ts| {
+        super::refers_to(ts, *kind, name)
+            && (*kind == StoreKind::ClusterThalassaSecretStore
+                || ts.metadata.namespace == *namespace)
+    })
+}
+
+/// Drops the check state of stores that no longer exist.
+pub(super) fn retain_check_state(ctx: &Context) {
+    ctx.store_checks
+        .lock()
+        .expect("store checks lock")
+        .retain(|(kind, namespace, name), _| match kind {
+            StoreKind::ThalassaSecretStore => ctx
+                .stores
+                .get(&ObjectRef::new(name).within(namespace.as_deref().unwrap_or_default()))
+                .is_some(),
+            StoreKind::ClusterThalassaSecretStore => {
+                ctx.cluster_stores.get(&ObjectRef::new(name)).is_some()
+            }
+        });
+}
 
 /// Condition types of a store, in the order of the chain.
 pub mod types {
@@ -67,45 +170,114 @@ const LINKS: [(&str, &str); 4] = [
     (types::KMS_BACKEND_AVAILABLE, check::KMS_BACKEND),
 ];
 
-/// Checks a namespaced store and writes its status.
+/// Checks a namespaced store and writes its status, when its check is due.
 pub async fn reconcile_store(store: Arc<ThalassaSecretStore>, ctx: Arc<Context>) -> Result<Action> {
     ctx.caches_synced().await;
-    let connection = connect::namespaced_store_connection(&ctx, &store);
-    let api = Api::namespaced(ctx.client.clone(), &store.namespace().unwrap_or_default());
-    check_and_report(&ctx, &api, &*store, &store.spec.connection, connection).await
+    let namespace = store.namespace().unwrap_or_default();
+    let key = (
+        StoreKind::ThalassaSecretStore,
+        Some(namespace.clone()),
+        store.name_any(),
+    );
+    let api = Api::namespaced(ctx.client.clone(), &namespace);
+    check_and_report(&ctx, &api, &*store, key, |used| {
+        connect::store_connection_for_check(
+            &ctx,
+            StoreKind::ThalassaSecretStore,
+            &store.metadata,
+            used,
+            || connect::namespaced_store_connection(&ctx, &store),
+            |key| connect::namespaced_store_connection_once(&ctx, key, &store),
+        )
+    })
+    .await
 }
 
-/// Checks a cluster store and writes its status.
+/// Checks a cluster store and writes its status, when its check is due.
 pub async fn reconcile_cluster_store(
     store: Arc<ClusterThalassaSecretStore>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
     ctx.caches_synced().await;
-    let connection = connect::cluster_store_connection(&ctx, &store);
+    let key = (
+        StoreKind::ClusterThalassaSecretStore,
+        None,
+        store.name_any(),
+    );
     let api = Api::all(ctx.client.clone());
-    check_and_report(&ctx, &api, &*store, &store.spec.connection, connection).await
+    check_and_report(&ctx, &api, &*store, key, |used| {
+        connect::store_connection_for_check(
+            &ctx,
+            StoreKind::ClusterThalassaSecretStore,
+            &store.metadata,
+            used,
+            || connect::cluster_store_connection(&ctx, &store),
+            |key| connect::cluster_store_connection_once(&ctx, key, &store),
+        )
+    })
+    .await
 }
 
-/// Walks the chain through the store's connection (if it could be built) and writes the status.
+/// Walks the chain through the store's connection (if it could be built) and writes the status,
+/// when the store's check is due; schedules the next check.
 async fn check_and_report<K>(
     ctx: &Context,
     api: &Api<K>,
     store: &K,
-    spec: &StoreConnection,
-    connection: Result<Arc<connect::Connection>>,
+    key: StoreKey,
+    connection: impl FnOnce(bool) -> Result<Arc<connect::Connection>>,
 ) -> Result<Action>
 where
     K: Resource<DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
-        + HasStoreStatus,
+        + HasStoreStatus
+        + HasConnection,
 {
+    let checks = ctx.config.store_checks;
+    let used = store_used(ctx, &key);
+    let uid = store.meta().uid.clone().unwrap_or_default();
+    let generation = store.meta().generation.unwrap_or_default();
+    let version = store.meta().resource_version.clone().unwrap_or_default();
+    let status_current = store
+        .store_status()
+        .is_some_and(|s| s.observed_generation == Some(generation));
+    let when = {
+        let states = ctx.store_checks.lock().expect("store checks lock");
+        due(
+            states.get(&key),
+            (&uid, generation, &version),
+            used,
+            status_current,
+            &checks,
+            Instant::now(),
+            rand::random::<f64>(),
+        )
+    };
+    if let Due::In(wait) = when {
+        // A restart: the status describes this spec; the first check comes later.
+        ctx.store_checks
+            .lock()
+            .expect("store checks lock")
+            .entry(key)
+            .or_insert_with(|| CheckState {
+                uid,
+                generation,
+                version,
+                used,
+                failures: 0,
+                due: Instant::now() + wait,
+            });
+        return Ok(Action::requeue(wait));
+    }
+    debug!(store = %store.name_any(), used, state = ?ctx.store_checks.lock().expect("store checks lock").get(&key), "store check");
+    let spec = store.connection_spec();
     let region = spec
         .region
         .clone()
         .unwrap_or_else(|| ctx.config.default_region.clone());
-    let results = match connection {
+    let results = match connection(used) {
         Ok(connection) => {
             Ok(check::run_checks(connection.sources.client(), &region, None, None).await)
         }
@@ -120,16 +292,49 @@ where
             .iter()
             .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str())),
     );
-    write(api, store, store.store_status(), &next).await?;
+    let version = write(api, store, store.store_status(), &next)
+        .await?
+        .unwrap_or(version);
     let retrying = next
         .conditions
         .iter()
         .any(|c| c.type_ == types::RECONCILING && c.status == "True");
-    Ok(Action::requeue(if retrying {
-        STORE_RETRY_INTERVAL
-    } else {
-        STORE_CHECK_INTERVAL
-    }))
+    let mut states = ctx.store_checks.lock().expect("store checks lock");
+    let failures = match states.get(&key) {
+        Some(s) if retrying && s.uid == uid && s.generation == generation => s.failures + 1,
+        _ if retrying => 1,
+        _ => 0,
+    };
+    let delay = next_delay(&checks, used, failures, rand::random::<f64>());
+    states.insert(
+        key,
+        CheckState {
+            uid,
+            generation,
+            version,
+            used,
+            failures,
+            due: Instant::now() + delay,
+        },
+    );
+    Ok(Action::requeue(delay))
+}
+
+/// Both store kinds carry a connection spec.
+trait HasConnection {
+    fn connection_spec(&self) -> &StoreConnection;
+}
+
+impl HasConnection for ThalassaSecretStore {
+    fn connection_spec(&self) -> &StoreConnection {
+        &self.spec.connection
+    }
+}
+
+impl HasConnection for ClusterThalassaSecretStore {
+    fn connection_spec(&self) -> &StoreConnection {
+        &self.spec.connection
+    }
 }
 
 /// Both store kinds carry a [`StoreStatus`].
@@ -202,18 +407,18 @@ async fn write<K>(
     store: &K,
     old: Option<&StoreStatus>,
     next: &StoreStatus,
-) -> Result<()>
+) -> Result<Option<String>>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     if old == Some(next) {
         debug!("store status unchanged");
-        return Ok(());
+        return Ok(None);
     }
     match apply::write_status(api, &store.name_any(), next).await {
         // The store was deleted meanwhile: nothing to report on.
-        Err(e) if e.is_kube_not_found() => Ok(()),
-        other => other.map(drop),
+        Err(e) if e.is_kube_not_found() => Ok(None),
+        other => other,
     }
 }
 
@@ -222,7 +427,7 @@ where
 enum Outcome {
     /// Every link works.
     Ready,
-    /// A failure expected to pass by itself: checked again after [`STORE_RETRY_INTERVAL`].
+    /// A failure expected to pass by itself: checked again with backoff.
     Retrying,
     /// Only a person can fix it: the first such failure, with its fix.
     NeedsPerson(String),
@@ -312,10 +517,7 @@ pub fn store_conditions(
                 types::RECONCILING,
                 "True",
                 reason,
-                format!(
-                    "checking again in {}s: {message}",
-                    STORE_RETRY_INTERVAL.as_secs()
-                ),
+                format!("checking again with backoff: {message}"),
             ),
             condition(
                 types::STALLED,
@@ -384,6 +586,98 @@ mod tests {
     fn get<'a>(conditions: &'a [Condition], type_: &str) -> (&'a str, &'a str) {
         let c = conditions.iter().find(|c| c.type_ == type_).unwrap();
         (c.status.as_str(), c.reason.as_str())
+    }
+
+    fn checks() -> StoreChecks {
+        StoreChecks {
+            retry: Duration::from_secs(30),
+            interval: Duration::from_secs(600),
+            unused: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_the_documented_intervals() {
+        assert_eq!(crate::controller::fixtures::config().store_checks, checks());
+        assert_eq!(StoreChecks::default(), checks());
+    }
+
+    #[test]
+    fn a_failing_store_backs_off_exponentially_with_jitter_up_to_the_interval() {
+        let c = checks();
+        for jitter in [0.0, 0.5, 0.999] {
+            let delays: Vec<Duration> = (1..=8).map(|n| next_delay(&c, true, n, jitter)).collect();
+            assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+            assert!(delays.iter().all(|d| *d <= c.interval), "{delays:?}");
+            assert_eq!(delays[7], c.interval, "capped");
+        }
+        assert_eq!(next_delay(&c, true, 1, 0.0), Duration::from_secs(24));
+        assert_eq!(next_delay(&c, true, 1, 0.5), Duration::from_secs(30));
+        assert_eq!(next_delay(&c, true, 3, 0.5), Duration::from_secs(120));
+        assert!(next_delay(&c, true, 1, 0.999) < Duration::from_secs(36));
+        // A huge run of failures neither overflows nor passes the cap.
+        assert_eq!(next_delay(&c, true, u32::MAX, 0.3), c.interval);
+        // Working or needing a person: the check interval.
+        assert_eq!(next_delay(&c, true, 0, 0.3), c.interval);
+        // Unused: the slow interval, failing or not.
+        assert_eq!(next_delay(&c, false, 0, 0.3), c.unused);
+        assert_eq!(next_delay(&c, false, 5, 0.3), c.unused);
+    }
+
+    #[test]
+    fn a_store_is_checked_only_when_due() {
+        let c = checks();
+        let now = Instant::now();
+        let state = CheckState {
+            uid: "u".into(),
+            generation: 2,
+            version: "v1".into(),
+            used: false,
+            failures: 3,
+            due: now + Duration::from_secs(100),
+        };
+        // Not due: the echo of a status write, a re-list, a label edit.
+        assert_eq!(
+            due(Some(&state), ("u", 2, "v1"), false, true, &c, now, 0.5),
+            Due::In(Duration::from_secs(100))
+        );
+        // Its time came.
+        let later = now + Duration::from_secs(100);
+        assert_eq!(
+            due(Some(&state), ("u", 2, "v1"), false, true, &c, later, 0.5),
+            Due::Now
+        );
+        // A new spec, a new object, or a store that became used: at once.
+        assert_eq!(
+            due(Some(&state), ("u", 3, "v1"), false, true, &c, now, 0.5),
+            Due::Now
+        );
+        assert_eq!(
+            due(Some(&state), ("v", 2, "v1"), false, true, &c, now, 0.5),
+            Due::Now
+        );
+        assert_eq!(
+            due(Some(&state), ("u", 2, "v1"), true, true, &c, now, 0.5),
+            Due::Now
+        );
+        // Touched (an annotation, a label): at once.
+        assert_eq!(
+            due(Some(&state), ("u", 2, "v2"), false, true, &c, now, 0.5),
+            Due::Now
+        );
+        // First sight in this process: checked now, unless unused with a status of this spec.
+        assert_eq!(
+            due(None, ("u", 2, "v1"), true, true, &c, now, 0.5),
+            Due::Now
+        );
+        assert_eq!(
+            due(None, ("u", 2, "v1"), false, false, &c, now, 0.5),
+            Due::Now
+        );
+        assert_eq!(
+            due(None, ("u", 2, "v1"), false, true, &c, now, 0.25),
+            Due::In(Duration::from_secs(900))
+        );
     }
 
     #[test]

@@ -141,6 +141,10 @@ pub struct ClientConfig {
     /// Limits shared with other clients ([`Client::shared_limits`]); when set,
     /// `rate_limit_per_second`, `rate_limit_burst` and `body_budget_bytes` are not used.
     pub shared_limits: Option<SharedLimits>,
+    /// An HTTP client shared with other clients (from [`Client::http_client`]): its TLS roots
+    /// and connection pool are held once, however many clients use it. When set,
+    /// `request_timeout` and `connect_timeout` are the shared client's.
+    pub shared_http: Option<reqwest::Client>,
 }
 
 impl ClientConfig {
@@ -168,6 +172,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             observer: None,
             shared_limits: None,
+            shared_http: None,
         }
     }
 }
@@ -212,6 +217,9 @@ pub struct Client {
 
 struct Inner {
     http: reqwest::Client,
+    /// Headers of this client's every request (organisation, project): the HTTP client may be
+    /// shared by clients of other organisations.
+    headers: HeaderMap,
     /// Base URL without a trailing `/`.
     base_url: String,
     organisation: String,
@@ -350,7 +358,6 @@ impl Client {
             return Err(invalid("organisation is empty".into()));
         }
         let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(
             ORGANISATION_HEADER,
             HeaderValue::from_str(&organisation)
@@ -408,18 +415,14 @@ impl Client {
             .shared_limits
             .clone()
             .unwrap_or_else(|| SharedLimits::of(&config));
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .default_headers(headers)
-            .timeout(config.request_timeout)
-            .connect_timeout(config.connect_timeout)
-            // An API never needs redirects; following one could resend bodies elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?;
+        let http = match config.shared_http.clone() {
+            Some(http) => http,
+            None => Self::http_client(&config)?,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
+                headers,
                 base_url: base.as_str().trim_end_matches('/').to_owned(),
                 organisation,
                 credentials: config.credentials,
@@ -440,6 +443,23 @@ impl Client {
                 call_deadline: config.call_deadline,
             }),
         })
+    }
+
+    /// The HTTP client [`Client::new`] builds for `config` (timeouts, no redirects, user agent),
+    /// to share between clients through [`ClientConfig::shared_http`].
+    pub fn http_client(config: &ClientConfig) -> Result<reqwest::Client, Error> {
+        install_crypto_provider();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .default_headers(headers)
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            // An API never needs redirects; following one could resend bodies elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::InvalidConfig(format!("cannot build the HTTP client: {e}")))
     }
 
     /// This client's rate-limit ceiling and body budget, to share with clients built for other
@@ -1075,7 +1095,8 @@ impl Client {
         let mut request = self
             .inner
             .http
-            .request(call.method.clone(), call.url.clone());
+            .request(call.method.clone(), call.url.clone())
+            .headers(self.inner.headers.clone());
         if let Some(authorization) = authorization {
             request = request.header(header::AUTHORIZATION, authorization.clone());
         }

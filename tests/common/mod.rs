@@ -388,6 +388,9 @@ impl Harness {
             .args([
                 "--thalassa-url",
                 &self.emulator.base_url(),
+                // The stores of the tests use the emulator, on loopback with a random port.
+                "--allowed-api-urls",
+                &self.emulator.base_url(),
                 "--organisation",
                 self.emulator.organisation(),
                 "--token-file",

@@ -10,6 +10,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod endpoints;
 mod lanes;
 mod memory;
 mod restarts;

@@ -127,3 +127,26 @@ event series. */}}
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
 {{- end }}
+
+{{/* The Thalassa API URLs stores may use (ALLOWED_API_URLS): `stores.allowedApiUrls`, or the
+public Thalassa API when empty, and always `thalassa.apiUrl`. */}}
+{{- define "tso.allowedApiUrls" -}}
+{{- $urls := .Values.stores.allowedApiUrls | default (list "https://api.thalassa.cloud") }}
+{{- append $urls .Values.thalassa.apiUrl | uniq | join "," }}
+{{- end }}
+
+{{/* The allowed URLs as CEL map literals {scheme, host, port, path} (path without a trailing
+/; empty allows every path), for the store-URL admission policy. */}}
+{{- define "tso.allowedApiUrlsCel" -}}
+{{- $entries := list }}
+{{- range splitList "," (include "tso.allowedApiUrls" .) }}
+{{- $u := urlParse . }}
+{{- $scheme := lower $u.scheme }}
+{{- $host := lower $u.hostname }}
+{{- $port := trimPrefix ":" (trimPrefix $u.hostname $u.host) }}
+{{- if not $port }}{{ $port = ternary "443" "80" (eq $scheme "https") }}{{ end }}
+{{- $path := trimSuffix "/" $u.path }}
+{{- $entries = append $entries (printf "{'scheme': '%s', 'host': '%s', 'port': '%s', 'path': '%s'}" $scheme $host $port $path) }}
+{{- end }}
+{{- printf "[%s]" (join ", " $entries) }}
+{{- end }}
