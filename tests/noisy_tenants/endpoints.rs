@@ -212,6 +212,7 @@ async fn wait_store(
 /// was looking.
 #[tokio::test]
 async fn a_store_url_outside_the_allow_list_is_sent_nothing() {
+    let _one = crate::one_at_a_time().await;
     let mut h = harness("ep-url").await;
     let client = h.client.clone();
     let ns = h.ns().to_string();
@@ -295,6 +296,7 @@ async fn a_store_url_outside_the_allow_list_is_sent_nothing() {
 /// control plane is shared).
 #[tokio::test]
 async fn admission_refuses_a_store_url_outside_the_allow_list() {
+    let _one = crate::one_at_a_time().await;
     let control_plane = testenv::ControlPlane::shared();
     let _logs = control_plane.logs_on_panic();
     common::install_crd(&control_plane.client().await).await;
@@ -420,6 +422,7 @@ impl Drop for Uninstall {
 /// renders the same allow-list into the Deployment (ALLOWED_API_URLS) and the policy.
 #[tokio::test]
 async fn the_kustomize_store_url_policy_equals_the_chart_policy() {
+    let _one = crate::one_at_a_time().await;
     let (ok, chart, err) = helm(&["template", "tso", CHART, "-s", POLICY_TEMPLATE]).await;
     assert!(ok, "{err}");
     let (ok, kustomize) = kubectl(
@@ -484,6 +487,7 @@ async fn the_kustomize_store_url_policy_equals_the_chart_policy() {
 /// Also prints the operator's RSS per unused store.
 #[tokio::test]
 async fn unused_stores_at_a_failing_server_cost_one_check_and_a_used_one_backs_off() {
+    let _one = crate::one_at_a_time().await;
     const UNUSED: usize = 40;
     let mut h = harness("ep-cost").await;
     let client = h.client.clone();
@@ -617,6 +621,7 @@ fn rss_bytes(pid: u32) -> u64 {
 #[tokio::test]
 #[ignore]
 async fn measure_idle_stores() {
+    let _one = crate::one_at_a_time().await;
     let stores = common::env_usize("IDLE_STORES", 200);
     let window = Duration::from_secs(common::env_usize("IDLE_WINDOW_SECS", 90) as u64);
     let h = harness("ep-measure").await;

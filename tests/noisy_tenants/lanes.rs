@@ -152,6 +152,8 @@ async fn a_namespace_stuck_on_a_tarpit_holds_only_its_share_of_the_reconcile_slo
                 SELECTOR,
                 "--default-connection-namespaces",
                 h.ns(),
+                "--allowed-api-urls",
+                &tarpit.url,
             ],
             "operator.log",
         )

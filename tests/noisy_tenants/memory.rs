@@ -312,7 +312,7 @@ async fn values_far_past_the_secret_limit_stop_at_the_limit_with_bounded_memory(
     )
     .await;
     hostile_store(&h, "hostile", &server.url).await;
-    h.start_operator(&[]).await;
+    h.start_operator(&["--allowed-api-urls", &server.url]).await;
     h.apply_yaml(
         "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {name: oom}\nspec:\n  storeRef: {name: hostile}\n  dataFrom: [{pathPrefix: /big/}]\n",
     )
@@ -351,7 +351,7 @@ async fn values_far_past_the_secret_limit_stop_at_the_limit_with_bounded_memory(
     let before = (served, refusals(&h));
     assert!(before.1 >= 1, "the operator logs where it stopped");
     h.stop_operator().await;
-    h.start_operator(&[]).await;
+    h.start_operator(&["--allowed-api-urls", &server.url]).await;
     wait_for(
         Duration::from_secs(60),
         "the restarted operator stops at the limit",
@@ -414,7 +414,7 @@ async fn listings_mostly_outside_the_prefix_cost_nothing_and_too_large_ones_are_
     assert!(sizes[2] > 32 * 1024 * 1024, "{sizes:?}");
     let server = HostileServer::start(&h, listings, Reveals::Forward).await;
     hostile_store(&h, "hostile", &server.url).await;
-    h.start_operator(&[]).await;
+    h.start_operator(&["--allowed-api-urls", &server.url]).await;
     for (name, path) in [
         ("wide-a", "/wide-a/db"),
         ("wide-b", "/wide-b/db"),
@@ -458,7 +458,7 @@ async fn a_tarpit_store_holds_no_reveal_permit_another_store_needs() {
     h.create_string("/quiet/db", "quiet-v1");
     let server = HostileServer::start(&h, HashMap::new(), Reveals::Tarpit).await;
     hostile_store(&h, "tarpit", &server.url).await;
-    h.start_operator(&[]).await;
+    h.start_operator(&["--allowed-api-urls", &server.url]).await;
     let mut yaml = "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {name: stuck}\nspec:\n  storeRef: {name: tarpit}\n  data:\n".to_string();
     for (i, path) in tarpit_paths.iter().enumerate() {
         yaml.push_str(&format!(
