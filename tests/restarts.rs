@@ -8,52 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, condition, harness, http_get, kubectl, wait_for};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::{
-    Api,
-    api::{Patch, PatchParams, PostParams},
+use common::{
+    Harness, condition, create_deployment, deployment_state, harness, http_get, kubectl, wait_for,
 };
-use thalassa_operator::crd::{
-    ALLOW_RESTART_ANNOTATION, DATA_HASH_ANNOTATION, RESTARTED_FOR_ANNOTATION,
-};
-
-async fn create_deployment(h: &Harness, name: &str) {
-    let deployment: Deployment = serde_json::from_value(serde_json::json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        // The workload lets ThalassaSecrets of its namespace restart it (opt-in).
-        "metadata": {"name": name, "annotations": {ALLOW_RESTART_ANNOTATION: "*"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": "example.com/app:1"}]}
-            }
-        }
-    }))
-    .unwrap();
-    Api::<Deployment>::namespaced(h.client.clone(), h.ns())
-        .create(&PostParams::default(), &deployment)
-        .await
-        .expect("Deployment created");
-}
-
-/// The Deployment's generation and its pod template's restartedFor annotation.
-async fn deployment_state(h: &Harness, name: &str) -> (i64, Option<String>) {
-    let d = Api::<Deployment>::namespaced(h.client.clone(), h.ns())
-        .get(name)
-        .await
-        .unwrap();
-    let annotation = d
-        .spec
-        .template
-        .metadata
-        .and_then(|m| m.annotations)
-        .and_then(|a| a.get(RESTARTED_FOR_ANNOTATION).cloned());
-    (d.metadata.generation.unwrap(), annotation)
-}
+use kube::api::{Patch, PatchParams};
+use thalassa_operator::crd::{ALLOW_RESTART_ANNOTATION, DATA_HASH_ANNOTATION};
 
 async fn secret_hash(h: &Harness, name: &str) -> String {
     let secret = h.secrets().get(name).await.unwrap();
@@ -84,7 +43,12 @@ async fn restarts_once_per_change_and_never_for_restarts_or_repairs() {
     let mut h = harness("restart").await;
     h.create_string("/app/rr/a", "a1");
     h.create_string("/app/rr/b", "b1");
-    create_deployment(&h, "web").await;
+    create_deployment(
+        &h,
+        "web",
+        serde_json::json!({ALLOW_RESTART_ANNOTATION: "*"}),
+    )
+    .await;
     h.start_operator(&[]).await;
     h.apply_yaml(RESOURCE).await;
     h.wait_condition("app", "Ready", "True", Some("Synced"))
@@ -218,7 +182,12 @@ async fn a_missing_target_is_a_condition_not_an_error_loop() {
     )
     .await;
 
-    create_deployment(&h, "web").await;
+    create_deployment(
+        &h,
+        "web",
+        serde_json::json!({ALLOW_RESTART_ANNOTATION: "*"}),
+    )
+    .await;
     h.wait_condition("app", "RestartTargetsReady", "True", Some("Found"))
         .await;
     let (_, annotation) = deployment_state(&h, "web").await;

@@ -10,7 +10,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{REGION, harness_with, kubectl, secret_data, wait_for, wait_store_condition};
+use common::{
+    REGION, harness_with, kubectl, kubectl_apply as apply, secret_data, wait_for,
+    wait_store_condition,
+};
 use k8s_openapi::{
     ByteString,
     api::core::v1::{Namespace, Secret, ServiceAccount},
@@ -35,25 +38,6 @@ const TOKEN_B: &str = "token-team-b-c2a";
 const TOKEN_NO_REVEAL: &str = "token-team-a-list-only-44d";
 /// The ServiceAccount name the chart's RBAC lets the operator request tokens for.
 const WI_SERVICE_ACCOUNT: &str = "thalassa-secrets";
-
-async fn apply(namespace: &str, yaml: &str) -> Result<(), String> {
-    let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
-    let (ok, out) = kubectl(
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=tests",
-            "--validate=strict",
-            "-n",
-            namespace,
-            "-f",
-            "-",
-        ],
-        Some(&serde_json::to_string(&value).unwrap()),
-    )
-    .await;
-    if ok { Ok(()) } else { Err(out) }
-}
 
 async fn token_secret(client: &Client, namespace: &str, name: &str, pairs: &[(&str, &str)]) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);

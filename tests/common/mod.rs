@@ -760,3 +760,66 @@ pub async fn wait_store_condition(
     )
     .await
 }
+
+/// `kubectl apply --server-side --validate=strict` of one YAML document into `namespace`; the
+/// apiserver's message on refusal.
+pub async fn kubectl_apply(namespace: &str, yaml: &str) -> Result<(), String> {
+    let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+    let (ok, out) = kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=tests",
+            "--validate=strict",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+        ],
+        Some(&serde_json::to_string(&value).unwrap()),
+    )
+    .await;
+    if ok { Ok(()) } else { Err(out) }
+}
+
+/// Creates a one-replica Deployment `name` in the harness's namespace with these annotations.
+pub async fn create_deployment(h: &Harness, name: &str, annotations: serde_json::Value) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "example.com/app:1"}]}
+            }
+        }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(h.client.clone(), h.ns())
+        .create(&kube::api::PostParams::default(), &deployment)
+        .await
+        .expect("Deployment created");
+}
+
+/// A Deployment's generation (one more per restart) and its pod template's restartedFor.
+pub async fn deployment_state(h: &Harness, name: &str) -> (i64, Option<String>) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let d = Api::<Deployment>::namespaced(h.client.clone(), h.ns())
+        .get(name)
+        .await
+        .unwrap();
+    let annotation = d
+        .spec
+        .template
+        .metadata
+        .and_then(|m| m.annotations)
+        .and_then(|a| {
+            a.get(thalassa_operator::crd::RESTARTED_FOR_ANNOTATION)
+                .cloned()
+        });
+    (d.metadata.generation.unwrap(), annotation)
+}

@@ -17,7 +17,7 @@ use kube::{
 };
 use tokio::{io::AsyncReadExt, net::TcpListener, task::JoinSet};
 
-use crate::common::{harness, kubectl, wait_for};
+use crate::common::{harness, kubectl_apply, wait_for};
 
 /// A loopback server that accepts connections and never answers. Counts connections accepted
 /// and connections the client gave up on (closed).
@@ -81,21 +81,9 @@ fn resource(name: &str, path: &str, store: Option<&str>) -> String {
 }
 
 async fn apply(namespace: &str, yaml: &str) {
-    let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
-    let (ok, out) = kubectl(
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=tests",
-            "-n",
-            namespace,
-            "-f",
-            "-",
-        ],
-        Some(&serde_json::to_string(&value).unwrap()),
-    )
-    .await;
-    assert!(ok, "kubectl apply: {out}");
+    if let Err(out) = kubectl_apply(namespace, yaml).await {
+        panic!("kubectl apply: {out}");
+    }
 }
 
 #[tokio::test]

@@ -6,15 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Harness, harness, kubectl, wait_for};
+use crate::common::{Harness, deployment_state, harness, kubectl, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api,
-    api::{Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams},
 };
-use thalassa_operator::crd::{
-    ALLOW_RESTART_ANNOTATION, RESTART_TIMES_ANNOTATION, RESTARTED_FOR_ANNOTATION,
-};
+use thalassa_operator::crd::{ALLOW_RESTART_ANNOTATION, RESTART_TIMES_ANNOTATION};
 
 /// A Deployment; `allow` is its opt-in annotation's value, if any.
 async fn create_deployment(h: &Harness, name: &str, allow: Option<&str>) {
@@ -22,39 +20,7 @@ async fn create_deployment(h: &Harness, name: &str, allow: Option<&str>) {
         || serde_json::json!({}),
         |a| serde_json::json!({ALLOW_RESTART_ANNOTATION: a}),
     );
-    let deployment: Deployment = serde_json::from_value(serde_json::json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": "example.com/app:1"}]}
-            }
-        }
-    }))
-    .unwrap();
-    Api::<Deployment>::namespaced(h.client.clone(), h.ns())
-        .create(&PostParams::default(), &deployment)
-        .await
-        .expect("Deployment created");
-}
-
-/// The Deployment's generation (one more per restart) and its pod template's restartedFor.
-async fn deployment_state(h: &Harness, name: &str) -> (i64, Option<String>) {
-    let d = Api::<Deployment>::namespaced(h.client.clone(), h.ns())
-        .get(name)
-        .await
-        .unwrap();
-    let annotation = d
-        .spec
-        .template
-        .metadata
-        .and_then(|m| m.annotations)
-        .and_then(|a| a.get(RESTARTED_FOR_ANNOTATION).cloned());
-    (d.metadata.generation.unwrap(), annotation)
+    crate::common::create_deployment(h, name, annotations).await;
 }
 
 async fn restarted_for(h: &Harness, name: &str) -> Option<String> {
