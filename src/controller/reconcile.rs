@@ -354,10 +354,8 @@ async fn sync_and_report(
     ctx.metrics
         .checked(&ts.namespace().unwrap_or_default(), &ts.name_any());
     let refresh = validated.map_or(ctx.config.default_refresh_interval, |v| v.refresh_interval);
-    let wait = match (restart.wait, force_wait) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    // The sooner of a restart waiting for its window and a force-sync waiting for its interval.
+    let wait = [restart.wait, force_wait].into_iter().flatten().min();
     Ok(Step::Done(next_check(
         ts.spec.refresh_policy,
         refresh,
@@ -370,9 +368,9 @@ async fn sync_and_report(
 /// only on a change under the other policies, and no later than a restart that is waiting for
 /// its debounce window (or its workload's restart bound) or a force-sync waiting for its
 /// interval.
-fn next_check(policy: RefreshPolicy, refresh: Duration, restart_wait: Option<Duration>) -> Action {
+fn next_check(policy: RefreshPolicy, refresh: Duration, wait: Option<Duration>) -> Action {
     let periodic = (policy == RefreshPolicy::Periodic).then(|| jitter(refresh / 2));
-    match (periodic, restart_wait) {
+    match (periodic, wait) {
         (Some(p), Some(w)) => Action::requeue(p.min(w)),
         (Some(d), None) | (None, Some(d)) => Action::requeue(d),
         // Only a change (of the spec, the Secret or a force-sync annotation) brings it back.
