@@ -210,7 +210,8 @@ impl CreateSecretRequest {
     }
 }
 
-/// Body of S6 (`putSecretValue`).
+/// Body of S6 (`putSecretValue`), sent only by the test-only endpoint.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct PutSecretValueRequest<'a> {
@@ -239,7 +240,8 @@ pub(crate) struct GetSecretValueRequest<'a> {
     pub(crate) version: Option<u64>,
 }
 
-/// Body of S5.
+/// Body of S5, sent only by the test-only endpoint.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct UpdateAccessPolicyRequest<'a> {
