@@ -36,7 +36,11 @@ impl Store {
         }
     }
 
-    pub(super) fn require_kms_available(&self, caller: &Caller, region: &str) -> Result<(), ApiError> {
+    pub(super) fn require_kms_available(
+        &self,
+        caller: &Caller,
+        region: &str,
+    ) -> Result<(), ApiError> {
         let r = self.region(region)?;
         if caller.control || r.kms_available {
             Ok(())

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::bodies::{CreateKeyRequest, KeyFilters, KeyVersionView, KeyView, UpdateRotationRequest};
 use super::iam::random_hex;
-use super::{Caller, OrganisationView, Scope, ScopeKey, Store};
+use super::{Caller, Scope, ScopeKey, Store};
 use crate::crypto::KeyType;
 use crate::error::ApiError;
 
@@ -115,77 +115,6 @@ impl Key {
         });
         self.touch();
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct CreateKeyRequest {
-    pub name: Option<String>,
-    pub key_type: Option<String>,
-    pub description: Option<String>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-    #[serde(default)]
-    pub export_allowed: bool,
-    #[serde(default)]
-    pub key_rotation_enabled: bool,
-    pub rotation_period_in_days: Option<i64>,
-    pub import_key_material: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct UpdateRotationRequest {
-    pub key_rotation_enabled: Option<bool>,
-    pub rotation_period_in_days: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct KeyFilters {
-    pub identity: Option<String>,
-    pub name: Option<String>,
-    pub slug: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct KeyVersionView {
-    pub(super) version: u32,
-    status: &'static str,
-    created_at: Timestamp,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct KeyView {
-    identity: String,
-    name: String,
-    slug: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    labels: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    project_id: Option<String>,
-    key_type: &'static str,
-    status: &'static str,
-    export_allowed: bool,
-    imported: bool,
-    key_rotation_enabled: bool,
-    rotation_period_in_days: Option<i64>,
-    pub(super) latest_version: u32,
-    min_decryption_version: u32,
-    versions: Vec<KeyVersionView>,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    object_version: u64,
-    organisation: OrganisationView,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    deletion_scheduled_at: Option<Timestamp>,
 }
 
 pub(crate) fn slugify(name: &str) -> String {

@@ -12,6 +12,7 @@
 //! I/O contract: in-memory only; callers hold the store's lock for one operation. Nothing here
 //! logs or returns a secret value or key material outside a reveal.
 
+mod bodies;
 mod gates;
 mod iam;
 mod kms;
@@ -21,19 +22,19 @@ mod values;
 use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::faults::{Counters, Faults};
 
+pub(crate) use bodies::{
+    CreateKeyRequest, CreateSecretRequest, GetSecretValueRequest, KeyFilters, KeyView,
+    PutSecretValueRequest, UpdateRotationRequest,
+};
+use bodies::{OrganisationView, RegionView};
 pub(crate) use iam::{Caller, CompiledAccess, TokenEntry, random_token};
-pub(crate) use kms::{
-    CreateKeyRequest, Key, KeyFilters, KeyStatus, KeyView, UpdateRotationRequest,
-};
-pub(crate) use secrets::{
-    CreateSecretRequest, GetSecretValueRequest, PutSecretValueRequest, Secret, validate_path,
-};
+pub(crate) use kms::{Key, KeyStatus};
+pub(crate) use secrets::{Secret, validate_path};
 pub(crate) use values::{plain_from_fields, plain_from_seed};
 
 #[derive(Debug)]
@@ -69,31 +70,6 @@ pub(crate) struct Store {
     pub tokens: HashMap<String, TokenEntry>,
     pub faults: Faults,
     pub counters: Counters,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct OrganisationView {
-    identity: String,
-    name: String,
-    slug: String,
-    created_at: Timestamp,
-    object_version: u64,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RegionView {
-    identity: String,
-    name: String,
-    slug: String,
-    description: String,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    object_version: u64,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
-    zones: Vec<Value>,
 }
 
 impl Store {

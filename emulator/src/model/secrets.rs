@@ -11,12 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::kms::{KeyView, find_key};
-use super::values::{Plain, Sealed, ValueFields, plain_from_fields};
-use super::{Caller, RegionView, ScopeKey, Store};
+use super::bodies::{
+    BrowseView, CreateSecretRequest, PutSecretValueView, RevealView, SecretVersionView, SecretView,
+};
+use super::kms::find_key;
+use super::values::{Plain, Sealed, plain_from_fields};
+use super::{Caller, ScopeKey, Store};
 use crate::crypto;
 use crate::error::ApiError;
 
@@ -55,98 +57,6 @@ impl Secret {
         self.updated_at = Timestamp::now();
         self.object_version += 1;
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct CreateSecretRequest {
-    pub path: Option<String>,
-    pub description: Option<String>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-    pub kms_key_identity: Option<String>,
-    #[serde(flatten)]
-    pub value: ValueFields,
-    pub access_policy: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct PutSecretValueRequest {
-    pub path: Option<String>,
-    #[serde(flatten)]
-    pub value: ValueFields,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct GetSecretValueRequest {
-    pub path: Option<String>,
-    pub version: Option<u64>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct SecretVersionView {
-    pub(super) version: u64,
-    status: &'static str,
-    created_at: Timestamp,
-    destroyed_at: Option<Timestamp>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct SecretView {
-    path: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    labels: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: BTreeMap<String, String>,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kms_key: Option<KeyView>,
-    current_version: u64,
-    object_version: u64,
-    last_accessed_at: Option<Timestamp>,
-    region: RegionView,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    access_policy: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    versions: Option<Vec<SecretVersionView>>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct BrowseView {
-    path: String,
-    prefixes: Vec<String>,
-    secrets: Vec<SecretView>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct PutSecretValueView {
-    pub path: String,
-    pub version: u64,
-}
-
-/// The reveal response. Built right before it is written out and dropped after.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RevealView {
-    path: String,
-    pub(super) version: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    secret_string: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    secret_key_values: Option<BTreeMap<String, String>>,
-    kms_key_identity: String,
-    kms_key_version: String,
 }
 
 /// Path rules from the Secrets Manager docs: leading `/`, 1–512 characters of
