@@ -33,7 +33,7 @@ pub struct SourceRecord {
 /// from, and a keyed hash of the templated label and annotation values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct TemplateRecord {
-    /// Keyed hash of the resolved templates ([`template_hash`]).
+    /// Keyed hash of the resolved templates ([`template_hash`](super::template_hash)).
     pub hash: String,
     /// Secret keys the templates produced.
     pub keys: Vec<String>,
@@ -43,7 +43,7 @@ pub struct TemplateRecord {
     /// Annotation keys the templates produced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<String>,
-    /// Keyed hash of the templated label and annotation values ([`metadata_hash`]).
+    /// Keyed hash of the templated label and annotation values ([`metadata_hash`](super::metadata_hash)).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub metadata: String,
 }

@@ -435,7 +435,7 @@ pub struct TargetSettings<'a> {
     pub deletion_policy: DeletionPolicy,
     /// Creation policy.
     pub creation_policy: CreationPolicy,
-    /// Identity of the connection the values were read with ([`DEFAULT_CONNECTION`] or a store).
+    /// Identity of the connection the values were read with ([`DEFAULT_CONNECTION`](crate::crd::DEFAULT_CONNECTION) or a store).
     pub connection: &'a str,
 }
 

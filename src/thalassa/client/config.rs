@@ -55,7 +55,7 @@ pub trait RequestObserver: Send + Sync {
     }
 }
 
-/// Everything [`Client::new`] needs. Build with [`ClientConfig::new`] and adjust fields.
+/// Everything [`Client::new`](super::Client::new) needs. Build with [`ClientConfig::new`] and adjust fields.
 #[derive(Clone)]
 pub struct ClientConfig {
     /// API base URL, e.g. `https://api.thalassa.cloud` (a path prefix is kept).
@@ -89,7 +89,7 @@ pub struct ClientConfig {
     /// At least `request_timeout`. Default 45 s.
     pub call_deadline: Duration,
     /// Most `getSecretValue` calls in flight at once through this client (one store's
-    /// connection; each may hold up to [`MAX_REVEAL_RESPONSE_BYTES`] of body). Others of the same
+    /// connection; each may hold up to [`MAX_REVEAL_RESPONSE_BYTES`](super::MAX_REVEAL_RESPONSE_BYTES) of body). Others of the same
     /// client wait, within their call deadline; other clients have their own permits, so a store
     /// whose server never answers holds none another store needs. Default 8.
     pub max_concurrent_reveals: usize,
@@ -102,10 +102,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Optional per-attempt observer for metrics.
     pub observer: Option<Arc<dyn RequestObserver>>,
-    /// Limits shared with other clients ([`Client::shared_limits`]); when set,
+    /// Limits shared with other clients ([`Client::shared_limits`](super::Client::shared_limits)); when set,
     /// `rate_limit_per_second`, `rate_limit_burst` and `body_budget_bytes` are not used.
     pub shared_limits: Option<SharedLimits>,
-    /// An HTTP client shared with other clients (from [`Client::http_client`]): its TLS roots
+    /// An HTTP client shared with other clients (from [`Client::http_client`](super::Client::http_client)): its TLS roots
     /// and connection pool are held once, however many clients use it. When set,
     /// `request_timeout` and `connect_timeout` are the shared client's.
     pub shared_http: Option<reqwest::Client>,

@@ -47,7 +47,7 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// Largest response body read for a listing (`listSecrets`, `browseSecrets`, `listKeys`, a
 /// version history). The operator's listings are parsed as they arrive and keep only the entries
-/// under the prefix (see [`ListingSink`]), so this bounds the time spent, not the memory.
+/// under the prefix (see `body::ListingSink`), so this bounds the time spent, not the memory.
 pub const MAX_LISTING_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Default of [`ClientConfig::body_budget_bytes`]: 64 MiB.

@@ -37,11 +37,11 @@ impl Client {
     }
 
     /// S2 as the operator reads it: every secret under `path_prefix`, decoded into
-    /// [`ListedSecret`]s (path, current version, key binding) with every other field skipped.
+    /// [`ListedSecret`](crate::thalassa::ListedSecret)s (path, current version, key binding) with every other field skipped.
     ///
     /// The body is parsed as it arrives, element by element ([`ListingSink`]): only entries
     /// whose path starts with `path_prefix` are kept (a server may answer with more), at most
-    /// [`MAX_LISTED_SECRETS`] of them ([`Listed::TooMany`] past that), and the body is refused
+    /// [`MAX_LISTED_SECRETS`](crate::thalassa::MAX_LISTED_SECRETS) of them ([`Listed::TooMany`] past that), and the body is refused
     /// past [`MAX_LISTING_RESPONSE_BYTES`]. Neither the raw body nor entries outside the prefix
     /// are ever held, so memory follows the entries kept, not the listing's size.
     pub async fn list_secret_metadata(
