@@ -461,7 +461,8 @@ impl TokenCache {
         Ok((token, generation))
     }
 
-    /// Drops the cached token, whatever its generation.
+    /// Drops the cached token, whatever its generation (for the test-only `invalidate_token`).
+    #[cfg(feature = "testing")]
     pub(crate) async fn clear(&self) {
         self.state.lock().await.token = None;
     }
