@@ -4,16 +4,16 @@
 //! The chain, in order (a link is [`CheckStatus::Skipped`] when an earlier failure makes it
 //! uncheckable):
 //!
-//! 1. [`CREDENTIALS`]: `GET /v1/kms/summary` and a one-level browse of `/` do not answer 401.
-//! 2. [`KMS_GATE`]: the summary says `featureEnabled` (Secrets Manager needs KMS, so this comes
+//! 1. [`Link::Credentials`]: `GET /v1/kms/summary` and a one-level browse of `/` do not answer 401.
+//! 2. [`Link::KmsGate`]: the summary says `featureEnabled` (Secrets Manager needs KMS, so this comes
 //!    before the secrets gate; it is also the only unambiguous gate signal).
-//! 3. [`SECRETS_GATE`]: the browse of `/` is not refused by the `secrets` feature gate.
-//! 4. [`KMS_BACKEND`]: the region is in the summary with `kmsAvailable: true`.
-//! 5. [`KEY_EXISTS`], [`KEY_ACTIVE`], [`KEY_SYMMETRIC`]: the `--key` (identity or slug) can be
+//! 3. [`Link::SecretsGate`]: the browse of `/` is not refused by the `secrets` feature gate.
+//! 4. [`Link::KmsBackend`]: the region is in the summary with `kmsAvailable: true`.
+//! 5. [`Link::KeyExists`], [`Link::KeyActive`], [`Link::KeySymmetric`]: the `--key` (identity or slug) can be
 //!    read, is `active`, and has a type Secrets Manager can bind ([`SYMMETRIC_KEY_TYPES`]).
-//! 6. [`SECRET_READABLE`]: the `--path` metadata can be read (and, with `--key`, is bound to that
+//! 6. [`Link::SecretReadable`]: the `--path` metadata can be read (and, with `--key`, is bound to that
 //!    key).
-//! 7. [`SECRET_REVEAL`]: `getSecretValue` on the `--path` succeeds. The value is dropped at once
+//! 7. [`Link::SecretReveal`]: `getSecretValue` on the `--path` succeeds. The value is dropped at once
 //!    (it lives in a zeroizing type); only the version and the key identity/version are reported.
 //!
 //! Classification uses the client's typed [`Error`]s; the 403 ambiguity on Secrets routes (gate
@@ -23,37 +23,9 @@ use std::fmt::{self, Write as _};
 
 use crate::thalassa::{BrowseSecretsResponse, Client, Error, KmsKey, KmsKeyStatus, KmsSummary};
 
-/// Name of the credentials check.
-pub const CREDENTIALS: &str = "credentials";
-/// Name of the `kms` feature-gate check.
-pub const KMS_GATE: &str = "kms feature gate";
-/// Name of the `secrets` feature-gate check.
-pub const SECRETS_GATE: &str = "secrets feature gate";
-/// Name of the regional KMS backend check.
-pub const KMS_BACKEND: &str = "kms backend";
-/// Name of the check that the `--key` exists.
-pub const KEY_EXISTS: &str = "kms key exists";
-/// Name of the check that the `--key` is active.
-pub const KEY_ACTIVE: &str = "kms key active";
-/// Name of the check that the `--key` is symmetric.
-pub const KEY_SYMMETRIC: &str = "kms key symmetric";
-/// Name of the check that the `--path` metadata is readable.
-pub const SECRET_READABLE: &str = "secret readable";
-/// Name of the check that the `--path` value can be revealed.
-pub const SECRET_REVEAL: &str = "secret reveal";
+mod link;
 
-/// Every check, in the order [`run_checks`] reports them.
-pub const CHECKS: [&str; 9] = [
-    CREDENTIALS,
-    KMS_GATE,
-    SECRETS_GATE,
-    KMS_BACKEND,
-    KEY_EXISTS,
-    KEY_ACTIVE,
-    KEY_SYMMETRIC,
-    SECRET_READABLE,
-    SECRET_REVEAL,
-];
+pub use link::Link;
 
 /// The KMS key types Secrets Manager can bind a secret to.
 pub const SYMMETRIC_KEY_TYPES: [&str; 3] = ["aes128-gcm96", "aes256-gcm96", "chacha20-poly1305"];
@@ -83,8 +55,8 @@ impl fmt::Display for CheckStatus {
 /// One row of the check report. Never contains a secret value or a credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckResult {
-    /// Which link (one of [`CHECKS`]).
-    pub name: &'static str,
+    /// Which link.
+    pub link: Link,
     /// Its outcome.
     pub status: CheckStatus,
     /// What was found, or why it was skipped.
@@ -98,9 +70,9 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    fn pass(name: &'static str, detail: impl Into<String>) -> Self {
+    fn pass(link: Link, detail: impl Into<String>) -> Self {
         Self {
-            name,
+            link,
             status: CheckStatus::Pass,
             detail: detail.into(),
             fix: None,
@@ -108,9 +80,9 @@ impl CheckResult {
         }
     }
 
-    fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+    fn fail(link: Link, detail: impl Into<String>, fix: impl Into<String>) -> Self {
         Self {
-            name,
+            link,
             status: CheckStatus::Fail,
             detail: detail.into(),
             fix: Some(fix.into()),
@@ -118,9 +90,9 @@ impl CheckResult {
         }
     }
 
-    fn skipped(name: &'static str, why: impl Into<String>) -> Self {
+    fn skipped(link: Link, why: impl Into<String>) -> Self {
         Self {
-            name,
+            link,
             status: CheckStatus::Skipped,
             detail: why.into(),
             fix: None,
@@ -129,8 +101,8 @@ impl CheckResult {
     }
 
     /// A failure described by a client error, with the fix [`fix_for`] gives.
-    fn error(name: &'static str, error: &Error, region: &str) -> Self {
-        Self::fail(name, describe(error), fix_for(error, region)).transient_if(transient(error))
+    fn error(link: Link, error: &Error, region: &str) -> Self {
+        Self::fail(link, describe(error), fix_for(error, region)).transient_if(transient(error))
     }
 
     /// Marks a failure as expected to pass by itself (see [`CheckResult::transient`]).
@@ -160,7 +132,7 @@ pub async fn run_checks(
 ) -> Vec<CheckResult> {
     let summary = client.kms_summary().await;
     let browse = client.browse_secrets(region, "/").await;
-    let mut results = Vec::with_capacity(CHECKS.len());
+    let mut results = Vec::with_capacity(Link::ALL.len());
 
     let credentials = credentials_check(&summary, &browse);
     let authenticated = credentials.passed();
@@ -171,16 +143,21 @@ pub async fn run_checks(
         (!authenticated).then(|| "needs valid credentials".to_owned());
 
     let kms_gate = match &blocked_kms {
-        Some(why) => CheckResult::skipped(KMS_GATE, why.clone()),
+        Some(why) => CheckResult::skipped(Link::KmsGate, why.clone()),
         None => kms_gate_check(&summary, region),
     };
     if blocked_kms.is_none() && !kms_gate.passed() {
-        blocked_kms = Some(format!("needs the kms feature gate (see {KMS_GATE})"));
+        blocked_kms = Some(format!(
+            "needs the kms feature gate (see {see})",
+            see = Link::KmsGate
+        ));
     }
     results.push(kms_gate);
 
     let secrets_gate = match &blocked_kms {
-        Some(_) if !authenticated => CheckResult::skipped(SECRETS_GATE, "needs valid credentials"),
+        Some(_) if !authenticated => {
+            CheckResult::skipped(Link::SecretsGate, "needs valid credentials")
+        }
         Some(_) => secrets_gate_with_kms_off(&browse),
         None => secrets_gate_check(&browse, region),
     };
@@ -189,13 +166,16 @@ pub async fn run_checks(
 
     let (backend, region_known) = match (&blocked_kms, &summary) {
         (None, Ok(summary)) => backend_check(summary, region),
-        (Some(why), _) => (CheckResult::skipped(KMS_BACKEND, why.clone()), false),
-        (None, Err(error)) => (CheckResult::error(KMS_BACKEND, error, region), false),
+        (Some(why), _) => (CheckResult::skipped(Link::KmsBackend, why.clone()), false),
+        (None, Err(error)) => (CheckResult::error(Link::KmsBackend, error, region), false),
     };
     let backend_ok = backend.passed();
     results.push(backend);
     if blocked_kms.is_none() && !region_known {
-        blocked_kms = Some(format!("region {region} is unknown (see {KMS_BACKEND})"));
+        blocked_kms = Some(format!(
+            "region {region} is unknown (see {see})",
+            see = Link::KmsBackend
+        ));
     }
 
     // The key links.
@@ -203,18 +183,18 @@ pub async fn run_checks(
     let mut key_active = false;
     match (key, &blocked_kms) {
         (None, _) => {
-            for name in [KEY_EXISTS, KEY_ACTIVE, KEY_SYMMETRIC] {
+            for name in [Link::KeyExists, Link::KeyActive, Link::KeySymmetric] {
                 results.push(CheckResult::skipped(name, "no --key given"));
             }
         }
         (Some(_), Some(why)) => {
-            for name in [KEY_EXISTS, KEY_ACTIVE, KEY_SYMMETRIC] {
+            for name in [Link::KeyExists, Link::KeyActive, Link::KeySymmetric] {
                 results.push(CheckResult::skipped(name, why.clone()));
             }
         }
         (Some(wanted), None) => match client.get_key(region, wanted).await {
             Ok(found) => {
-                results.push(CheckResult::pass(KEY_EXISTS, key_summary(&found)));
+                results.push(CheckResult::pass(Link::KeyExists, key_summary(&found)));
                 let active = key_active_check(&found, region);
                 key_active = active.passed();
                 results.push(active);
@@ -223,10 +203,13 @@ pub async fn run_checks(
             }
             Err(error) => {
                 results.push(key_exists_failure(&error, wanted, region, backend_ok));
-                for name in [KEY_ACTIVE, KEY_SYMMETRIC] {
+                for name in [Link::KeyActive, Link::KeySymmetric] {
                     results.push(CheckResult::skipped(
                         name,
-                        format!("key {wanted} could not be read (see {KEY_EXISTS})"),
+                        format!(
+                            "key {wanted} could not be read (see {see})",
+                            see = Link::KeyExists
+                        ),
                     ));
                 }
             }
@@ -235,16 +218,21 @@ pub async fn run_checks(
 
     // The secret links.
     let Some(path) = path else {
-        for name in [SECRET_READABLE, SECRET_REVEAL] {
+        for name in [Link::SecretReadable, Link::SecretReveal] {
             results.push(CheckResult::skipped(name, "no --path given"));
         }
         return results;
     };
     let blocked_secrets = blocked_kms.clone().or_else(|| {
-        (!secrets_ok).then(|| format!("needs the secrets feature gate (see {SECRETS_GATE})"))
+        (!secrets_ok).then(|| {
+            format!(
+                "needs the secrets feature gate (see {see})",
+                see = Link::SecretsGate
+            )
+        })
     });
     if let Some(why) = blocked_secrets {
-        for name in [SECRET_READABLE, SECRET_REVEAL] {
+        for name in [Link::SecretReadable, Link::SecretReveal] {
             results.push(CheckResult::skipped(name, why.clone()));
         }
         return results;
@@ -254,8 +242,11 @@ pub async fn run_checks(
         Err(error) => {
             results.push(secret_readable_failure(&error, path, region));
             results.push(CheckResult::skipped(
-                SECRET_REVEAL,
-                format!("the metadata of {path} could not be read (see {SECRET_READABLE})"),
+                Link::SecretReveal,
+                format!(
+                    "the metadata of {path} could not be read (see {see})",
+                    see = Link::SecretReadable
+                ),
             ));
             return results;
         }
@@ -272,8 +263,11 @@ pub async fn run_checks(
 
     if !backend_ok {
         results.push(CheckResult::skipped(
-            SECRET_REVEAL,
-            format!("a reveal needs the KMS backend of {region} (see {KMS_BACKEND})"),
+            Link::SecretReveal,
+            format!(
+                "a reveal needs the KMS backend of {region} (see {see})",
+                see = Link::KmsBackend
+            ),
         ));
         return results;
     }
@@ -282,10 +276,11 @@ pub async fn run_checks(
         && !key_active
     {
         results.push(CheckResult::skipped(
-            SECRET_REVEAL,
+            Link::SecretReveal,
             format!(
-                "{path} is bound to key {}, which is not active (see {KEY_ACTIVE})",
-                found.identity
+                "{path} is bound to key {}, which is not active (see {see})",
+                found.identity,
+                see = Link::KeyActive
             ),
         ));
         return results;
@@ -311,19 +306,19 @@ fn credentials_check(
                 | Error::InvalidConfig(_)
         )
     }) {
-        return CheckResult::fail(CREDENTIALS, describe(error), fix_for(error, ""));
+        return CheckResult::fail(Link::Credentials, describe(error), fix_for(error, ""));
     }
     let answered = summary.is_ok() || browse.is_ok() || errors.iter().any(|e| authenticated(e));
     if answered {
         return CheckResult::pass(
-            CREDENTIALS,
+            Link::Credentials,
             "accepted (kmsSummary and browseSecrets / did not answer 401)",
         );
     }
     // Neither call got an answer that proves authentication: unreachable, 5xx, 429, …
     let error = errors[0];
     CheckResult::fail(
-        CREDENTIALS,
+        Link::Credentials,
         format!("could not be verified: {}", describe(error)),
         fix_for(error, ""),
     )
@@ -358,17 +353,17 @@ fn authenticated(error: &Error) -> bool {
 fn kms_gate_check(summary: &Result<KmsSummary, Error>, region: &str) -> CheckResult {
     match summary {
         Ok(summary) if summary.feature_enabled => {
-            CheckResult::pass(KMS_GATE, "enabled (kmsSummary featureEnabled: true)")
+            CheckResult::pass(Link::KmsGate, "enabled (kmsSummary featureEnabled: true)")
         }
         Ok(_) => CheckResult::fail(
-            KMS_GATE,
+            Link::KmsGate,
             "disabled for the organisation (kmsSummary featureEnabled: false)",
             FIX_KMS_GATE,
         ),
         Err(error @ Error::KmsFeatureDisabled { .. }) => {
-            CheckResult::fail(KMS_GATE, describe(error), FIX_KMS_GATE)
+            CheckResult::fail(Link::KmsGate, describe(error), FIX_KMS_GATE)
         }
-        Err(error) => CheckResult::error(KMS_GATE, error, region),
+        Err(error) => CheckResult::error(Link::KmsGate, error, region),
     }
 }
 
@@ -382,17 +377,17 @@ const FIX_SECRETS_GATE: &str = "ask your Thalassa administrator to enable the se
 fn secrets_gate_with_kms_off(browse: &Result<BrowseSecretsResponse, Error>) -> CheckResult {
     match browse {
         Err(error @ Error::SecretsFeatureDisabled { .. }) => {
-            CheckResult::fail(SECRETS_GATE, describe(error), FIX_SECRETS_GATE)
+            CheckResult::fail(Link::SecretsGate, describe(error), FIX_SECRETS_GATE)
         }
         Err(Error::KmsFeatureDisabled { message }) if names_secrets_feature(message) => {
             CheckResult::fail(
-                SECRETS_GATE,
+                Link::SecretsGate,
                 format!("disabled for the organisation: {message}"),
                 FIX_SECRETS_GATE,
             )
         }
         _ => CheckResult::skipped(
-            SECRETS_GATE,
+            Link::SecretsGate,
             "Secrets Manager refuses every call while the kms feature gate is off",
         ),
     }
@@ -409,7 +404,7 @@ fn names_secrets_feature(message: &str) -> bool {
 fn secrets_gate_check(browse: &Result<BrowseSecretsResponse, Error>, region: &str) -> CheckResult {
     match browse {
         Ok(listing) => CheckResult::pass(
-            SECRETS_GATE,
+            Link::SecretsGate,
             format!(
                 "enabled (browseSecrets / in {region}: directories {}, secrets {})",
                 listing.prefixes.len(),
@@ -417,11 +412,11 @@ fn secrets_gate_check(browse: &Result<BrowseSecretsResponse, Error>, region: &st
             ),
         ),
         Err(error @ Error::SecretsFeatureDisabled { .. }) => {
-            CheckResult::fail(SECRETS_GATE, describe(error), FIX_SECRETS_GATE)
+            CheckResult::fail(Link::SecretsGate, describe(error), FIX_SECRETS_GATE)
         }
         // 403 without a gate wording while KMS is on: the gate or IAM, Thalassa does not say.
         Err(error @ Error::Forbidden { .. }) => CheckResult::fail(
-            SECRETS_GATE,
+            Link::SecretsGate,
             format!(
                 "browseSecrets / was refused (403; the secrets feature gate or a missing list \
                  permission): {}",
@@ -431,24 +426,23 @@ fn secrets_gate_check(browse: &Result<BrowseSecretsResponse, Error>, region: &st
              grant the credential secrets:ReadAccess (read, list)",
         ),
         Err(Error::RegionNotFound { .. }) => CheckResult::skipped(
-            SECRETS_GATE,
-            format!("region {region} is unknown (see {KMS_BACKEND})"),
+            Link::SecretsGate,
+            format!(
+                "region {region} is unknown (see {see})",
+                see = Link::KmsBackend
+            ),
         ),
-        Err(error) => CheckResult::error(SECRETS_GATE, error, region),
+        Err(error) => CheckResult::error(Link::SecretsGate, error, region),
     }
 }
 
 /// The regional backend check, and whether the region exists at all.
 fn backend_check(summary: &KmsSummary, region: &str) -> (CheckResult, bool) {
     let known: Vec<&str> = summary.regions.iter().map(|r| r.slug.as_str()).collect();
-    let Some(entry) = summary
-        .regions
-        .iter()
-        .find(|r| r.slug == region || r.identity == region)
-    else {
+    let Some(entry) = summary.region(region) else {
         return (
             CheckResult::fail(
-                KMS_BACKEND,
+                Link::KmsBackend,
                 format!("region {region} is not in the KMS summary"),
                 format!(
                     "use a region of the organisation (--region): {}",
@@ -461,7 +455,7 @@ fn backend_check(summary: &KmsSummary, region: &str) -> (CheckResult, bool) {
     if entry.kms_available {
         return (
             CheckResult::pass(
-                KMS_BACKEND,
+                Link::KmsBackend,
                 format!(
                     "available in {} (keys: {} total, {} active)",
                     entry.slug, entry.total_keys, entry.active_keys
@@ -478,7 +472,7 @@ fn backend_check(summary: &KmsSummary, region: &str) -> (CheckResult, bool) {
         .collect();
     (
         CheckResult::fail(
-            KMS_BACKEND,
+            Link::KmsBackend,
             format!(
                 "KMS is not available in {} (kmsSummary kmsAvailable: false; crypto calls answer 503)",
                 entry.slug
@@ -518,7 +512,7 @@ fn key_summary(key: &KmsKey) -> String {
 fn key_exists_failure(error: &Error, wanted: &str, region: &str, backend_ok: bool) -> CheckResult {
     match error {
         Error::KeyNotFound { .. } => CheckResult::fail(
-            KEY_EXISTS,
+            Link::KeyExists,
             format!(
                 "key {wanted} not found in {region} (KMS also answers 404 when IAM denies access \
                  to a key)"
@@ -529,24 +523,27 @@ fn key_exists_failure(error: &Error, wanted: &str, region: &str, backend_ok: boo
             ),
         ),
         Error::KmsBackendUnavailable { .. } if !backend_ok => CheckResult::skipped(
-            KEY_EXISTS,
-            format!("the KMS backend of {region} is unavailable (see {KMS_BACKEND})"),
+            Link::KeyExists,
+            format!(
+                "the KMS backend of {region} is unavailable (see {see})",
+                see = Link::KmsBackend
+            ),
         ),
-        error => CheckResult::error(KEY_EXISTS, error, region),
+        error => CheckResult::error(Link::KeyExists, error, region),
     }
 }
 
 fn key_active_check(key: &KmsKey, region: &str) -> CheckResult {
     let id = &key.identity;
     match &key.status {
-        KmsKeyStatus::Active => CheckResult::pass(KEY_ACTIVE, "active"),
+        KmsKeyStatus::Active => CheckResult::pass(Link::KeyActive, "active"),
         KmsKeyStatus::Disabled => CheckResult::fail(
-            KEY_ACTIVE,
+            Link::KeyActive,
             format!("key {id} is disabled: secrets bound to it cannot be read or written"),
             fix_enable(region, id),
         ),
         KmsKeyStatus::PendingDeletion => CheckResult::fail(
-            KEY_ACTIVE,
+            Link::KeyActive,
             match &key.deletion_scheduled_at {
                 Some(at) => format!("key {id} is pending deletion (scheduled for {at})"),
                 None => format!("key {id} is pending deletion"),
@@ -554,7 +551,7 @@ fn key_active_check(key: &KmsKey, region: &str) -> CheckResult {
             fix_cancel_deletion(region, id),
         ),
         KmsKeyStatus::Other(status) => CheckResult::fail(
-            KEY_ACTIVE,
+            Link::KeyActive,
             format!("key {id} has status {status:?}, not active"),
             format!("make the key active in the Thalassa console (GET /v1/kms/{region}/keys/{id})"),
         ),
@@ -574,10 +571,10 @@ fn fix_cancel_deletion(region: &str, id: &str) -> String {
 
 fn key_symmetric_check(key: &KmsKey, region: &str) -> CheckResult {
     if SYMMETRIC_KEY_TYPES.contains(&key.key_type.as_str()) {
-        return CheckResult::pass(KEY_SYMMETRIC, key.key_type.clone());
+        return CheckResult::pass(Link::KeySymmetric, key.key_type.clone());
     }
     CheckResult::fail(
-        KEY_SYMMETRIC,
+        Link::KeySymmetric,
         format!(
             "key {} is {}; Secrets Manager only binds {}",
             key.identity,
@@ -594,7 +591,7 @@ fn key_symmetric_check(key: &KmsKey, region: &str) -> CheckResult {
 fn secret_readable_failure(error: &Error, path: &str, region: &str) -> CheckResult {
     match error {
         Error::SecretNotFound { .. } => CheckResult::fail(
-            SECRET_READABLE,
+            Link::SecretReadable,
             format!("secret {path} not found in {region}"),
             format!(
                 "create the secret or fix --path (paths are case-sensitive; browse with \
@@ -602,14 +599,14 @@ fn secret_readable_failure(error: &Error, path: &str, region: &str) -> CheckResu
             ),
         ),
         Error::Forbidden { .. } => CheckResult::fail(
-            SECRET_READABLE,
+            Link::SecretReadable,
             format!(
                 "reading the metadata of {path} was refused: {}",
                 describe(error)
             ),
             format!("grant read (and getSecretValue) on {path} to the credential"),
         ),
-        error => CheckResult::error(SECRET_READABLE, error, region),
+        error => CheckResult::error(Link::SecretReadable, error, region),
     }
 }
 
@@ -627,7 +624,7 @@ fn secret_readable_check(
     };
     let detail = format!("{path}: current version {current_version}, {binding}");
     let (Some(wanted), Some(bound)) = (wanted, bound) else {
-        return CheckResult::pass(SECRET_READABLE, detail);
+        return CheckResult::pass(Link::SecretReadable, detail);
     };
     let matches = match wanted_found {
         Some(found) => found.identity == bound.identity,
@@ -636,10 +633,10 @@ fn secret_readable_check(
             .any(|name| name.as_str() == wanted),
     };
     if matches {
-        return CheckResult::pass(SECRET_READABLE, detail);
+        return CheckResult::pass(Link::SecretReadable, detail);
     }
     CheckResult::fail(
-        SECRET_READABLE,
+        Link::SecretReadable,
         format!(
             "{path} is bound to key {}, not to --key {wanted}; a ThalassaSecret with \
              kmsKeyIdentity {wanted} refuses it (KeyMismatch)",
@@ -667,10 +664,10 @@ async fn reveal_check(
             );
             // The value is dropped (and zeroized) here, unread.
             drop(revealed);
-            CheckResult::pass(SECRET_REVEAL, detail)
+            CheckResult::pass(Link::SecretReveal, detail)
         }
         Err(error @ Error::Forbidden { .. }) => CheckResult::fail(
-            SECRET_REVEAL,
+            Link::SecretReveal,
             format!("getSecretValue was refused: {}", describe(&error)),
             format!(
                 "grant getSecretValue on {path} to the credential (IAM policy or the secret's \
@@ -685,14 +682,14 @@ async fn reveal_check(
                 Some(key) => fix_enable(region, &key.identity),
                 None => "enable the KMS key the secret is bound to (or cancel its deletion)".into(),
             };
-            CheckResult::fail(SECRET_REVEAL, describe(&error), fix)
+            CheckResult::fail(Link::SecretReveal, describe(&error), fix)
         }
         Err(error @ Error::VersionNotFound { .. }) => CheckResult::fail(
-            SECRET_REVEAL,
+            Link::SecretReveal,
             describe(&error),
             format!("store a new version of {path} (its current version is destroyed)"),
         ),
-        Err(error) => CheckResult::error(SECRET_REVEAL, &error, region),
+        Err(error) => CheckResult::error(Link::SecretReveal, &error, region),
     }
 }
 
@@ -806,7 +803,7 @@ fn fix_for(error: &Error, region: &str) -> String {
 pub fn render_table(results: &[CheckResult]) -> String {
     let name_width = results
         .iter()
-        .map(|r| r.name.len())
+        .map(|r| r.link.as_str().len())
         .chain(["CHECK".len()])
         .max()
         .unwrap_or(0);
@@ -821,7 +818,7 @@ pub fn render_table(results: &[CheckResult]) -> String {
         let _ = writeln!(
             out,
             "{:name_width$}  {:status_width$}  {}",
-            result.name,
+            result.link.as_str(),
             result.status.to_string(),
             result.detail
         );
@@ -892,9 +889,9 @@ mod tests {
     #[test]
     fn table_has_a_row_per_check_and_fix_lines() {
         let results = vec![
-            CheckResult::pass(CREDENTIALS, "accepted"),
-            CheckResult::fail(KMS_GATE, "disabled", FIX_KMS_GATE),
-            CheckResult::skipped(SECRETS_GATE, "needs the kms feature gate"),
+            CheckResult::pass(Link::Credentials, "accepted"),
+            CheckResult::fail(Link::KmsGate, "disabled", FIX_KMS_GATE),
+            CheckResult::skipped(Link::SecretsGate, "needs the kms feature gate"),
         ];
         let table = render_table(&results);
         let lines: Vec<&str> = table.lines().collect();
@@ -1020,8 +1017,11 @@ mod tests {
         assert!(unknown.status == CheckStatus::Fail && !unknown.transient);
         let (up, _) = backend_check(&summary(true), "nl-01");
         assert!(up.passed() && !up.transient);
-        let limited =
-            CheckResult::error(KMS_GATE, &Error::RateLimited { retry_after: None }, "nl-01");
+        let limited = CheckResult::error(
+            Link::KmsGate,
+            &Error::RateLimited { retry_after: None },
+            "nl-01",
+        );
         assert!(limited.transient);
     }
 

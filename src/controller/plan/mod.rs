@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::{
     ByteString,
     api::core::v1::Secret,
-    apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time},
+    apimachinery::pkg::apis::meta::v1::{OwnerReference, Time},
 };
 use kube::{Resource, ResourceExt, api::ObjectMeta, runtime::events::EventType};
 
@@ -27,7 +27,10 @@ use crate::{
         render_secret, reuse_keys,
     },
     sources::SourceMeta,
-    status::{self, Observed, Prerequisites, reasons},
+    status::{
+        self, ConditionStatus, NewCondition, Observed, Prerequisites, Stamp, reasons,
+        types::RESTART_TARGETS_READY,
+    },
     thalassa::{KmsKeyStatus, KmsSummary, RevealedSecret},
 };
 
@@ -41,11 +44,7 @@ pub(super) fn judge_kms_summary(summary: &KmsSummary, region: &str) -> Result<Op
     if !summary.feature_enabled {
         return Err(Error::KmsFeatureDisabled);
     }
-    match summary
-        .regions
-        .iter()
-        .find(|r| r.slug == region || r.identity == region || r.name == region)
-    {
+    match summary.region(region) {
         Some(r) if r.kms_available => Ok(Observed::ok(
             reasons::AVAILABLE,
             format!("KMS is available in region {region}"),
@@ -666,16 +665,14 @@ pub(super) struct StatusPlan {
     pub(super) event: Option<(EventType, String, String)>,
 }
 
-/// Records what the restart step did: the hash restarted for, and the `RestartTargetsFound`
+/// Records what the restart step did: the hash restarted for, and the `RestartTargetsReady`
 /// condition (kept as it was when the targets were not looked up).
 fn record_restart(
     next: &mut ThalassaSecretStatus,
     ts: &ThalassaSecret,
-    previous: &[Condition],
     restart: &RestartReport,
-    now: &Time,
+    stamp: &Stamp<'_>,
 ) {
-    use status::types::RESTART_TARGETS_READY;
     if ts.spec.rollout_restart_targets.is_empty() {
         next.restarted_for = None;
         next.restart_key_id = None;
@@ -685,32 +682,37 @@ fn record_restart(
         next.restarted_for = Some(hash.clone());
         next.restart_key_id = Some(key_id.clone());
     }
-    let condition = match (&restart.failure, &restart.missing) {
-        (Some(failure), _) => Some(status::condition(
-            previous,
-            RESTART_TARGETS_READY,
-            "False",
+    let condition = match restart_condition(ts, restart) {
+        Some(judged) => Some(stamp.condition(judged)),
+        None => RESTART_TARGETS_READY.find(stamp.previous).cloned(),
+    };
+    next.conditions.extend(condition);
+}
+
+/// The `RestartTargetsReady` condition the restart step's report asks for; `None` when the
+/// targets were not looked up.
+fn restart_condition(ts: &ThalassaSecret, restart: &RestartReport) -> Option<NewCondition> {
+    let not_ready = |reason, message| {
+        Some(NewCondition {
+            type_: RESTART_TARGETS_READY,
+            status: ConditionStatus::False,
+            reason,
+            message,
+        })
+    };
+    match (&restart.failure, &restart.missing) {
+        (Some(failure), _) => not_ready(
             reasons::RESTART_FAILED,
             format!("rollout restart not done, tried again in a minute: {failure}"),
-            ts.metadata.generation,
-            now,
-        )),
-        (None, Some(missing)) if !missing.is_empty() => Some(status::condition(
-            previous,
-            RESTART_TARGETS_READY,
-            "False",
+        ),
+        (None, Some(missing)) if !missing.is_empty() => not_ready(
             reasons::RESTART_TARGET_NOT_FOUND,
             format!(
                 "{} not found in this namespace; restarted once it exists and the data changes",
                 missing.join(", ")
             ),
-            ts.metadata.generation,
-            now,
-        )),
-        (None, _) if !restart.refused.is_empty() => Some(status::condition(
-            previous,
-            RESTART_TARGETS_READY,
-            "False",
+        ),
+        (None, _) if !restart.refused.is_empty() => not_ready(
             reasons::RESTART_NOT_ALLOWED,
             format!(
                 "{} not restarted: a workload is restarted only when its annotation {} names this ThalassaSecret ({}) or is \"*\"; someone who may patch it can add that",
@@ -718,40 +720,26 @@ fn record_restart(
                 crate::crd::ALLOW_RESTART_ANNOTATION,
                 ts.name_any()
             ),
-            ts.metadata.generation,
-            now,
-        )),
+        ),
         (None, _) if restart.deferred.is_some() => {
             let (targets, until) = restart.deferred.as_ref().expect("checked");
-            Some(status::condition(
-                previous,
-                RESTART_TARGETS_READY,
-                "False",
+            not_ready(
                 reasons::RESTART_RATE_LIMITED,
                 format!(
                     "{} already restarted as often as the operator allows in its window (--restart-limit, --restart-window); restarted for the new data at {}",
                     targets.join(", "),
                     until.0
                 ),
-                ts.metadata.generation,
-                now,
-            ))
+            )
         }
-        (None, Some(_)) => Some(status::condition(
-            previous,
-            RESTART_TARGETS_READY,
-            "True",
-            reasons::FOUND,
-            "every rollout restart target exists".into(),
-            ts.metadata.generation,
-            now,
-        )),
-        (None, None) => previous
-            .iter()
-            .find(|c| c.type_ == RESTART_TARGETS_READY)
-            .cloned(),
-    };
-    next.conditions.extend(condition);
+        (None, Some(_)) => Some(NewCondition {
+            type_: RESTART_TARGETS_READY,
+            status: ConditionStatus::True,
+            reason: reasons::FOUND,
+            message: "every rollout restart target exists".into(),
+        }),
+        (None, None) => None,
+    }
 }
 
 /// Computes the next status from the stored one and this reconcile's outcome (no API calls).
@@ -774,7 +762,12 @@ pub(super) fn plan_status(
         ts.metadata.generation,
         now,
     );
-    record_restart(&mut next, ts, previous_conditions, restart, now);
+    let stamp = Stamp {
+        previous: previous_conditions,
+        generation: ts.metadata.generation,
+        now,
+    };
+    record_restart(&mut next, ts, restart, &stamp);
     next.observed_generation = ts.metadata.generation;
     // Handled once it synced, or failed in a way the same inputs repeat (retrying would not
     // help); a transient failure leaves it pending, so the retry is forced too. A value waiting
@@ -1113,7 +1106,7 @@ mod tests {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
     }
 
-    fn condition<'a>(status: &'a ThalassaSecretStatus, type_: &str) -> (&'a str, &'a str) {
+    fn condition(status: &ThalassaSecretStatus, type_: status::ConditionType) -> (&str, &str) {
         let c = status
             .conditions
             .iter()
