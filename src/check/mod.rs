@@ -1,20 +1,19 @@
 //! `thalassa-secrets-operator check`: walks Thalassa's dependency chain for one connection and
 //! region and says which link is broken and how to fix it.
 //!
-//! The chain, in order (a link is [`CheckStatus::Skipped`] when an earlier failure makes it
-//! uncheckable):
+//! The chain, in order ([`Link::ALL`]; a link is [`CheckStatus::Skipped`] when an earlier
+//! failure makes it uncheckable): credentials, the `kms` feature gate (Secrets Manager needs
+//! KMS, so it comes before the secrets gate; it is also the only unambiguous gate signal), the
+//! `secrets` feature gate, the regional KMS backend, the `--key` (exists, active, symmetric:
+//! [`SYMMETRIC_KEY_TYPES`]), the `--path` (metadata readable, bound to that key), and its reveal
+//! (the value is dropped at once in its zeroizing type; only the version and the key
+//! identity/version are reported). [`Link`] documents what each link asks.
 //!
-//! 1. [`Link::Credentials`]: `GET /v1/kms/summary` and a one-level browse of `/` do not answer 401.
-//! 2. [`Link::KmsGate`]: the summary says `featureEnabled` (Secrets Manager needs KMS, so this comes
-//!    before the secrets gate; it is also the only unambiguous gate signal).
-//! 3. [`Link::SecretsGate`]: the browse of `/` is not refused by the `secrets` feature gate.
-//! 4. [`Link::KmsBackend`]: the region is in the summary with `kmsAvailable: true`.
-//! 5. [`Link::KeyExists`], [`Link::KeyActive`], [`Link::KeySymmetric`]: the `--key` (identity or slug) can be
-//!    read, is `active`, and has a type Secrets Manager can bind ([`SYMMETRIC_KEY_TYPES`]).
-//! 6. [`Link::SecretReadable`]: the `--path` metadata can be read (and, with `--key`, is bound to that
-//!    key).
-//! 7. [`Link::SecretReveal`]: `getSecretValue` on the `--path` succeeds. The value is dropped at once
-//!    (it lives in a zeroizing type); only the version and the key identity/version are reported.
+//! Files: `chain` walks the links ([`run_checks`]), `links` judges each answer, `fix`
+//! words failures and their fixes, `table` renders the report ([`render_table`]).
+//!
+//! In: a client, a region, an optional key and path. Out: [`CheckResult`]s, one per link; never
+//! a secret value or a credential.
 //!
 //! Classification uses the client's typed [`Error`]s; the 403 ambiguity on Secrets routes (gate
 //! or permission) is resolved by the client's `/v1/kms/summary` probe (see the API notes §6).

@@ -49,6 +49,19 @@ pub(crate) struct CheckState {
     due: Instant,
 }
 
+/// What a reconcile sees of a store, for deciding whether it is due.
+#[derive(Debug, Clone, Copy)]
+struct Sighting<'a> {
+    uid: &'a str,
+    generation: i64,
+    /// Its resourceVersion.
+    version: &'a str,
+    /// Whether a ThalassaSecret of this shard uses it.
+    used: bool,
+    /// Whether its status already describes its generation.
+    status_current: bool,
+}
+
 /// Whether a reconcile of a store checks it now or only waits for its next check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Due {
@@ -65,13 +78,18 @@ enum Due {
 /// a restart does not check every idle store at once.
 fn due(
     state: Option<&CheckState>,
-    (uid, generation, version): (&str, i64, &str),
-    used: bool,
-    status_current: bool,
+    seen: &Sighting<'_>,
     checks: &StoreChecks,
     now: Instant,
     jitter: f64,
 ) -> Due {
+    let Sighting {
+        uid,
+        generation,
+        version,
+        used,
+        status_current,
+    } = *seen;
     match state {
         Some(state) if state.uid == uid && state.generation == generation => {
             if used && !state.used || state.version != version || now >= state.due {
@@ -228,9 +246,13 @@ where
         let states = ctx.store_checks.lock().expect("store checks lock");
         due(
             states.get(&key),
-            (&uid, generation, &version),
-            used,
-            status_current,
+            &Sighting {
+                uid: &uid,
+                generation,
+                version: &version,
+                used,
+                status_current,
+            },
             &checks,
             Instant::now(),
             rand::random::<f64>(),
@@ -567,6 +589,22 @@ mod tests {
         assert_eq!(next_delay(&c, false, 5, 0.3), c.unused);
     }
 
+    fn seen<'a>(
+        uid: &'a str,
+        generation: i64,
+        version: &'a str,
+        used: bool,
+        status_current: bool,
+    ) -> Sighting<'a> {
+        Sighting {
+            uid,
+            generation,
+            version,
+            used,
+            status_current,
+        }
+    }
+
     #[test]
     fn a_store_is_checked_only_when_due() {
         let c = checks();
@@ -581,44 +619,50 @@ mod tests {
         };
         // Not due: the echo of a status write, a re-list, a label edit.
         assert_eq!(
-            due(Some(&state), ("u", 2, "v1"), false, true, &c, now, 0.5),
+            due(Some(&state), &seen("u", 2, "v1", false, true), &c, now, 0.5),
             Due::In(Duration::from_secs(100))
         );
         // Its time came.
         let later = now + Duration::from_secs(100);
         assert_eq!(
-            due(Some(&state), ("u", 2, "v1"), false, true, &c, later, 0.5),
+            due(
+                Some(&state),
+                &seen("u", 2, "v1", false, true),
+                &c,
+                later,
+                0.5
+            ),
             Due::Now
         );
         // A new spec, a new object, or a store that became used: at once.
         assert_eq!(
-            due(Some(&state), ("u", 3, "v1"), false, true, &c, now, 0.5),
+            due(Some(&state), &seen("u", 3, "v1", false, true), &c, now, 0.5),
             Due::Now
         );
         assert_eq!(
-            due(Some(&state), ("v", 2, "v1"), false, true, &c, now, 0.5),
+            due(Some(&state), &seen("v", 2, "v1", false, true), &c, now, 0.5),
             Due::Now
         );
         assert_eq!(
-            due(Some(&state), ("u", 2, "v1"), true, true, &c, now, 0.5),
+            due(Some(&state), &seen("u", 2, "v1", true, true), &c, now, 0.5),
             Due::Now
         );
         // Touched (an annotation, a label): at once.
         assert_eq!(
-            due(Some(&state), ("u", 2, "v2"), false, true, &c, now, 0.5),
+            due(Some(&state), &seen("u", 2, "v2", false, true), &c, now, 0.5),
             Due::Now
         );
         // First sight in this process: checked now, unless unused with a status of this spec.
         assert_eq!(
-            due(None, ("u", 2, "v1"), true, true, &c, now, 0.5),
+            due(None, &seen("u", 2, "v1", true, true), &c, now, 0.5),
             Due::Now
         );
         assert_eq!(
-            due(None, ("u", 2, "v1"), false, false, &c, now, 0.5),
+            due(None, &seen("u", 2, "v1", false, false), &c, now, 0.5),
             Due::Now
         );
         assert_eq!(
-            due(None, ("u", 2, "v1"), false, true, &c, now, 0.25),
+            due(None, &seen("u", 2, "v1", false, true), &c, now, 0.25),
             Due::In(Duration::from_secs(900))
         );
     }
