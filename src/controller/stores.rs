@@ -275,17 +275,7 @@ where
         return Ok(Action::requeue(wait));
     }
     debug!(store = %store.name_any(), used, state = ?ctx.store_checks.lock().expect("store checks lock").get(&key), "store check");
-    // The region the store's ThalassaSecrets read in by default: its connection's.
-    let results = match connection(used) {
-        Ok(connection) => Ok(check::run_checks(
-            connection.sources.client(),
-            &connection.default_region,
-            None,
-            None,
-        )
-        .await),
-        Err(e) => Err(e),
-    };
+    let results = walk_chain(connection(used)).await;
     let next = next_status(store, store.store_status(), &results);
     ctx.metrics.set_store_conditions(
         K::kind(&()).as_ref(),
@@ -320,6 +310,14 @@ where
         },
     );
     Ok(Action::requeue(delay))
+}
+
+/// Walks the chain through the store's connection (when it could be built), in the region the
+/// store's ThalassaSecrets read in by default: its connection's.
+async fn walk_chain(connection: Result<Arc<connect::Connection>>) -> Result<Vec<CheckResult>> {
+    let connection = connection?;
+    let client = connection.sources.client();
+    Ok(check::run_checks(client, &connection.default_region, None, None).await)
 }
 
 /// Both store kinds carry a [`StoreStatus`].
