@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thalassa_emulator::{Access, Control, Emulator, EmulatorConfig, SeedValue, TokenSpec};
-use thalassa_operator::check::{
-    self, CHECKS, CREDENTIALS, CheckResult, CheckStatus, KEY_ACTIVE, KEY_EXISTS, KEY_SYMMETRIC,
-    KMS_BACKEND, KMS_GATE, SECRET_READABLE, SECRET_REVEAL, SECRETS_GATE,
+use thalassa_operator::check::Link::{
+    self, Credentials as CREDENTIALS, KeyActive as KEY_ACTIVE, KeyExists as KEY_EXISTS,
+    KeySymmetric as KEY_SYMMETRIC, KmsBackend as KMS_BACKEND, KmsGate as KMS_GATE,
+    SecretReadable as SECRET_READABLE, SecretReveal as SECRET_REVEAL, SecretsGate as SECRETS_GATE,
 };
+use thalassa_operator::check::{self, CheckResult, CheckStatus};
 use thalassa_operator::config::{Cli, Command};
 use thalassa_operator::thalassa::{Client, ClientConfig, Credentials};
 
@@ -94,28 +96,28 @@ fn assert_clean(text: &str) {
 
 /// Asserts every check's status, in order, and that each failure carries a fix.
 fn assert_statuses(results: &[CheckResult], expected: [CheckStatus; 9], table: &str) {
-    let names: Vec<&str> = results.iter().map(|r| r.name).collect();
-    assert_eq!(names, CHECKS, "{table}");
+    let links: Vec<Link> = results.iter().map(|r| r.link).collect();
+    assert_eq!(links, Link::ALL, "{table}");
     for (result, want) in results.iter().zip(expected) {
-        assert_eq!(result.status, want, "{}:\n{table}", result.name);
+        assert_eq!(result.status, want, "{}:\n{table}", result.link);
         assert_eq!(
             result.fix.is_some(),
             want == Fail,
             "a fix exactly on failures ({}):\n{table}",
-            result.name
+            result.link
         );
-        assert!(!result.detail.is_empty(), "{}: empty detail", result.name);
+        assert!(!result.detail.is_empty(), "{}: empty detail", result.link);
     }
 }
 
-fn get<'a>(results: &'a [CheckResult], name: &str) -> &'a CheckResult {
+fn get(results: &[CheckResult], name: Link) -> &CheckResult {
     results
         .iter()
-        .find(|r| r.name == name)
+        .find(|r| r.link == name)
         .expect("check present")
 }
 
-fn assert_fix(results: &[CheckResult], name: &str, words: &str, table: &str) {
+fn assert_fix(results: &[CheckResult], name: Link, words: &str, table: &str) {
     let fix = get(results, name).fix.as_deref().unwrap_or_default();
     assert!(
         fix.contains(words),
@@ -124,7 +126,7 @@ fn assert_fix(results: &[CheckResult], name: &str, words: &str, table: &str) {
     assert!(table.contains(&format!("fix: {fix}")), "{table}");
 }
 
-fn assert_detail(results: &[CheckResult], name: &str, words: &str) {
+fn assert_detail(results: &[CheckResult], name: Link, words: &str) {
     let detail = &get(results, name).detail;
     assert!(
         detail.contains(words),
@@ -554,8 +556,8 @@ async fn binary_exit_code_and_output() {
     let (code, stdout, stderr) = run_binary(&env, &token).await;
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("organisation org-local"), "{stdout}");
-    for name in CHECKS {
-        assert!(stdout.contains(name), "{name} missing:\n{stdout}");
+    for name in Link::ALL {
+        assert!(stdout.contains(name.as_str()), "{name} missing:\n{stdout}");
     }
     assert!(stdout.contains("9 passed, 0 failed, 0 skipped"), "{stdout}");
     assert!(stdout.contains("value not shown"), "{stdout}");

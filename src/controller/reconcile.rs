@@ -843,7 +843,7 @@ async fn announce_write(
     let was_synced = ts.status.as_ref().is_some_and(|s| {
         s.observed_generation == ts.metadata.generation
             && s.synced_versions == *desired
-            && status::ready_reason(Some(s)).is_some_and(|(ready, _)| ready == "True")
+            && status::is_ready(Some(s))
     });
     let had_secret = ts.status.as_ref().is_some_and(|s| s.secret_uid.is_some());
     let event = plan::write_event(

@@ -252,9 +252,10 @@ fn spec_changed(ts: &ThalassaSecret) -> bool {
 
 fn target_missing(ts: &ThalassaSecret) -> bool {
     ts.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == crate::status::types::RESTART_TARGETS_READY && c.status != "True")
+        s.conditions.iter().any(|c| {
+            c.type_ == crate::status::types::RESTART_TARGETS_READY
+                && c.status != crate::status::ConditionStatus::True
+        })
     })
 }
 

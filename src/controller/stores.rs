@@ -21,14 +21,12 @@ use tracing::{debug, warn};
 
 use super::{Context, apply, connect};
 use crate::{
-    check::{self, CheckResult, CheckStatus},
+    check::{self, CheckResult, CheckStatus, Link},
     config::StoreChecks,
     crd::StoreKind,
     error::{Error, Result},
-    status,
-    store::{
-        ClusterThalassaSecretStore, Connection as StoreConnection, StoreStatus, ThalassaSecretStore,
-    },
+    status::{self, ConditionStatus, ConditionType, Health, NewCondition, Outcome, Stamp},
+    store::{ClusterThalassaSecretStore, StoreStatus, ThalassaSecretStore},
 };
 
 /// A store, by kind, namespace and name.
@@ -51,6 +49,19 @@ pub(crate) struct CheckState {
     due: Instant,
 }
 
+/// What a reconcile sees of a store, for deciding whether it is due.
+#[derive(Debug, Clone, Copy)]
+struct Sighting<'a> {
+    uid: &'a str,
+    generation: i64,
+    /// Its resourceVersion.
+    version: &'a str,
+    /// Whether a ThalassaSecret of this shard uses it.
+    used: bool,
+    /// Whether its status already describes its generation.
+    status_current: bool,
+}
+
 /// Whether a reconcile of a store checks it now or only waits for its next check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Due {
@@ -67,13 +78,18 @@ enum Due {
 /// a restart does not check every idle store at once.
 fn due(
     state: Option<&CheckState>,
-    (uid, generation, version): (&str, i64, &str),
-    used: bool,
-    status_current: bool,
+    seen: &Sighting<'_>,
     checks: &StoreChecks,
     now: Instant,
     jitter: f64,
 ) -> Due {
+    let Sighting {
+        uid,
+        generation,
+        version,
+        used,
+        status_current,
+    } = *seen;
     match state {
         Some(state) if state.uid == uid && state.generation == generation => {
             if used && !state.used || state.version != version || now >= state.due {
@@ -133,25 +149,6 @@ pub(super) fn retain_check_state(ctx: &Context) {
         });
 }
 
-/// Condition types of a store, in the order of the chain.
-pub mod types {
-    /// Every link works.
-    pub const READY: &str = "Ready";
-    /// Thalassa accepts the store's credentials.
-    pub const CREDENTIALS_VALID: &str = "CredentialsValid";
-    /// The organisation's `kms` feature gate is on.
-    pub const KMS_FEATURE_ENABLED: &str = "KmsFeatureEnabled";
-    /// The organisation's `secrets` feature gate is on.
-    pub const SECRETS_FEATURE_ENABLED: &str = "SecretsFeatureEnabled";
-    /// The KMS backend of the store's region is available.
-    pub const KMS_BACKEND_AVAILABLE: &str = "KmsBackendAvailable";
-    /// kstatus: True while a failure expected to pass by itself is checked again soon.
-    pub const RECONCILING: &str = crate::status::types::RECONCILING;
-    /// kstatus: True when only a person can fix the store (credentials, a feature gate, its
-    /// settings); it is still checked again when it changes and every 10 minutes.
-    pub const STALLED: &str = crate::status::types::STALLED;
-}
-
 /// Reasons of store conditions.
 pub mod reasons {
     /// The link was checked and works (Ready: every link does).
@@ -162,12 +159,15 @@ pub mod reasons {
     pub const NOT_CHECKED: &str = "NotChecked";
 }
 
-/// The link each condition reports, by the `check` command's name for it.
-const LINKS: [(&str, &str); 4] = [
-    (types::CREDENTIALS_VALID, check::CREDENTIALS),
-    (types::KMS_FEATURE_ENABLED, check::KMS_GATE),
-    (types::SECRETS_FEATURE_ENABLED, check::SECRETS_GATE),
-    (types::KMS_BACKEND_AVAILABLE, check::KMS_BACKEND),
+/// The condition types of a store after `Ready`, `Reconciling` and `Stalled`: one per link of
+/// the chain a store check walks, in its order. `Stalled` is True when only a person can fix the
+/// store (credentials, a feature gate, its settings); it is still checked again when it changes
+/// and every 10 minutes.
+const LINKS: [(ConditionType, Link); 4] = [
+    (ConditionType::CredentialsValid, Link::Credentials),
+    (ConditionType::KmsFeatureEnabled, Link::KmsGate),
+    (ConditionType::SecretsFeatureEnabled, Link::SecretsGate),
+    (ConditionType::KmsBackendAvailable, Link::KmsBackend),
 ];
 
 /// Checks a namespaced store and writes its status, when its check is due.
@@ -232,8 +232,7 @@ where
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
-        + HasStoreStatus
-        + HasConnection,
+        + HasStoreStatus,
 {
     let checks = ctx.config.store_checks;
     let used = store_used(ctx, &key);
@@ -247,9 +246,13 @@ where
         let states = ctx.store_checks.lock().expect("store checks lock");
         due(
             states.get(&key),
-            (&uid, generation, &version),
-            used,
-            status_current,
+            &Sighting {
+                uid: &uid,
+                generation,
+                version: &version,
+                used,
+                status_current,
+            },
             &checks,
             Instant::now(),
             rand::random::<f64>(),
@@ -272,17 +275,7 @@ where
         return Ok(Action::requeue(wait));
     }
     debug!(store = %store.name_any(), used, state = ?ctx.store_checks.lock().expect("store checks lock").get(&key), "store check");
-    let spec = store.connection_spec();
-    let region = spec
-        .region
-        .clone()
-        .unwrap_or_else(|| ctx.config.default_region.clone());
-    let results = match connection(used) {
-        Ok(connection) => {
-            Ok(check::run_checks(connection.sources.client(), &region, None, None).await)
-        }
-        Err(e) => Err(e),
-    };
+    let results = walk_chain(connection(used)).await;
     let next = next_status(store, store.store_status(), &results);
     ctx.metrics.set_store_conditions(
         K::kind(&()).as_ref(),
@@ -295,10 +288,9 @@ where
     let version = write(api, store, store.store_status(), &next)
         .await?
         .unwrap_or(version);
-    let retrying = next
-        .conditions
-        .iter()
-        .any(|c| c.type_ == types::RECONCILING && c.status == "True");
+    let retrying = ConditionType::Reconciling
+        .find(&next.conditions)
+        .is_some_and(|c| c.status == ConditionStatus::True);
     let mut states = ctx.store_checks.lock().expect("store checks lock");
     let failures = match states.get(&key) {
         Some(s) if retrying && s.uid == uid && s.generation == generation => s.failures + 1,
@@ -320,21 +312,12 @@ where
     Ok(Action::requeue(delay))
 }
 
-/// Both store kinds carry a connection spec.
-trait HasConnection {
-    fn connection_spec(&self) -> &StoreConnection;
-}
-
-impl HasConnection for ThalassaSecretStore {
-    fn connection_spec(&self) -> &StoreConnection {
-        &self.spec.connection
-    }
-}
-
-impl HasConnection for ClusterThalassaSecretStore {
-    fn connection_spec(&self) -> &StoreConnection {
-        &self.spec.connection
-    }
+/// Walks the chain through the store's connection (when it could be built), in the region the
+/// store's ThalassaSecrets read in by default: its connection's.
+async fn walk_chain(connection: Result<Arc<connect::Connection>>) -> Result<Vec<CheckResult>> {
+    let connection = connection?;
+    let client = connection.sources.client();
+    Ok(check::run_checks(client, &connection.default_region, None, None).await)
 }
 
 /// Both store kinds carry a [`StoreStatus`].
@@ -422,17 +405,6 @@ where
     }
 }
 
-/// What a check's outcome asks for, in kstatus's terms.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Outcome {
-    /// Every link works.
-    Ready,
-    /// A failure expected to pass by itself: checked again with backoff.
-    Retrying,
-    /// Only a person can fix it: the first such failure, with its fix.
-    NeedsPerson(String),
-}
-
 /// The conditions for one check of a store (no I/O): `Ready`, kstatus's `Reconciling` and
 /// `Stalled` (both False when Ready; exactly one True when not), and one per link; transition
 /// times kept for conditions whose status did not change.
@@ -442,104 +414,95 @@ pub fn store_conditions(
     generation: Option<i64>,
     now: &Time,
 ) -> Vec<Condition> {
-    let condition = |type_: &str, state: &str, reason: &str, message: String| {
-        status::condition(previous, type_, state, reason, message, generation, now)
+    let stamp = Stamp {
+        previous,
+        generation,
+        now,
     };
-    let (outcome, reason, message, links) = match results {
+    let (health, links) = match results {
         // The connection could not even be built (store being deleted, invalid settings).
-        Err(e) => {
-            let outcome = if e.needs_person() {
-                Outcome::NeedsPerson(e.to_string())
-            } else {
-                Outcome::Retrying
-            };
-            (outcome, e.reason().as_str(), e.to_string(), Vec::new())
-        }
-        Ok(results) => {
-            let mut links = Vec::with_capacity(LINKS.len());
-            let mut first_failure = None;
-            let (mut all_pass, mut lasting) = (true, None);
-            for (type_, link) in LINKS {
-                let result = results.iter().find(|r| r.name == link);
-                let (state, reason, message) = match result {
-                    Some(r) if r.status == CheckStatus::Pass => {
-                        ("True", reasons::VERIFIED, r.detail.clone())
-                    }
-                    Some(r) if r.status == CheckStatus::Fail => {
-                        let message = match &r.fix {
-                            Some(fix) => format!("{}; {fix}", r.detail),
-                            None => r.detail.clone(),
-                        };
-                        first_failure.get_or_insert_with(|| format!("{type_}: {message}"));
-                        if !r.transient {
-                            lasting.get_or_insert_with(|| format!("{type_}: {message}"));
-                        }
-                        ("False", reasons::CHECK_FAILED, message)
-                    }
-                    Some(r) => ("Unknown", reasons::NOT_CHECKED, r.detail.clone()),
-                    None => ("Unknown", reasons::NOT_CHECKED, "not checked".to_string()),
-                };
-                all_pass &= state == "True";
-                links.push(condition(type_, state, reason, message));
-            }
-            if all_pass {
-                let message =
-                    "the connection works: credentials, both feature gates and the KMS backend";
-                (
-                    Outcome::Ready,
-                    reasons::VERIFIED,
-                    message.to_string(),
-                    links,
-                )
-            } else {
-                let outcome = lasting.map_or(Outcome::Retrying, Outcome::NeedsPerson);
-                let message = first_failure.unwrap_or_else(|| "a link could not be checked".into());
-                (outcome, reasons::CHECK_FAILED, message, links)
-            }
-        }
-    };
-    let ready = match outcome {
-        Outcome::Ready => condition(types::READY, "True", reason, message.clone()),
-        _ => condition(types::READY, "False", reason, message.clone()),
-    };
-    let (reconciling, stalled) = match outcome {
-        Outcome::Ready => (
-            condition(
-                types::RECONCILING,
-                "False",
-                reason,
-                "nothing left to do".into(),
-            ),
-            condition(types::STALLED, "False", reason, "nothing left to do".into()),
+        Err(e) => (
+            Health {
+                outcome: if e.needs_person() {
+                    Outcome::NeedsPerson(e.to_string())
+                } else {
+                    Outcome::Retrying
+                },
+                reason: e.reason().as_str(),
+                message: e.to_string(),
+                retry: RETRY,
+            },
+            Vec::new(),
         ),
-        Outcome::Retrying => (
-            condition(
-                types::RECONCILING,
-                "True",
-                reason,
-                format!("checking again with backoff: {message}"),
-            ),
-            condition(
-                types::STALLED,
-                "False",
-                reason,
-                "the failure is expected to pass".into(),
-            ),
-        ),
-        Outcome::NeedsPerson(why) => (
-            condition(
-                types::RECONCILING,
-                "False",
-                reason,
-                "checking again cannot fix this; see Stalled".into(),
-            ),
-            condition(types::STALLED, "True", reason, why),
-        ),
+        Ok(results) => judge_links(results),
     };
-    [ready, reconciling, stalled]
+    status::kstatus_conditions(health)
         .into_iter()
         .chain(links)
+        .map(|c| stamp.condition(c))
         .collect()
+}
+
+/// How a store words a retry in its `Reconciling`/`Stalled` messages.
+const RETRY: &str = "checking again";
+
+/// The store's health and one condition per link, from the `check` results.
+fn judge_links(results: &[CheckResult]) -> (Health, Vec<NewCondition>) {
+    let mut links = Vec::with_capacity(LINKS.len());
+    let mut first_failure = None;
+    let mut lasting = None;
+    for (type_, link) in LINKS {
+        let result = results.iter().find(|r| r.link == link);
+        let (status, reason, message) = match result {
+            Some(r) if r.status == CheckStatus::Pass => {
+                (ConditionStatus::True, reasons::VERIFIED, r.detail.clone())
+            }
+            Some(r) if r.status == CheckStatus::Fail => {
+                let message = match &r.fix {
+                    Some(fix) => format!("{}; {fix}", r.detail),
+                    None => r.detail.clone(),
+                };
+                first_failure.get_or_insert_with(|| format!("{type_}: {message}"));
+                if !r.transient {
+                    lasting.get_or_insert_with(|| format!("{type_}: {message}"));
+                }
+                (ConditionStatus::False, reasons::CHECK_FAILED, message)
+            }
+            Some(r) => (
+                ConditionStatus::Unknown,
+                reasons::NOT_CHECKED,
+                r.detail.clone(),
+            ),
+            None => (
+                ConditionStatus::Unknown,
+                reasons::NOT_CHECKED,
+                "not checked".to_string(),
+            ),
+        };
+        links.push(NewCondition {
+            type_,
+            status,
+            reason,
+            message,
+        });
+    }
+    let health = if links.iter().all(|c| c.status == ConditionStatus::True) {
+        Health {
+            outcome: Outcome::Ready,
+            reason: reasons::VERIFIED,
+            message: "the connection works: credentials, both feature gates and the KMS backend"
+                .to_string(),
+            retry: RETRY,
+        }
+    } else {
+        Health {
+            outcome: lasting.map_or(Outcome::Retrying, Outcome::NeedsPerson),
+            reason: reasons::CHECK_FAILED,
+            message: first_failure.unwrap_or_else(|| "a link could not be checked".into()),
+            retry: RETRY,
+        }
+    };
+    (health, links)
 }
 
 #[cfg(test)]
@@ -550,40 +513,40 @@ mod tests {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
     }
 
-    fn result(name: &'static str, status: CheckStatus) -> CheckResult {
+    fn result(link: Link, status: CheckStatus) -> CheckResult {
         CheckResult {
-            name,
+            link,
             status,
-            detail: format!("{name} detail"),
+            detail: format!("{link} detail"),
             fix: (status == CheckStatus::Fail).then(|| "fix it".to_string()),
             transient: false,
         }
     }
 
-    fn transient(name: &'static str) -> CheckResult {
+    fn transient(link: Link) -> CheckResult {
         CheckResult {
             transient: true,
-            ..result(name, CheckStatus::Fail)
+            ..result(link, CheckStatus::Fail)
         }
     }
 
     fn passing() -> Vec<CheckResult> {
         LINKS
             .iter()
-            .map(|(_, link)| result(link, CheckStatus::Pass))
+            .map(|(_, link)| result(*link, CheckStatus::Pass))
             .collect()
     }
 
     /// `(Ready, Reconciling, Stalled)` statuses.
     fn kstatus(conditions: &[Condition]) -> (&str, &str, &str) {
         (
-            get(conditions, types::READY).0,
-            get(conditions, types::RECONCILING).0,
-            get(conditions, types::STALLED).0,
+            get(conditions, ConditionType::Ready).0,
+            get(conditions, ConditionType::Reconciling).0,
+            get(conditions, ConditionType::Stalled).0,
         )
     }
 
-    fn get<'a>(conditions: &'a [Condition], type_: &str) -> (&'a str, &'a str) {
+    fn get(conditions: &[Condition], type_: ConditionType) -> (&str, &str) {
         let c = conditions.iter().find(|c| c.type_ == type_).unwrap();
         (c.status.as_str(), c.reason.as_str())
     }
@@ -624,6 +587,22 @@ mod tests {
         assert_eq!(next_delay(&c, false, 5, 0.3), c.unused);
     }
 
+    fn seen<'a>(
+        uid: &'a str,
+        generation: i64,
+        version: &'a str,
+        used: bool,
+        status_current: bool,
+    ) -> Sighting<'a> {
+        Sighting {
+            uid,
+            generation,
+            version,
+            used,
+            status_current,
+        }
+    }
+
     #[test]
     fn a_store_is_checked_only_when_due() {
         let c = checks();
@@ -638,44 +617,50 @@ mod tests {
         };
         // Not due: the echo of a status write, a re-list, a label edit.
         assert_eq!(
-            due(Some(&state), ("u", 2, "v1"), false, true, &c, now, 0.5),
+            due(Some(&state), &seen("u", 2, "v1", false, true), &c, now, 0.5),
             Due::In(Duration::from_secs(100))
         );
         // Its time came.
         let later = now + Duration::from_secs(100);
         assert_eq!(
-            due(Some(&state), ("u", 2, "v1"), false, true, &c, later, 0.5),
+            due(
+                Some(&state),
+                &seen("u", 2, "v1", false, true),
+                &c,
+                later,
+                0.5
+            ),
             Due::Now
         );
         // A new spec, a new object, or a store that became used: at once.
         assert_eq!(
-            due(Some(&state), ("u", 3, "v1"), false, true, &c, now, 0.5),
+            due(Some(&state), &seen("u", 3, "v1", false, true), &c, now, 0.5),
             Due::Now
         );
         assert_eq!(
-            due(Some(&state), ("v", 2, "v1"), false, true, &c, now, 0.5),
+            due(Some(&state), &seen("v", 2, "v1", false, true), &c, now, 0.5),
             Due::Now
         );
         assert_eq!(
-            due(Some(&state), ("u", 2, "v1"), true, true, &c, now, 0.5),
+            due(Some(&state), &seen("u", 2, "v1", true, true), &c, now, 0.5),
             Due::Now
         );
         // Touched (an annotation, a label): at once.
         assert_eq!(
-            due(Some(&state), ("u", 2, "v2"), false, true, &c, now, 0.5),
+            due(Some(&state), &seen("u", 2, "v2", false, true), &c, now, 0.5),
             Due::Now
         );
         // First sight in this process: checked now, unless unused with a status of this spec.
         assert_eq!(
-            due(None, ("u", 2, "v1"), true, true, &c, now, 0.5),
+            due(None, &seen("u", 2, "v1", true, true), &c, now, 0.5),
             Due::Now
         );
         assert_eq!(
-            due(None, ("u", 2, "v1"), false, false, &c, now, 0.5),
+            due(None, &seen("u", 2, "v1", false, false), &c, now, 0.5),
             Due::Now
         );
         assert_eq!(
-            due(None, ("u", 2, "v1"), false, true, &c, now, 0.25),
+            due(None, &seen("u", 2, "v1", false, true), &c, now, 0.25),
             Due::In(Duration::from_secs(900))
         );
     }
@@ -684,29 +669,38 @@ mod tests {
     fn a_store_is_ready_only_when_every_link_works() {
         let all = Ok(LINKS
             .iter()
-            .map(|(_, link)| result(link, CheckStatus::Pass))
+            .map(|(_, link)| result(*link, CheckStatus::Pass))
             .collect::<Vec<_>>());
         let first = store_conditions(&[], &all, Some(1), &at(1));
-        assert_eq!(get(&first, types::READY), ("True", reasons::VERIFIED));
+        assert_eq!(
+            get(&first, ConditionType::Ready),
+            ("True", reasons::VERIFIED)
+        );
         assert_eq!(kstatus(&first), ("True", "False", "False"));
         assert_eq!(first.len(), 7);
         assert!(first.iter().all(|c| c.observed_generation == Some(1)));
 
         let broken = Ok(vec![
-            result(check::CREDENTIALS, CheckStatus::Fail),
-            result(check::KMS_GATE, CheckStatus::Skipped),
+            result(Link::Credentials, CheckStatus::Fail),
+            result(Link::KmsGate, CheckStatus::Skipped),
         ]);
         let next = store_conditions(&first, &broken, Some(1), &at(2));
-        assert_eq!(get(&next, types::READY), ("False", reasons::CHECK_FAILED));
         assert_eq!(
-            get(&next, types::CREDENTIALS_VALID),
+            get(&next, ConditionType::Ready),
             ("False", reasons::CHECK_FAILED)
         );
         assert_eq!(
-            get(&next, types::KMS_FEATURE_ENABLED),
+            get(&next, ConditionType::CredentialsValid),
+            ("False", reasons::CHECK_FAILED)
+        );
+        assert_eq!(
+            get(&next, ConditionType::KmsFeatureEnabled),
             ("Unknown", reasons::NOT_CHECKED)
         );
-        let ready = next.iter().find(|c| c.type_ == types::READY).unwrap();
+        let ready = next
+            .iter()
+            .find(|c| c.type_ == ConditionType::Ready)
+            .unwrap();
         assert!(
             ready.message.starts_with("CredentialsValid: ") && ready.message.ends_with("fix it")
         );
@@ -724,24 +718,30 @@ mod tests {
             detail: "it is being deleted".into(),
         });
         let conditions = store_conditions(&[], &error, Some(2), &at(1));
-        assert_eq!(get(&conditions, types::READY), ("False", "StoreNotReady"));
+        assert_eq!(
+            get(&conditions, ConditionType::Ready),
+            ("False", "StoreNotReady")
+        );
         assert_eq!(kstatus(&conditions), ("False", "False", "True"));
-        assert_eq!(get(&conditions, types::STALLED), ("True", "StoreNotReady"));
+        assert_eq!(
+            get(&conditions, ConditionType::Stalled),
+            ("True", "StoreNotReady")
+        );
     }
 
     #[test]
     fn missing_credentials_stall_the_store_until_fixed() {
         let missing = Ok(vec![
-            result(check::CREDENTIALS, CheckStatus::Fail),
-            result(check::KMS_GATE, CheckStatus::Skipped),
-            result(check::SECRETS_GATE, CheckStatus::Skipped),
-            result(check::KMS_BACKEND, CheckStatus::Skipped),
+            result(Link::Credentials, CheckStatus::Fail),
+            result(Link::KmsGate, CheckStatus::Skipped),
+            result(Link::SecretsGate, CheckStatus::Skipped),
+            result(Link::KmsBackend, CheckStatus::Skipped),
         ]);
         let stalled = store_conditions(&[], &missing, Some(1), &at(1));
         assert_eq!(kstatus(&stalled), ("False", "False", "True"));
         let message = &stalled
             .iter()
-            .find(|c| c.type_ == types::STALLED)
+            .find(|c| c.type_ == ConditionType::Stalled)
             .unwrap()
             .message;
         assert!(
@@ -751,7 +751,10 @@ mod tests {
         // Fixed with a new generation: every condition at it, Stalled flipped.
         let fixed = store_conditions(&stalled, &Ok(passing()), Some(2), &at(5));
         assert_eq!(kstatus(&fixed), ("True", "False", "False"));
-        let stalled_now = fixed.iter().find(|c| c.type_ == types::STALLED).unwrap();
+        let stalled_now = fixed
+            .iter()
+            .find(|c| c.type_ == ConditionType::Stalled)
+            .unwrap();
         assert_eq!(stalled_now.last_transition_time, at(5));
         assert!(fixed.iter().all(|c| c.observed_generation == Some(2)));
     }
@@ -759,25 +762,25 @@ mod tests {
     #[test]
     fn a_failure_that_passes_by_itself_is_reconciling_not_stalled() {
         let mut down = passing();
-        down[3] = transient(check::KMS_BACKEND);
+        down[3] = transient(Link::KmsBackend);
         let conditions = store_conditions(&[], &Ok(down.clone()), Some(1), &at(1));
         assert_eq!(kstatus(&conditions), ("False", "True", "False"));
         assert_eq!(
-            get(&conditions, types::KMS_BACKEND_AVAILABLE),
+            get(&conditions, ConditionType::KmsBackendAvailable),
             ("False", reasons::CHECK_FAILED)
         );
         // With a failure only a person can fix as well, the store is stalled.
-        down[1] = result(check::KMS_GATE, CheckStatus::Fail);
+        down[1] = result(Link::KmsGate, CheckStatus::Fail);
         let conditions = store_conditions(&conditions, &Ok(down), Some(1), &at(2));
         assert_eq!(kstatus(&conditions), ("False", "False", "True"));
         // Stalled names the failure a person must fix, even behind a transient one.
         let mut mixed = passing();
-        mixed[0] = transient(check::CREDENTIALS);
-        mixed[2] = result(check::SECRETS_GATE, CheckStatus::Fail);
+        mixed[0] = transient(Link::Credentials);
+        mixed[2] = result(Link::SecretsGate, CheckStatus::Fail);
         let conditions = store_conditions(&[], &Ok(mixed), Some(1), &at(1));
         let stalled = conditions
             .iter()
-            .find(|c| c.type_ == types::STALLED)
+            .find(|c| c.type_ == ConditionType::Stalled)
             .unwrap();
         assert!(
             stalled.status == "True" && stalled.message.starts_with("SecretsFeatureEnabled: "),

@@ -28,11 +28,15 @@ impl KmsSummary {
     /// Whether KMS can be used in `region` (matched by slug or identity), as Thalassa's Terraform
     /// provider decides it.
     pub fn kms_available_in(&self, region: &str) -> bool {
-        self.feature_enabled
-            && self
-                .regions
-                .iter()
-                .any(|r| (r.slug == region || r.identity == region) && r.kms_available)
+        self.feature_enabled && self.region(region).is_some_and(|r| r.kms_available)
+    }
+
+    /// The entry of `region`, matched by slug or identity (the two names Thalassa's URLs accept):
+    /// the one region lookup of the operator and the `check` command.
+    pub fn region(&self, region: &str) -> Option<&KmsRegionSummary> {
+        self.regions
+            .iter()
+            .find(|r| r.slug == region || r.identity == region)
     }
 }
 

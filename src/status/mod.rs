@@ -12,31 +12,39 @@ use crate::{
     error::{Error, Reason},
 };
 
-/// Condition types, in the order of Thalassa's dependency chain.
+mod kstatus;
+mod vocabulary;
+
+pub use kstatus::{Health, Outcome, kstatus_conditions};
+pub use vocabulary::{ConditionStatus, ConditionType, NewCondition, Stamp};
+
+/// The condition types a ThalassaSecret carries, in the order of Thalassa's dependency chain.
 pub mod types {
+    use super::ConditionType;
+
     /// The Secret holds exactly what the spec asks for, at `observedGeneration`.
-    pub const READY: &str = "Ready";
+    pub const READY: ConditionType = ConditionType::Ready;
     /// The organisation's `secrets` feature gate is on.
-    pub const SECRETS_FEATURE_ENABLED: &str = "SecretsFeatureEnabled";
+    pub const SECRETS_FEATURE_ENABLED: ConditionType = ConditionType::SecretsFeatureEnabled;
     /// The organisation's `kms` feature gate is on.
-    pub const KMS_FEATURE_ENABLED: &str = "KmsFeatureEnabled";
+    pub const KMS_FEATURE_ENABLED: ConditionType = ConditionType::KmsFeatureEnabled;
     /// The region's KMS backend is available.
-    pub const KMS_BACKEND_AVAILABLE: &str = "KmsBackendAvailable";
+    pub const KMS_BACKEND_AVAILABLE: ConditionType = ConditionType::KmsBackendAvailable;
     /// The KMS key bound to every source secret is active (and is the required key).
-    pub const KMS_KEY_ACTIVE: &str = "KmsKeyActive";
+    pub const KMS_KEY_ACTIVE: ConditionType = ConditionType::KmsKeyActive;
     /// The operator's credentials are valid and allowed to read the sources.
-    pub const AUTHORIZED: &str = "Authorized";
+    pub const AUTHORIZED: ConditionType = ConditionType::Authorized;
     /// kstatus: a failure is being retried with backoff and is expected to pass (abnormal-true).
-    pub const RECONCILING: &str = "Reconciling";
+    pub const RECONCILING: ConditionType = ConditionType::Reconciling;
     /// kstatus: retrying cannot help; only a person can fix it (abnormal-true).
-    pub const STALLED: &str = "Stalled";
+    pub const STALLED: ConditionType = ConditionType::Stalled;
 
     /// Every rollout restart target exists and the last restart worked (set only with
     /// `spec.rolloutRestartTargets`).
-    pub const RESTART_TARGETS_READY: &str = "RestartTargetsReady";
+    pub const RESTART_TARGETS_READY: ConditionType = ConditionType::RestartTargetsReady;
 
     /// Every condition type the operator sets on every resource, in display order.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [ConditionType; 8] = [
         READY,
         RECONCILING,
         STALLED,
@@ -278,29 +286,13 @@ pub fn next_conditions(
     generation: Option<i64>,
     now: &Time,
 ) -> Vec<Condition> {
-    let mut next = Vec::with_capacity(types::ALL.len());
-    let (ready_status, ready_reason, ready_message) = match ready {
-        Ok(()) => (
-            "True",
-            reasons::SYNCED,
-            "the Secret holds the current version of every source".to_string(),
-        ),
-        Err(e) => ("False", e.reason().as_str(), e.to_string()),
-    };
-    next.push(condition(
+    let stamp = Stamp {
         previous,
-        types::READY,
-        ready_status,
-        ready_reason,
-        ready_message,
         generation,
         now,
-    ));
-    for (type_, status, reason, message) in kstatus_conditions(ready) {
-        next.push(condition(
-            previous, type_, status, reason, message, generation, now,
-        ));
-    }
+    };
+    let mut next = Vec::with_capacity(types::ALL.len());
+    next.extend(kstatus_conditions(sync_health(ready)).map(|c| stamp.condition(c)));
     let by_reveal = Prerequisites::proven_by_reveal(&prerequisites.region);
     let links = [
         (
@@ -330,130 +322,95 @@ pub fn next_conditions(
         ),
     ];
     for (type_, observed, revealed) in links {
-        let (status, reason, message) = match observed {
-            // Kept only as a reveal of this generation, in this region, wrote it.
-            Some(o) if o.ok && !prerequisites.revealed => {
-                match previous.iter().find(|c| {
-                    c.type_ == type_
-                        && c.status == "True"
-                        && c.reason == o.reason
-                        && c.observed_generation == generation
-                        && revealed.as_ref().is_some_and(|r| r.message == c.message)
-                }) {
-                    Some(proven) => {
-                        next.push(proven.clone());
-                        continue;
-                    }
-                    None => ("True", o.reason, o.message.clone()),
-                }
-            }
-            Some(o) => (
-                if o.ok { "True" } else { "False" },
-                o.reason,
-                o.message.clone(),
-            ),
-            None => match previous.iter().find(|c| c.type_ == type_) {
-                Some(old) => {
-                    next.push(Condition {
-                        observed_generation: generation,
-                        ..old.clone()
-                    });
-                    continue;
-                }
-                None => (
-                    "Unknown",
-                    reasons::NOT_CHECKED,
-                    "not checked yet".to_string(),
-                ),
-            },
-        };
-        next.push(condition(
-            previous, type_, status, reason, message, generation, now,
+        next.push(link_condition(
+            &stamp,
+            type_,
+            observed.as_ref(),
+            revealed.as_ref().filter(|_| !prerequisites.revealed),
         ));
     }
     next
 }
 
-/// `Reconciling` and `Stalled` (kstatus's abnormal-true conditions) for an outcome: both False
-/// when synced; a failure is Stalled when only a person can fix it, else Reconciling (retried
-/// with backoff). A first sync or a spec change in progress shows as a stale
-/// `observedGeneration`, which kstatus reads as InProgress without a write.
-fn kstatus_conditions(
-    ready: Result<(), &Error>,
-) -> [(&'static str, &'static str, &'static str, String); 2] {
-    match ready {
-        Ok(()) => [
-            (
-                types::RECONCILING,
-                "False",
-                reasons::SYNCED,
-                "nothing left to do".to_string(),
-            ),
-            (
-                types::STALLED,
-                "False",
-                reasons::SYNCED,
-                "nothing left to do".to_string(),
-            ),
-        ],
-        Err(e) if e.needs_person() => [
-            (
-                types::RECONCILING,
-                "False",
-                e.reason().as_str(),
-                "retrying cannot fix this; see Stalled".to_string(),
-            ),
-            (types::STALLED, "True", e.reason().as_str(), e.to_string()),
-        ],
-        Err(e) => [
-            (
-                types::RECONCILING,
-                "True",
-                e.reason().as_str(),
-                format!("retrying with backoff: {e}"),
-            ),
-            (
-                types::STALLED,
-                "False",
-                e.reason().as_str(),
-                "the failure is expected to pass".to_string(),
-            ),
-        ],
-    }
-}
-
-/// One condition, keeping its `lastTransitionTime` when its status did not change.
-pub fn condition(
-    previous: &[Condition],
-    type_: &str,
-    status: &str,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: &Time,
+/// The condition of one prerequisite. `reveal_wording` is how a reveal words it, when what was
+/// learned now is weaker evidence than a reveal: a True condition a reveal of this generation
+/// (in this region) wrote is then kept as it is.
+fn link_condition(
+    stamp: &Stamp<'_>,
+    type_: ConditionType,
+    observed: Option<&Observed>,
+    reveal_wording: Option<&Observed>,
 ) -> Condition {
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.clone());
-    Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
-        message: crate::text::truncate(&message, 1024),
-        observed_generation: generation,
-        last_transition_time,
+    let kept = |c: &&Condition| c.observed_generation == stamp.generation;
+    let Some(observed) = observed else {
+        // Not learned this time: the previous condition stays, at this generation.
+        return match type_.find(stamp.previous) {
+            Some(old) => Condition {
+                observed_generation: stamp.generation,
+                ..old.clone()
+            },
+            None => stamp.condition(NewCondition {
+                type_,
+                status: ConditionStatus::Unknown,
+                reason: reasons::NOT_CHECKED,
+                message: "not checked yet".to_string(),
+            }),
+        };
+    };
+    if observed.ok
+        && let Some(revealed) = reveal_wording
+        && let Some(proven) = type_.find(stamp.previous).filter(kept).filter(|c| {
+            c.status == ConditionStatus::True
+                && c.reason == observed.reason
+                && c.message == revealed.message
+        })
+    {
+        return proven.clone();
+    }
+    stamp.condition(NewCondition {
+        type_,
+        status: ConditionStatus::from_bool(observed.ok),
+        reason: observed.reason,
+        message: observed.message.clone(),
+    })
+}
+
+/// A sync's outcome in kstatus's terms: a failure needs a person when retrying the same inputs
+/// cannot help ([`Error::needs_person`]).
+fn sync_health(ready: Result<(), &Error>) -> Health {
+    let retry = "retrying";
+    match ready {
+        Ok(()) => Health {
+            outcome: Outcome::Ready,
+            reason: reasons::SYNCED,
+            message: "the Secret holds the current version of every source".to_string(),
+            retry,
+        },
+        Err(e) => Health {
+            outcome: if e.needs_person() {
+                Outcome::NeedsPerson(e.to_string())
+            } else {
+                Outcome::Retrying
+            },
+            reason: e.reason().as_str(),
+            message: e.to_string(),
+            retry,
+        },
     }
 }
 
-/// Status of the Ready condition, if present.
+/// Status and reason of the Ready condition, if present.
 pub fn ready_reason(status: Option<&ThalassaSecretStatus>) -> Option<(String, String)> {
-    status?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == types::READY)
+    types::READY
+        .find(&status?.conditions)
         .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Whether the Ready condition is present and True.
+pub fn is_ready(status: Option<&ThalassaSecretStatus>) -> bool {
+    status
+        .and_then(|s| types::READY.find(&s.conditions))
+        .is_some_and(|c| c.status == ConditionStatus::True)
 }
 
 /// True when two statuses differ in anything but `lastCheckTime`, or the stored check time is
@@ -511,7 +468,7 @@ mod tests {
         };
         p.record_error(&err);
         let third = next_conditions(&second, &p, Err(&err), Some(2), &at(300));
-        let get = |t: &str| third.iter().find(|c| c.type_ == t).unwrap().clone();
+        let get = |t: ConditionType| third.iter().find(|c| c.type_ == t).unwrap().clone();
         assert_eq!(get(types::READY).status, "False");
         assert_eq!(get(types::READY).reason, "KmsBackendUnavailable");
         assert_eq!(get(types::READY).last_transition_time, at(300));
@@ -547,7 +504,7 @@ mod tests {
         };
         let revealed = Prerequisites::learned(summary("nl-01"), Reached::Revealed, "nl-01", None);
         let checked = Prerequisites::learned(summary("nl-01"), Reached::KeysChecked, "nl-01", None);
-        let message = |conditions: &[Condition], t: &str| {
+        let message = |conditions: &[Condition], t: ConditionType| {
             conditions
                 .iter()
                 .find(|c| c.type_ == t)
@@ -680,16 +637,27 @@ mod tests {
     #[test]
     fn a_failure_is_either_reconciling_or_stalled_never_both() {
         for reason in Reason::all() {
-            let [reconciling, stalled] = kstatus_conditions(Err(&sample_error(reason)));
-            assert_ne!(reconciling.1, stalled.1, "{reason}: exactly one is True");
-            assert_eq!(stalled.1 == "True", reason.needs_person(), "{reason}");
+            let [_, reconciling, stalled] =
+                kstatus_conditions(sync_health(Err(&sample_error(reason))));
+            assert_ne!(
+                reconciling.status, stalled.status,
+                "{reason}: exactly one is True"
+            );
             assert_eq!(
-                (reconciling.2, stalled.2),
+                stalled.status == ConditionStatus::True,
+                reason.needs_person(),
+                "{reason}"
+            );
+            assert_eq!(
+                (reconciling.reason, stalled.reason),
                 (reason.as_str(), reason.as_str())
             );
         }
-        let [reconciling, stalled] = kstatus_conditions(Ok(()));
-        assert_eq!((reconciling.1, stalled.1), ("False", "False"));
+        let [_, reconciling, stalled] = kstatus_conditions(sync_health(Ok(())));
+        assert_eq!(
+            (reconciling.status, stalled.status),
+            (ConditionStatus::False, ConditionStatus::False)
+        );
     }
 
     /// An error with each reason (the reason is what the conditions depend on).
