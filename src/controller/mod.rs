@@ -53,6 +53,8 @@ mod plan;
 mod reconcile;
 mod resolve;
 mod restart;
+#[cfg(test)]
+mod scenarios;
 mod stores;
 mod sync;
 mod validate;
