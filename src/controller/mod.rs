@@ -84,7 +84,20 @@ pub struct Caches {
     pub resources: Store<ThalassaSecret>,
 }
 
-/// Shared state of the controller.
+/// What the context shares besides the clients and the caches.
+pub struct Services {
+    /// Key for data hashes.
+    pub hash_key: HashKey,
+    /// Event reporter identity.
+    pub reporter: Reporter,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Shared services of the controller: clients, caches, limits, metrics, and the [`Memory`]
+/// of what happened to each resource.
+///
+/// [`Memory`]: memory::Memory
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
@@ -141,11 +154,14 @@ impl Context {
         client: Client,
         config: Config,
         thalassa: Option<thalassa::Client>,
-        hash_key: HashKey,
         caches: Caches,
-        reporter: Reporter,
-        metrics: Arc<Metrics>,
+        services: Services,
     ) -> Self {
+        let Services {
+            hash_key,
+            reporter,
+            metrics,
+        } = services;
         let periodic_slots = usize::from(config.concurrency / 2).max(1);
         let config_concurrency = config.concurrency;
         let shared_limits = thalassa.as_ref().map_or_else(
@@ -380,7 +396,6 @@ pub async fn run(
         client.clone(),
         config,
         thalassa,
-        hash_key,
         Caches {
             secrets: secret_store,
             stores: store_store,
@@ -389,8 +404,11 @@ pub async fn run(
             template_config_maps: config_map_store,
             resources: resource_store.clone(),
         },
-        reporter,
-        metrics,
+        Services {
+            hash_key,
+            reporter,
+            metrics,
+        },
     ));
     let mut expected = BTreeSet::from([
         Watch::Secrets,

@@ -139,13 +139,17 @@ async fn report_status(
     let spec = sync.map(|s| &s.spec);
     let force_wait = sync.and_then(|s| s.force_wait);
     let region = spec.map(|v| v.region.as_str()).unwrap_or("");
-    let error = report.outcome.as_ref().err().map(|e| &**e);
-    let prerequisites =
-        Prerequisites::learned(report.kms_backend.clone(), report.reached, region, error);
+    let SyncReport {
+        kms_backend,
+        reached,
+        outcome,
+    } = report;
+    let error = outcome.as_ref().err().map(|e| &**e);
+    let prerequisites = Prerequisites::learned(kms_backend, reached, region, error);
     let plan = plan::plan_status(
         ts,
         spec.map(|v| v.target_name.as_str()),
-        report.outcome.as_ref().map_err(|e| &**e),
+        outcome.as_ref().map_err(|e| &**e),
         &prerequisites,
         &restart,
         force_wait.is_some(),
@@ -182,7 +186,7 @@ async fn report_status(
         ctx.memory
             .note_force_handled(&ObjectRef::from_obj(ts), handled);
     }
-    report.outcome?;
+    outcome?;
     ctx.metrics
         .checked(&ts.namespace().unwrap_or_default(), &ts.name_any());
     let refresh = spec.map_or(ctx.config.default_refresh_interval, |v| v.refresh_interval);

@@ -19,7 +19,7 @@ use kube::{
 };
 use thalassa_emulator::{Emulator, EmulatorConfig, SeedValue};
 
-use super::{Caches, Context, reconcile};
+use super::{Caches, Context, Services, reconcile};
 use crate::{
     controller::fixtures,
     crd::{FORCE_SYNC_ANNOTATION, ThalassaSecret},
@@ -176,15 +176,12 @@ impl World {
             instance: None,
         };
         let metrics = Arc::new(Metrics::new());
-        let ctx = Context::new(
-            client,
-            config,
-            Some(thalassa),
-            fixtures::key(),
-            caches,
+        let services = Services {
+            hash_key: fixtures::key(),
             reporter,
             metrics,
-        );
+        };
+        let ctx = Context::new(client, config, Some(thalassa), caches, services);
         ctx.caches_synced.send_replace(true);
         World {
             ctx: Arc::new(ctx),
