@@ -93,11 +93,6 @@ pub enum Error {
         paths: Vec<String>,
     },
 
-    /// The same failure as the last attempt, for the same generation, source versions and target:
-    /// reported again without revealing anything.
-    #[error("{0}")]
-    Repeated(Arc<Error>),
-
     /// Two sources render to the same key of the Secret.
     #[error("two sources write the Secret key {key}")]
     TargetKeyConflict {
@@ -371,7 +366,6 @@ impl Error {
             | Error::TargetTypeConflict { .. } => Reason::TargetConflict,
             Error::SecretTooLarge { .. } => Reason::SecretTooLarge,
             Error::SourceDeleted { .. } => Reason::SecretNotFound,
-            Error::Repeated(inner) => inner.reason(),
             Error::TargetImmutable { .. } => Reason::TargetImmutable,
             Error::TargetKeyConflict { .. } => Reason::TargetKeyConflict,
             Error::KmsKeyMismatch { .. } => Reason::KmsKeyMismatch,
@@ -405,7 +399,6 @@ impl Error {
             | Error::KmsKeyMismatch { .. } => true,
             // The apiserver refused the Secret itself (validation), not the request.
             Error::Kube(kube::Error::Api(status)) => matches!(status.code, 400 | 422),
-            Error::Repeated(inner) => inner.is_deterministic(),
             _ => false,
         }
     }
@@ -415,7 +408,6 @@ impl Error {
     pub fn needs_person(&self) -> bool {
         match self {
             Error::Kube(_) => self.is_deterministic(),
-            Error::Repeated(inner) => inner.needs_person(),
             _ => self.reason().needs_person(),
         }
     }
@@ -425,7 +417,6 @@ impl Error {
     pub fn is_namespace_terminating(&self) -> bool {
         match self {
             Error::Kube(error) => namespace_terminating(error),
-            Error::Repeated(inner) => inner.is_namespace_terminating(),
             _ => false,
         }
     }
@@ -439,7 +430,6 @@ impl Error {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Error::Thalassa { source } => source.retry_after(),
-            Error::Repeated(inner) => inner.retry_after(),
             _ => None,
         }
     }
@@ -567,9 +557,9 @@ mod tests {
             }
             .is_deterministic()
         );
-        let repeated = Error::Repeated(Arc::new(Error::SecretTooLarge { bytes: 2, limit: 1 }));
-        assert!(repeated.is_deterministic());
-        assert_eq!(repeated.reason(), Reason::SecretTooLarge);
+        let too_large = Error::SecretTooLarge { bytes: 2, limit: 1 };
+        assert!(too_large.is_deterministic());
+        assert_eq!(too_large.reason(), Reason::SecretTooLarge);
     }
 
     #[test]
@@ -649,7 +639,7 @@ mod tests {
             Error::TargetKeyConflict { key: "k".into() },
             Error::SecretTooLarge { bytes: 2, limit: 1 },
             Error::Kube(api_error(422, "")),
-            Error::Repeated(Arc::new(Error::TargetImmutable { name: "n".into() })),
+            Error::TargetImmutable { name: "n".into() },
             Error::Template(crate::template::TemplateError {
                 template: "target.template.data[k]".into(),
                 line: Some(1),

@@ -1,12 +1,14 @@
 //! The `ThalassaSecret` controller: the shared [`Context`], the watches and [`run`].
 //!
-//! A reconcile ([`reconcile`]) is a short driver over steps that each return what they
-//! observed or decided: [`validate`] (no API calls), `resolve` (reads Thalassa), `plan` (no API
-//! calls), `apply` (writes the Secret, the status and Events). The data-hash key is bootstrapped
-//! in `hashkey`.
+//! A reconcile ([`reconcile`]) is a short driver (validate → connect → observe → sync → plan
+//! status → report) over steps that each return what they observed or decided: [`validate`] (no
+//! API calls), `sync` (the steps of one sync, over `resolve`: reads Thalassa, `plan`: no API
+//! calls, and `apply`: writes the Secret, the status and Events). What the process remembers
+//! between reconciles is in `memory`; the context otherwise holds shared services. The
+//! data-hash key is bootstrapped in `hashkey`.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -46,15 +48,18 @@ mod connect;
 mod fixtures;
 mod hashkey;
 mod lanes;
+mod memory;
 mod plan;
 mod reconcile;
 mod resolve;
 mod restart;
+#[cfg(test)]
+mod scenarios;
 mod stores;
+mod sync;
 mod validate;
 
 pub use hashkey::load_or_create_hash_key;
-use reconcile::Rejection;
 pub use reconcile::{error_policy, reconcile};
 pub use validate::{PathSource, ValidatedSpec, validate};
 
@@ -79,7 +84,20 @@ pub struct Caches {
     pub resources: Store<ThalassaSecret>,
 }
 
-/// Shared state of the controller.
+/// What the context shares besides the clients and the caches.
+pub struct Services {
+    /// Key for data hashes.
+    pub hash_key: HashKey,
+    /// Event reporter identity.
+    pub reporter: Reporter,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Shared services of the controller: clients, caches, limits, metrics, and the [`Memory`]
+/// of what happened to each resource.
+///
+/// [`Memory`]: memory::Memory
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
@@ -107,25 +125,11 @@ pub struct Context {
     /// ConfigMaps labelled as templates (label-selected metadata; data read when used), for
     /// `templateFrom`.
     pub template_config_maps: config_maps::TemplateConfigMaps,
-    /// The last compile check of each resource's templates, by their keyed hash: unchanged
-    /// templates are not compiled again.
-    template_checks: Mutex<HashMap<ObjectRef<ThalassaSecret>, TemplateCheck>>,
-    /// resourceVersion of each managed Secret as last written or verified by this process.
-    verified: Mutex<HashMap<(String, String), String>>,
-    /// Consecutive failures per resource, for backoff.
-    failures: Mutex<HashMap<ObjectRef<ThalassaSecret>, Failures>>,
-    /// The last deterministic failure per resource, with the inputs it depended on.
-    rejected: Mutex<HashMap<ObjectRef<ThalassaSecret>, Rejection>>,
-    /// The resourceVersion each resource got from this process's last status write.
-    status_written: Mutex<HashMap<ObjectRef<ThalassaSecret>, String>>,
-    /// The force-sync value each resource's last forced sync handled.
-    force_handled: Mutex<HashMap<ObjectRef<ThalassaSecret>, String>>,
-    /// When each resource's last forced sync was honoured (`--force-sync-min-interval`).
-    force_times: Mutex<HashMap<ObjectRef<ThalassaSecret>, std::time::Instant>>,
+    /// What this process remembers about each resource (failures, rejections, status writes,
+    /// force-syncs, ...) and about the Secrets it wrote.
+    memory: memory::Memory,
     /// The stores whose status this process writes (its shard's), once their watches run.
     shard_stores: std::sync::OnceLock<ShardStores>,
-    /// Resources whose create without a read found the target name taken: they read first.
-    name_taken: Mutex<HashSet<ObjectRef<ThalassaSecret>>>,
     /// True once every watch the reconciles read (Secrets, stores, namespaces) has listed
     /// everything.
     caches_synced: tokio::sync::watch::Sender<bool>,
@@ -150,11 +154,14 @@ impl Context {
         client: Client,
         config: Config,
         thalassa: Option<thalassa::Client>,
-        hash_key: HashKey,
         caches: Caches,
-        reporter: Reporter,
-        metrics: Arc<Metrics>,
+        services: Services,
     ) -> Self {
+        let Services {
+            hash_key,
+            reporter,
+            metrics,
+        } = services;
         let periodic_slots = usize::from(config.concurrency / 2).max(1);
         let config_concurrency = config.concurrency;
         let shared_limits = thalassa.as_ref().map_or_else(
@@ -184,15 +191,8 @@ impl Context {
             hash_key,
             secrets: caches.secrets,
             template_config_maps,
-            template_checks: Mutex::default(),
-            verified: Mutex::default(),
-            failures: Mutex::default(),
-            rejected: Mutex::default(),
-            force_handled: Mutex::default(),
-            force_times: Mutex::default(),
-            name_taken: Mutex::default(),
+            memory: memory::Memory::default(),
             shard_stores: std::sync::OnceLock::new(),
-            status_written: Mutex::default(),
             caches_synced: tokio::sync::watch::Sender::new(false),
             periodic_lane: Semaphore::new(periodic_slots),
             lanes: lanes::TenantLanes::new(usize::from(config_concurrency)),
@@ -211,22 +211,6 @@ type ShardStores = (
     Option<Store<ClusterThalassaSecretStore>>,
 );
 
-/// The outcome of compiling one resource's templates: their keyed hash, and whether they
-/// compiled (a template's own error is deterministic).
-type TemplateCheck = (
-    String,
-    std::result::Result<(), crate::template::TemplateError>,
-);
-
-/// A resource's run of failed reconciles.
-#[derive(Debug, Default, Clone, Copy)]
-struct Failures {
-    /// Consecutive failures so far.
-    count: u32,
-    /// The backoff cap: the resource's refresh interval, `None` when its spec is invalid.
-    retry_cap: Option<Duration>,
-}
-
 impl Context {
     /// Labels of a namespace, when namespaces are watched (cluster mode).
     fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
@@ -236,62 +220,6 @@ impl Context {
             .map(|n| n.metadata.labels.clone().unwrap_or_default())
     }
 
-    /// Remembers the resourceVersion our status write gave a resource.
-    fn note_status_written(&self, ts: &ThalassaSecret, resource_version: String) {
-        self.status_written
-            .lock()
-            .expect("status lock")
-            .insert(ObjectRef::from_obj(ts), resource_version);
-    }
-
-    /// True when the copy in hand is older than our last status write of it. resourceVersions
-    /// are compared as numbers (etcd revisions); one that is not a number is never called stale.
-    fn is_stale(&self, ts: &ThalassaSecret) -> bool {
-        let written = self.status_written.lock().expect("status lock");
-        let Some(ours) = written.get(&ObjectRef::from_obj(ts)) else {
-            return false;
-        };
-        match (
-            ours.parse::<u64>(),
-            ts.metadata
-                .resource_version
-                .as_deref()
-                .map(str::parse::<u64>),
-        ) {
-            (Ok(ours), Some(Ok(seen))) => seen < ours,
-            _ => false,
-        }
-    }
-
-    /// Remembers, for `error_policy`, the backoff cap of a resource whose reconcile failed.
-    fn note_retry_cap(&self, key: &ObjectRef<ThalassaSecret>, retry_cap: Option<Duration>) {
-        self.failures
-            .lock()
-            .expect("failures lock")
-            .entry(key.clone())
-            .or_default()
-            .retry_cap = retry_cap;
-    }
-
-    /// Counts one more failure; returns the count and the backoff cap.
-    fn count_failure(&self, key: &ObjectRef<ThalassaSecret>) -> (u32, Option<Duration>) {
-        let mut map = self.failures.lock().expect("failures lock");
-        let failures = map.entry(key.clone()).or_insert(Failures {
-            count: 0,
-            // error_policy without a noted cap (the reconcile did not run): retry soon.
-            retry_cap: Some(self.config.default_refresh_interval),
-        });
-        failures.count = failures.count.saturating_add(1);
-        (failures.count, failures.retry_cap)
-    }
-
-    /// Forgets the failures of a resource that synced.
-    fn forget_failures(&self, key: &ObjectRef<ThalassaSecret>) {
-        self.failures.lock().expect("failures lock").remove(key);
-        self.rejected.lock().expect("rejected lock").remove(key);
-        self.name_taken.lock().expect("name lock").remove(key);
-    }
-
     /// Waits until the caches reconciles read have synced (at once afterwards).
     async fn caches_synced(&self) {
         let mut synced = self.caches_synced.subscribe();
@@ -299,47 +227,14 @@ impl Context {
         let _ = synced.wait_for(|synced| *synced).await;
     }
 
-    /// Drops per-resource state of resources that no longer exist.
+    /// Drops what is remembered of resources that no longer exist, and of Secrets whose owner
+    /// is gone.
     fn retain_resources(&self, exists: impl Fn(&ObjectRef<ThalassaSecret>) -> bool) {
-        self.failures
-            .lock()
-            .expect("failures lock")
-            .retain(|k, _| exists(k));
-        self.rejected
-            .lock()
-            .expect("rejected lock")
-            .retain(|k, _| exists(k));
-        self.force_handled
-            .lock()
-            .expect("force lock")
-            .retain(|k, _| exists(k));
-        self.force_times
-            .lock()
-            .expect("force lock")
-            .retain(|k, _| exists(k));
-        self.status_written
-            .lock()
-            .expect("status lock")
-            .retain(|k, _| exists(k));
-        self.name_taken
-            .lock()
-            .expect("name lock")
-            .retain(|k| exists(k));
-        self.template_checks
-            .lock()
-            .expect("checks lock")
-            .retain(|k, _| exists(k));
-        // A verified Secret whose resource is gone (deleted, or moved to another shard): the next
-        // owner, if any, verifies it again.
-        self.verified
-            .lock()
-            .expect("verified lock")
-            .retain(|(namespace, name), _| {
-                self.secrets
-                    .get(&ObjectRef::new(name).within(namespace))
-                    .and_then(|secret| owner_of(&secret))
-                    .is_some_and(|owner| exists(&owner))
-            });
+        self.memory.retain(exists, |namespace, name| {
+            self.secrets
+                .get(&ObjectRef::new(name).within(namespace))
+                .and_then(|secret| owner_of(&secret))
+        });
     }
 }
 
@@ -501,7 +396,6 @@ pub async fn run(
         client.clone(),
         config,
         thalassa,
-        hash_key,
         Caches {
             secrets: secret_store,
             stores: store_store,
@@ -510,8 +404,11 @@ pub async fn run(
             template_config_maps: config_map_store,
             resources: resource_store.clone(),
         },
-        reporter,
-        metrics,
+        Services {
+            hash_key,
+            reporter,
+            metrics,
+        },
     ));
     let mut expected = BTreeSet::from([
         Watch::Secrets,
