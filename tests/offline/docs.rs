@@ -196,7 +196,9 @@ fn render_dsn(template: &str, inputs: &[(&str, &str)]) -> String {
 #[test]
 fn the_reference_dsn_example_survives_a_password_with_url_delimiters() {
     let reference = reference();
-    let section = &reference[reference.find("### Templates").expect("a Templates section")..];
+    let section = &reference[reference
+        .find("### Templates")
+        .expect("a Templates section")..];
     let start = section.find("```yaml\n").expect("a YAML example") + "```yaml\n".len();
     let example = &section[start..start + section[start..].find("```").unwrap()];
     let sample = std::fs::read_to_string(concat!(
@@ -310,5 +312,8 @@ fn every_relative_link_of_the_readme_and_docs_resolves() {
             checked += 1;
         }
     }
-    assert!(checked > 40, "only {checked} links found: the pattern is broken");
+    assert!(
+        checked > 40,
+        "only {checked} links found: the pattern is broken"
+    );
 }
