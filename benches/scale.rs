@@ -21,7 +21,9 @@
 //!
 //!   BENCH_DIRECTORY=200,3100 cargo bench --bench scale
 
-#[path = "../tests/common/mod.rs"]
+// The cluster tests' harness; a bench uses a part of it.
+#[path = "../tests/cluster/common/mod.rs"]
+#[allow(dead_code)]
 mod common;
 
 use std::{

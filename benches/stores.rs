@@ -7,7 +7,9 @@
 //!   cargo bench --bench stores                        # N=20 stores, R=5 resources each
 //!   BENCH_STORES=100 BENCH_PER_STORE=2 cargo bench --bench stores
 
-#[path = "../tests/common/mod.rs"]
+// The cluster tests' harness; a bench uses a part of it.
+#[path = "../tests/cluster/common/mod.rs"]
+#[allow(dead_code)]
 mod common;
 
 use std::{

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copies the generated CRDs (crds/*.yaml, written by `cargo run --bin crdgen`) into the Helm
 # chart (charts/thalassa-secrets-operator/crds/) and the kustomize base (config/crd/bases/),
-# which cannot reference files outside its own root. `cargo test --test chart` fails when the
+# which cannot reference files outside its own root. `cargo test --test cluster chart::` fails when the
 # copies differ from crds/.
 #
 #   tools/sync-chart-crds.sh          # copy

@@ -5,7 +5,9 @@
 #   2. cargo fmt --check, cargo clippy -D warnings, CRD drift check (tools/check-crds.sh),
 #   3. starts ONE real local control plane (`testenv up`) for the whole run and exports
 #      TESTENV_DIR so every test binary attaches to it,
-#   4. cargo test --workspace (unit, emulator and cluster tests).
+#   4. cargo test --workspace: unit and emulator tests, and the operator's two integration test
+#      binaries, tests/offline (no cluster) and tests/cluster (every test that needs the control
+#      plane; its areas take turns, see docs/testing.md), with libtest's default thread count.
 # Every step runs even if an earlier check failed; the exit status is non-zero if any failed.
 # A tool that is not installed (rustfmt, clippy) is reported as SKIPPED, loudly.
 set -uo pipefail

@@ -2,11 +2,11 @@
 //! force-sync annotation reads every source once per new value; `Periodic`, `OnChange` and
 //! `CreatedOnce` make exactly the Thalassa calls the README documents (emulator counters).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{Harness, harness, wait_for};
+use crate::common::{Harness, harness, wait_for};
 use kube::api::{DeleteParams, Patch, PatchParams};
 
 async fn value(h: &Harness, name: &str) -> Option<String> {
@@ -35,11 +35,12 @@ fn calls(h: &Harness) -> u64 {
 
 #[tokio::test]
 async fn force_sync_reads_every_source_once_per_new_value() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("force").await;
     h.create_string("/app/force/a", "a1");
     h.create_string("/app/force/b", "b1");
     // Consecutive force-syncs here test what one reads, not --force-sync-min-interval
-    // (tests/noisy_tenants/restarts.rs).
+    // (tests/cluster/noisy_tenants/restarts.rs).
     h.start_operator(&["--force-sync-min-interval=1s"]).await;
     h.apply_yaml(
         r#"apiVersion: secrets.thalassa.cloud/v1alpha1
@@ -77,6 +78,7 @@ spec:
 
 #[tokio::test]
 async fn each_refresh_policy_makes_the_documented_calls() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("policy").await;
     for name in ["periodic", "onchange", "once"] {
         h.create_string(&format!("/app/{name}/password"), "v1");

@@ -299,7 +299,8 @@ async fn assert_alive_and_healthy(h: &mut Harness) {
 
 #[tokio::test]
 async fn values_far_past_the_secret_limit_stop_at_the_limit_with_bounded_memory() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     let mut h = harness("noisy-oom").await;
     // Issue 22's attack: 640 values of 1 MB each under one prefix (each under the 1 MiB cap).
     let count = crate::common::env_usize("NOISY_OOM_VALUES", 640);
@@ -392,7 +393,8 @@ const STOPPED_AT_THE_LIMIT: &str = "not revealing the rest";
 
 #[tokio::test]
 async fn listings_mostly_outside_the_prefix_cost_nothing_and_too_large_ones_are_an_error() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     let mut h = harness("noisy-listing").await;
     h.create_string("/wide-a/db", "value-a");
     h.create_string("/wide-b/db", "value-b");
@@ -447,7 +449,8 @@ async fn listings_mostly_outside_the_prefix_cost_nothing_and_too_large_ones_are_
 
 #[tokio::test]
 async fn a_tarpit_store_holds_no_reveal_permit_another_store_needs() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     let mut h = harness("noisy-tarpit").await;
     // The tarpit tenant reads 16 paths (twice the reveal permits of one store) from a server
     // that accepts reveals and never answers them.

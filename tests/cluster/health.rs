@@ -3,16 +3,16 @@
 //! run by gopher-lua the way Argo CD runs it), both in `tools/health` (built by
 //! `tools/build-tools.sh`). Every object judged here was read from the real apiserver, as the real
 //! operator left it: ThalassaSecrets, and both store kinds (which share the script, embedded in
-//! argocd-cm under each kind's key; `tests/docs.rs` checks that).
+//! argocd-cm under each kind's key; `tests/offline/docs.rs` checks that).
 //!
 //! The store test runs a cluster-mode operator (cluster stores are only served in cluster mode),
 //! which would act on the other test's ThalassaSecrets: the two tests take turns.
 
-mod common;
+use crate::common;
 
 use std::{process::Stdio, time::Duration};
 
-use common::{bin_dir, harness, wait_for};
+use crate::common::{bin_dir, harness, wait_for};
 use serde_json::{Value, json};
 use thalassa_emulator::Faults;
 use tokio::io::AsyncWriteExt;
@@ -141,6 +141,7 @@ async fn wait_object_verdict(
 
 #[tokio::test]
 async fn kstatus_and_argo_cd_tell_the_truth_at_every_stage() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let _turn = TURNS.lock().await;
     let mut h = harness("health").await;
     h.create_string("/app/health/password", "s3cret");
@@ -300,6 +301,7 @@ async fn kubectl_ok(h: &common::Harness, args: &[&str], stdin: Option<&str>) -> 
 /// argocd-cm embeds under `..._ThalassaSecretStore` and `..._ClusterThalassaSecretStore`).
 #[tokio::test]
 async fn kstatus_and_argo_cd_tell_the_truth_about_stores() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let _turn = TURNS.lock().await;
     let mut h = harness("health-store").await;
     let ns = h.ns().to_string();

@@ -2,7 +2,7 @@
 //! workload cannot have the operator restart it (the workload must opt in), no workload is
 //! restarted more than `--restart-limit` times per `--restart-window` whatever the data does, and
 //! a burst of force-sync edits costs at most one forced sync per `--force-sync-min-interval`.
-//! The refusal at admission is in `tests/admission_policy.rs`.
+//! The refusal at admission is in `tests/cluster/admission_policy.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,8 @@ const CANARY: &str = "canary-7f3e9b21-deputy";
 
 #[tokio::test]
 async fn a_workload_that_does_not_opt_in_is_never_restarted_by_a_thalassa_secret() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     let mut h = harness("deputy").await;
     h.create_string("/app/rr/a", &format!("{CANARY}-1"));
     // The platform team's Deployment in the tenant's namespace; the tenant's own opts in.
@@ -128,7 +129,8 @@ async fn a_workload_that_does_not_opt_in_is_never_restarted_by_a_thalassa_secret
 
 #[tokio::test]
 async fn a_workload_is_restarted_at_most_the_limit_per_window_whatever_the_data_does() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     const WINDOW: u64 = 20;
     let mut h = harness("restart-bound").await;
     h.create_string("/app/rr/a", "v1");
@@ -214,7 +216,8 @@ async fn a_workload_is_restarted_at_most_the_limit_per_window_whatever_the_data_
 
 #[tokio::test]
 async fn fifty_force_sync_edits_make_at_most_one_forced_sync_per_interval() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     const SOURCES: u64 = 5;
     const INTERVAL: u64 = 15;
     const EDITS: usize = 50;

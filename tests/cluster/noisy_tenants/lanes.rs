@@ -88,7 +88,8 @@ async fn apply(namespace: &str, yaml: &str) {
 
 #[tokio::test]
 async fn a_namespace_stuck_on_a_tarpit_holds_only_its_share_of_the_reconcile_slots() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     let h = harness("lanes-quiet").await;
     h.create_string("/quiet/db", "quiet-value-1");
     let tarpit = Tarpit::start().await;

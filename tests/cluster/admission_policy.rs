@@ -5,11 +5,11 @@
 //! with a message that says what to do; Owner, a cluster admin, and the same user once granted
 //! update are admitted.
 
-mod common;
+use crate::common;
 
 use std::{path::Path, time::Duration};
 
-use common::{
+use crate::common::{
     documents, helm, impersonating_kubeconfig, install_crd, kubectl, kubectl_with, wait_for,
 };
 use serde_yaml::Value;
@@ -118,6 +118,7 @@ impl Drop for Uninstall {
 
 #[tokio::test]
 async fn adopt_and_merge_need_permission_to_update_the_target_secret() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let control_plane = testenv::ControlPlane::shared();
     let _logs = control_plane.logs_on_panic();
     install_crd(&control_plane.client().await).await;
@@ -311,6 +312,7 @@ subjects: [{{kind: ServiceAccount, name: dev, namespace: {ns}}}]
 
 #[tokio::test]
 async fn the_kustomize_policy_equals_the_chart_policy_and_the_value_switches_it() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let docs = documents(&render("tso", &[]).await);
     let (ok, out) = kubectl(
         &[
@@ -381,6 +383,7 @@ fn restarting(namespace: &str, name: &str, targets: &str) -> String {
 
 #[tokio::test]
 async fn restart_targets_need_permission_to_patch_the_workload() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let control_plane = testenv::ControlPlane::shared();
     let _logs = control_plane.logs_on_panic();
     install_crd(&control_plane.client().await).await;

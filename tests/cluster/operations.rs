@@ -2,11 +2,11 @@
 //! from stalled to ready to deleted, leader election with two processes (one writer, failover on
 //! crash and on SIGTERM), prompt graceful shutdown, and two shards side by side (`--selector`).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{Harness, Operator, harness, wait_for};
+use crate::common::{Harness, Operator, harness, wait_for};
 
 async fn apply(h: &Harness, name: &str) {
     h.apply_single(name, "/app/ops/password", &["refreshInterval: 10s"])
@@ -22,6 +22,7 @@ fn metric_value(page: &str, line_prefix: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_page_after_a_sync() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("metrics").await;
     h.create_string("/app/ops/password", "metrics-value");
     h.start_operator(&[]).await;
@@ -104,6 +105,7 @@ fn store_series(page: &str, namespace: &str, name: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn store_condition_metrics_follow_the_store() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("store-metrics").await;
     h.start_operator(&[]).await;
     let ns = h.ns().to_string();
@@ -225,6 +227,7 @@ fn wrote_secrets(op: &Operator) -> usize {
 
 #[tokio::test]
 async fn leader_election_one_writer_and_failover() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let h = harness("leader").await;
     h.create_string("/app/ops/password", "v1");
     let args = [
@@ -275,6 +278,7 @@ async fn leader_election_one_writer_and_failover() {
 
 #[tokio::test]
 async fn sigterm_releases_the_lease_and_exits_promptly() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let h = harness("shutdown").await;
     h.create_string("/app/ops/password", "v1");
     let args = [
@@ -366,6 +370,7 @@ async fn apply_sharded(h: &Harness, name: &str, shard: Option<&str>, target: Opt
 
 #[tokio::test]
 async fn two_shards_split_resources_disjointly_and_never_fight_over_a_secret() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     use std::collections::BTreeSet;
     let h = harness("shards").await;
     let names = ["a0", "a1", "a2", "b0", "u0"];
@@ -540,6 +545,7 @@ async fn two_shards_split_resources_disjointly_and_never_fight_over_a_secret() {
 
 #[tokio::test]
 async fn an_invalid_selector_stops_the_operator_at_start_with_the_api_servers_message() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let h = harness("bad-selector").await;
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_thalassa-secrets-operator"))
         .env(

@@ -1,26 +1,40 @@
-//! The README is the user's reference: every Ready=False reason, every prerequisite reason and
-//! every operator flag must be documented there.
+//! The documentation against the code: every Ready=False reason, every prerequisite reason and
+//! template filter must be in the reference (`docs/reference.md`), every operator flag in
+//! `docs/operating.md`, and every relative link of the README and `docs/` must lead to a file and
+//! heading that exist.
 
 use clap::CommandFactory;
 use thalassa_operator::{config::Cli, error::Reason, status};
 
-fn readme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md")
+/// A file of the repository, by its path from the root.
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The reference: fields, templates, conditions and reasons.
+fn reference() -> String {
+    read("docs/reference.md")
+}
+
+/// The operator's flags, health and metrics.
+fn operating() -> String {
+    read("docs/operating.md")
 }
 
 #[test]
 fn every_reason_and_condition_is_documented() {
-    let readme = readme();
+    let reference = reference();
     for reason in Reason::all() {
         assert!(
-            readme.contains(&format!("| `{reason}` |")),
-            "README lacks a row for reason {reason}"
+            reference.contains(&format!("| `{reason}` |")),
+            "docs/reference.md lacks a row for reason {reason}"
         );
     }
     for type_ in status::types::ALL {
         assert!(
-            readme.contains(&format!("`{type_}`")),
-            "README lacks condition {type_}"
+            reference.contains(&format!("`{type_}`")),
+            "docs/reference.md lacks condition {type_}"
         );
     }
     use status::reasons::*;
@@ -40,26 +54,26 @@ fn every_reason_and_condition_is_documented() {
         NOT_CHECKED,
     ] {
         assert!(
-            readme.contains(&format!("`{reason}`")),
-            "README lacks reason {reason}"
+            reference.contains(&format!("`{reason}`")),
+            "docs/reference.md lacks reason {reason}"
         );
     }
 }
 
 #[test]
-fn every_documented_template_filter_is_in_the_readme() {
-    let readme = readme();
+fn every_documented_template_filter_is_in_the_reference() {
+    let reference = reference();
     for (filter, _, _) in thalassa_operator::template::DOCUMENTED_FILTERS {
         assert!(
-            readme.contains(&format!("`{filter}`")),
-            "README lacks template filter {filter}"
+            reference.contains(&format!("`{filter}`")),
+            "docs/reference.md lacks template filter {filter}"
         );
     }
 }
 
 #[test]
 fn every_flag_is_documented_with_its_environment_variable() {
-    let readme = readme();
+    let operating = operating();
     let command = Cli::command();
     for arg in command.get_arguments() {
         let Some(long) = arg.get_long() else { continue };
@@ -67,14 +81,14 @@ fn every_flag_is_documented_with_its_environment_variable() {
             continue;
         }
         assert!(
-            readme.contains(&format!("`--{long}`")),
-            "README lacks flag --{long}"
+            operating.contains(&format!("`--{long}`")),
+            "docs/operating.md lacks flag --{long}"
         );
         if let Some(env) = arg.get_env() {
             let env = env.to_string_lossy();
             assert!(
-                readme.contains(&format!("`{env}`")),
-                "README lacks env {env} of --{long}"
+                operating.contains(&format!("`{env}`")),
+                "docs/operating.md lacks env {env} of --{long}"
             );
         }
     }
@@ -82,9 +96,9 @@ fn every_flag_is_documented_with_its_environment_variable() {
 
 #[test]
 fn the_reason_table_says_which_failures_stall() {
-    let readme = readme();
+    let reference = reference();
     for reason in Reason::all() {
-        let row = readme
+        let row = reference
             .lines()
             .find(|l| l.starts_with(&format!("| `{reason}` |")))
             .expect("row exists");
@@ -96,7 +110,7 @@ fn the_reason_table_says_which_failures_stall() {
         };
         assert!(
             kstatus.starts_with(expected),
-            "README row of {reason} says {kstatus}, the code says {expected}"
+            "docs/reference.md row of {reason} says {kstatus}, the code says {expected}"
         );
     }
 }
@@ -148,7 +162,7 @@ fn percent_decode(text: &str) -> Vec<u8> {
     out
 }
 
-/// The `DATABASE_URL` template of a ThalassaSecret document (the README's example or a sample).
+/// The `DATABASE_URL` template of a ThalassaSecret document (the reference's example or a sample).
 fn dsn_template(yaml: &str) -> String {
     let doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("valid YAML");
     doc["spec"]["target"]["template"]["data"]["DATABASE_URL"]
@@ -180,9 +194,11 @@ fn render_dsn(template: &str, inputs: &[(&str, &str)]) -> String {
 }
 
 #[test]
-fn the_readme_dsn_example_survives_a_password_with_url_delimiters() {
-    let readme = readme();
-    let section = &readme[readme.find("### Templates").expect("a Templates section")..];
+fn the_reference_dsn_example_survives_a_password_with_url_delimiters() {
+    let reference = reference();
+    let section = &reference[reference
+        .find("### Templates")
+        .expect("a Templates section")..];
     let start = section.find("```yaml\n").expect("a YAML example") + "```yaml\n".len();
     let example = &section[start..start + section[start..].find("```").unwrap()];
     let sample = std::fs::read_to_string(concat!(
@@ -193,7 +209,7 @@ fn the_readme_dsn_example_survives_a_password_with_url_delimiters() {
     let password = "p/ss@w:rd x%?#+";
     let user = "app@team";
     for (what, yaml) in [
-        ("README", example),
+        ("docs/reference.md", example),
         ("config/samples/template-dsn.yaml", &sample),
     ] {
         let dsn = render_dsn(
@@ -220,4 +236,84 @@ fn the_readme_dsn_example_survives_a_password_with_url_delimiters() {
             "{what}"
         );
     }
+}
+
+/// The anchors GitHub gives the headings of a Markdown text (outside code blocks): lower case,
+/// spaces as `-`, punctuation dropped; a repeated heading gets `-1`, `-2`, ...
+fn heading_anchors(markdown: &str) -> Vec<String> {
+    let mut anchors: Vec<String> = Vec::new();
+    let mut slugs: Vec<String> = Vec::new();
+    let mut in_code = false;
+    for line in markdown.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#').trim();
+        let slug: String = title
+            .to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .collect();
+        let repeats = slugs.iter().filter(|s| **s == slug).count();
+        anchors.push(if repeats == 0 {
+            slug.clone()
+        } else {
+            format!("{slug}-{repeats}")
+        });
+        slugs.push(slug);
+    }
+    anchors
+}
+
+/// The README and the pages of `docs/` were one page once; every relative link between them (and
+/// to the rest of the repository) leads to a file that exists and, with `#`, to one of its headings.
+#[test]
+fn every_relative_link_of_the_readme_and_docs_resolves() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec!["README.md".to_string()];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".md") {
+            pages.push(format!("docs/{name}"));
+        }
+    }
+    let link = regex::Regex::new(r"\]\(([^)\s]+)\)").unwrap();
+    let mut checked = 0;
+    for page in &pages {
+        let text = read(page);
+        let dir = root.join(page).parent().unwrap().to_path_buf();
+        for target in link.captures_iter(&text).map(|c| c[1].to_string()) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((&target, ""));
+            let path = if file.is_empty() {
+                root.join(page)
+            } else {
+                dir.join(file)
+            };
+            assert!(path.exists(), "{page}: link {target}: no such file");
+            if !anchor.is_empty() {
+                let heading_text = std::fs::read_to_string(&path).unwrap();
+                let anchors = heading_anchors(&heading_text);
+                assert!(
+                    anchors.iter().any(|a| a == anchor),
+                    "{page}: link {target}: no such heading (headings: {anchors:?})"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 40,
+        "only {checked} links found: the pattern is broken"
+    );
 }

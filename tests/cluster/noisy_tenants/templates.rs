@@ -1,5 +1,5 @@
 //! Templates on a shared operator (issue 22, attacks 2, 3 and the template and ConfigMap parts of
-//! 7; the DSN example of attack 8 is rendered by `tests/docs.rs`):
+//! 7; the DSN example of attack 8 is rendered by `tests/offline/docs.rs`):
 //!
 //! - a noisy tenant with CPU-burning templates re-rendered in a loop, templates pulling in
 //!   megabytes of `templateFrom` ConfigMap items, and ten templates of 1 MB output each, while a
@@ -158,7 +158,8 @@ const NOISY_BULKY: usize = 4;
 
 #[tokio::test]
 async fn a_noisy_tenants_templates_neither_starve_a_quiet_tenant_nor_stall_the_probes() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     let mut h = harness("quiet").await;
     let noisy_ns = testenv::ControlPlane::shared()
         .temp_namespace("noisy")
@@ -370,7 +371,8 @@ async fn a_noisy_tenants_templates_neither_starve_a_quiet_tenant_nor_stall_the_p
 
 #[tokio::test]
 async fn labelled_configmaps_no_resource_uses_cost_almost_no_memory() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     let mut h = harness("cmcache").await;
     let client = h.client.clone();
     let ns = h.ns().to_string();

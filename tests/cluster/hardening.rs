@@ -2,7 +2,7 @@
 //! status, takeover of Secrets that are not ours, and needless reveals. Each runs the real
 //! operator against a real control plane and the Thalassa emulator.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Harness, REGION, harness, kubectl, secret_data, wait_for};
+use crate::common::{Harness, REGION, harness, kubectl, secret_data, wait_for};
 use futures::StreamExt;
 use k8s_openapi::{
     ByteString,
@@ -63,6 +63,7 @@ fn restrict_token(h: &Harness, globs: Option<Vec<&str>>) {
 /// answer) never removes its key, and neither does a deletion, unless the resource opts in.
 #[tokio::test]
 async fn a_shrinking_listing_never_empties_a_prefix_secret() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("shrink").await;
     h.create_string("/app/cfg/a", "value-a");
     h.create_string("/app/cfg/b", "value-b");
@@ -148,6 +149,7 @@ fn status_of(ts: &thalassa_operator::crd::ThalassaSecret, type_: &str) -> (Strin
 /// existing Secret untouched; a valid adoption writes the whole new state in one step.
 #[tokio::test]
 async fn a_failed_adopt_keeps_the_existing_data() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("adopt").await;
     h.create_string("/app/tls/crt", "cert");
     h.create_string("/app/tls/key", "key");
@@ -192,6 +194,7 @@ async fn a_failed_adopt_keeps_the_existing_data() {
 /// mapping gets its own keys, not the old ones.
 #[tokio::test]
 async fn a_recreated_resource_gets_its_own_mapping() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("recreate").await;
     h.create_string("/app/re/password", "pw");
     h.start_operator(&[]).await;
@@ -228,6 +231,7 @@ async fn a_recreated_resource_gets_its_own_mapping() {
 /// both read the same path.
 #[tokio::test]
 async fn adopt_or_merge_onto_another_resources_secret_is_a_conflict() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("other").await;
     h.create_string("/app/same/password", "pw");
     h.start_operator(&[]).await;
@@ -257,6 +261,7 @@ async fn adopt_or_merge_onto_another_resources_secret_is_a_conflict() {
 /// Thalassa, the resource syncs again without a spec change.
 #[tokio::test]
 async fn a_collision_fixed_in_thalassa_recovers() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("collide").await;
     h.create_string("/app/col/a_b", "one");
     h.create_string("/app/col/a/b", "two");
@@ -283,6 +288,7 @@ async fn a_collision_fixed_in_thalassa_recovers() {
 /// replaced at start instead of crash-looping.
 #[tokio::test]
 async fn the_operators_key_secret_is_never_a_target_and_recovers_when_malformed() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("hashkey").await;
     h.create_string("/app/hk/password", "pw");
     let name = "thalassa-secrets-operator-hash-key";
@@ -318,6 +324,7 @@ async fn the_operators_key_secret_is_never_a_target_and_recovers_when_malformed(
 /// Item 9: a service-account token Secret is never written, whatever the policy.
 #[tokio::test]
 async fn service_account_token_secrets_are_never_targets() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("satoken").await;
     h.create_string("/app/sa/token", "not-a-token");
     let sas: Api<ServiceAccount> = Api::namespaced(h.client.clone(), h.ns());
@@ -369,6 +376,7 @@ type SecretVersion = (String, BTreeSet<String>);
 /// to happen at least once (the old code wrote both in about one pair in four).
 #[tokio::test]
 async fn two_resources_racing_for_one_target_only_one_writes() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     const PAIRS: usize = 4;
     let mut h = harness("race").await;
     for pair in 0..PAIRS {
@@ -465,6 +473,7 @@ async fn two_resources_racing_for_one_target_only_one_writes() {
 /// Owner-managed Secret is removed.
 #[tokio::test]
 async fn stripped_ownership_and_injected_keys_are_repaired() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("strip").await;
     h.create_string("/app/strip/password", "pw");
     h.start_operator(&[]).await;
@@ -516,6 +525,7 @@ async fn stripped_ownership_and_injected_keys_are_repaired() {
 /// Item 12: restarts reveal nothing when nothing changed (reconciles wait for both caches).
 #[tokio::test]
 async fn restarts_reveal_nothing_when_nothing_changed() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("restart").await;
     for i in 0..5 {
         h.create_string(&format!("/app/rs/s{i}"), &format!("v{i}"));
@@ -544,6 +554,7 @@ async fn restarts_reveal_nothing_when_nothing_changed() {
 /// nothing changes; no status, Event or log line quotes the data.
 #[tokio::test]
 async fn unservable_specs_cost_no_reveals_and_quote_no_data() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("unservable").await;
     let block = "x".repeat(4096);
     for i in 0..260 {
@@ -601,6 +612,7 @@ async fn unservable_specs_cost_no_reveals_and_quote_no_data() {
 /// The admission rules added for items 7, 14 and 15, through the real apiserver.
 #[tokio::test]
 async fn traversal_and_unservable_specs_are_rejected_at_admission() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let h = harness("admit2").await;
     let cases = [
         (

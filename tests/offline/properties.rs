@@ -3,7 +3,7 @@
 //! an exact reference model and the CRD's pattern), Secret keys and the keys derived from paths
 //! under a prefix, the data hash, base64 values and the JSON decoding of every wire type.
 //!
-//! Pure and offline; the apiserver side of the same rules is `tests/admission_parity.rs`.
+//! Pure and offline; the apiserver side of the same rules is `tests/cluster/admission_parity.rs`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -445,7 +445,7 @@ proptest! {
     /// Offline half of the admission parity: the Rust validator (through the full spec validation
     /// the controller runs) accepts a `remoteRef.path` or `dataFrom[].path` exactly when the
     /// CRD's OpenAPI rules do and it has no `.`/`..` segment (the CEL rule; the apiserver itself
-    /// is asked in tests/admission_parity.rs).
+    /// is asked in tests/cluster/admission_parity.rs).
     #[test]
     fn spec_paths_follow_the_crd_schema(p in path_like()) {
         let config = config();
@@ -557,7 +557,7 @@ proptest! {
 
     /// `is_valid_secret_key` is Kubernetes' Secret key rule: the CRD's `secretKey` pattern and
     /// length, not `.`, not starting with `..` (checked against the apiserver in
-    /// tests/admission_parity.rs).
+    /// tests/cluster/admission_parity.rs).
     #[test]
     fn secret_key_rule_matches_the_crd(key in prop_oneof![
         "[-._a-zA-Z0-9]{0,8}",

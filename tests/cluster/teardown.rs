@@ -2,14 +2,12 @@
 //! controller (no re-creates, retries, Warning Events or WARN lines), and the namespace must go
 //! about as fast as one holding the same number of plain Secrets.
 
-mod common;
-
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use common::{harness, wait_for};
+use crate::common::{harness, wait_for};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
@@ -58,6 +56,7 @@ async fn delete_namespace_and_wait(namespaces: &Api<Namespace>, name: &str) -> D
 
 #[tokio::test]
 async fn deleting_a_namespace_is_not_fought() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("teardown").await;
     for i in 0..RESOURCES {
         h.create_string(&format!("/app/td/s{i:03}"), "value");

@@ -5,11 +5,9 @@
 //! seed) and mix valid values with the tricky ones: `.`, `..`, `...`, dot files, `a..b`, trailing
 //! and double slashes, unicode, over-length values, and durations at and around 10s and Go's limit.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::harness;
+use crate::common::harness;
 use futures::{StreamExt, stream};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{
@@ -434,6 +432,7 @@ async fn compare(api: &Api<ThalassaSecret>, namespace: &str, samples: Vec<Sample
 /// validator accept exactly the same values.
 #[tokio::test]
 async fn paths_and_prefixes_are_validated_alike() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let h = harness("parity-paths").await;
     let started = std::time::Instant::now();
     let cases = path_cases();
@@ -447,6 +446,7 @@ async fn paths_and_prefixes_are_validated_alike() {
 /// Rust parser with its 10s minimum accept exactly the same values.
 #[tokio::test]
 async fn refresh_intervals_are_validated_alike() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let h = harness("parity-durations").await;
     let started = std::time::Instant::now();
     let cases = duration_cases();
@@ -461,6 +461,7 @@ async fn refresh_intervals_are_validated_alike() {
 /// admits a `secretKey` exactly when the Secret could hold it.
 #[tokio::test]
 async fn secret_keys_are_validated_alike() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let h = harness("parity-keys").await;
     let started = std::time::Instant::now();
     let secrets: Api<Secret> = h.secrets();
@@ -627,6 +628,7 @@ type MetadataSample = (
 /// is printed as a note).
 #[tokio::test]
 async fn target_labels_and_annotations_are_validated_alike() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let h = harness("parity-labels").await;
     let started = std::time::Instant::now();
     let config = config();

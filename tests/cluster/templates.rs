@@ -4,11 +4,9 @@
 //! a syntax error, an undefined variable and a missing ConfigMap give `TemplateError` with the
 //! template's name and position, keep the last good data, and quote no value anywhere.
 
-mod common;
-
 use std::{collections::BTreeMap, time::Duration};
 
-use common::{Harness, condition, harness, http_get, kubectl, secret_data, wait_for};
+use crate::common::{Harness, condition, harness, http_get, kubectl, secret_data, wait_for};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api,
@@ -76,6 +74,7 @@ fn text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn templates_render_re_render_on_configmap_edits_and_reveal_all_or_nothing() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("tpl").await;
     h.create_kv(
         "/app/tpl/creds",
@@ -237,6 +236,7 @@ async fn templates_render_re_render_on_configmap_edits_and_reveal_all_or_nothing
 
 #[tokio::test]
 async fn template_errors_name_the_template_keep_the_last_good_data_and_quote_no_value() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("tplerr").await;
     let canary = format!("CANARY-{:016x}", rand::random::<u64>());
     h.create_kv(

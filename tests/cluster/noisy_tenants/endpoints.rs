@@ -212,7 +212,8 @@ async fn wait_store(
 /// was looking.
 #[tokio::test]
 async fn a_store_url_outside_the_allow_list_is_sent_nothing() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     let mut h = harness("ep-url").await;
     let client = h.client.clone();
     let ns = h.ns().to_string();
@@ -296,7 +297,8 @@ async fn a_store_url_outside_the_allow_list_is_sent_nothing() {
 /// control plane is shared).
 #[tokio::test]
 async fn admission_refuses_a_store_url_outside_the_allow_list() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     let control_plane = testenv::ControlPlane::shared();
     let _logs = control_plane.logs_on_panic();
     common::install_crd(&control_plane.client().await).await;
@@ -422,7 +424,8 @@ impl Drop for Uninstall {
 /// renders the same allow-list into the Deployment (ALLOWED_API_URLS) and the policy.
 #[tokio::test]
 async fn the_kustomize_store_url_policy_equals_the_chart_policy() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     let (ok, chart, err) = helm(&["template", "tso", CHART, "-s", POLICY_TEMPLATE]).await;
     assert!(ok, "{err}");
     let (ok, kustomize) = kubectl(
@@ -487,7 +490,8 @@ async fn the_kustomize_store_url_policy_equals_the_chart_policy() {
 /// Also prints the operator's RSS per unused store.
 #[tokio::test]
 async fn unused_stores_at_a_failing_server_cost_one_check_and_a_used_one_backs_off() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     const UNUSED: usize = 40;
     let mut h = harness("ep-cost").await;
     let client = h.client.clone();
@@ -617,11 +621,12 @@ fn rss_bytes(pid: u32) -> u64 {
 /// requests per second N unused stores send to a server that answers 503, over a window.
 /// Configured through the environment only, so the same test measures an operator without
 /// the store schedule:
-///   IDLE_STORES=200 IDLE_WINDOW_SECS=90 cargo test --test noisy_tenants -- --ignored --nocapture measure_idle_stores
+///   IDLE_STORES=200 IDLE_WINDOW_SECS=90 cargo test --test cluster -- --ignored --nocapture measure_idle_stores
 #[tokio::test]
 #[ignore]
 async fn measure_idle_stores() {
-    let _one = crate::one_at_a_time().await;
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let _one = super::one_at_a_time().await;
     let stores = common::env_usize("IDLE_STORES", 200);
     let window = Duration::from_secs(common::env_usize("IDLE_WINDOW_SECS", 90) as u64);
     let h = harness("ep-measure").await;

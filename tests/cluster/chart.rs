@@ -7,7 +7,7 @@
 //! write ThalassaSecretStores but not ClusterThalassaSecretStores; `helm uninstall` then keeps the
 //! CRD, the ThalassaSecrets and their Secrets.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -15,11 +15,11 @@ use std::{
     time::Duration,
 };
 
-use clap::CommandFactory;
-use common::{
-    OperatorCommand, documents, helm, impersonating_kubeconfig, kubectl, kubectl_with, secret_data,
-    wait_for, wait_store_condition,
+use crate::common::{
+    Operator, OperatorCommand, documents, helm, impersonating_kubeconfig, kubectl, kubectl_with,
+    secret_data, wait_for, wait_store_condition,
 };
+use clap::CommandFactory;
 use k8s_openapi::{
     api::core::v1::{Secret, ServiceAccount},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -368,6 +368,7 @@ spec:
 
 #[tokio::test]
 async fn helm_lint_strict_passes_for_every_ci_values_file() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut files: Vec<PathBuf> = std::fs::read_dir(chart().join("ci"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -398,6 +399,7 @@ async fn helm_lint_strict_passes_for_every_ci_values_file() {
 
 #[tokio::test]
 async fn values_schema_rejects_bad_values_naming_the_field() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let chart = chart();
     let chart = chart.to_str().unwrap();
     let base = ["--set", "credentials.existingSecret=creds"];
@@ -577,6 +579,7 @@ fn crd_copies_equal_the_generated_crd() {
 
 #[tokio::test]
 async fn rbac_is_exactly_what_the_operator_uses() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     // Cluster mode (default values).
     let docs = documents(&template("tso", "ops", &["-f", &ci_values("default-values.yaml")]).await);
     let cluster_role = find(&docs, "ClusterRole", "tso-thalassa-secrets-operator");
@@ -763,6 +766,7 @@ fn flag_default(env: &str) -> String {
 
 #[tokio::test]
 async fn deployment_is_hardened_and_uses_only_real_flags() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let known: BTreeSet<String> = Cli::command()
         .get_arguments()
         .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
@@ -914,6 +918,7 @@ async fn deployment_is_hardened_and_uses_only_real_flags() {
 
 #[tokio::test]
 async fn every_chart_render_passes_server_side_dry_run() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let control_plane = testenv::ControlPlane::shared();
     let _logs = control_plane.logs_on_panic();
     install_chart_crd().await;
@@ -966,6 +971,7 @@ async fn every_chart_render_passes_server_side_dry_run() {
 
 #[tokio::test]
 async fn kustomize_bases_and_samples_pass_server_side_dry_run() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let control_plane = testenv::ControlPlane::shared();
     let _logs = control_plane.logs_on_panic();
     install_chart_crd().await;
@@ -1058,315 +1064,402 @@ async fn operator_with_chart_permissions(cluster_mode: bool) {
     let control_plane = testenv::ControlPlane::shared();
     let _logs = control_plane.logs_on_panic();
     install_chart_crd().await;
-    let client = control_plane.client().await;
-    let release_ns = control_plane.temp_namespace("chart-rel").await;
-    let apps = control_plane.temp_namespace("chart-apps").await;
-    let release = format!("tso-{}", &apps.name()[apps.name().len() - 6..]);
-    let fullname = format!("{release}-thalassa-secrets-operator");
-
-    let chart = chart();
-    let watch = format!("watchNamespace={}", apps.name());
-    let mut args = vec![
-        "install",
-        &release,
-        chart.to_str().unwrap(),
-        "--namespace",
-        release_ns.name(),
-        "-f",
-        "charts/thalassa-secrets-operator/ci/default-values.yaml",
-    ];
-    if !cluster_mode {
-        args.extend(["--set", &watch]);
-    }
-    let (ok, out, err) = helm(&args).await;
-    assert!(ok, "helm install failed:\n{out}\n{err}");
-
-    // The emulator, seeded exactly as the samples expect.
-    let seed_text =
-        std::fs::read_to_string(root().join("config/samples/emulator-seed.yaml")).unwrap();
-    let seed: Seed = serde_yaml::from_str(&seed_text).expect("emulator-seed.yaml is a valid Seed");
-    // Thalassa trusts the apps namespace's ServiceAccount of the chart's allowed name (and, to
-    // show RBAC is what refuses the other one, the other name too).
-    let jwks = control_plane
-        .service_account_jwks()
-        .await
-        .expect("apiserver JWKS");
-    let emulator = Emulator::start(EmulatorConfig {
-        seed: Some(seed),
-        federated_identities: vec![FederatedIdentitySpec {
-            service_account_id: WI_THALASSA_ACCOUNT.into(),
-            issuer: control_plane.service_account_issuer().into(),
-            audiences: vec![DEFAULT_AUDIENCE.into()],
-            subject: format!("system:serviceaccount:{}:*", apps.name()),
-            jwks: JwksSource::Inline(jwks.to_string()),
-            access: Access::read_only(),
-        }],
-        ..EmulatorConfig::default()
-    })
-    .await
-    .expect("emulator starts with the sample seed");
-
-    let dir = std::env::temp_dir().join(format!("tso-chart-{}", apps.name()));
+    let release = Release::install(cluster_mode).await;
+    let emulator = release.emulator_seeded_like_the_samples().await;
+    let dir = std::env::temp_dir().join(format!("tso-chart-{}", release.apps.name()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("token"), emulator.token()).unwrap();
-    let kubeconfig = impersonating_kubeconfig(&dir, release_ns.name(), &fullname);
-
-    // The impersonation is in effect: the ServiceAccount may patch Secrets but never delete them.
-    let (_, out) = kubectl_with(
-        &kubeconfig,
-        &["auth", "can-i", "patch", "secrets", "-n", apps.name()],
-        None,
-    )
-    .await;
-    assert_eq!(out.trim(), "yes", "SA cannot patch Secrets: {out}");
-    let (_, out) = kubectl_with(
-        &kubeconfig,
-        &["auth", "can-i", "delete", "secrets", "-n", apps.name()],
-        None,
-    )
-    .await;
-    assert!(out.trim().starts_with("no"), "SA may delete Secrets: {out}");
-    let (_, out) = kubectl_with(
-        &kubeconfig,
-        &["auth", "can-i", "list", "secrets", "-n", "kube-system"],
-        None,
-    )
-    .await;
-    let expected = if cluster_mode { "yes" } else { "no" };
-    assert!(
-        out.trim().starts_with(expected),
-        "list secrets in kube-system: {out}"
-    );
-    default_roles_cover_namespaced_stores_only(&dir, apps.name()).await;
-
-    // The operator binary, configured like the chart's Deployment (always limited to the test's
-    // namespace, so it never touches other tests' resources on a shared control plane).
-    let operator = OperatorCommand::new(&kubeconfig, dir.join("operator.log"));
-    let metrics_addr = format!("127.0.0.1:{}", operator.port());
-    let operator = operator
-        .env("RUST_LOG", "info")
-        .env("POD_NAME", "operator-under-test")
-        .env("POD_NAMESPACE", release_ns.name())
-        .env("THALASSA_API_URL", emulator.base_url())
-        .env("ALLOWED_API_URLS", emulator.base_url())
-        .env("THALASSA_ORGANISATION_ID", emulator.organisation())
-        .env("THALASSA_REGION", "nl-01")
-        .env("THALASSA_TOKEN_FILE", dir.join("token"))
-        .env("HASH_KEY_SECRET", format!("{fullname}-hash-key"))
-        .env("WATCH_NAMESPACE", apps.name())
-        .env("DEFAULT_REFRESH_INTERVAL", "10s")
-        .env("METRICS_ADDR", metrics_addr)
-        .start("operator ready with the chart's permissions")
+    let kubeconfig = impersonating_kubeconfig(&dir, release.namespace.name(), &release.fullname);
+    release
+        .the_service_account_has_the_charts_secret_rights(&kubeconfig)
         .await;
-
-    let (ok, samples) = kubectl(
-        &["kustomize", root().join("config/samples").to_str().unwrap()],
-        None,
-    )
-    .await;
-    assert!(ok, "{samples}");
-    let (ok, out) = kubectl(&["apply", "-n", apps.name(), "-f", "-"], Some(&samples)).await;
-    assert!(ok, "applying the samples: {out}");
-    let (ok, out) = kubectl(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "thalassasecret",
-            "--all",
-            "-n",
-            apps.name(),
-            "--timeout=90s",
-        ],
-        None,
-    )
-    .await;
-    if !ok {
-        let (_, status) = kubectl(
-            &["get", "thalassasecret", "-n", apps.name(), "-o", "yaml"],
-            None,
-        )
+    default_roles_cover_namespaced_stores_only(&dir, release.apps.name()).await;
+    let operator = release
+        .start_operator_as_the_chart_deploys_it(&kubeconfig, &dir, &emulator)
         .await;
-        panic!(
-            "samples not Ready: {out}\n{status}\noperator log:\n{}",
-            operator.log_text()
-        );
-    }
-
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), apps.name());
-    let expect = [
-        ("db-password", vec![("password", "s3cr3t-demo-password")]),
-        (
-            "db-connection",
-            vec![("DB_USER", "app"), ("DB_HOST", "db.production.internal")],
-        ),
-        ("api-token", vec![("token", "api-token-v1")]),
-        (
-            "db-creds",
-            vec![
-                ("username", "app"),
-                ("host", "db.production.internal"),
-                ("port", "5432"),
-            ],
-        ),
-        (
-            "app-config",
-            vec![
-                ("log-level", "info"),
-                ("smtp.host", "smtp.example.com"),
-                ("smtp.port", "587"),
-                ("flags_new-checkout", "true"),
-            ],
-        ),
-        (
-            "db-url",
-            vec![(
-                "DATABASE_URL",
-                "postgres://app:s3cr3t-demo-password@db.production.internal:5432/shop",
-            )],
-        ),
-        (
-            "app-config-file",
-            vec![(
-                "config.yaml",
-                "database:\n  user: app\n  password: \"s3cr3t-demo-password\"\nsmtp: smtp.example.com:587\n",
-            )],
-        ),
-    ];
-    for (name, pairs) in &expect {
-        let secret = secrets
-            .get(name)
-            .await
-            .unwrap_or_else(|e| panic!("Secret {name}: {e}"));
-        let data = secret_data(&secret);
-        assert_eq!(
-            data.len(),
-            pairs.len(),
-            "{name}: keys {:?}",
-            data.keys().collect::<Vec<_>>()
-        );
-        for (key, value) in pairs {
-            assert_eq!(
-                data.get(*key)
-                    .map(|v| String::from_utf8_lossy(v).into_owned()),
-                Some(value.to_string()),
-                "{name}.{key}"
-            );
-        }
-    }
-    let tls = secrets.get("demo-tls").await.unwrap();
-    assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
-    let tls = secret_data(&tls);
-    assert!(tls["tls.crt"].starts_with(b"-----BEGIN CERTIFICATE-----"));
-    assert!(tls["tls.key"].starts_with(b"-----BEGIN PRIVATE KEY-----"));
-    // The typed template samples.
-    let pair = secrets.get("demo-tls-pair").await.unwrap();
-    assert_eq!(pair.type_.as_deref(), Some("kubernetes.io/tls"));
-    let pair = secret_data(&pair);
-    assert_eq!(pair.len(), 2, "only the templated keys");
-    assert_eq!(
-        (&pair["tls.crt"], &pair["tls.key"]),
-        (&tls["tls.crt"], &tls["tls.key"])
-    );
-    let pull = secrets.get("registry-pull").await.unwrap();
-    assert_eq!(
-        pull.type_.as_deref(),
-        Some("kubernetes.io/dockerconfigjson")
-    );
-    let config: serde_json::Value =
-        serde_json::from_slice(&secret_data(&pull)[".dockerconfigjson"]).unwrap();
-    let auth = &config["auths"]["registry.example.com"];
-    assert_eq!(auth["password"], "demo-registry-token");
-    {
-        use base64::Engine;
-        assert_eq!(
-            auth["auth"],
-            base64::engine::general_purpose::STANDARD.encode("robot:demo-registry-token")
-        );
-    }
-    let url = secrets.get("db-url").await.unwrap();
-    assert_eq!(
-        url.metadata.annotations.unwrap()["example.com/db-host"],
-        "db.production.internal",
-        "templated annotation"
-    );
-    let hash_keys: Api<Secret> = Api::namespaced(client.clone(), release_ns.name());
-    assert!(
-        hash_keys
-            .get_opt(&format!("{fullname}-hash-key"))
-            .await
-            .unwrap()
-            .is_some(),
-        "hash-key Secret created in the release namespace"
-    );
+    release
+        .apply_the_samples_and_wait_until_ready(&operator)
+        .await;
+    release.every_sample_secret_holds_its_data().await;
+    release.the_typed_template_samples_have_their_types().await;
+    release
+        .the_hash_key_secret_is_in_the_release_namespace()
+        .await;
     assert!(
         !operator.log_text().contains("forbidden"),
         "the operator hit a permission error:\n{}",
         operator.log_text()
     );
     stores_get_tokens_only_for_the_allowed_service_account(
-        &client,
+        &release.client,
         &kubeconfig,
-        apps.name(),
+        release.apps.name(),
         &emulator,
         &operator,
     )
     .await;
-
     operator.kill().await;
+    release
+        .uninstall_keeps_the_crd_the_resources_and_their_secrets()
+        .await;
+    emulator.shutdown().await;
+}
 
-    // Uninstall: the chart's objects go, the CRD, the resources and their Secrets stay.
-    let (ok, out, err) = helm(&["uninstall", &release, "--namespace", release_ns.name()]).await;
-    assert!(ok, "helm uninstall failed:\n{out}\n{err}");
-    let (ok, out) = kubectl(
-        &["get", "deployment", &fullname, "-n", release_ns.name()],
-        None,
-    )
-    .await;
-    assert!(
-        !ok && out.contains("NotFound"),
-        "Deployment left after uninstall: {out}"
-    );
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    assert!(
-        crds.get_opt("thalassasecrets.secrets.thalassa.cloud")
+/// The Secrets the samples write (besides `demo-tls`, checked by its type), with every key and
+/// its value.
+const SAMPLE_SECRETS: &[(&str, &[(&str, &str)])] = &[
+    ("db-password", &[("password", "s3cr3t-demo-password")]),
+    (
+        "db-connection",
+        &[("DB_USER", "app"), ("DB_HOST", "db.production.internal")],
+    ),
+    ("api-token", &[("token", "api-token-v1")]),
+    (
+        "db-creds",
+        &[
+            ("username", "app"),
+            ("host", "db.production.internal"),
+            ("port", "5432"),
+        ],
+    ),
+    (
+        "app-config",
+        &[
+            ("log-level", "info"),
+            ("smtp.host", "smtp.example.com"),
+            ("smtp.port", "587"),
+            ("flags_new-checkout", "true"),
+        ],
+    ),
+    (
+        "db-url",
+        &[(
+            "DATABASE_URL",
+            "postgres://app:s3cr3t-demo-password@db.production.internal:5432/shop",
+        )],
+    ),
+    (
+        "app-config-file",
+        &[(
+            "config.yaml",
+            "database:\n  user: app\n  password: \"s3cr3t-demo-password\"\nsmtp: smtp.example.com:587\n",
+        )],
+    ),
+];
+
+/// A release of the chart installed by `helm install`, and the namespace of the applications
+/// whose ThalassaSecrets it serves.
+struct Release {
+    client: kube::Client,
+    /// The release's namespace (the operator's namespace).
+    namespace: testenv::TestNamespace,
+    /// The applications' namespace: the samples go here.
+    apps: testenv::TestNamespace,
+    name: String,
+    /// The chart's fullname: the Deployment, its ServiceAccount and the hash-key Secret's prefix.
+    fullname: String,
+    /// Installed without `watchNamespace`.
+    cluster_mode: bool,
+}
+
+impl Release {
+    /// `helm install` with the CI default values: in cluster mode, or watching only the apps
+    /// namespace.
+    async fn install(cluster_mode: bool) -> Release {
+        let control_plane = testenv::ControlPlane::shared();
+        let client = control_plane.client().await;
+        let namespace = control_plane.temp_namespace("chart-rel").await;
+        let apps = control_plane.temp_namespace("chart-apps").await;
+        let name = format!("tso-{}", &apps.name()[apps.name().len() - 6..]);
+        let fullname = format!("{name}-thalassa-secrets-operator");
+        let chart = chart();
+        let watch = format!("watchNamespace={}", apps.name());
+        let mut args = vec![
+            "install",
+            &name,
+            chart.to_str().unwrap(),
+            "--namespace",
+            namespace.name(),
+            "-f",
+            "charts/thalassa-secrets-operator/ci/default-values.yaml",
+        ];
+        if !cluster_mode {
+            args.extend(["--set", &watch]);
+        }
+        let (ok, out, err) = helm(&args).await;
+        assert!(ok, "helm install failed:\n{out}\n{err}");
+        Release {
+            client,
+            namespace,
+            apps,
+            name,
+            fullname,
+            cluster_mode,
+        }
+    }
+
+    /// The emulator, seeded exactly as the samples expect. Thalassa trusts the apps namespace's
+    /// ServiceAccount of the chart's allowed name (and, to show RBAC is what refuses the other
+    /// one, the other name too).
+    async fn emulator_seeded_like_the_samples(&self) -> Emulator {
+        let control_plane = testenv::ControlPlane::shared();
+        let seed_text =
+            std::fs::read_to_string(root().join("config/samples/emulator-seed.yaml")).unwrap();
+        let seed: Seed =
+            serde_yaml::from_str(&seed_text).expect("emulator-seed.yaml is a valid Seed");
+        let jwks = control_plane
+            .service_account_jwks()
             .await
-            .unwrap()
-            .is_some(),
-        "CRD deleted by uninstall"
-    );
-    let resources: Api<ThalassaSecret> = Api::namespaced(client.clone(), apps.name());
-    // Give the garbage collector time to act if anything were (wrongly) owned by the release.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let names: BTreeSet<String> = resources
-        .list(&Default::default())
+            .expect("apiserver JWKS");
+        Emulator::start(EmulatorConfig {
+            seed: Some(seed),
+            federated_identities: vec![FederatedIdentitySpec {
+                service_account_id: WI_THALASSA_ACCOUNT.into(),
+                issuer: control_plane.service_account_issuer().into(),
+                audiences: vec![DEFAULT_AUDIENCE.into()],
+                subject: format!("system:serviceaccount:{}:*", self.apps.name()),
+                jwks: JwksSource::Inline(jwks.to_string()),
+                access: Access::read_only(),
+            }],
+            ..EmulatorConfig::default()
+        })
         .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|r| r.metadata.name)
-        .collect();
-    // The ten samples and the two store users.
-    assert_eq!(
-        names.len(),
-        12,
-        "ThalassaSecrets after uninstall: {names:?}"
-    );
-    for name in expect
-        .iter()
-        .map(|(n, _)| *n)
-        .chain(["demo-tls", "allowed"])
-    {
-        wait_for(
-            Duration::from_secs(1),
-            &format!("Secret {name} kept"),
-            || {
-                let secrets = secrets.clone();
-                async move { secrets.get_opt(name).await.ok().flatten() }
-            },
+        .expect("emulator starts with the sample seed")
+    }
+
+    /// The impersonation is in effect: the ServiceAccount may patch Secrets but never delete
+    /// them, and lists the Secrets of kube-system in cluster mode only.
+    async fn the_service_account_has_the_charts_secret_rights(&self, kubeconfig: &Path) {
+        let apps = self.apps.name();
+        let (_, out) = kubectl_with(
+            kubeconfig,
+            &["auth", "can-i", "patch", "secrets", "-n", apps],
+            None,
         )
         .await;
+        assert_eq!(out.trim(), "yes", "SA cannot patch Secrets: {out}");
+        let (_, out) = kubectl_with(
+            kubeconfig,
+            &["auth", "can-i", "delete", "secrets", "-n", apps],
+            None,
+        )
+        .await;
+        assert!(out.trim().starts_with("no"), "SA may delete Secrets: {out}");
+        let (_, out) = kubectl_with(
+            kubeconfig,
+            &["auth", "can-i", "list", "secrets", "-n", "kube-system"],
+            None,
+        )
+        .await;
+        let expected = if self.cluster_mode { "yes" } else { "no" };
+        assert!(
+            out.trim().starts_with(expected),
+            "list secrets in kube-system: {out}"
+        );
     }
-    emulator.shutdown().await;
+
+    /// The operator binary, configured like the chart's Deployment (always limited to the
+    /// test's namespace, so it never touches other tests' resources on a shared control plane).
+    async fn start_operator_as_the_chart_deploys_it(
+        &self,
+        kubeconfig: &Path,
+        dir: &Path,
+        emulator: &Emulator,
+    ) -> Operator {
+        let operator = OperatorCommand::new(kubeconfig, dir.join("operator.log"));
+        let metrics_addr = format!("127.0.0.1:{}", operator.port());
+        operator
+            .env("RUST_LOG", "info")
+            .env("POD_NAME", "operator-under-test")
+            .env("POD_NAMESPACE", self.namespace.name())
+            .env("THALASSA_API_URL", emulator.base_url())
+            .env("ALLOWED_API_URLS", emulator.base_url())
+            .env("THALASSA_ORGANISATION_ID", emulator.organisation())
+            .env("THALASSA_REGION", "nl-01")
+            .env("THALASSA_TOKEN_FILE", dir.join("token"))
+            .env("HASH_KEY_SECRET", format!("{}-hash-key", self.fullname))
+            .env("WATCH_NAMESPACE", self.apps.name())
+            .env("DEFAULT_REFRESH_INTERVAL", "10s")
+            .env("METRICS_ADDR", metrics_addr)
+            .start("operator ready with the chart's permissions")
+            .await
+    }
+
+    /// `kubectl apply -k config/samples` into the apps namespace, then every ThalassaSecret
+    /// Ready.
+    async fn apply_the_samples_and_wait_until_ready(&self, operator: &Operator) {
+        let apps = self.apps.name();
+        let (ok, samples) = kubectl(
+            &["kustomize", root().join("config/samples").to_str().unwrap()],
+            None,
+        )
+        .await;
+        assert!(ok, "{samples}");
+        let (ok, out) = kubectl(&["apply", "-n", apps, "-f", "-"], Some(&samples)).await;
+        assert!(ok, "applying the samples: {out}");
+        let (ok, out) = kubectl(
+            &[
+                "wait",
+                "--for=condition=Ready",
+                "thalassasecret",
+                "--all",
+                "-n",
+                apps,
+                "--timeout=90s",
+            ],
+            None,
+        )
+        .await;
+        if !ok {
+            let (_, status) =
+                kubectl(&["get", "thalassasecret", "-n", apps, "-o", "yaml"], None).await;
+            panic!(
+                "samples not Ready: {out}\n{status}\noperator log:\n{}",
+                operator.log_text()
+            );
+        }
+    }
+
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), self.apps.name())
+    }
+
+    /// Every Secret of [`SAMPLE_SECRETS`] holds exactly its keys and values.
+    async fn every_sample_secret_holds_its_data(&self) {
+        let secrets = self.secrets();
+        for (name, pairs) in SAMPLE_SECRETS {
+            let secret = secrets
+                .get(name)
+                .await
+                .unwrap_or_else(|e| panic!("Secret {name}: {e}"));
+            let data = secret_data(&secret);
+            assert_eq!(
+                data.len(),
+                pairs.len(),
+                "{name}: keys {:?}",
+                data.keys().collect::<Vec<_>>()
+            );
+            for (key, value) in *pairs {
+                assert_eq!(
+                    data.get(*key)
+                        .map(|v| String::from_utf8_lossy(v).into_owned()),
+                    Some(value.to_string()),
+                    "{name}.{key}"
+                );
+            }
+        }
+    }
+
+    /// The typed samples: a TLS Secret, a templated TLS pair of the same certificate, a
+    /// registry pull Secret, and a templated annotation.
+    async fn the_typed_template_samples_have_their_types(&self) {
+        let secrets = self.secrets();
+        let tls = secrets.get("demo-tls").await.unwrap();
+        assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
+        let tls = secret_data(&tls);
+        assert!(tls["tls.crt"].starts_with(b"-----BEGIN CERTIFICATE-----"));
+        assert!(tls["tls.key"].starts_with(b"-----BEGIN PRIVATE KEY-----"));
+        let pair = secrets.get("demo-tls-pair").await.unwrap();
+        assert_eq!(pair.type_.as_deref(), Some("kubernetes.io/tls"));
+        let pair = secret_data(&pair);
+        assert_eq!(pair.len(), 2, "only the templated keys");
+        assert_eq!(
+            (&pair["tls.crt"], &pair["tls.key"]),
+            (&tls["tls.crt"], &tls["tls.key"])
+        );
+        let pull = secrets.get("registry-pull").await.unwrap();
+        assert_eq!(
+            pull.type_.as_deref(),
+            Some("kubernetes.io/dockerconfigjson")
+        );
+        let config: serde_json::Value =
+            serde_json::from_slice(&secret_data(&pull)[".dockerconfigjson"]).unwrap();
+        let auth = &config["auths"]["registry.example.com"];
+        assert_eq!(auth["password"], "demo-registry-token");
+        {
+            use base64::Engine;
+            assert_eq!(
+                auth["auth"],
+                base64::engine::general_purpose::STANDARD.encode("robot:demo-registry-token")
+            );
+        }
+        let url = secrets.get("db-url").await.unwrap();
+        assert_eq!(
+            url.metadata.annotations.unwrap()["example.com/db-host"],
+            "db.production.internal",
+            "templated annotation"
+        );
+    }
+
+    /// The operator created its data-hash key Secret in the release namespace.
+    async fn the_hash_key_secret_is_in_the_release_namespace(&self) {
+        let hash_keys: Api<Secret> = Api::namespaced(self.client.clone(), self.namespace.name());
+        assert!(
+            hash_keys
+                .get_opt(&format!("{}-hash-key", self.fullname))
+                .await
+                .unwrap()
+                .is_some(),
+            "hash-key Secret created in the release namespace"
+        );
+    }
+
+    /// Uninstall: the chart's objects go, the CRD, the resources and their Secrets stay.
+    async fn uninstall_keeps_the_crd_the_resources_and_their_secrets(&self) {
+        let release_ns = self.namespace.name();
+        let (ok, out, err) = helm(&["uninstall", &self.name, "--namespace", release_ns]).await;
+        assert!(ok, "helm uninstall failed:\n{out}\n{err}");
+        let (ok, out) = kubectl(
+            &["get", "deployment", &self.fullname, "-n", release_ns],
+            None,
+        )
+        .await;
+        assert!(
+            !ok && out.contains("NotFound"),
+            "Deployment left after uninstall: {out}"
+        );
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        assert!(
+            crds.get_opt("thalassasecrets.secrets.thalassa.cloud")
+                .await
+                .unwrap()
+                .is_some(),
+            "CRD deleted by uninstall"
+        );
+        let resources: Api<ThalassaSecret> = Api::namespaced(self.client.clone(), self.apps.name());
+        // Give the garbage collector time to act if anything were (wrongly) owned by the release.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let names: BTreeSet<String> = resources
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|r| r.metadata.name)
+            .collect();
+        // The ten samples and the two store users.
+        assert_eq!(
+            names.len(),
+            12,
+            "ThalassaSecrets after uninstall: {names:?}"
+        );
+        let secrets = self.secrets();
+        for name in SAMPLE_SECRETS
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(["demo-tls", "allowed"])
+        {
+            wait_for(
+                Duration::from_secs(1),
+                &format!("Secret {name} kept"),
+                || {
+                    let secrets = secrets.clone();
+                    async move { secrets.get_opt(name).await.ok().flatten() }
+                },
+            )
+            .await;
+        }
+    }
 }
 
 /// The Thalassa service account the emulator maps the apps namespace's ServiceAccounts to.
@@ -1736,11 +1829,13 @@ async fn stores_get_tokens_only_for_the_allowed_service_account(
 
 #[tokio::test]
 async fn operator_with_namespaced_chart_rbac_syncs_samples_and_uninstall_keeps_secrets() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     operator_with_chart_permissions(false).await;
 }
 
 #[tokio::test]
 async fn operator_with_cluster_chart_rbac_syncs_samples_and_uninstall_keeps_secrets() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     operator_with_chart_permissions(true).await;
 }
 
@@ -1812,6 +1907,7 @@ fn dashboard_exprs(panels: &serde_json::Value, out: &mut Vec<String>) {
 
 #[tokio::test]
 async fn grafana_dashboard_configmap_embeds_a_dashboard_of_operator_metrics() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let base = [
         "--set",
         "thalassa.organisation=o",

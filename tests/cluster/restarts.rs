@@ -4,11 +4,9 @@
 //! apart (debounce), none on an operator restart, none on a drift repair; a missing target is a
 //! condition, and the condition recovers when the workload appears.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     Harness, condition, create_deployment, deployment_state, harness, http_get, kubectl, wait_for,
 };
 use kube::api::{Patch, PatchParams};
@@ -40,6 +38,7 @@ spec:
 
 #[tokio::test]
 async fn restarts_once_per_change_and_never_for_restarts_or_repairs() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("restart").await;
     h.create_string("/app/rr/a", "a1");
     h.create_string("/app/rr/b", "b1");
@@ -140,6 +139,7 @@ async fn restarts_once_per_change_and_never_for_restarts_or_repairs() {
 
 #[tokio::test]
 async fn a_missing_target_is_a_condition_not_an_error_loop() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("restart-missing").await;
     h.create_string("/app/rr/a", "a1");
     h.create_string("/app/rr/b", "b1");

@@ -2,13 +2,12 @@
 //! through error paths, and then searched for in every operator log line, every Event, the
 //! resource's status and every HTTP page the operator serves. The credential is searched too.
 
-mod common;
-
-use common::{REGION, harness, http_get, kubectl, secret_data};
+use crate::common::{REGION, harness, http_get, kubectl, secret_data};
 use thalassa_emulator::SeedValue;
 
 #[tokio::test]
 async fn canary_value_never_leaves_the_secret() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("canary").await;
     let canary = format!("CANARY-{:016x}", rand::random::<u64>());
     let canary_b64 = {

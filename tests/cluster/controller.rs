@@ -1,11 +1,11 @@
 //! The controller against a real control plane and the Thalassa emulator: the getting-started
 //! flow, every prerequisite condition, failure semantics, drift repair, ownership and admission.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{REGION, harness, kubectl, secret_data, wait_for};
+use crate::common::{REGION, harness, kubectl, secret_data, wait_for};
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use thalassa_emulator::{Access, Faults, TokenSpec};
@@ -18,6 +18,7 @@ fn bytes(text: &str) -> Vec<u8> {
 /// sources; a new version reaches the Secret within the refresh interval; the pin holds.
 #[tokio::test]
 async fn getting_started_flow_with_kubectl() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("flow").await;
     h.create_string("/app/production/db/password", "s3cr3t-v1");
     h.create_kv(
@@ -159,6 +160,7 @@ spec:
 /// byte-for-byte (and resourceVersion) unchanged; switching it back restores Ready.
 #[tokio::test]
 async fn each_broken_prerequisite_has_its_own_condition_and_keeps_the_secret() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("prereq").await;
     h.create_string("/app/prereq/password", "keep-me");
     h.start_operator(&[]).await;
@@ -329,6 +331,7 @@ async fn each_broken_prerequisite_has_its_own_condition_and_keeps_the_secret() {
 /// touched, and it recovers afterwards.
 #[tokio::test]
 async fn rate_limit_storms_and_503_bursts_back_off_without_touching_the_secret() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("storm").await;
     h.create_string("/app/storm/password", "steady");
     h.start_operator(&[]).await;
@@ -386,6 +389,7 @@ async fn rate_limit_storms_and_503_bursts_back_off_without_touching_the_secret()
 /// Drift repair after an edit and after a deletion, through the label-selected Secret watch.
 #[tokio::test]
 async fn drift_is_repaired_after_edit_and_deletion() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("drift").await;
     h.create_string("/app/drift/password", "original");
     h.start_operator(&["--default-refresh-interval", "10m"])
@@ -429,6 +433,7 @@ async fn drift_is_repaired_after_edit_and_deletion() {
 /// remove it.
 #[tokio::test]
 async fn retain_keeps_and_delete_removes_the_secret() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("policy").await;
     h.create_string("/app/policy/password", "v");
     h.start_operator(&[]).await;
@@ -484,6 +489,7 @@ spec:
 /// foreign keys.
 #[tokio::test]
 async fn foreign_secrets_are_refused_unless_merge_or_adopt() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("foreign").await;
     h.create_string("/app/foreign/password", "from-thalassa");
     h.start_operator(&[]).await;
@@ -552,6 +558,7 @@ spec:
 /// Invalid specs are rejected at admission with readable messages.
 #[tokio::test]
 async fn invalid_specs_are_rejected_at_admission() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let h = harness("admission").await;
     let cases = [
         (
@@ -630,6 +637,7 @@ async fn invalid_specs_are_rejected_at_admission() {
 /// resource: nothing is written for any of them.
 #[tokio::test]
 async fn spec_and_source_reasons_are_reported_without_writing() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut h = harness("reasons").await;
     h.create_string("/app/reasons/a/token", "a");
     h.create_string("/app/reasons/b/token", "b");

@@ -1,11 +1,9 @@
 //! Provider cost, counted by the emulator: zero reveals at steady state, reveals only for changed
 //! versions, and metadata calls that do not grow with the number of resources reading one prefix.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Harness, harness, wait_for};
+use crate::common::{Harness, harness, wait_for};
 use kube::api::ListParams;
 
 const SOURCES: usize = 5;
@@ -105,6 +103,7 @@ spec:
 
 #[tokio::test]
 async fn provider_calls_grow_with_changes_not_with_resources() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     let mut rows = Vec::new();
     for resources in [1, 10, 100] {
         rows.push(measure(resources).await);
@@ -171,6 +170,7 @@ async fn provider_calls_grow_with_changes_not_with_resources() {
 /// shared by both resources, and a new version still arrives within one refresh interval.
 #[tokio::test]
 async fn few_paths_in_a_large_directory_are_checked_per_path() {
+    let _turn = crate::common::area_turn(module_path!()).await;
     const DIRECTORY: usize = 64;
     let mut h = harness("costdir").await;
     for i in 0..DIRECTORY {

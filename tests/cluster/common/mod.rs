@@ -1,6 +1,6 @@
 //! Shared harness for the operator's cluster tests: a real control plane (testenv), a Thalassa
-//! emulator per test, and the real operator binary watching one temporary namespace.
-#![allow(dead_code)] // each test binary uses a different part of the harness
+//! emulator per test, the real operator binary watching one temporary namespace, and the turns
+//! the areas of the binary take ([`area_turn`]).
 
 use std::{
     collections::BTreeMap,
@@ -331,11 +331,6 @@ impl Harness {
             .get("getSecretValue")
             .map(|by_status| by_status.values().sum())
             .unwrap_or(0)
-    }
-
-    /// The running operator's last-successful-check timestamp of `name`, if any.
-    pub async fn last_check(&self, name: &str) -> Option<f64> {
-        self.operator.as_ref()?.last_check(self.ns(), name).await
     }
 
     /// Waits until the running operator has finished `n` more successful checks of `name`, so
@@ -822,4 +817,62 @@ pub async fn deployment_state(h: &Harness, name: &str) -> (i64, Option<String>) 
                 .cloned()
         });
     (d.metadata.generation.unwrap(), annotation)
+}
+
+/// Areas of the cluster binary take turns: while a test of one area runs, tests of that area may
+/// start beside it, but a test of another area waits until the area's last test has finished.
+/// This keeps what held when each area was a binary of its own (cargo runs binaries one after
+/// another): some areas run the operator in cluster mode, where it acts on every namespace's
+/// resources, install cluster-wide objects, or measure the operator under a load they create.
+pub struct AreaTurn;
+
+/// Which area holds the turn, and how many of its tests are running.
+struct Turns {
+    area: Option<&'static str>,
+    running: usize,
+}
+
+static TURNS: std::sync::Mutex<Turns> = std::sync::Mutex::new(Turns {
+    area: None,
+    running: 0,
+});
+static TURN_ENDED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+fn turns() -> std::sync::MutexGuard<'static, Turns> {
+    TURNS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Waits for the turn of the area of `module_path` (its first module below the crate: call with
+/// `module_path!()`); held until dropped, for the whole test.
+pub async fn area_turn(module_path: &'static str) -> AreaTurn {
+    let area = module_path.split("::").nth(1).unwrap_or(module_path);
+    loop {
+        // Registered before looking, so an end of turn between the look and the wait is not lost.
+        let ended = TURN_ENDED.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        {
+            let mut turns = turns();
+            if turns.area.is_none_or(|held| held == area) {
+                turns.area = Some(area);
+                turns.running += 1;
+                return AreaTurn;
+            }
+        }
+        ended.await;
+    }
+}
+
+impl Drop for AreaTurn {
+    fn drop(&mut self) {
+        let mut turns = turns();
+        turns.running -= 1;
+        if turns.running == 0 {
+            turns.area = None;
+            drop(turns);
+            TURN_ENDED.notify_waiters();
+        }
+    }
 }
