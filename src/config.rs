@@ -78,7 +78,7 @@ pub struct Args {
         env = "THALASSA_API_URL",
         default_value = "https://api.thalassa.cloud"
     )]
-    pub thalassa_url: String,
+    pub(crate) thalassa_url: String,
 
     /// Thalassa organisation (identity or slug), sent as X-Organisation-Identity.
     #[arg(long, env = "THALASSA_ORGANISATION_ID")]
@@ -86,7 +86,7 @@ pub struct Args {
 
     /// Thalassa project, sent as X-Project-Identity when set.
     #[arg(long, env = "THALASSA_PROJECT_ID")]
-    pub project: Option<String>,
+    pub(crate) project: Option<String>,
 
     /// Region used by ThalassaSecrets that do not set spec.region.
     #[arg(long, env = "THALASSA_REGION", default_value = "nl-01")]
@@ -94,62 +94,62 @@ pub struct Args {
 
     /// File holding a pre-issued bearer access token (re-read when it changes).
     #[arg(long, env = "THALASSA_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
 
     /// File holding a personal access token (sent with the `Token` scheme).
     #[arg(long, env = "THALASSA_PERSONAL_ACCESS_TOKEN_FILE")]
-    pub personal_access_token_file: Option<PathBuf>,
+    pub(crate) personal_access_token_file: Option<PathBuf>,
 
     /// OIDC client id (service-account access credential) for the client-credentials grant.
     #[arg(long, env = "THALASSA_CLIENT_ID")]
-    pub client_id: Option<String>,
+    pub(crate) client_id: Option<String>,
 
     /// File holding the OIDC client secret.
     #[arg(long, env = "THALASSA_CLIENT_SECRET_FILE")]
-    pub client_secret_file: Option<PathBuf>,
+    pub(crate) client_secret_file: Option<PathBuf>,
 
     /// File holding a projected service-account token to exchange (workload identity).
     #[arg(long, env = "THALASSA_SUBJECT_TOKEN_FILE")]
-    pub subject_token_file: Option<PathBuf>,
+    pub(crate) subject_token_file: Option<PathBuf>,
 
     /// Thalassa service account to act as when exchanging the subject token.
     #[arg(long, env = "THALASSA_SERVICE_ACCOUNT_ID")]
-    pub service_account_id: Option<String>,
+    pub(crate) service_account_id: Option<String>,
 
     /// Refresh interval for ThalassaSecrets that do not set spec.refreshInterval.
     #[arg(long, env = "DEFAULT_REFRESH_INTERVAL", default_value = "1m", value_parser = parse_duration_arg)]
-    pub default_refresh_interval: Duration,
+    pub(crate) default_refresh_interval: Duration,
 
     /// Maximum number of ThalassaSecrets reconciled at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
-    pub concurrency: u16,
+    pub(crate) concurrency: u16,
 
     /// Ceiling of Thalassa API requests per second (token bucket shared by every connection): a
     /// hard quota the adaptive rate never passes.
     #[arg(long, env = "THALASSA_RATE_LIMIT", default_value_t = 1000.0)]
-    pub thalassa_rate_limit: f64,
+    pub(crate) thalassa_rate_limit: f64,
 
     /// Where each connection's adaptive Thalassa request rate starts, requests per second; it
     /// grows while Thalassa answers and halves on 429 and 503 (AIMD).
     #[arg(long, env = "THALASSA_RATE_START", default_value_t = 50.0)]
-    pub thalassa_rate_start: f64,
+    pub(crate) thalassa_rate_start: f64,
 
     /// Token bucket burst for Thalassa API requests.
     #[arg(long, env = "THALASSA_RATE_BURST", default_value_t = 40)]
-    pub thalassa_rate_burst: u32,
+    pub(crate) thalassa_rate_burst: u32,
 
     /// Longest time of one Thalassa call including its retries, backoff and rate-limit waits
     /// (at least the 30s request timeout); past it the call fails as a timeout.
     #[arg(long, env = "THALASSA_CALL_DEADLINE", default_value = "45s", value_parser = parse_duration_arg)]
-    pub thalassa_call_deadline: Duration,
+    pub(crate) thalassa_call_deadline: Duration,
 
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    pub metrics_addr: SocketAddr,
+    pub(crate) metrics_addr: SocketAddr,
 
     /// Namespace the operator runs in (holds the data-hash key Secret).
     #[arg(long, env = "POD_NAMESPACE", default_value = "thalassa-system")]
-    pub operator_namespace: String,
+    pub(crate) operator_namespace: String,
 
     /// Name of the Secret (in the operator namespace) holding the key for data hashes; created
     /// when missing.
@@ -158,24 +158,24 @@ pub struct Args {
         env = "HASH_KEY_SECRET",
         default_value = "thalassa-secrets-operator-hash-key"
     )]
-    pub hash_key_secret: String,
+    pub(crate) hash_key_secret: String,
 
     /// Only watch ThalassaSecrets in this namespace (namespaced mode). Default: all namespaces.
     #[arg(long, env = "WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
+    pub(crate) watch_namespace: Option<String>,
 
     /// Shard: only ThalassaSecrets whose labels match this label selector are reconciled, and
     /// only stores whose labels match it get their status written (`shard=a`,
     /// `shard notin (a)`). Releases with disjoint selectors split a cluster; each needs its own
     /// Lease. Default: every ThalassaSecret.
     #[arg(long, env = "SELECTOR")]
-    pub selector: Option<String>,
+    pub(crate) selector: Option<String>,
 
     /// Namespaces whose ThalassaSecrets without `storeRef` may use the operator's own connection
     /// (comma-separated). Nobody else may (deny by default); in namespaced mode the watched
     /// namespace always may.
     #[arg(long, env = "DEFAULT_CONNECTION_NAMESPACES", value_delimiter = ',')]
-    pub default_connection_namespaces: Vec<String>,
+    pub(crate) default_connection_namespaces: Vec<String>,
 
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", default_value = "plain", value_parser = ["plain", "json"])]
@@ -184,65 +184,65 @@ pub struct Args {
     /// Run several replicas with one active writer, elected through a Lease in the operator
     /// namespace.
     #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
-    pub leader_election: bool,
+    pub(crate) leader_election: bool,
 
     /// Name of the leader-election Lease.
     #[arg(long, env = "LEASE_NAME", default_value = DEFAULT_LEASE_NAME)]
-    pub lease_name: String,
+    pub(crate) lease_name: String,
 
     /// How long a lease is valid without renewal; a crashed leader is replaced after this.
     #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = parse_duration_arg)]
-    pub lease_duration: Duration,
+    pub(crate) lease_duration: Duration,
 
     /// This replica's identity in the Lease (the pod name in Kubernetes).
     #[arg(long, env = "POD_NAME")]
-    pub pod_name: Option<String>,
+    pub(crate) pod_name: Option<String>,
 
     /// MiB of Thalassa response bodies the whole process holds at once (every connection
     /// shares it; at least 32, the largest body read); a body that would pass it waits.
     #[arg(long, env = "THALASSA_BODY_BUDGET_MIB", default_value_t = 64)]
-    pub thalassa_body_budget_mib: u32,
+    pub(crate) thalassa_body_budget_mib: u32,
 
     /// A force-sync annotation is honoured at most once per this interval per ThalassaSecret;
     /// new values set within it are coalesced into one forced sync at its end.
     #[arg(long, env = "FORCE_SYNC_MIN_INTERVAL", default_value = "1m", value_parser = parse_duration_arg)]
-    pub force_sync_min_interval: Duration,
+    pub(crate) force_sync_min_interval: Duration,
 
     /// At most this many rollout restarts of one workload per --restart-window, whatever the
     /// data does; a restart past it waits until the window allows it.
     #[arg(long, env = "RESTART_LIMIT", default_value_t = 3)]
-    pub restart_limit: u32,
+    pub(crate) restart_limit: u32,
 
     /// The sliding window of --restart-limit.
     #[arg(long, env = "RESTART_WINDOW", default_value = "15m", value_parser = parse_duration_arg)]
-    pub restart_window: Duration,
+    pub(crate) restart_window: Duration,
 
     /// Restart only workloads that opt in with the annotation
     /// `secrets.thalassa.cloud/allow-rollout-restart-by` (naming the ThalassaSecret, or `*`).
     #[arg(long, env = "RESTART_REQUIRES_OPT_IN", default_value_t = true, action = clap::ArgAction::Set)]
-    pub restart_requires_opt_in: bool,
+    pub(crate) restart_requires_opt_in: bool,
 
     /// Thalassa API URLs a store's `url` may use (comma-separated `http(s)` URLs): a store URL
     /// is allowed when scheme, host and port equal an entry's and its path is the entry's path
     /// or below it. `--thalassa-url` is always allowed. Default: the public Thalassa API only.
     #[arg(long, env = "ALLOWED_API_URLS", value_delimiter = ',')]
-    pub allowed_api_urls: Vec<String>,
+    pub(crate) allowed_api_urls: Vec<String>,
 
     /// How soon a store is checked again after its first failure that passes by itself (5xx,
     /// 429, timeout); each further failure doubles the delay (with jitter), up to
     /// --store-check-interval.
     #[arg(long, env = "STORE_RETRY_INTERVAL", default_value = "30s", value_parser = parse_duration_arg)]
-    pub store_retry_interval: Duration,
+    pub(crate) store_retry_interval: Duration,
 
     /// How often a store that ThalassaSecrets use is checked when nothing changes, and the
     /// longest backoff between checks of a failing one.
     #[arg(long, env = "STORE_CHECK_INTERVAL", default_value = "10m", value_parser = parse_duration_arg)]
-    pub store_check_interval: Duration,
+    pub(crate) store_check_interval: Duration,
 
     /// How often a store that no ThalassaSecret (of this shard) uses is checked, failing or not;
     /// it is also checked when its spec changes.
     #[arg(long, env = "UNUSED_STORE_CHECK_INTERVAL", default_value = "1h", value_parser = parse_duration_arg)]
-    pub unused_store_check_interval: Duration,
+    pub(crate) unused_store_check_interval: Duration,
 }
 
 /// Validated operator configuration.
@@ -256,9 +256,9 @@ pub struct Config {
     /// Region for resources without spec.region.
     pub default_region: String,
     /// Refresh interval for resources without spec.refreshInterval.
-    pub default_refresh_interval: Duration,
+    pub(crate) default_refresh_interval: Duration,
     /// Reconcile concurrency.
-    pub concurrency: u16,
+    pub(crate) concurrency: u16,
     /// HTTP server address.
     pub metrics_addr: SocketAddr,
     /// Operator namespace.
@@ -270,40 +270,40 @@ pub struct Config {
     /// Label selector of this shard's ThalassaSecrets and stores, if any.
     pub selector: Option<String>,
     /// Namespaces allowed to use the default connection (besides the watched one).
-    pub default_connection_namespaces: Vec<String>,
+    pub(crate) default_connection_namespaces: Vec<String>,
     /// Leader election, when enabled.
     pub leader_election: Option<LeaderElection>,
     /// Rollout restart and force-sync bounds.
-    pub bounds: Bounds,
+    pub(crate) bounds: Bounds,
     /// Thalassa API URLs stores may use (`--thalassa-url` included).
-    pub allowed_api_urls: crate::endpoints::AllowedUrls,
+    pub(crate) allowed_api_urls: crate::endpoints::AllowedUrls,
     /// Store checks: first retry, healthy interval (and backoff cap), interval of unused stores.
-    pub store_checks: StoreChecks,
+    pub(crate) store_checks: StoreChecks,
 }
 
 /// Bounds on what a ThalassaSecret's author can make the operator do to others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     /// A force-sync is honoured at most once per this interval per resource.
-    pub force_sync_min_interval: Duration,
+    pub(crate) force_sync_min_interval: Duration,
     /// At most this many rollout restarts of one workload per `restart_window`.
-    pub restart_limit: u32,
+    pub(crate) restart_limit: u32,
     /// The sliding window of `restart_limit`.
-    pub restart_window: Duration,
+    pub(crate) restart_window: Duration,
     /// Workloads must opt in to restarts by a ThalassaSecret.
-    pub restart_requires_opt_in: bool,
+    pub(crate) restart_requires_opt_in: bool,
 }
 
 /// How often stores are checked (`--store-retry-interval`, `--store-check-interval`,
 /// `--unused-store-check-interval`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreChecks {
+pub(crate) struct StoreChecks {
     /// First delay after a failure that passes by itself; doubles per failure.
-    pub retry: Duration,
+    pub(crate) retry: Duration,
     /// Interval of a used, healthy store, and the backoff cap.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Interval of a store no resource uses.
-    pub unused: Duration,
+    pub(crate) unused: Duration,
 }
 
 impl Default for StoreChecks {
@@ -320,11 +320,11 @@ impl Default for StoreChecks {
 #[derive(Debug, Clone)]
 pub struct LeaderElection {
     /// Lease name (in the operator namespace).
-    pub lease_name: String,
+    pub(crate) lease_name: String,
     /// Lease duration.
-    pub lease_duration: Duration,
+    pub(crate) lease_duration: Duration,
     /// This replica's identity.
-    pub identity: String,
+    pub(crate) identity: String,
 }
 
 /// A configuration problem found at start-up.

@@ -4,6 +4,10 @@
 //! CEL rules, list-map uniqueness) lives here so invalid specs are rejected at admission with a
 //! readable message instead of surfacing later in status.
 
+// `KubeSchema` derives a private copy of each struct (for its schema) with the same spans, and
+// `unreachable_pub` would flag the copies.
+#![allow(unreachable_pub)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};

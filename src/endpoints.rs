@@ -15,7 +15,7 @@ use std::fmt;
 use reqwest::Url;
 
 /// The public Thalassa API: allowed when `--allowed-api-urls` is not given.
-pub const PUBLIC_API_URL: &str = "https://api.thalassa.cloud";
+pub(crate) const PUBLIC_API_URL: &str = "https://api.thalassa.cloud";
 
 /// One allowed origin and path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ struct Entry {
 
 /// The allow-list of Thalassa API URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowedUrls {
+pub(crate) struct AllowedUrls {
     entries: Vec<Entry>,
 }
 
@@ -75,7 +75,7 @@ fn parts(text: &str) -> Result<Parts, String> {
 
 impl AllowedUrls {
     /// Parses the entries; an entry that is not an allowable `http(s)` URL is an error.
-    pub fn new<S: AsRef<str>>(entries: impl IntoIterator<Item = S>) -> Result<Self, String> {
+    pub(crate) fn new<S: AsRef<str>>(entries: impl IntoIterator<Item = S>) -> Result<Self, String> {
         let mut parsed = Vec::new();
         for text in entries {
             let text = text.as_ref().trim();
@@ -102,7 +102,7 @@ impl AllowedUrls {
     }
 
     /// The store URL, normalised as it is sent, when the list allows it; otherwise why not.
-    pub fn check(&self, url: &str) -> Result<String, String> {
+    pub(crate) fn check(&self, url: &str) -> Result<String, String> {
         let p = parts(url)?;
         let allowed = self.entries.iter().any(|e| {
             e.scheme == p.scheme
@@ -122,7 +122,7 @@ impl AllowedUrls {
     }
 
     /// The entries as given.
-    pub fn entries(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| e.text.as_str())
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::thalassa;
 
 /// Result with the operator's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can stop a `ThalassaSecret` from syncing.
 #[derive(Debug, thiserror::Error)]
@@ -308,7 +308,7 @@ pub enum Reason {
 
 impl Reason {
     /// The reason as written in conditions, Events and metric labels.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.into()
     }
 
@@ -387,7 +387,7 @@ impl Error {
     /// True when the same inputs (generation, source versions, target Secret) give the same
     /// failure again: the next attempt is skipped, without a reveal, until one of them changes.
     /// Anything that depends on Thalassa's content is still re-checked at every interval.
-    pub fn is_deterministic(&self) -> bool {
+    pub(crate) fn is_deterministic(&self) -> bool {
         match self {
             Error::InvalidSpec(_)
             | Error::TargetKeyConflict { .. }
@@ -405,7 +405,7 @@ impl Error {
 
     /// True when only a person can fix this failure (see [`Reason::needs_person`]); a Kubernetes
     /// error stalls only when the apiserver refused the Secret itself.
-    pub fn needs_person(&self) -> bool {
+    pub(crate) fn needs_person(&self) -> bool {
         match self {
             Error::Kube(_) => self.is_deterministic(),
             _ => self.reason().needs_person(),
@@ -414,7 +414,7 @@ impl Error {
 
     /// True when the resource's namespace is being deleted: the apiserver refuses new content
     /// there, and nothing the operator does can help.
-    pub fn is_namespace_terminating(&self) -> bool {
+    pub(crate) fn is_namespace_terminating(&self) -> bool {
         match self {
             Error::Kube(error) => namespace_terminating(error),
             _ => false,
@@ -422,12 +422,12 @@ impl Error {
     }
 
     /// True when the Kubernetes API answered 404 (for the resource's own status: it is gone).
-    pub fn is_kube_not_found(&self) -> bool {
+    pub(crate) fn is_kube_not_found(&self) -> bool {
         matches!(self, Error::Kube(kube::Error::Api(status)) if status.code == 404)
     }
 
     /// A delay the provider asked for (429 `Retry-After`), if any.
-    pub fn retry_after(&self) -> Option<std::time::Duration> {
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Error::Thalassa { source } => source.retry_after(),
             _ => None,
@@ -468,7 +468,7 @@ pub(crate) fn thalassa_reason(error: &thalassa::Error) -> Reason {
 
 /// True for the apiserver's refusal to create anything in a namespace that is being deleted
 /// (403 with the `NamespaceTerminating` cause).
-pub fn namespace_terminating(error: &kube::Error) -> bool {
+pub(crate) fn namespace_terminating(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status)
         if status.code == 403
             && status

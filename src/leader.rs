@@ -11,7 +11,7 @@ use tokio::{sync::watch, task::JoinHandle};
 use crate::{config::LeaderElection, crd::FIELD_MANAGER, metrics::Metrics, readiness::Readiness};
 
 /// The future that tells the controller to shut down.
-pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>>;
+pub(crate) type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>>;
 
 /// How a run of the controller ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,13 +83,13 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 /// This replica's place in the election.
-pub struct Leadership {
+pub(crate) struct Leadership {
     state: watch::Receiver<bool>,
     task: JoinHandle<Result<LeaseManager, kube_lease_manager::LeaseManagerError>>,
 }
 
 /// Joins the election for the Lease in `namespace`.
-pub async fn join(
+pub(crate) async fn join(
     client: Client,
     namespace: &str,
     settings: &LeaderElection,
@@ -111,17 +111,17 @@ pub async fn join(
 
 impl Leadership {
     /// Waits until this replica holds the lease. Returns false if the election task ended.
-    pub async fn acquired(&mut self) -> bool {
+    pub(crate) async fn acquired(&mut self) -> bool {
         self.state.wait_for(|leader| *leader).await.is_ok()
     }
 
     /// A receiver that tells whether this replica is the leader.
-    pub fn subscribe(&self) -> watch::Receiver<bool> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<bool> {
         self.state.clone()
     }
 
     /// Leaves the election, releasing the lease if held (bounded so shutdown stays prompt).
-    pub async fn release(self) {
+    pub(crate) async fn release(self) {
         let Leadership { state, task } = self;
         // Closing the channel makes the background task release the lease and finish.
         drop(state);
@@ -135,6 +135,6 @@ impl Leadership {
 }
 
 /// Resolves when `state` says this replica is no longer the leader.
-pub async fn lost(mut state: watch::Receiver<bool>) {
+pub(crate) async fn lost(mut state: watch::Receiver<bool>) {
     let _ = state.wait_for(|leader| !*leader).await;
 }

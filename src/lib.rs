@@ -3,6 +3,8 @@
 //!
 //! The binary in `main.rs` only wires these modules together.
 
+#![warn(unreachable_pub)]
+
 pub mod check;
 pub mod config;
 pub mod controller;
@@ -14,7 +16,7 @@ pub mod metrics;
 pub mod readiness;
 pub mod render;
 pub mod server;
-pub mod sources;
+pub(crate) mod sources;
 pub mod status;
 pub mod store;
 pub mod telemetry;
@@ -22,4 +24,4 @@ pub mod template;
 pub mod text;
 pub mod thalassa;
 
-pub use error::{Error, Result};
+pub(crate) use error::Error;

@@ -25,80 +25,80 @@ use crate::thalassa::RequestObserver;
 
 /// Label: a reason from the closed set.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
+pub(crate) struct ReasonLabels {
     /// The reason.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// Labels of a Thalassa API request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
+pub(crate) struct RequestLabels {
     /// Operation name (`getSecretValue`, `listSecrets`, …).
-    pub operation: String,
+    pub(crate) operation: String,
     /// HTTP status code, or `error` when no response arrived.
-    pub status: String,
+    pub(crate) status: String,
 }
 
 /// Label: a Thalassa operation name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OperationLabels {
+pub(crate) struct OperationLabels {
     /// Operation name.
-    pub operation: String,
+    pub(crate) operation: String,
 }
 
 /// Labels of the resources-by-condition gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConditionLabels {
+pub(crate) struct ConditionLabels {
     /// Condition type.
-    pub condition: String,
+    pub(crate) condition: String,
     /// `True`, `False` or `Unknown`.
-    pub status: String,
+    pub(crate) status: String,
     /// Condition reason.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// Labels of the per-resource staleness gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResourceLabels {
+pub(crate) struct ResourceLabels {
     /// Namespace.
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
 }
 
 /// Label: a Thalassa organisation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OrganisationLabels {
+pub(crate) struct OrganisationLabels {
     /// Organisation identity.
-    pub organisation: String,
+    pub(crate) organisation: String,
 }
 
 /// Labels of the rollout restart counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RestartLabels {
+pub(crate) struct RestartLabels {
     /// Namespace of the ThalassaSecret.
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Name of the ThalassaSecret.
-    pub name: String,
+    pub(crate) name: String,
     /// `Deployment`, `StatefulSet` or `DaemonSet`.
-    pub kind: String,
+    pub(crate) kind: String,
 }
 
 /// Labels of the per-store condition gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StoreConditionLabels {
+pub(crate) struct StoreConditionLabels {
     /// `ThalassaSecretStore` or `ClusterThalassaSecretStore`.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Namespace (empty for a cluster store).
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     /// Condition type.
-    pub condition: String,
+    pub(crate) condition: String,
     /// `True`, `False` or `Unknown`.
-    pub status: String,
+    pub(crate) status: String,
     /// Condition reason.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 type ResourceKey = (String, String);
@@ -258,19 +258,19 @@ impl Metrics {
     }
 
     /// The text exposition format.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 
     /// Records a reconcile turned away because its namespace held its share of the slots.
-    pub fn reconcile_deferred(&self) {
+    pub(crate) fn reconcile_deferred(&self) {
         self.reconciles_deferred.inc();
     }
 
     /// Records one reconcile.
-    pub fn reconciled(&self, elapsed: Duration, error_reason: Option<&str>) {
+    pub(crate) fn reconciled(&self, elapsed: Duration, error_reason: Option<&str>) {
         self.reconcile_runs.inc();
         self.reconcile_duration.observe(elapsed.as_secs_f64());
         if let Some(reason) = error_reason {
@@ -283,7 +283,7 @@ impl Metrics {
     }
 
     /// Records the conditions a resource now has (type, status, reason).
-    pub fn set_conditions<'a>(
+    pub(crate) fn set_conditions<'a>(
         &self,
         namespace: &str,
         name: &str,
@@ -312,7 +312,7 @@ impl Metrics {
     }
 
     /// Records a successful version check of a resource now.
-    pub fn checked(&self, namespace: &str, name: &str) {
+    pub(crate) fn checked(&self, namespace: &str, name: &str) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -326,7 +326,7 @@ impl Metrics {
     }
 
     /// Counts one rollout restart of a workload of `kind` for the resource.
-    pub fn rollout_restarted(&self, namespace: &str, name: &str, kind: &str) {
+    pub(crate) fn rollout_restarted(&self, namespace: &str, name: &str, kind: &str) {
         self.rollout_restarts
             .get_or_create(&RestartLabels {
                 namespace: namespace.to_string(),
@@ -337,7 +337,7 @@ impl Metrics {
     }
 
     /// Forgets resources that no longer exist (`keep` says which still do).
-    pub fn retain_resources(&self, keep: impl Fn(&str, &str) -> bool) {
+    pub(crate) fn retain_resources(&self, keep: impl Fn(&str, &str) -> bool) {
         let mut counted = self.counted.lock().expect("metrics lock");
         let gone: Vec<ResourceKey> = counted
             .keys()
@@ -364,7 +364,7 @@ impl Metrics {
 
     /// Records the conditions a store now has (type, status, reason): one series with value 1
     /// per condition type; the series of its previous statuses and reasons are removed.
-    pub fn set_store_conditions<'a>(
+    pub(crate) fn set_store_conditions<'a>(
         &self,
         kind: &str,
         namespace: &str,
@@ -397,7 +397,7 @@ impl Metrics {
     }
 
     /// Forgets stores that no longer exist (`keep(kind, namespace, name)` says which still do).
-    pub fn retain_stores(&self, keep: impl Fn(&str, &str, &str) -> bool) {
+    pub(crate) fn retain_stores(&self, keep: impl Fn(&str, &str, &str) -> bool) {
         let mut stores = self.stores.lock().expect("metrics lock");
         stores.retain(|(kind, namespace, name), series| {
             let kept = keep(kind, namespace, name);
@@ -411,7 +411,7 @@ impl Metrics {
     }
 
     /// Sets the leader gauge.
-    pub fn set_leader(&self, leader: bool) {
+    pub(crate) fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
     }
 }

@@ -17,7 +17,7 @@ impl Readiness {
     }
 
     /// Whether the operator is ready.
-    pub fn get(&self) -> bool {
+    pub(crate) fn get(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 }

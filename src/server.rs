@@ -20,7 +20,7 @@ struct ServerState {
 }
 
 /// Builds the router.
-pub fn router(readiness: Readiness, metrics: Arc<Metrics>) -> Router {
+pub(crate) fn router(readiness: Readiness, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -47,19 +47,6 @@ pub fn router(readiness: Readiness, metrics: Arc<Metrics>) -> Router {
             }),
         )
         .with_state(ServerState { readiness, metrics })
-}
-
-/// Serves the router until `shutdown` resolves.
-pub async fn serve(
-    addr: SocketAddr,
-    readiness: Readiness,
-    metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(readiness, metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// Serves the router on a thread of its own, with its own single-threaded runtime, until

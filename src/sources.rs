@@ -33,13 +33,13 @@ type RevealKey = (String, String, Option<u64>);
 
 /// The metadata the operator needs about one source secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceMeta {
+pub(crate) struct SourceMeta {
     /// Latest active version.
-    pub current_version: u64,
+    pub(crate) current_version: u64,
     /// Identity of the bound KMS key, when reported.
-    pub kms_key_identity: Option<String>,
+    pub(crate) kms_key_identity: Option<String>,
     /// Status of the bound KMS key, when reported.
-    pub kms_key_status: Option<KmsKeyStatus>,
+    pub(crate) kms_key_status: Option<KmsKeyStatus>,
 }
 
 impl From<ListedSecret> for SourceMeta {
@@ -58,15 +58,15 @@ impl From<ListedSecret> for SourceMeta {
 
 /// Explicit paths are checked one by one instead of listing their directory when the directory
 /// held at least this many times as many secrets as are watched under it…
-pub const PER_PATH_RATIO: usize = 16;
+pub(crate) const PER_PATH_RATIO: usize = 16;
 
 /// …and at most this many paths are watched under it (so per-path checks of one directory cost at
 /// most this many calls per check interval).
-pub const PER_PATH_MAX: usize = 64;
+pub(crate) const PER_PATH_MAX: usize = 64;
 
 /// Whether `watched` explicit paths under a directory whose last listing showed `listed`
 /// secrets (`None`: never listed) are cheaper to check one by one than by listing it.
-pub fn prefer_per_path(watched: usize, listed: Option<usize>) -> bool {
+pub(crate) fn prefer_per_path(watched: usize, listed: Option<usize>) -> bool {
     listed.is_some_and(|listed| {
         watched > 0 && watched <= PER_PATH_MAX && watched.saturating_mul(PER_PATH_RATIO) <= listed
     })
@@ -74,9 +74,9 @@ pub fn prefer_per_path(watched: usize, listed: Option<usize>) -> bool {
 
 /// One listing of every secret under a prefix.
 #[derive(Debug)]
-pub struct Listing {
+pub(crate) struct Listing {
     /// Path to metadata.
-    pub secrets: BTreeMap<String, SourceMeta>,
+    pub(crate) secrets: BTreeMap<String, SourceMeta>,
 }
 
 struct Slot<T> {
@@ -94,26 +94,26 @@ impl<T> Slot<T> {
 
 /// Counts of calls made and calls saved, for tests and metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct CacheStats {
+pub(crate) struct CacheStats {
     /// Listings requested from Thalassa.
-    pub listings_fetched: u64,
+    pub(crate) listings_fetched: u64,
     /// Listing requests served by a fresh or in-flight listing.
-    pub listings_shared: u64,
+    pub(crate) listings_shared: u64,
     /// Reveals requested from Thalassa.
-    pub reveals_fetched: u64,
+    pub(crate) reveals_fetched: u64,
     /// Reveal requests that joined an in-flight reveal.
-    pub reveals_coalesced: u64,
+    pub(crate) reveals_coalesced: u64,
     /// Per-path metadata checks requested from Thalassa (instead of a listing).
-    pub metadata_fetched: u64,
+    pub(crate) metadata_fetched: u64,
     /// Per-path metadata checks served by a fresh or in-flight one.
-    pub metadata_shared: u64,
+    pub(crate) metadata_shared: u64,
 }
 
 /// Region and directory (or prefix).
 type PrefixKey = (String, String);
 
 /// Shared Thalassa access for all resources.
-pub struct SourceCache {
+pub(crate) struct SourceCache {
     client: thalassa::Client,
     listings: Mutex<HashMap<PrefixKey, Slot<Listing>>>,
     /// Number of secrets the last listing of each prefix showed.
@@ -133,7 +133,7 @@ const LISTING_EVICT_AFTER: Duration = Duration::from_secs(3600);
 
 impl SourceCache {
     /// Wraps a client.
-    pub fn new(client: thalassa::Client) -> Self {
+    pub(crate) fn new(client: thalassa::Client) -> Self {
         SourceCache {
             client,
             listings: Mutex::default(),
@@ -147,17 +147,18 @@ impl SourceCache {
     }
 
     /// The underlying client.
-    pub fn client(&self) -> &thalassa::Client {
+    pub(crate) fn client(&self) -> &thalassa::Client {
         &self.client
     }
 
     /// Counters of fetched and shared calls.
-    pub fn stats(&self) -> CacheStats {
+    #[cfg(test)]
+    pub(crate) fn stats(&self) -> CacheStats {
         *self.stats.lock().expect("stats lock")
     }
 
     /// Every secret under `prefix` in `region`, from a listing no older than `max_age`.
-    pub async fn listing(
+    pub(crate) async fn listing(
         &self,
         region: &str,
         prefix: &str,
@@ -215,7 +216,7 @@ impl SourceCache {
     /// `dir` younger than `max_age` (or in flight) is always used, and otherwise the choice is
     /// [`prefer_per_path`] over every path watched under `dir` in the last hour and the size of
     /// its last listing. Choosing per-path drops the stale listing, so its memory is freed.
-    pub fn check_per_path(
+    pub(crate) fn check_per_path(
         &self,
         region: &str,
         dir: &str,
@@ -247,7 +248,7 @@ impl SourceCache {
 
     /// Metadata of one watched path, from a check no older than `max_age`; concurrent callers
     /// share one request. The per-path counterpart of [`SourceCache::listing`].
-    pub async fn checked_metadata(
+    pub(crate) async fn checked_metadata(
         &self,
         region: &str,
         path: &str,
@@ -280,7 +281,7 @@ impl SourceCache {
     }
 
     /// The KMS summary (feature gate and per-region availability), no older than `max_age`.
-    pub async fn summary(
+    pub(crate) async fn summary(
         &self,
         max_age: Duration,
     ) -> Result<Arc<KmsSummary>, Arc<thalassa::Error>> {
@@ -307,7 +308,7 @@ impl SourceCache {
 
     /// Metadata of one secret, for a path a listing did not show (missing, or not readable by the
     /// listing's filter): the direct call tells a definite 404 from a 403.
-    pub async fn metadata(
+    pub(crate) async fn metadata(
         &self,
         region: &str,
         path: &str,
@@ -321,7 +322,7 @@ impl SourceCache {
 
     /// Reveals one version (or the current one). Concurrent reveals of the same path and version
     /// share one request; nothing is kept once it completes.
-    pub async fn reveal(
+    pub(crate) async fn reveal(
         &self,
         region: &str,
         path: &str,
@@ -416,7 +417,7 @@ fn single_flight<T>(
 }
 
 /// The directory a listing for `path` covers: its parent, with a trailing `/`.
-pub fn parent_prefix(path: &str) -> &str {
+pub(crate) fn parent_prefix(path: &str) -> &str {
     match path.rfind('/') {
         Some(idx) => &path[..=idx],
         None => "/",

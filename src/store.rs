@@ -6,6 +6,10 @@
 //! credentials. A namespaced store can only name objects in its own namespace (there is no
 //! namespace field to write); a cluster store names the one namespace its platform team chose.
 
+// `KubeSchema` derives a private copy of each struct (for its schema) with the same spans, and
+// `unreachable_pub` would flag the copies.
+#![allow(unreachable_pub)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};

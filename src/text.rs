@@ -1,7 +1,7 @@
 //! Text helpers shared by status, Events and error texts.
 
 /// Cuts `text` to at most `max_chars` characters, marking the cut with `…` (counted in the limit).
-pub fn truncate(text: &str, max_chars: usize) -> String {
+pub(crate) fn truncate(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
         return text.to_string();
     }

@@ -33,7 +33,8 @@ pub use link::Link;
 pub use table::render_table;
 
 /// The KMS key types Secrets Manager can bind a secret to.
-pub const SYMMETRIC_KEY_TYPES: [&str; 3] = ["aes128-gcm96", "aes256-gcm96", "chacha20-poly1305"];
+pub(crate) const SYMMETRIC_KEY_TYPES: [&str; 3] =
+    ["aes128-gcm96", "aes256-gcm96", "chacha20-poly1305"];
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +72,7 @@ pub struct CheckResult {
     /// For a failure: whether it is expected to pass without anyone acting (Thalassa answered
     /// 5xx or 429, a timeout, the regional KMS backend is unavailable). False for what only a
     /// person can fix (credentials, a feature gate, a permission, a key, a region).
-    pub transient: bool,
+    pub(crate) transient: bool,
 }
 
 impl CheckResult {
@@ -118,7 +119,7 @@ impl CheckResult {
     }
 
     /// Whether the check passed.
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.status == CheckStatus::Pass
     }
 }

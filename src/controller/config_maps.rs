@@ -64,6 +64,7 @@ impl Kept {
     }
 
     /// Bytes of text kept.
+    #[cfg(test)]
     fn bytes(&self) -> usize {
         self.items
             .values()
@@ -76,7 +77,7 @@ impl Kept {
 }
 
 /// The label-selected metadata watch's store plus the data of the ConfigMaps resources name.
-pub struct TemplateConfigMaps {
+pub(crate) struct TemplateConfigMaps {
     client: Client,
     /// Metadata of every labelled ConfigMap (the watch), which says whether one exists and at
     /// which resourceVersion.
@@ -87,7 +88,7 @@ pub struct TemplateConfigMaps {
 
 impl TemplateConfigMaps {
     /// Over the metadata watch's store.
-    pub fn new(client: Client, meta: Store<PartialObjectMeta<ConfigMap>>) -> Self {
+    pub(crate) fn new(client: Client, meta: Store<PartialObjectMeta<ConfigMap>>) -> Self {
         TemplateConfigMaps {
             client,
             meta,
@@ -147,16 +148,6 @@ impl TemplateConfigMaps {
                     .get(&ObjectRef::new(&key.1).within(&key.0))
                     .is_some()
         });
-    }
-
-    /// Bytes of template text kept (for tests and metrics).
-    pub fn kept_bytes(&self) -> usize {
-        self.kept
-            .lock()
-            .expect("kept lock")
-            .values()
-            .map(|k| k.bytes())
-            .sum()
     }
 }
 

@@ -60,7 +60,7 @@ mod sync;
 mod validate;
 
 pub use hashkey::load_or_create_hash_key;
-pub use reconcile::{error_policy, reconcile};
+pub(crate) use reconcile::{error_policy, reconcile};
 pub use validate::{PathSource, ValidatedSpec, validate};
 
 /// `lastCheckTime` is rewritten at most this often when nothing else in status changes.
@@ -69,40 +69,40 @@ const CHECK_TIME_REFRESH: Duration = Duration::from_secs(600);
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
 
 /// The watched caches the controller reads besides the resources themselves.
-pub struct Caches {
+pub(crate) struct Caches {
     /// Managed Secrets (metadata).
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    pub(crate) secrets: Store<PartialObjectMeta<Secret>>,
     /// Namespaced stores.
-    pub stores: Store<ThalassaSecretStore>,
+    pub(crate) stores: Store<ThalassaSecretStore>,
     /// Cluster stores.
-    pub cluster_stores: Store<ClusterThalassaSecretStore>,
+    pub(crate) cluster_stores: Store<ClusterThalassaSecretStore>,
     /// Namespace metadata (cluster mode).
-    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    pub(crate) namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
     /// Metadata of ConfigMaps labelled as templates.
-    pub template_config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub(crate) template_config_maps: Store<PartialObjectMeta<ConfigMap>>,
     /// This shard's ThalassaSecrets: which stores are in use.
-    pub resources: Store<ThalassaSecret>,
+    pub(crate) resources: Store<ThalassaSecret>,
 }
 
 /// What the context shares besides the clients and the caches.
-pub struct Services {
+pub(crate) struct Services {
     /// Key for data hashes.
-    pub hash_key: HashKey,
+    pub(crate) hash_key: HashKey,
     /// Event reporter identity.
-    pub reporter: Reporter,
+    pub(crate) reporter: Reporter,
     /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Shared services of the controller: clients, caches, limits, metrics, and the [`Memory`]
 /// of what happened to each resource.
 ///
 /// [`Memory`]: memory::Memory
-pub struct Context {
+pub(crate) struct Context {
     /// Kubernetes client.
-    pub client: Client,
+    pub(crate) client: Client,
     /// Operator configuration.
-    pub config: Config,
+    pub(crate) config: Config,
     /// The operator's own connection (flags and environment), if configured, for the namespaces
     /// allowed to use it.
     default_connection: Option<Arc<Connection>>,
@@ -117,14 +117,14 @@ pub struct Context {
     /// Namespace labels, for cluster stores' namespace selectors (cluster mode only).
     namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
     /// One recorder for all Events, so repeated events are merged into series.
-    pub recorder: Recorder,
+    pub(crate) recorder: Recorder,
     /// Key for data hashes.
-    pub hash_key: HashKey,
+    pub(crate) hash_key: HashKey,
     /// Metadata of managed Secrets (label-selected; no values).
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    pub(crate) secrets: Store<PartialObjectMeta<Secret>>,
     /// ConfigMaps labelled as templates (label-selected metadata; data read when used), for
     /// `templateFrom`.
-    pub template_config_maps: config_maps::TemplateConfigMaps,
+    pub(crate) template_config_maps: config_maps::TemplateConfigMaps,
     /// What this process remembers about each resource (failures, rejections, status writes,
     /// force-syncs, ...) and about the Secrets it wrote.
     memory: memory::Memory,
@@ -139,7 +139,7 @@ pub struct Context {
     /// Each namespace's share of the reconcile slots.
     lanes: lanes::TenantLanes,
     /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// The HTTP client every store's connection shares (TLS roots and pool held once).
     store_http: reqwest::Client,
     /// This shard's ThalassaSecrets, to tell used stores from unused ones.
@@ -150,7 +150,7 @@ pub struct Context {
 
 impl Context {
     /// Builds the context.
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         config: Config,
         thalassa: Option<thalassa::Client>,

@@ -47,7 +47,10 @@ enum Step {
 
 /// Reconciles one `ThalassaSecret`. A failure is shared (`Arc`): one remembered as
 /// deterministic is reported again as it is, without trying.
-pub async fn reconcile(ts: Arc<ThalassaSecret>, ctx: Arc<Context>) -> Result<Action, Arc<Error>> {
+pub(crate) async fn reconcile(
+    ts: Arc<ThalassaSecret>,
+    ctx: Arc<Context>,
+) -> Result<Action, Arc<Error>> {
     // Without the managed-Secret cache every resource would look new and reveal everything.
     ctx.caches_synced().await;
     // A namespace over its share of the slots waits in its own queue, not in a slot.
@@ -218,7 +221,11 @@ fn next_check(policy: RefreshPolicy, refresh: Duration, wait: Option<Duration>) 
 /// invalid, or retry with exponential backoff capped at the refresh interval (and never sooner
 /// than a 429's `Retry-After`). Failures that depend on Thalassa's content are retried too, but
 /// cost no reveal while nothing changed (see `Attempt`).
-pub fn error_policy(ts: Arc<ThalassaSecret>, error: &Arc<Error>, ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy(
+    ts: Arc<ThalassaSecret>,
+    error: &Arc<Error>,
+    ctx: Arc<Context>,
+) -> Action {
     warn!(
         namespace = ts.namespace().unwrap_or_default(),
         name = ts.name_any(),

@@ -331,7 +331,7 @@ pub(super) async fn reveal(
 #[derive(Debug, Clone, Copy)]
 pub(super) struct RevealBudget {
     /// Bytes the Secret keeps from its current data (sources not revealed again).
-    pub kept: usize,
+    pub(crate) kept: usize,
     /// The Secret's limit.
-    pub limit: usize,
+    pub(crate) limit: usize,
 }

@@ -150,13 +150,13 @@ pub(super) fn retain_check_state(ctx: &Context) {
 }
 
 /// Reasons of store conditions.
-pub mod reasons {
+pub(crate) mod reasons {
     /// The link was checked and works (Ready: every link does).
-    pub const VERIFIED: &str = "Verified";
+    pub(crate) const VERIFIED: &str = "Verified";
     /// The link was checked and is broken; the message says how to fix it.
-    pub const CHECK_FAILED: &str = "CheckFailed";
+    pub(crate) const CHECK_FAILED: &str = "CheckFailed";
     /// The link could not be checked because an earlier one is broken.
-    pub const NOT_CHECKED: &str = "NotChecked";
+    pub(crate) const NOT_CHECKED: &str = "NotChecked";
 }
 
 /// The condition types of a store after `Ready`, `Reconciling` and `Stalled`: one per link of
@@ -171,7 +171,10 @@ const LINKS: [(ConditionType, Link); 4] = [
 ];
 
 /// Checks a namespaced store and writes its status, when its check is due.
-pub async fn reconcile_store(store: Arc<ThalassaSecretStore>, ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile_store(
+    store: Arc<ThalassaSecretStore>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
     ctx.caches_synced().await;
     let namespace = store.namespace().unwrap_or_default();
     let key = (
@@ -194,7 +197,7 @@ pub async fn reconcile_store(store: Arc<ThalassaSecretStore>, ctx: Arc<Context>)
 }
 
 /// Checks a cluster store and writes its status, when its check is due.
-pub async fn reconcile_cluster_store(
+pub(crate) async fn reconcile_cluster_store(
     store: Arc<ClusterThalassaSecretStore>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
@@ -358,7 +361,7 @@ pub(super) fn retain_store_metrics(ctx: &Context) {
 }
 
 /// Retries a failed status write after a minute.
-pub fn store_error_policy<K>(store: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action
+pub(crate) fn store_error_policy<K>(store: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action
 where
     K: Resource,
 {
@@ -408,7 +411,7 @@ where
 /// The conditions for one check of a store (no I/O): `Ready`, kstatus's `Reconciling` and
 /// `Stalled` (both False when Ready; exactly one True when not), and one per link; transition
 /// times kept for conditions whose status did not change.
-pub fn store_conditions(
+pub(crate) fn store_conditions(
     previous: &[Condition],
     results: &Result<Vec<CheckResult>>,
     generation: Option<i64>,

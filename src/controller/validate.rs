@@ -17,49 +17,49 @@ use crate::{
 };
 
 /// `restartDebounce` when the spec leaves it out.
-pub const DEFAULT_RESTART_DEBOUNCE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_RESTART_DEBOUNCE: Duration = Duration::from_secs(10);
 
 /// A spec checked and resolved against the operator's defaults.
 #[derive(Debug, Clone)]
 pub struct ValidatedSpec {
     /// Region of every source.
-    pub region: String,
+    pub(crate) region: String,
     /// How often versions are checked.
-    pub refresh_interval: Duration,
+    pub(crate) refresh_interval: Duration,
     /// How long after a data change the rollout restart targets are restarted.
-    pub restart_debounce: Duration,
+    pub(crate) restart_debounce: Duration,
     /// Target Secret name.
-    pub target_name: String,
+    pub(crate) target_name: String,
     /// Explicit sources: path → (pinned version, mappings).
-    pub paths: BTreeMap<String, PathSource>,
+    pub(crate) paths: BTreeMap<String, PathSource>,
     /// Prefixes whose every secret is a source.
-    pub prefixes: Vec<String>,
+    pub(crate) prefixes: Vec<String>,
     /// Identity of the connection the sources are read with (set by the connect step).
-    pub connection: String,
+    pub(crate) connection: String,
     /// The resource's templates, resolved and compiled (set by the resolve step); `None`
     /// without `target.template`.
-    pub templates: Option<Templates>,
+    pub(crate) templates: Option<Templates>,
     /// A force-sync value this reconcile acts on (set by the driver): versions are checked now
     /// and every source is read again.
-    pub force: Option<String>,
+    pub(crate) force: Option<String>,
 }
 
 /// A resource's templates with ConfigMap texts read in, compiled once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Templates {
+pub(crate) struct Templates {
     /// Every template.
-    pub set: crate::template::TemplateSet,
+    pub(crate) set: crate::template::TemplateSet,
     /// Their keyed hash ([`crate::render::template_hash`]), recorded on the Secret.
-    pub hash: String,
+    pub(crate) hash: String,
 }
 
 /// One explicitly named path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathSource {
     /// Pinned version, if any.
-    pub version: Option<u64>,
+    pub(crate) version: Option<u64>,
     /// How its value maps to keys.
-    pub mappings: Vec<KeyMapping>,
+    pub(crate) mappings: Vec<KeyMapping>,
 }
 
 /// Pure validation of what admission cannot check, and resolution of defaults.

@@ -21,35 +21,35 @@ use crate::crd::{
 /// What each source path contributed, recorded in the Secret's sources annotation so unchanged
 /// sources can be reused without a reveal. Never holds values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct SourceRecord {
+pub(crate) struct SourceRecord {
     /// Version written.
-    pub version: u64,
+    pub(crate) version: u64,
     /// Secret keys the path produced.
-    pub keys: Vec<String>,
+    pub(crate) keys: Vec<String>,
 }
 
 /// What the templates contributed, recorded in the template annotation (never values): the
 /// templated keys, labels and annotations, a keyed hash of the templates they were rendered
 /// from, and a keyed hash of the templated label and annotation values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct TemplateRecord {
+pub(crate) struct TemplateRecord {
     /// Keyed hash of the resolved templates ([`template_hash`](super::template_hash)).
-    pub hash: String,
+    pub(crate) hash: String,
     /// Secret keys the templates produced.
-    pub keys: Vec<String>,
+    pub(crate) keys: Vec<String>,
     /// Label keys the templates produced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<String>,
+    pub(crate) labels: Vec<String>,
     /// Annotation keys the templates produced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub annotations: Vec<String>,
+    pub(crate) annotations: Vec<String>,
     /// Keyed hash of the templated label and annotation values ([`metadata_hash`](super::metadata_hash)).
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub metadata: String,
+    pub(crate) metadata: String,
 }
 
 /// Parses the sources annotation of an existing Secret (empty when missing or unreadable).
-pub fn parse_sources(metadata: &ObjectMeta) -> BTreeMap<String, SourceRecord> {
+pub(crate) fn parse_sources(metadata: &ObjectMeta) -> BTreeMap<String, SourceRecord> {
     metadata
         .annotations
         .as_ref()
@@ -59,7 +59,7 @@ pub fn parse_sources(metadata: &ObjectMeta) -> BTreeMap<String, SourceRecord> {
 }
 
 /// Parses the template annotation of an existing Secret (`None` when missing or unreadable).
-pub fn parse_template(metadata: &ObjectMeta) -> Option<TemplateRecord> {
+pub(crate) fn parse_template(metadata: &ObjectMeta) -> Option<TemplateRecord> {
     metadata
         .annotations
         .as_ref()?
@@ -68,7 +68,7 @@ pub fn parse_template(metadata: &ObjectMeta) -> Option<TemplateRecord> {
 }
 
 /// The owner generation recorded on an existing Secret.
-pub fn written_generation(metadata: &ObjectMeta) -> Option<i64> {
+pub(crate) fn written_generation(metadata: &ObjectMeta) -> Option<i64> {
     metadata
         .annotations
         .as_ref()?
@@ -79,7 +79,7 @@ pub fn written_generation(metadata: &ObjectMeta) -> Option<i64> {
 
 /// True when the Secret's values were read with the connection `connection` (a Secret without the
 /// annotation was read with the default connection).
-pub fn written_with(metadata: &ObjectMeta, connection: &str) -> bool {
+pub(crate) fn written_with(metadata: &ObjectMeta, connection: &str) -> bool {
     let recorded = metadata
         .annotations
         .as_ref()
@@ -90,7 +90,7 @@ pub fn written_with(metadata: &ObjectMeta, connection: &str) -> bool {
 
 /// True when the Secret's annotations say it was rendered for this very resource (UID, not just
 /// name) at this generation, so what it records about sources can be trusted.
-pub fn written_for(
+pub(crate) fn written_for(
     metadata: &ObjectMeta,
     owner_name: &str,
     owner_uid: &str,
@@ -107,7 +107,7 @@ pub fn written_for(
 }
 
 /// The `ThalassaSecret` a Secret's owner annotation names, if any.
-pub fn named_owner(metadata: &ObjectMeta) -> Option<&str> {
+pub(crate) fn named_owner(metadata: &ObjectMeta) -> Option<&str> {
     metadata
         .annotations
         .as_ref()?

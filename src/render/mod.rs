@@ -24,14 +24,14 @@ use k8s_openapi::{
 };
 
 use crate::{
-    crd::{CreationPolicy, DeletionPolicy, MANAGED_BY, MANAGED_BY_LABEL, SecretType},
+    crd::{MANAGED_BY, MANAGED_BY_LABEL, SecretType},
     error::{Error, Result},
     thalassa::SecretValue,
 };
 
-pub use annotations::{
+pub(crate) use annotations::{
     SourceRecord, TemplateRecord, named_owner, parse_sources, parse_template, written_for,
-    written_generation, written_with,
+    written_with,
 };
 use hash::pick_entries;
 pub use hash::{HashKey, data_hash, is_intact, key_fingerprint, metadata_hash, template_hash};
@@ -95,13 +95,13 @@ pub struct RenderedData {
     /// Secret key to bytes.
     pub data: BTreeMap<String, ByteString>,
     /// Path to what it produced.
-    pub sources: BTreeMap<String, SourceRecord>,
+    pub(crate) sources: BTreeMap<String, SourceRecord>,
     /// Labels the templates produced.
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// Annotations the templates produced.
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
     /// What the templates contributed, when the resource has templates.
-    pub template: Option<TemplateRecord>,
+    pub(crate) template: Option<TemplateRecord>,
 }
 
 impl std::fmt::Debug for RenderedData {
@@ -140,7 +140,7 @@ pub fn render_data(
 /// Maps source values to keys without checking them against what a Secret holds: the inputs of
 /// templates (whose output is checked instead). Fails on a key written twice or a value whose
 /// shape does not match its mapping.
-pub fn map_sources(sources: &[RenderSource<'_>]) -> Result<RenderedData> {
+pub(crate) fn map_sources(sources: &[RenderSource<'_>]) -> Result<RenderedData> {
     let mut data: BTreeMap<String, ByteString> = BTreeMap::new();
     let mut records: BTreeMap<String, SourceRecord> = BTreeMap::new();
     for source in sources {
@@ -179,7 +179,7 @@ pub fn map_sources(sources: &[RenderSource<'_>]) -> Result<RenderedData> {
 /// Checks the final data against what a Secret holds and what its type requires: at most
 /// [`MAX_SECRET_DATA_BYTES`], valid JSON in `.dockerconfigjson`, the type's required keys.
 /// `records` names the source of a key in messages.
-pub fn check_data(
+pub(crate) fn check_data(
     data: &BTreeMap<String, ByteString>,
     records: &BTreeMap<String, SourceRecord>,
     secret_type: Option<SecretType>,
@@ -241,7 +241,7 @@ pub fn check_data(
 /// The data after templates: their output alone (`Replace`) or on top of the source keys
 /// (`Merge`), checked against the Secret type; the templated labels and annotations; and the
 /// record of what the templates produced (`hash` is [`template_hash`] of `set`).
-pub fn apply_templates(
+pub(crate) fn apply_templates(
     mut raw: RenderedData,
     mut output: crate::template::Output,
     set: &crate::template::TemplateSet,
@@ -300,7 +300,7 @@ pub fn apply_templates(
 /// With templates and nothing changed: the existing Secret's data, templated labels and
 /// annotations as they are (its keyed hashes were verified), so nothing is revealed. `None` when
 /// anything it records is missing.
-pub fn reuse_templated(existing: &Secret) -> Option<RenderedData> {
+pub(crate) fn reuse_templated(existing: &Secret) -> Option<RenderedData> {
     let sources = parse_sources(&existing.metadata);
     let record = parse_template(&existing.metadata)?;
     let names: std::collections::BTreeSet<&String> = sources
@@ -327,7 +327,7 @@ pub fn reuse_templated(existing: &Secret) -> Option<RenderedData> {
 /// The bytes `value` adds to the Secret's data through `mappings`: what [`map_sources`] would
 /// produce from it, without copying anything (a mapping that does not fit the value adds
 /// nothing here; rendering reports it).
-pub fn mapped_len(mappings: &[&KeyMapping], value: &SecretValue) -> usize {
+pub(crate) fn mapped_len(mappings: &[&KeyMapping], value: &SecretValue) -> usize {
     mappings
         .iter()
         .map(|mapping| match (mapping, value) {
@@ -410,38 +410,34 @@ fn produce(
 
 /// Everything about the target that the render needs, from the validated spec.
 #[derive(Debug, Clone)]
-pub struct TargetSettings<'a> {
+pub(crate) struct TargetSettings<'a> {
     /// Secret name.
-    pub name: &'a str,
+    pub(crate) name: &'a str,
     /// Namespace.
-    pub namespace: &'a str,
+    pub(crate) namespace: &'a str,
     /// Owning resource's name.
-    pub owner_name: &'a str,
+    pub(crate) owner_name: &'a str,
     /// Owning resource's UID.
-    pub owner_uid: &'a str,
+    pub(crate) owner_uid: &'a str,
     /// Owning resource's `metadata.generation`.
-    pub owner_generation: i64,
+    pub(crate) owner_generation: i64,
     /// ownerReference to set when `deletionPolicy: Delete`.
-    pub owner_reference: Option<OwnerReference>,
+    pub(crate) owner_reference: Option<OwnerReference>,
     /// Secret type; `None` leaves the type alone (Merge into a foreign Secret).
-    pub secret_type: Option<SecretType>,
+    pub(crate) secret_type: Option<SecretType>,
     /// Extra labels.
-    pub labels: &'a BTreeMap<String, String>,
+    pub(crate) labels: &'a BTreeMap<String, String>,
     /// Extra annotations.
-    pub annotations: &'a BTreeMap<String, String>,
+    pub(crate) annotations: &'a BTreeMap<String, String>,
     /// Immutable flag.
-    pub immutable: Option<bool>,
-    /// Deletion policy.
-    pub deletion_policy: DeletionPolicy,
-    /// Creation policy.
-    pub creation_policy: CreationPolicy,
+    pub(crate) immutable: Option<bool>,
     /// Identity of the connection the values were read with ([`DEFAULT_CONNECTION`](crate::crd::DEFAULT_CONNECTION) or a store).
-    pub connection: &'a str,
+    pub(crate) connection: &'a str,
 }
 
 /// Builds the Secret to server-side apply: our keys only, ownership labels and annotations (owner,
 /// sources and versions, keyed data hash), and the ownerReference for `deletionPolicy: Delete`.
-pub fn render_secret(
+pub(crate) fn render_secret(
     target: &TargetSettings<'_>,
     rendered: &RenderedData,
     data_hash: &str,
@@ -470,7 +466,7 @@ pub fn render_secret(
 
 /// Borrows the named keys of an existing Secret, for a source whose version did not change; `None`
 /// when any key is missing (then the source is revealed again).
-pub fn reuse_keys<'a>(
+pub(crate) fn reuse_keys<'a>(
     secret: &'a Secret,
     keys: &[String],
 ) -> Option<BTreeMap<String, &'a ByteString>> {
@@ -482,6 +478,7 @@ pub fn reuse_keys<'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::annotations::written_generation;
     use super::*;
     use crate::crd::{CONNECTION_ANNOTATION, DEFAULT_CONNECTION};
     use crate::{error::Reason, thalassa::SecretBytes};
@@ -645,8 +642,6 @@ mod tests {
             labels: &empty,
             annotations: &empty,
             immutable: None,
-            deletion_policy: DeletionPolicy::Retain,
-            creation_policy: CreationPolicy::Owner,
             connection: DEFAULT_CONNECTION,
         };
         let mut secret = render_secret(&target, &rendered, &hash);
@@ -710,8 +705,6 @@ mod tests {
             labels: &empty,
             annotations: &empty,
             immutable: None,
-            deletion_policy: DeletionPolicy::Retain,
-            creation_policy: CreationPolicy::Merge,
             connection: "ThalassaSecretStore/s-uid/2",
         };
         let mut secret = render_secret(&target, &rendered, &hash);
@@ -869,8 +862,6 @@ mod tests {
             labels: &labels,
             annotations: &annotations,
             immutable: None,
-            deletion_policy: DeletionPolicy::Retain,
-            creation_policy: CreationPolicy::Owner,
             connection: DEFAULT_CONNECTION,
         };
         let secret = render_secret(&target, &rendered, &hash);

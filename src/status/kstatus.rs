@@ -15,7 +15,7 @@ use super::vocabulary::{
 
 /// What an outcome asks for, in kstatus's terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Everything works.
     Ready,
     /// A failure expected to pass by itself: retried with backoff.
@@ -26,19 +26,19 @@ pub enum Outcome {
 
 /// How a reconcile (or a store's check) ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Health {
+pub(crate) struct Health {
     /// What it asks for.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
     /// The reason of all three conditions.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
     /// Ready's message (a failure's, or what Ready=True means for the kind).
-    pub message: String,
+    pub(crate) message: String,
     /// How the kind words a retry: "retrying" (a sync), "checking again" (a store).
-    pub retry: &'static str,
+    pub(crate) retry: &'static str,
 }
 
 /// `Ready`, `Reconciling` and `Stalled` for `health`, in that order.
-pub fn kstatus_conditions(health: Health) -> [NewCondition; 3] {
+pub(crate) fn kstatus_conditions(health: Health) -> [NewCondition; 3] {
     let Health {
         outcome,
         reason,

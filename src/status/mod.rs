@@ -15,7 +15,7 @@ use crate::{
 mod kstatus;
 mod vocabulary;
 
-pub use kstatus::{Health, Outcome, kstatus_conditions};
+pub(crate) use kstatus::{Health, Outcome, kstatus_conditions};
 pub use vocabulary::{ConditionStatus, ConditionType, NewCondition, Stamp};
 
 /// The condition types a ThalassaSecret carries, in the order of Thalassa's dependency chain.
@@ -23,15 +23,15 @@ pub mod types {
     use super::ConditionType;
 
     /// The Secret holds exactly what the spec asks for, at `observedGeneration`.
-    pub const READY: ConditionType = ConditionType::Ready;
+    pub(crate) const READY: ConditionType = ConditionType::Ready;
     /// The organisation's `secrets` feature gate is on.
-    pub const SECRETS_FEATURE_ENABLED: ConditionType = ConditionType::SecretsFeatureEnabled;
+    pub(crate) const SECRETS_FEATURE_ENABLED: ConditionType = ConditionType::SecretsFeatureEnabled;
     /// The organisation's `kms` feature gate is on.
-    pub const KMS_FEATURE_ENABLED: ConditionType = ConditionType::KmsFeatureEnabled;
+    pub(crate) const KMS_FEATURE_ENABLED: ConditionType = ConditionType::KmsFeatureEnabled;
     /// The region's KMS backend is available.
-    pub const KMS_BACKEND_AVAILABLE: ConditionType = ConditionType::KmsBackendAvailable;
+    pub(crate) const KMS_BACKEND_AVAILABLE: ConditionType = ConditionType::KmsBackendAvailable;
     /// The KMS key bound to every source secret is active (and is the required key).
-    pub const KMS_KEY_ACTIVE: ConditionType = ConditionType::KmsKeyActive;
+    pub(crate) const KMS_KEY_ACTIVE: ConditionType = ConditionType::KmsKeyActive;
     /// The operator's credentials are valid and allowed to read the sources.
     pub const AUTHORIZED: ConditionType = ConditionType::Authorized;
     /// kstatus: a failure is being retried with backoff and is expected to pass (abnormal-true).
@@ -41,7 +41,7 @@ pub mod types {
 
     /// Every rollout restart target exists and the last restart worked (set only with
     /// `spec.rolloutRestartTargets`).
-    pub const RESTART_TARGETS_READY: ConditionType = ConditionType::RestartTargetsReady;
+    pub(crate) const RESTART_TARGETS_READY: ConditionType = ConditionType::RestartTargetsReady;
 
     /// Every condition type the operator sets on every resource, in display order.
     pub const ALL: [ConditionType; 8] = [
@@ -85,45 +85,45 @@ pub mod reasons {
     /// Not checked yet, or cannot be checked while an earlier link of the chain is broken.
     pub const NOT_CHECKED: &str = "NotChecked";
     /// `RestartTargetsReady=True`: every rollout restart target exists.
-    pub const FOUND: &str = "Found";
+    pub(crate) const FOUND: &str = "Found";
     /// `RestartTargetsReady=False`: a rollout restart target does not exist.
-    pub const RESTART_TARGET_NOT_FOUND: &str = "RestartTargetNotFound";
+    pub(crate) const RESTART_TARGET_NOT_FOUND: &str = "RestartTargetNotFound";
     /// `RestartTargetsReady=False`: looking up or patching a target failed (retried).
-    pub const RESTART_FAILED: &str = "RestartFailed";
+    pub(crate) const RESTART_FAILED: &str = "RestartFailed";
     /// `RestartTargetsReady=False`: a target does not allow restarts by this resource (it lacks
     /// the opt-in annotation); not restarted.
-    pub const RESTART_NOT_ALLOWED: &str = "RestartNotAllowed";
+    pub(crate) const RESTART_NOT_ALLOWED: &str = "RestartNotAllowed";
     /// `RestartTargetsReady=False`: a target had its `--restart-limit` of restarts in the
     /// window; restarted once the window allows.
-    pub const RESTART_RATE_LIMITED: &str = "RestartRateLimited";
+    pub(crate) const RESTART_RATE_LIMITED: &str = "RestartRateLimited";
 }
 
 /// What one reconcile learned about each prerequisite: `Some(true)` proven working, `Some(false)`
 /// proven broken (with a reason), `None` not learned this time (the previous condition stays).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Prerequisites {
+pub(crate) struct Prerequisites {
     /// `secrets` gate.
-    pub secrets_feature: Option<Observed>,
+    pub(crate) secrets_feature: Option<Observed>,
     /// `kms` gate.
-    pub kms_feature: Option<Observed>,
+    pub(crate) kms_feature: Option<Observed>,
     /// Regional KMS backend.
-    pub kms_backend: Option<Observed>,
+    pub(crate) kms_backend: Option<Observed>,
     /// Bound key(s).
-    pub kms_key: Option<Observed>,
+    pub(crate) kms_key: Option<Observed>,
     /// Credentials and permissions.
-    pub authorized: Option<Observed>,
+    pub(crate) authorized: Option<Observed>,
     /// Whether a value was revealed: the strongest evidence. Weaker evidence (a listing, a key
     /// check) that agrees with a True condition a reveal wrote for this generation and region
     /// leaves it as it is, so a check after a sync does not rewrite the status only to word the
     /// same fact more weakly.
-    pub revealed: bool,
+    pub(crate) revealed: bool,
     /// The region the sources were read in (reveal messages name it).
-    pub region: String,
+    pub(crate) region: String,
 }
 
 /// How far a sync got before it finished or failed; each milestone proves links of the chain.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Reached {
+pub(crate) enum Reached {
     /// Nothing about the sources is known (validation or the first call failed).
     #[default]
     Start,
@@ -137,18 +137,18 @@ pub enum Reached {
 
 /// One observed prerequisite.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// Whether it holds.
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// Reason from [`reasons`].
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
     /// Human-readable message (no values).
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl Observed {
     /// A prerequisite proven to hold.
-    pub fn ok(reason: &'static str, message: impl Into<String>) -> Option<Self> {
+    pub(crate) fn ok(reason: &'static str, message: impl Into<String>) -> Option<Self> {
         Some(Observed {
             ok: true,
             reason,
@@ -157,7 +157,7 @@ impl Observed {
     }
 
     /// A prerequisite proven broken.
-    pub fn broken(reason: &'static str, message: impl Into<String>) -> Option<Self> {
+    pub(crate) fn broken(reason: &'static str, message: impl Into<String>) -> Option<Self> {
         Some(Observed {
             ok: false,
             reason,
@@ -169,7 +169,7 @@ impl Observed {
 impl Prerequisites {
     /// What a reconcile learned: the KMS backend as the summary showed it, the links proven by
     /// the milestone reached, and what the error (if any) proves broken.
-    pub fn learned(
+    pub(crate) fn learned(
         kms_backend: Option<Observed>,
         reached: Reached,
         region: &str,
@@ -279,7 +279,7 @@ impl Prerequisites {
 /// Builds the next status conditions from the previous ones: the prerequisites learned now, and
 /// Ready from `ready` (`Ok(())` means synced, `Err` carries the failure). Transition times are
 /// kept for conditions whose status did not change.
-pub fn next_conditions(
+pub(crate) fn next_conditions(
     previous: &[Condition],
     prerequisites: &Prerequisites,
     ready: Result<(), &Error>,
@@ -400,14 +400,14 @@ fn sync_health(ready: Result<(), &Error>) -> Health {
 }
 
 /// Status and reason of the Ready condition, if present.
-pub fn ready_reason(status: Option<&ThalassaSecretStatus>) -> Option<(String, String)> {
+pub(crate) fn ready_reason(status: Option<&ThalassaSecretStatus>) -> Option<(String, String)> {
     types::READY
         .find(&status?.conditions)
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
 /// Whether the Ready condition is present and True.
-pub fn is_ready(status: Option<&ThalassaSecretStatus>) -> bool {
+pub(crate) fn is_ready(status: Option<&ThalassaSecretStatus>) -> bool {
     status
         .and_then(|s| types::READY.find(&s.conditions))
         .is_some_and(|c| c.status == ConditionStatus::True)
@@ -415,7 +415,7 @@ pub fn is_ready(status: Option<&ThalassaSecretStatus>) -> bool {
 
 /// True when two statuses differ in anything but `lastCheckTime`, or the stored check time is
 /// older than `check_time_refresh` (so `lastCheckTime` is refreshed at a bounded rate).
-pub fn needs_write(
+pub(crate) fn needs_write(
     old: Option<&ThalassaSecretStatus>,
     new: &ThalassaSecretStatus,
     check_time_refresh: std::time::Duration,
@@ -436,7 +436,7 @@ pub fn needs_write(
 }
 
 /// `Time` for now.
-pub fn now() -> Time {
+pub(crate) fn now() -> Time {
     Time(Timestamp::now())
 }
 

@@ -23,7 +23,7 @@ pub enum ConditionStatus {
 
 impl ConditionStatus {
     /// The status string of a Kubernetes condition.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::True => "True",
             Self::False => "False",
@@ -32,7 +32,7 @@ impl ConditionStatus {
     }
 
     /// `True` when `holds`, else `False`.
-    pub const fn from_bool(holds: bool) -> Self {
+    pub(crate) const fn from_bool(holds: bool) -> Self {
         if holds { Self::True } else { Self::False }
     }
 }
@@ -67,7 +67,7 @@ pub enum ConditionType {
 
 impl ConditionType {
     /// The type string of a Kubernetes condition.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::Ready => "Ready",
             Self::Reconciling => "Reconciling",
@@ -83,7 +83,7 @@ impl ConditionType {
     }
 
     /// The condition of this type in `conditions`, if any.
-    pub fn find(self, conditions: &[Condition]) -> Option<&Condition> {
+    pub(crate) fn find(self, conditions: &[Condition]) -> Option<&Condition> {
         conditions.iter().find(|c| c.type_ == self)
     }
 }
@@ -125,13 +125,13 @@ kubernetes_string!(ConditionType);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCondition {
     /// Which condition.
-    pub type_: ConditionType,
+    pub(crate) type_: ConditionType,
     /// Whether it holds.
-    pub status: ConditionStatus,
+    pub(crate) status: ConditionStatus,
     /// A documented reason (CamelCase).
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
     /// Human-readable; never a secret value. Truncated to 1,024 bytes when stamped.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// What every condition of one status write shares: the conditions stored before (whose
@@ -139,17 +139,17 @@ pub struct NewCondition {
 #[derive(Debug, Clone, Copy)]
 pub struct Stamp<'a> {
     /// The stored conditions.
-    pub previous: &'a [Condition],
+    pub(crate) previous: &'a [Condition],
     /// `metadata.generation` of the object written for.
-    pub generation: Option<i64>,
+    pub(crate) generation: Option<i64>,
     /// The time a flipped condition transitions at.
-    pub now: &'a Time,
+    pub(crate) now: &'a Time,
 }
 
 impl Stamp<'_> {
     /// The Kubernetes condition for `new`, keeping its `lastTransitionTime` when a stored
     /// condition of its type had the same status.
-    pub fn condition(&self, new: NewCondition) -> Condition {
+    pub(crate) fn condition(&self, new: NewCondition) -> Condition {
         let last_transition_time = self
             .previous
             .iter()

@@ -33,32 +33,32 @@ pub use sandbox::{
     RenderFailure, check_in_sandbox, check_in_sandbox_with, render_in_sandbox,
     render_in_sandbox_with, sandbox_main,
 };
-pub use turn::TenantTurn;
+pub(crate) use turn::TenantTurn;
 
 use crate::{crd::TemplateMergePolicy, render::is_label_value};
 
 /// Instructions one template may execute.
-pub const FUEL: u64 = 50_000;
+pub(crate) const FUEL: u64 = 50_000;
 /// Nesting depth of loops and blocks.
-pub const RECURSION_LIMIT: usize = 32;
+pub(crate) const RECURSION_LIMIT: usize = 32;
 /// Largest output of one data template (a Secret holds 1 MiB in all).
-pub const MAX_DATA_OUTPUT: usize = 1024 * 1024;
+pub(crate) const MAX_DATA_OUTPUT: usize = 1024 * 1024;
 /// Largest output of one annotation template.
-pub const MAX_ANNOTATION_OUTPUT: usize = 64 * 1024;
+pub(crate) const MAX_ANNOTATION_OUTPUT: usize = 64 * 1024;
 /// Address space of the sandbox process.
-pub const SANDBOX_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+pub(crate) const SANDBOX_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 /// CPU seconds of the sandbox process.
-pub const SANDBOX_CPU_SECONDS: u64 = 5;
+pub(crate) const SANDBOX_CPU_SECONDS: u64 = 5;
 /// The argument that makes the operator binary run as the sandbox.
 pub const SANDBOX_ARG: &str = "__render-template";
 /// Everything one resource's templates may pull in together: inline templates and every
 /// `templateFrom` ConfigMap item, in bytes (each item is also limited on its own).
-pub const MAX_TEMPLATES_TOTAL_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_TEMPLATES_TOTAL_BYTES: usize = 256 * 1024;
 /// The output of all data templates of a resource together: what a Secret holds.
-pub const MAX_DATA_TOTAL: usize = 1024 * 1024;
+pub(crate) const MAX_DATA_TOTAL: usize = 1024 * 1024;
 /// The output of all annotation templates of a resource together (the apiserver's limit on an
 /// object's annotations).
-pub const MAX_ANNOTATIONS_TOTAL: usize = 256 * 1024;
+pub(crate) const MAX_ANNOTATIONS_TOTAL: usize = 256 * 1024;
 /// Sandboxes running at once in the whole process; one tenant (namespace) holds at most one
 /// ([`TenantTurn`]), so one tenant's renders never take every sandbox.
 pub const MAX_SANDBOXES: usize = 2;
@@ -89,7 +89,7 @@ pub struct TemplateSet {
 impl TemplateSet {
     /// The templates of one spec; `config_maps` gives the ConfigMap templates (Secret key →
     /// source), already read.
-    pub fn from_spec(
+    pub(crate) fn from_spec(
         template: &crate::crd::SecretTemplate,
         config_maps: BTreeMap<String, Source>,
     ) -> TemplateSet {
@@ -131,9 +131,9 @@ pub struct Output {
     /// Secret key to bytes.
     pub data: BTreeMap<String, Vec<u8>>,
     /// Label key to value.
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// Annotation key to value.
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Output {
@@ -163,7 +163,7 @@ pub struct TemplateError {
     /// 1-based line, when known.
     pub line: Option<usize>,
     /// 1-based column, when known.
-    pub column: Option<usize>,
+    pub(crate) column: Option<usize>,
     /// What is wrong; never a value.
     pub problem: String,
 }
@@ -178,7 +178,7 @@ fn position(line: Option<usize>, column: Option<usize>) -> String {
 
 /// Compiles every template (no values involved): a syntax error is reported before anything is
 /// revealed. Compile errors may quote the template's own text, which is not secret.
-pub fn compile_check(set: &TemplateSet) -> Result<(), TemplateError> {
+pub(crate) fn compile_check(set: &TemplateSet) -> Result<(), TemplateError> {
     let env = environment();
     for source in set.all() {
         env.template_from_named_str(&source.name, &source.text)

@@ -12,13 +12,13 @@ static TURNS: std::sync::Mutex<std::collections::BTreeSet<String>> =
 /// the first sandbox a reconcile needs until its render is done. A reconcile that does not get
 /// it does not wait (it would hold a reconcile slot): it tries again shortly.
 #[derive(Debug)]
-pub struct TenantTurn {
+pub(crate) struct TenantTurn {
     tenant: String,
 }
 
 impl TenantTurn {
     /// The tenant's turn, or `None` while another reconcile of the same tenant holds it.
-    pub fn try_take(tenant: &str) -> Option<TenantTurn> {
+    pub(crate) fn try_take(tenant: &str) -> Option<TenantTurn> {
         let mut turns = TURNS.lock().expect("turns lock");
         turns.insert(tenant.to_string()).then(|| TenantTurn {
             tenant: tenant.to_string(),

@@ -120,7 +120,7 @@ impl Eq for DynamicCredentials {}
 
 impl Credentials {
     /// The `Authorization` scheme: `Token` for personal access tokens, `Bearer` otherwise.
-    pub fn scheme(&self) -> &'static str {
+    pub(crate) fn scheme(&self) -> &'static str {
         match self {
             Self::PersonalAccessToken(_) | Self::PersonalAccessTokenFile(_) => "Token",
             _ => "Bearer",
@@ -172,7 +172,7 @@ impl Credentials {
     }
 
     /// Checks what can be checked without I/O. Messages never contain secret material.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), String> {
         match self {
             Self::PersonalAccessToken(token) | Self::BearerToken(token) => {
                 if token.expose().trim().is_empty() {

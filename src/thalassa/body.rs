@@ -26,14 +26,14 @@ pub const MAX_LISTED_SECRETS: usize = 50_000;
 
 /// The process-wide budget of response bytes held at once (one permit per byte).
 #[derive(Clone, Debug)]
-pub struct ByteBudget {
+pub(crate) struct ByteBudget {
     semaphore: Arc<Semaphore>,
     total: usize,
 }
 
 impl ByteBudget {
     /// A budget of `bytes` (at least the largest single body any call reads).
-    pub fn new(bytes: usize) -> Self {
+    pub(crate) fn new(bytes: usize) -> Self {
         let total = bytes.min(Semaphore::MAX_PERMITS);
         ByteBudget {
             semaphore: Arc::new(Semaphore::new(total)),
@@ -42,17 +42,19 @@ impl ByteBudget {
     }
 
     /// The budget's size.
-    pub fn total(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn total(&self) -> usize {
         self.total
     }
 
     /// Bytes not held by any body right now.
-    pub fn available(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn available(&self) -> usize {
         self.semaphore.available_permits()
     }
 
     /// Makes `held` cover exactly `bytes`: waits for more permits, or gives back the surplus.
-    pub async fn hold(&self, held: &mut Option<OwnedSemaphorePermit>, bytes: usize) {
+    pub(crate) async fn hold(&self, held: &mut Option<OwnedSemaphorePermit>, bytes: usize) {
         let have = held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
         // Never more than the whole budget (permits held here included), or it would wait for
         // itself.
@@ -76,7 +78,7 @@ impl ByteBudget {
 }
 
 /// A body that keeps its share of the [`ByteBudget`] until it is dropped.
-pub struct HeldBody {
+pub(crate) struct HeldBody {
     bytes: Zeroizing<Vec<u8>>,
     _held: Option<OwnedSemaphorePermit>,
 }
@@ -91,7 +93,7 @@ impl std::ops::Deref for HeldBody {
 
 /// Why a sink refused a body.
 #[derive(Debug, PartialEq, Eq)]
-pub enum SinkError {
+pub(crate) enum SinkError {
     /// More than the call's cap.
     TooLarge {
         /// The cap.
@@ -102,7 +104,7 @@ pub enum SinkError {
 }
 
 /// Where a 2xx body goes as it is read.
-pub trait BodySink: Send {
+pub(crate) trait BodySink: Send {
     /// What the sink yields at the end of the body.
     type Output: Send;
 
@@ -124,14 +126,14 @@ pub trait BodySink: Send {
 }
 
 /// Keeps the whole body (up to `limit` bytes) in a zeroizing buffer.
-pub struct BufferSink {
+pub(crate) struct BufferSink {
     limit: usize,
     body: Zeroizing<Vec<u8>>,
 }
 
 impl BufferSink {
     /// An empty buffer for a body of at most `limit` bytes.
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         BufferSink {
             limit,
             body: Zeroizing::new(Vec::new()),
@@ -213,7 +215,7 @@ enum At {
 /// once it is complete and kept only when its path is under `prefix`. Holds at most one
 /// element's bytes ([`MAX_LISTED_ENTRY_BYTES`]) besides the entries kept (at most
 /// [`MAX_LISTED_SECRETS`]); the total body is capped at `limit` bytes.
-pub struct ListingSink {
+pub(crate) struct ListingSink {
     prefix: String,
     limit: usize,
     read: usize,
@@ -240,7 +242,7 @@ pub enum Listed {
 
 impl ListingSink {
     /// A parser keeping entries under `prefix`, of a body of at most `limit` bytes.
-    pub fn new(prefix: &str, limit: usize) -> Self {
+    pub(crate) fn new(prefix: &str, limit: usize) -> Self {
         ListingSink {
             prefix: prefix.to_owned(),
             limit,

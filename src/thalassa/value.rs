@@ -106,17 +106,17 @@ pub struct SecretString(Zeroizing<String>);
 
 impl SecretString {
     /// Takes ownership of `text` without copying it.
-    pub fn new(text: String) -> Self {
+    pub(crate) fn new(text: String) -> Self {
         Self(Zeroizing::new(text))
     }
 
     /// The secret text. Callers must not log or format it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// Whether the string is empty.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }

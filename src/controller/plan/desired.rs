@@ -144,8 +144,6 @@ pub(crate) fn desired_secret(
         labels: &ts.spec.target.labels,
         annotations: &ts.spec.target.annotations,
         immutable: ts.spec.target.immutable,
-        deletion_policy: ts.spec.target.deletion_policy,
-        creation_policy: ts.spec.target.creation_policy,
         connection: &spec.connection,
     };
     let secret = render_secret(&target, &rendered, &hash);

@@ -66,7 +66,7 @@ pub struct ClientConfig {
     /// Project identity, sent as `X-Project-Identity` when set.
     pub project: Option<String>,
     /// How to authenticate.
-    pub credentials: Credentials,
+    pub(crate) credentials: Credentials,
     /// Retries after the first attempt for transport errors, 429 and 5xx. Default 3.
     pub max_retries: u32,
     /// Backoff ceiling of the first retry, doubled per retry (full jitter). Default 200 ms.
@@ -97,18 +97,18 @@ pub struct ClientConfig {
     /// [`SharedLimits`] (the whole process): a body holds budget for the bytes read so far until
     /// it is decoded; a body that would pass it waits for others to finish. At least
     /// [`MAX_LISTING_RESPONSE_BYTES`]. Default [`DEFAULT_BODY_BUDGET_BYTES`].
-    pub body_budget_bytes: usize,
+    pub(crate) body_budget_bytes: usize,
     /// TCP/TLS connect timeout. Default 5 s.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Optional per-attempt observer for metrics.
     pub observer: Option<Arc<dyn RequestObserver>>,
     /// Limits shared with other clients ([`Client::shared_limits`](super::Client::shared_limits)); when set,
     /// `rate_limit_per_second`, `rate_limit_burst` and `body_budget_bytes` are not used.
-    pub shared_limits: Option<SharedLimits>,
+    pub(crate) shared_limits: Option<SharedLimits>,
     /// An HTTP client shared with other clients (from [`Client::http_client`](super::Client::http_client)): its TLS roots
     /// and connection pool are held once, however many clients use it. When set,
     /// `request_timeout` and `connect_timeout` are the shared client's.
-    pub shared_http: Option<reqwest::Client>,
+    pub(crate) shared_http: Option<reqwest::Client>,
 }
 
 impl ClientConfig {

@@ -110,7 +110,7 @@ pub struct SharedLimits {
 
 impl SharedLimits {
     /// The limits `config` asks for (its rate limit, burst and body budget).
-    pub fn of(config: &ClientConfig) -> Self {
+    pub(crate) fn of(config: &ClientConfig) -> Self {
         SharedLimits {
             limiter: Arc::new(TokenBucket::new(
                 config.rate_limit_per_second,
@@ -118,11 +118,6 @@ impl SharedLimits {
             )),
             bytes: ByteBudget::new(config.body_budget_bytes),
         }
-    }
-
-    /// The body budget's size and the bytes of it not held right now.
-    pub fn body_budget(&self) -> (usize, usize) {
-        (self.bytes.total(), self.bytes.available())
     }
 }
 
@@ -177,7 +172,7 @@ impl Client {
 
     /// The HTTP client [`Client::new`] builds for `config` (timeouts, no redirects, user agent),
     /// to share between clients through [`ClientConfig::shared_http`].
-    pub fn http_client(config: &ClientConfig) -> Result<reqwest::Client, Error> {
+    pub(crate) fn http_client(config: &ClientConfig) -> Result<reqwest::Client, Error> {
         install_crypto_provider();
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
@@ -194,7 +189,7 @@ impl Client {
 
     /// This client's rate-limit ceiling and body budget, to share with clients built for other
     /// stores.
-    pub fn shared_limits(&self) -> SharedLimits {
+    pub(crate) fn shared_limits(&self) -> SharedLimits {
         self.inner.limits.clone()
     }
 }

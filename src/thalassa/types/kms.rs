@@ -21,7 +21,7 @@ pub struct KmsSummary {
     pub feature_enabled: bool,
     /// Per-region availability and key counts.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub regions: Vec<KmsRegionSummary>,
+    pub(crate) regions: Vec<KmsRegionSummary>,
 }
 
 impl KmsSummary {
@@ -33,7 +33,7 @@ impl KmsSummary {
 
     /// The entry of `region`, matched by slug or identity (the two names Thalassa's URLs accept):
     /// the one region lookup of the operator and the `check` command.
-    pub fn region(&self, region: &str) -> Option<&KmsRegionSummary> {
+    pub(crate) fn region(&self, region: &str) -> Option<&KmsRegionSummary> {
         self.regions
             .iter()
             .find(|r| r.slug == region || r.identity == region)
@@ -46,28 +46,28 @@ impl KmsSummary {
 pub struct KmsRegionSummary {
     /// Region identity.
     #[serde(default)]
-    pub identity: String,
+    pub(crate) identity: String,
     /// Display name.
     #[serde(default)]
-    pub name: String,
+    pub(crate) name: String,
     /// Slug such as `nl-01`.
     #[serde(default)]
-    pub slug: String,
+    pub(crate) slug: String,
     /// Whether the regional KMS backend is available.
     #[serde(default)]
-    pub kms_available: bool,
+    pub(crate) kms_available: bool,
     /// Number of keys.
     #[serde(default)]
-    pub total_keys: i64,
+    pub(crate) total_keys: i64,
     /// Number of active keys.
     #[serde(default)]
-    pub active_keys: i64,
+    pub(crate) active_keys: i64,
     /// Number of disabled keys.
     #[serde(default)]
-    pub disabled_keys: i64,
+    pub(crate) disabled_keys: i64,
     /// Number of keys pending deletion.
     #[serde(default)]
-    pub pending_deletion_keys: i64,
+    pub(crate) pending_deletion_keys: i64,
 }
 
 /// Lifecycle state of a KMS key.
@@ -86,7 +86,7 @@ pub enum KmsKeyStatus {
 
 impl KmsKeyStatus {
     /// The wire spelling.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Active => "active",
             Self::Disabled => "disabled",
@@ -133,16 +133,16 @@ pub struct KmsKey {
     pub slug: String,
     /// Description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     /// Labels.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// Annotations.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
     /// Project the key belongs to, if project-scoped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub project_id: Option<String>,
+    pub(crate) project_id: Option<String>,
     /// Key type, e.g. `aes256-gcm96` (open set).
     #[serde(default)]
     pub key_type: String,
@@ -150,45 +150,46 @@ pub struct KmsKey {
     pub status: KmsKeyStatus,
     /// Whether key material may be exported.
     #[serde(default)]
-    pub export_allowed: bool,
+    pub(crate) export_allowed: bool,
     /// Whether the material was imported (BYOK).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub imported: Option<bool>,
+    pub(crate) imported: Option<bool>,
     /// Whether automatic rotation is on.
     #[serde(default)]
-    pub key_rotation_enabled: bool,
+    pub(crate) key_rotation_enabled: bool,
     /// Automatic rotation period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rotation_period_in_days: Option<u32>,
+    pub(crate) rotation_period_in_days: Option<u32>,
     /// Newest key version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_version: Option<u64>,
     /// Oldest version still allowed to decrypt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_decryption_version: Option<u64>,
+    pub(crate) min_decryption_version: Option<u64>,
     /// Key versions.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub versions: Vec<KmsKeyVersion>,
+    pub(crate) versions: Vec<KmsKeyVersion>,
     /// When a scheduled deletion takes effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deletion_scheduled_at: Option<Timestamp>,
+    pub(crate) deletion_scheduled_at: Option<Timestamp>,
     /// Creation time.
     #[serde(default)]
-    pub created_at: Option<Timestamp>,
+    pub(crate) created_at: Option<Timestamp>,
     /// Last update time.
     #[serde(default)]
-    pub updated_at: Option<Timestamp>,
+    pub(crate) updated_at: Option<Timestamp>,
     /// Optimistic-concurrency counter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object_version: Option<u64>,
+    pub(crate) object_version: Option<u64>,
     /// Owning organisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub organisation: Option<Organisation>,
+    pub(crate) organisation: Option<Organisation>,
 }
 
 impl KmsKey {
     /// Whether the key is `active`.
-    pub fn is_active(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_active(&self) -> bool {
         self.status == KmsKeyStatus::Active
     }
 }
@@ -198,13 +199,13 @@ impl KmsKey {
 #[serde(rename_all = "camelCase")]
 pub struct KmsKeyVersion {
     /// Version number.
-    pub version: u64,
+    pub(crate) version: u64,
     /// Status string, if the server sends one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Creation time.
     #[serde(default)]
-    pub created_at: Option<Timestamp>,
+    pub(crate) created_at: Option<Timestamp>,
 }
 
 /// Body of `POST /v1/kms/{region}/keys`.
@@ -212,28 +213,28 @@ pub struct KmsKeyVersion {
 #[serde(rename_all = "camelCase")]
 pub struct CreateKmsKeyRequest {
     /// Key name (1–255 characters).
-    pub name: String,
+    pub(crate) name: String,
     /// Key type; Thalassa defaults to `aes256-gcm96`. Secrets need a symmetric AEAD type.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_type: Option<String>,
+    pub(crate) key_type: Option<String>,
     /// Description.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     /// Labels.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// Annotations.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
     /// Allow exporting key material (only settable at create).
     #[serde(skip_serializing_if = "is_false")]
-    pub export_allowed: bool,
+    pub(crate) export_allowed: bool,
     /// Enable automatic rotation.
     #[serde(skip_serializing_if = "is_false")]
-    pub key_rotation_enabled: bool,
+    pub(crate) key_rotation_enabled: bool,
     /// Rotation period, required when rotation is enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rotation_period_in_days: Option<u32>,
+    pub(crate) rotation_period_in_days: Option<u32>,
 }
 
 impl CreateKmsKeyRequest {
@@ -258,11 +259,11 @@ impl CreateKmsKeyRequest {
 pub struct Organisation {
     /// Organisation identity.
     #[serde(default)]
-    pub identity: String,
+    pub(crate) identity: String,
     /// Display name.
     #[serde(default)]
-    pub name: String,
+    pub(crate) name: String,
     /// Slug.
     #[serde(default)]
-    pub slug: String,
+    pub(crate) slug: String,
 }

@@ -28,13 +28,13 @@ pub struct Secret {
     pub labels: BTreeMap<String, String>,
     /// Annotations.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
     /// Creation time.
     #[serde(default)]
-    pub created_at: Option<Timestamp>,
+    pub(crate) created_at: Option<Timestamp>,
     /// Last update time (bumped by new versions).
     #[serde(default)]
-    pub updated_at: Option<Timestamp>,
+    pub(crate) updated_at: Option<Timestamp>,
     /// The KMS key the secret is bound to (immutable).
     #[serde(default)]
     pub kms_key: Option<KmsKey>,
@@ -43,13 +43,13 @@ pub struct Secret {
     pub current_version: u64,
     /// Optimistic-concurrency counter.
     #[serde(default)]
-    pub object_version: u64,
+    pub(crate) object_version: u64,
     /// Time of the last successful reveal.
     #[serde(default)]
-    pub last_accessed_at: Option<Timestamp>,
+    pub(crate) last_accessed_at: Option<Timestamp>,
     /// The region object.
     #[serde(default)]
-    pub region: Option<Region>,
+    pub(crate) region: Option<Region>,
     /// Access policy, kept opaque because its schema is disputed between docs and clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_policy: Option<serde_json::Value>,
@@ -66,7 +66,7 @@ pub struct Secret {
 #[serde(rename_all = "camelCase")]
 pub struct ListedSecret {
     /// The secret's path.
-    pub path: String,
+    pub(crate) path: String,
     /// Latest active version.
     #[serde(default)]
     pub current_version: u64,
@@ -80,9 +80,9 @@ pub struct ListedSecret {
 #[serde(rename_all = "camelCase")]
 pub struct ListedKmsKey {
     /// Key identity.
-    pub identity: String,
+    pub(crate) identity: String,
     /// Lifecycle state.
-    pub status: KmsKeyStatus,
+    pub(crate) status: KmsKeyStatus,
 }
 
 impl From<Secret> for ListedSecret {
@@ -106,13 +106,13 @@ pub struct SecretVersion {
     pub version: u64,
     /// Status as the server spells it (e.g. `current`, `active`, `destroyed`); an open set.
     #[serde(default)]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Creation time.
     #[serde(default)]
-    pub created_at: Option<Timestamp>,
+    pub(crate) created_at: Option<Timestamp>,
     /// When the version was destroyed; `None` while it is readable.
     #[serde(default)]
-    pub destroyed_at: Option<Timestamp>,
+    pub(crate) destroyed_at: Option<Timestamp>,
 }
 
 impl SecretVersion {
@@ -128,7 +128,7 @@ impl SecretVersion {
 pub struct BrowseSecretsResponse {
     /// The directory that was browsed.
     #[serde(default)]
-    pub path: String,
+    pub(crate) path: String,
     /// Child directories, as full paths ending in `/`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub prefixes: Vec<String>,
@@ -142,7 +142,7 @@ pub struct BrowseSecretsResponse {
 #[serde(rename_all = "camelCase")]
 pub struct CreateSecretRequest {
     /// Path of the new secret.
-    pub path: String,
+    pub(crate) path: String,
     /// Description.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -151,15 +151,15 @@ pub struct CreateSecretRequest {
     pub labels: BTreeMap<String, String>,
     /// Annotations.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
     /// Identity (or slug) of an active symmetric KMS key in the same region.
-    pub kms_key_identity: String,
+    pub(crate) kms_key_identity: String,
     /// The first value; sent as exactly one of `secretString`, `secretKeyValues`, `generateSecret`.
     #[serde(flatten)]
-    pub value: SecretValueInput,
+    pub(crate) value: SecretValueInput,
     /// Optional access policy (opaque).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub access_policy: Option<serde_json::Value>,
+    pub(crate) access_policy: Option<serde_json::Value>,
 }
 
 impl CreateSecretRequest {
@@ -197,7 +197,7 @@ pub(crate) struct PutSecretValueRequest<'a> {
 pub struct PutSecretValueResponse {
     /// The secret's path.
     #[serde(default)]
-    pub path: String,
+    pub(crate) path: String,
     /// The version just created (now current).
     pub version: u64,
 }
@@ -224,7 +224,7 @@ pub(crate) struct UpdateAccessPolicyRequest<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevealedSecret {
     /// The secret's path.
-    pub path: String,
+    pub(crate) path: String,
     /// The version that was read.
     pub version: u64,
     /// The value, base64-decoded.
@@ -294,14 +294,14 @@ impl GetSecretValueResponse {
 pub struct Region {
     /// Region identity.
     #[serde(default)]
-    pub identity: String,
+    pub(crate) identity: String,
     /// Display name.
     #[serde(default)]
-    pub name: String,
+    pub(crate) name: String,
     /// Slug such as `nl-01`.
     #[serde(default)]
-    pub slug: String,
+    pub(crate) slug: String,
     /// Description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
 }
