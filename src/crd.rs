@@ -668,7 +668,7 @@ pub struct ThalassaSecretStatus {
     pub observed_generation: Option<i64>,
     /// `Ready`; kstatus's `Reconciling` (a failure being retried) and `Stalled` (only a person can
     /// fix it); and one condition per prerequisite: `SecretsFeatureEnabled`, `KmsFeatureEnabled`,
-    /// `KmsBackendAvailable`, `KmsKeyActive`, `Authorized`. Reasons are listed in the README.
+    /// `KmsBackendAvailable`, `KmsKeyActive`, `Authorized`. Reasons are listed in docs/reference.md.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

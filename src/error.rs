@@ -242,7 +242,7 @@ impl From<Arc<thalassa::Error>> for Error {
 }
 
 /// Why a resource is not Ready: the closed set of `Ready=False` reasons, each documented in the
-/// README (checked by `tests/docs.rs` over [`Reason::all`]). Also the Warning Event reason and the
+/// docs/reference.md (checked by `tests/offline/docs.rs` over [`Reason::all`]). Also the Warning Event reason and the
 /// `reason` metric label.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumIter, strum::IntoStaticStr, strum::Display,
@@ -356,7 +356,7 @@ impl Reason {
 }
 
 impl Error {
-    /// The reason (closed set, documented in the README).
+    /// The reason (closed set, documented in docs/reference.md).
     pub fn reason(&self) -> Reason {
         match self {
             Error::InvalidSpec(_) => Reason::InvalidSpec,

@@ -1,4 +1,4 @@
-//! Condition types and reasons (a closed set, documented in the README), and the pure logic that
+//! Condition types and reasons (a closed set, documented in docs/reference.md), and the pure logic that
 //! turns what a reconcile observed into conditions. `lastTransitionTime` changes only when a
 //! condition's status flips, and an unchanged status is never rewritten.
 

@@ -1,6 +1,6 @@
 //! The template engine's configuration ([`environment`]: strict undefined variables, fuel,
 //! recursion limit, no auto-escaping, no loader) and the filters added to minijinja's built-in
-//! ones, with the list the README documents.
+//! ones, with the list docs/reference.md documents.
 //!
 //! I/O contract: pure. A filter's error names only what went wrong, never its input (the caller
 //! builds the message from the error's kind and the template's own text).
@@ -10,7 +10,7 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
 use super::{FUEL, RECURSION_LIMIT};
 
-/// The filters added to minijinja's built-in ones, for the README.
+/// The filters added to minijinja's built-in ones, for docs/reference.md.
 pub const EXTRA_FILTERS: &[&str] = &[
     "b64enc",
     "b64dec",
@@ -20,7 +20,7 @@ pub const EXTRA_FILTERS: &[&str] = &[
     "urlencode_userinfo",
 ];
 
-/// Every filter the README documents, with an example and what it renders (a unit test renders
+/// Every filter docs/reference.md documents, with an example and what it renders (a unit test renders
 /// each, so the documented list is the one that works).
 pub const DOCUMENTED_FILTERS: &[(&str, &str, &str)] = &[
     (

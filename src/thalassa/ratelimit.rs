@@ -194,7 +194,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_callers_are_spaced_at_the_rate_in_arrival_order() {
-        // The shape of tests/thalassa_client.rs's rate_limiter_bounds_the_request_rate: 12 calls
+        // The shape of tests/offline/thalassa_client.rs's rate_limiter_bounds_the_request_rate: 12 calls
         // at once, burst 2, 10/s.
         let bucket = TokenBucket::new(10.0, 2);
         let start = Instant::now();

@@ -479,7 +479,7 @@ mod tests {
     //
     // Tokio's clock stands still unless every task waits (or the test advances it), so these
     // numbers are exact and do not depend on how busy the machine is. The wiring over real HTTP
-    // is tested in tests/thalassa_client.rs.
+    // is tested in tests/offline/thalassa_client.rs.
 
     fn http_failure_of(status: u16, retry_after: Option<Duration>) -> Failure {
         Failure::Http(HttpFailure {
