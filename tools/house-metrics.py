@@ -156,7 +156,7 @@ def main():
     fns.sort(reverse=True)
     context = ROOT / "src/controller/mod.rs"
     text = context.read_text()
-    body = re.search(r"pub struct Context \{(.*?)\n\}", text, re.S)
+    body = re.search(r"pub(?:\(crate\))? struct Context \{(.*?)\n\}", text, re.S)
     fields = len(re.findall(r"^\s{4}(?:pub(?:\([^)]*\))?\s+)?\w+:", body.group(1), re.M)) if body else "?"
     tests = ROOT / "tests"
     binaries = len(list(tests.glob("*.rs"))) + len([d for d in tests.iterdir() if (d / "main.rs").exists()])
