@@ -424,19 +424,7 @@ pub(crate) fn store_conditions(
     };
     let (health, links) = match results {
         // The connection could not even be built (store being deleted, invalid settings).
-        Err(e) => (
-            Health {
-                outcome: if e.needs_person() {
-                    Outcome::NeedsPerson(e.to_string())
-                } else {
-                    Outcome::Retrying
-                },
-                reason: e.reason().as_str(),
-                message: e.to_string(),
-                retry: RETRY,
-            },
-            Vec::new(),
-        ),
+        Err(e) => (Health::failed(e, RETRY), Vec::new()),
         Ok(results) => judge_links(results),
     };
     status::kstatus_conditions(health)

@@ -8,6 +8,8 @@
 //! in progress shows as a stale `observedGeneration`, which kstatus reads as InProgress without
 //! a write.
 
+use crate::error::Error;
+
 use super::vocabulary::{
     ConditionStatus::{False, True},
     ConditionType, NewCondition,
@@ -35,6 +37,23 @@ pub(crate) struct Health {
     pub(crate) message: String,
     /// How the kind words a retry: "retrying" (a sync), "checking again" (a store).
     pub(crate) retry: &'static str,
+}
+
+impl Health {
+    /// A failure's health: it needs a person when retrying the same inputs cannot help
+    /// ([`Error::needs_person`]); else it is retried.
+    pub(crate) fn failed(error: &Error, retry: &'static str) -> Health {
+        Health {
+            outcome: if error.needs_person() {
+                Outcome::NeedsPerson(error.to_string())
+            } else {
+                Outcome::Retrying
+            },
+            reason: error.reason().as_str(),
+            message: error.to_string(),
+            retry,
+        }
+    }
 }
 
 /// `Ready`, `Reconciling` and `Stalled` for `health`, in that order.

@@ -386,16 +386,7 @@ fn sync_health(ready: Result<(), &Error>) -> Health {
             message: "the Secret holds the current version of every source".to_string(),
             retry,
         },
-        Err(e) => Health {
-            outcome: if e.needs_person() {
-                Outcome::NeedsPerson(e.to_string())
-            } else {
-                Outcome::Retrying
-            },
-            reason: e.reason().as_str(),
-            message: e.to_string(),
-            retry,
-        },
+        Err(e) => Health::failed(e, retry),
     }
 }
 
