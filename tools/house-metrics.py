@@ -119,7 +119,7 @@ def functions(lines):
             if depth <= 0 and k > j or (depth == 0 and "}" in code):
                 break
             k += 1
-        args = sig[sig.find("(") + 1 :]
+        args = sig[sig.find("(", sig.find("fn ")) + 1 :]
         level, params, current = 0, [], ""
         for ch in args:
             if ch in "(<[":
