@@ -366,7 +366,9 @@ pub struct RunSettings {
     pub readiness: Readiness,
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller until `shutdown` resolves: the caches and the context, the
+/// `ThalassaSecret` controller over its watches, the pruner, then the resource and store
+/// controllers side by side until both have shut down.
 pub async fn run(
     client: Client,
     config: Config,
@@ -385,71 +387,175 @@ pub async fn run(
     // In namespaced mode the operator reads nothing cluster-scoped: no cluster stores, no
     // namespace labels.
     let cluster_mode = namespace.is_none();
-    let (secret_store, secret_writer) = reflector::store();
-    let (resource_store, resource_writer) = reflector::store();
-    let (store_store, store_writer) = reflector::store();
-    let (cluster_store_store, cluster_store_writer) = reflector::store();
-    let (namespace_store, namespace_writer) = reflector::store();
-    let (config_map_store, config_map_writer) = reflector::store();
+    let (caches, writers) = caches(cluster_mode);
+    let resource_store = caches.resources.clone();
     let concurrency = config.concurrency;
+    let services = Services {
+        hash_key,
+        reporter,
+        metrics,
+    };
     let ctx = Arc::new(Context::new(
         client.clone(),
         config,
         thalassa,
-        Caches {
-            secrets: secret_store,
-            stores: store_store,
-            cluster_stores: cluster_store_store,
-            namespaces: cluster_mode.then_some(namespace_store),
-            template_config_maps: config_map_store,
-            resources: resource_store.clone(),
-        },
-        Services {
-            hash_key,
-            reporter,
-            metrics,
-        },
+        caches,
+        services,
     ));
-    let mut expected = BTreeSet::from([
-        Watch::Secrets,
-        Watch::TemplateConfigMaps,
-        Watch::Stores,
-        Watch::Resources,
-    ]);
-    if cluster_mode {
-        expected.extend([Watch::ClusterStores, Watch::Namespaces]);
-    }
-    let synced = Arc::new(SyncedWatches {
-        readiness,
-        expected,
-        synced: Mutex::default(),
-    });
+    let synced = Arc::new(SyncedWatches::new(readiness, cluster_mode));
     let watch = |which| (synced.clone(), ctx.clone(), which);
+    let controller = resource_controller(&client, (namespace.as_deref(), &shard), writers, watch);
 
-    // Status writes bump resourceVersion but not generation: filtering on generation (and
-    // annotations) keeps our own status patches from re-triggering reconciles.
-    let (resources_synced, resources_ctx) = (synced.clone(), ctx.clone());
-    let resource_stream = reflector(
-        resource_writer,
-        watcher(
-            scoped(&client, namespace.as_deref()),
-            shard.clone().any_semantic(),
-        )
-        .modify(strip_cached_metadata),
+    let prune_task = spawn_pruner(ctx.clone(), resource_store);
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let resources = run_resources(controller, concurrency, ctx.clone(), shutdown.clone());
+    futures::join!(
+        resources,
+        run_store_status(client, (namespace, shard), ctx, shutdown)
+    );
+    prune_task.abort();
+}
+
+/// The write halves of the watched caches, each handed to the watch that fills it.
+struct Writers {
+    secrets: reflector::store::Writer<PartialObjectMeta<Secret>>,
+    resources: reflector::store::Writer<ThalassaSecret>,
+    stores: reflector::store::Writer<ThalassaSecretStore>,
+    cluster_stores: reflector::store::Writer<ClusterThalassaSecretStore>,
+    namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
+    template_config_maps: reflector::store::Writer<PartialObjectMeta<ConfigMap>>,
+}
+
+/// Every cache the controller reads, created empty: the read halves go into the context, the
+/// write halves to the watches. Namespaces are read only in cluster mode.
+fn caches(cluster_mode: bool) -> (Caches, Writers) {
+    let (secrets, secret_writer) = reflector::store();
+    let (resources, resource_writer) = reflector::store();
+    let (stores, store_writer) = reflector::store();
+    let (cluster_stores, cluster_store_writer) = reflector::store();
+    let (namespaces, namespace_writer) = reflector::store();
+    let (template_config_maps, config_map_writer) = reflector::store();
+    let caches = Caches {
+        secrets,
+        stores,
+        cluster_stores,
+        namespaces: cluster_mode.then_some(namespaces),
+        template_config_maps,
+        resources,
+    };
+    let writers = Writers {
+        secrets: secret_writer,
+        resources: resource_writer,
+        stores: store_writer,
+        cluster_stores: cluster_store_writer,
+        namespaces: namespace_writer,
+        template_config_maps: config_map_writer,
+    };
+    (caches, writers)
+}
+
+impl SyncedWatches {
+    /// Expects the watches this mode starts: the cluster-scoped ones only in cluster mode.
+    fn new(readiness: Readiness, cluster_mode: bool) -> Self {
+        let mut expected = BTreeSet::from([
+            Watch::Secrets,
+            Watch::TemplateConfigMaps,
+            Watch::Stores,
+            Watch::Resources,
+        ]);
+        if cluster_mode {
+            expected.extend([Watch::ClusterStores, Watch::Namespaces]);
+        }
+        SyncedWatches {
+            readiness,
+            expected,
+            synced: Mutex::default(),
+        }
+    }
+}
+
+/// The `ThalassaSecret` controller over its own watch and the watches of what resources read
+/// (managed Secrets, template ConfigMaps, stores; cluster stores and namespaces in cluster
+/// mode), each mapping an event to the resources it concerns.
+fn resource_controller(
+    client: &Client,
+    (namespace, shard): (Option<&str>, &watcher::Config),
+    writers: Writers,
+    watch: impl Fn(Watch) -> WatchReport,
+) -> Controller<ThalassaSecret> {
+    let resource_store = writers.resources.as_reader();
+    let resources = resource_stream(
+        writers.resources,
+        scoped(client, namespace),
+        shard.clone(),
+        watch(Watch::Resources),
+    );
+    let controller = Controller::for_stream(resources, resource_store.clone());
+    let controller = watch_namespaced_inputs(
+        controller,
+        (client, namespace),
+        &resource_store,
+        (
+            writers.secrets,
+            writers.template_config_maps,
+            writers.stores,
+        ),
+        &watch,
+    );
+    if namespace.is_some() {
+        return controller;
+    }
+    watch_cluster_scope(
+        controller,
+        client,
+        &resource_store,
+        (writers.cluster_stores, writers.namespaces),
+        (watch(Watch::ClusterStores), watch(Watch::Namespaces)),
     )
-    .inspect_ok(move |event| resources_synced.observe(&resources_ctx, Watch::Resources, event))
+}
+
+/// This shard's resources, filling `writer`.
+///
+/// Status writes bump resourceVersion but not generation: filtering on generation (and
+/// annotations) keeps our own status patches from re-triggering reconciles.
+fn resource_stream(
+    writer: reflector::store::Writer<ThalassaSecret>,
+    api: Api<ThalassaSecret>,
+    shard: watcher::Config,
+    (synced, ctx, watch): WatchReport,
+) -> impl futures::Stream<Item = Result<ThalassaSecret, watcher::Error>> + Send {
+    reflector(
+        writer,
+        watcher(api, shard.any_semantic()).modify(strip_cached_metadata),
+    )
+    .inspect_ok(move |event| synced.observe(&ctx, watch, event))
     .default_backoff()
     .applied_objects()
     .predicate_filter(
         predicates::generation.combine(predicates::annotations),
         Default::default(),
-    );
-    let (users, template_users) = (resource_store.clone(), resource_store.clone());
-    let mut controller = Controller::for_stream(resource_stream, resource_store.clone())
+    )
+}
+
+/// Managed Secrets trigger their owner; template ConfigMaps and namespaced stores trigger the
+/// resources (in their namespace) that use them.
+fn watch_namespaced_inputs(
+    controller: Controller<ThalassaSecret>,
+    (client, namespace): (&Client, Option<&str>),
+    resources: &Store<ThalassaSecret>,
+    (secret_writer, config_map_writer, store_writer): (
+        reflector::store::Writer<PartialObjectMeta<Secret>>,
+        reflector::store::Writer<PartialObjectMeta<ConfigMap>>,
+        reflector::store::Writer<ThalassaSecretStore>,
+    ),
+    watch: impl Fn(Watch) -> WatchReport,
+) -> Controller<ThalassaSecret> {
+    let (users, template_users) = (resources.clone(), resources.clone());
+    controller
         .watches_stream(
             cached_watch(
                 secret_writer,
-                scoped(&client, namespace.as_deref()),
+                scoped(client, namespace),
                 watcher::Config::default().labels(MANAGED_SELECTOR),
                 watch(Watch::Secrets),
             ),
@@ -460,7 +566,7 @@ pub async fn run(
             // names the ConfigMap (`config_maps`).
             cached_watch(
                 config_map_writer,
-                scoped::<PartialObjectMeta<ConfigMap>>(&client, namespace.as_deref()),
+                scoped::<PartialObjectMeta<ConfigMap>>(client, namespace),
                 watcher::Config::default().labels(TEMPLATE_CONFIGMAP_SELECTOR),
                 watch(Watch::TemplateConfigMaps),
             ),
@@ -474,7 +580,7 @@ pub async fn run(
         .watches_stream(
             cached_watch(
                 store_writer,
-                scoped(&client, namespace.as_deref()),
+                scoped(client, namespace),
                 watcher::Config::default(),
                 watch(Watch::Stores),
             ),
@@ -485,32 +591,28 @@ pub async fn run(
                         && refers_to(ts, StoreKind::ThalassaSecretStore, &name)
                 })
             },
-        );
-    if cluster_mode {
-        controller = watch_cluster_scope(
-            controller,
-            &client,
-            &resource_store,
-            (cluster_store_writer, namespace_writer),
-            (watch(Watch::ClusterStores), watch(Watch::Namespaces)),
-        );
-    }
+        )
+}
 
-    let prune_task = spawn_pruner(ctx.clone(), resource_store);
-    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+/// The `ThalassaSecret` reconcile loop: also woken by the lanes (periodic and deferred work),
+/// at most `concurrency` reconciles at once, draining in-flight reconciles on shutdown.
+///
+/// Not `async`: the controller is assembled (and the lanes' wakeups taken) when this is called,
+/// as `run` always did, not when the loop is first polled.
+fn run_resources(
+    mut controller: Controller<ThalassaSecret>,
+    concurrency: u16,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
+) -> impl std::future::Future<Output = ()> {
     if let Some(wakeups) = ctx.lanes.take_wakeups() {
         controller = controller.reconcile_on(wakeups);
     }
-    let resources = controller
+    controller
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile, error_policy, ctx.clone())
-        .for_each(log_loop_error);
-    futures::join!(
-        resources,
-        run_store_status(client, (namespace, shard), ctx, shutdown)
-    );
-    prune_task.abort();
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(log_loop_error)
 }
 
 /// Cluster mode: cluster stores and namespace labels trigger the resources that use them.
