@@ -10,7 +10,10 @@ use kube::ResourceExt;
 
 use crate::{
     config::{Config, parse_duration},
-    crd::{CreationPolicy, DeletionPolicy, ThalassaSecret},
+    crd::{
+        CreationPolicy, DataEntry, DataFromSource, DeletionPolicy, ThalassaSecret,
+        ThalassaSecretSpec,
+    },
     error::{Error, Result},
     render::{KeyMapping, is_label_value, is_qualified_name, is_valid_secret_key},
     thalassa,
@@ -63,8 +66,39 @@ pub struct PathSource {
 }
 
 /// Pure validation of what admission cannot check, and resolution of defaults.
+///
+/// Checks run in a fixed order (intervals, `data`, `dataFrom`, at least one source, target):
+/// the first failure is the one reported.
 pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
     let spec = &ts.spec;
+    let refresh_interval = refresh_interval(spec, config)?;
+    let restart_debounce = restart_debounce(spec)?;
+    let mut paths = data_paths(&spec.data)?;
+    let prefixes = data_from_sources(&spec.data_from, &mut paths)?;
+    if paths.is_empty() && prefixes.is_empty() {
+        return Err(Error::InvalidSpec(
+            "at least one entry in data or dataFrom is required".into(),
+        ));
+    }
+    let target_name = target_name(ts, config)?;
+    Ok(ValidatedSpec {
+        region: spec
+            .region
+            .clone()
+            .unwrap_or_else(|| config.default_region.clone()),
+        refresh_interval,
+        restart_debounce,
+        target_name,
+        paths,
+        prefixes,
+        connection: crate::crd::DEFAULT_CONNECTION.to_string(),
+        templates: None,
+        force: None,
+    })
+}
+
+/// `refreshInterval`, or the operator's default; under 10s would poll Thalassa too often.
+fn refresh_interval(spec: &ThalassaSecretSpec, config: &Config) -> Result<Duration> {
     let refresh_interval = match &spec.refresh_interval {
         Some(text) => {
             parse_duration(text).map_err(|e| Error::InvalidSpec(format!("refreshInterval: {e}")))?
@@ -76,15 +110,26 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
             "refreshInterval must be at least 10s".into(),
         ));
     }
-    let restart_debounce = match &spec.restart_debounce {
+    Ok(refresh_interval)
+}
+
+/// `restartDebounce`, or [`DEFAULT_RESTART_DEBOUNCE`].
+fn restart_debounce(spec: &ThalassaSecretSpec) -> Result<Duration> {
+    match &spec.restart_debounce {
         Some(text) => {
-            parse_duration(text).map_err(|e| Error::InvalidSpec(format!("restartDebounce: {e}")))?
+            parse_duration(text).map_err(|e| Error::InvalidSpec(format!("restartDebounce: {e}")))
         }
-        None => DEFAULT_RESTART_DEBOUNCE,
-    };
+        None => Ok(DEFAULT_RESTART_DEBOUNCE),
+    }
+}
+
+/// The explicit `data[]` entries grouped by path. Entry by entry: a valid path, a valid and
+/// unique Secret key, and one version per path (two versions of one path cannot both be read
+/// into one Secret).
+fn data_paths(data: &[DataEntry]) -> Result<BTreeMap<String, PathSource>> {
     let mut paths: BTreeMap<String, PathSource> = BTreeMap::new();
     let mut keys = BTreeSet::new();
-    for entry in &spec.data {
+    for entry in data {
         thalassa::validate_path(&entry.remote_ref.path).map_err(|e| {
             Error::InvalidSpec(format!("data[{}].remoteRef.path: {e}", entry.secret_key))
         })?;
@@ -99,15 +144,6 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
                 key: entry.secret_key.clone(),
             });
         }
-        let mapping = match &entry.remote_ref.property {
-            Some(property) => KeyMapping::Property {
-                secret_key: entry.secret_key.clone(),
-                property: property.clone(),
-            },
-            None => KeyMapping::Whole {
-                secret_key: entry.secret_key.clone(),
-            },
-        };
         let source = paths
             .entry(entry.remote_ref.path.clone())
             .or_insert(PathSource {
@@ -120,10 +156,32 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
                 entry.remote_ref.path
             )));
         }
-        source.mappings.push(mapping);
+        source.mappings.push(key_mapping(entry));
     }
+    Ok(paths)
+}
+
+/// How one `data[]` entry's value maps to its Secret key: one property, or the whole value.
+fn key_mapping(entry: &DataEntry) -> KeyMapping {
+    match &entry.remote_ref.property {
+        Some(property) => KeyMapping::Property {
+            secret_key: entry.secret_key.clone(),
+            property: property.clone(),
+        },
+        None => KeyMapping::Whole {
+            secret_key: entry.secret_key.clone(),
+        },
+    }
+}
+
+/// Adds the `dataFrom[]` paths to `paths` (every property, latest version: a path pinned in
+/// `data[]` cannot also be followed) and returns the prefixes, in order.
+fn data_from_sources(
+    data_from: &[DataFromSource],
+    paths: &mut BTreeMap<String, PathSource>,
+) -> Result<Vec<String>> {
     let mut prefixes = Vec::new();
-    for (i, from) in spec.data_from.iter().enumerate() {
+    for (i, from) in data_from.iter().enumerate() {
         match (&from.path, &from.path_prefix) {
             (Some(path), None) => {
                 thalassa::validate_path(path)
@@ -156,39 +214,29 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
             }
         }
     }
-    if paths.is_empty() && prefixes.is_empty() {
-        return Err(Error::InvalidSpec(
-            "at least one entry in data or dataFrom is required".into(),
-        ));
-    }
-    if spec.target.creation_policy == CreationPolicy::Merge
-        && spec.target.deletion_policy == DeletionPolicy::Delete
+    Ok(prefixes)
+}
+
+/// The target Secret's name (default: the resource's), after checking the target: Merge must
+/// not delete a Secret the operator did not create, labels and annotations must be valid, and
+/// the operator's own hash-key Secret is never a target.
+fn target_name(ts: &ThalassaSecret, config: &Config) -> Result<String> {
+    let target = &ts.spec.target;
+    if target.creation_policy == CreationPolicy::Merge
+        && target.deletion_policy == DeletionPolicy::Delete
     {
         return Err(Error::InvalidSpec(
             "target.deletionPolicy Delete cannot be combined with creationPolicy Merge".into(),
         ));
     }
-    validate_target_metadata(&spec.target.labels, &spec.target.annotations)?;
-    let target_name = spec.target.name.clone().unwrap_or_else(|| ts.name_any());
+    validate_target_metadata(&target.labels, &target.annotations)?;
+    let target_name = target.name.clone().unwrap_or_else(|| ts.name_any());
     if ts.namespace().as_deref() == Some(config.operator_namespace.as_str())
         && target_name == config.hash_key_secret
     {
         return Err(Error::TargetReserved { name: target_name });
     }
-    Ok(ValidatedSpec {
-        region: spec
-            .region
-            .clone()
-            .unwrap_or_else(|| config.default_region.clone()),
-        refresh_interval,
-        restart_debounce,
-        target_name,
-        paths,
-        prefixes,
-        connection: crate::crd::DEFAULT_CONNECTION.to_string(),
-        templates: None,
-        force: None,
-    })
+    Ok(target_name)
 }
 
 /// The same label and annotation rules as the CRD's CEL rules, checked again so nothing the
