@@ -149,15 +149,13 @@ async fn report_status(
     } = report;
     let error = outcome.as_ref().err().map(|e| &**e);
     let prerequisites = Prerequisites::learned(kms_backend, reached, region, error);
-    let plan = plan::plan_status(
-        ts,
-        spec.map(|v| v.target_name.as_str()),
-        outcome.as_ref().map_err(|e| &**e),
-        &prerequisites,
-        &restart,
-        force_wait.is_some(),
-        &now,
-    );
+    let inputs = plan::StatusInputs {
+        target_name: spec.map(|v| v.target_name.as_str()),
+        prerequisites: &prerequisites,
+        restart: &restart,
+        force_deferred: force_wait.is_some(),
+    };
+    let plan = plan::plan_status(ts, outcome.as_ref().map_err(|e| &**e), inputs, &now);
     ctx.metrics.set_conditions(
         &ts.namespace().unwrap_or_default(),
         &ts.name_any(),

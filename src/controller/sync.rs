@@ -505,9 +505,13 @@ impl<'a> Sync<'a> {
             (Some(_), Some(existing)) => render::reuse_templated(existing)
                 .ok_or_else(|| Error::Internal("templated keys vanished from the Secret".into()))?,
             (templates, _) => {
-                let raw = plan::render_sources(
-                    ts, spec, metas, &desired, &revealed, existing, &recorded,
-                )?;
+                let inputs = plan::RenderInputs {
+                    desired: &desired,
+                    revealed: &revealed,
+                    existing,
+                    recorded: &recorded,
+                };
+                let raw = plan::render_sources(ts, spec, metas, inputs)?;
                 match templates {
                     Some(templates) => self.render_templates(templates, raw).await?,
                     None => raw,

@@ -56,19 +56,36 @@ pub(crate) struct Desired {
     pub(crate) rendered: RenderedData,
 }
 
+/// What [`render_sources`] maps to keys besides the resource and its spec: the versions to
+/// write, the values read this time, and the existing Secret with the keys each source wrote to
+/// it (for sources not read again).
+#[derive(Clone, Copy)]
+pub(crate) struct RenderInputs<'a> {
+    /// Path → version the Secret is to hold.
+    pub(crate) desired: &'a BTreeMap<String, u64>,
+    /// Values revealed this sync, by path.
+    pub(crate) revealed: &'a BTreeMap<String, std::sync::Arc<RevealedSecret>>,
+    /// The existing Secret, if any.
+    pub(crate) existing: Option<&'a Secret>,
+    /// What each source wrote to the existing Secret, by path.
+    pub(crate) recorded: &'a BTreeMap<String, SourceRecord>,
+}
+
 /// Maps the sources to keys: revealed values and, for unchanged sources, the keys copied from
 /// the existing Secret. With templates these are the templates' inputs, so the Secret type's
 /// rules are checked on the templates' output instead.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn render_sources(
     ts: &ThalassaSecret,
     spec: &ValidatedSpec,
     metas: &SourceMetas,
-    desired: &BTreeMap<String, u64>,
-    revealed: &BTreeMap<String, std::sync::Arc<RevealedSecret>>,
-    existing: Option<&Secret>,
-    recorded: &BTreeMap<String, SourceRecord>,
+    inputs: RenderInputs<'_>,
 ) -> Result<RenderedData> {
+    let RenderInputs {
+        desired,
+        revealed,
+        existing,
+        recorded,
+    } = inputs;
     let prefix_mappings = prefix_mappings(spec, metas);
     let mut sources = Vec::new();
     for (path, version) in desired {
@@ -189,10 +206,12 @@ pub(super) mod tests {
             ts,
             &spec,
             &metas,
-            &versions,
-            &revealed,
-            None,
-            &BTreeMap::new(),
+            RenderInputs {
+                desired: &versions,
+                revealed: &revealed,
+                existing: None,
+                recorded: &BTreeMap::new(),
+            },
         )
         .unwrap();
         (desired_secret(ts, &spec, &key(), rendered), versions)

@@ -20,8 +20,10 @@ mod reveals;
 mod sync;
 mod target;
 
-pub(super) use desired::{Desired, desired_secret, managed_type, prefix_mappings, render_sources};
-pub(super) use next_status::{SyncOutcome, plan_status};
+pub(super) use desired::{
+    Desired, RenderInputs, desired_secret, managed_type, prefix_mappings, render_sources,
+};
+pub(super) use next_status::{StatusInputs, SyncOutcome, plan_status};
 pub(super) use reveals::{plan_reveals, reuse_allowed, reuse_whole, reused_bytes};
 pub(super) use sync::{
     check_keys, desired_versions, force_sync_requested, judge_kms_summary, policy_skips_sync,

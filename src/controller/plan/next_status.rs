@@ -121,16 +121,32 @@ fn restart_condition(ts: &ThalassaSecret, restart: &RestartReport) -> Option<New
     }
 }
 
+/// What [`plan_status`] needs from this reconcile besides the resource and its outcome.
+#[derive(Clone, Copy)]
+pub(crate) struct StatusInputs<'a> {
+    /// The target Secret's name, once the spec validated.
+    pub(crate) target_name: Option<&'a str>,
+    /// What the reconcile learned about each prerequisite.
+    pub(crate) prerequisites: &'a Prerequisites,
+    /// The rollout restarts done or found missing.
+    pub(crate) restart: &'a RestartReport,
+    /// A force-sync value waits for `--force-sync-min-interval`: it stays pending.
+    pub(crate) force_deferred: bool,
+}
+
 /// Computes the next status from the stored one and this reconcile's outcome (no API calls).
 pub(crate) fn plan_status(
     ts: &ThalassaSecret,
-    target_name: Option<&str>,
     result: Result<&SyncOutcome, &Error>,
-    prerequisites: &Prerequisites,
-    restart: &RestartReport,
-    force_deferred: bool,
+    inputs: StatusInputs<'_>,
     now: &Time,
 ) -> StatusPlan {
+    let StatusInputs {
+        target_name,
+        prerequisites,
+        restart,
+        force_deferred,
+    } = inputs;
     let old = ts.status.as_ref();
     let previous_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let mut next = old.cloned().unwrap_or_default();
@@ -228,11 +244,13 @@ mod tests {
     ) -> StatusPlan {
         plan_status(
             ts,
-            Some("app"),
             result,
-            learned,
-            &RestartReport::default(),
-            false,
+            StatusInputs {
+                target_name: Some("app"),
+                prerequisites: learned,
+                restart: &RestartReport::default(),
+                force_deferred: false,
+            },
             now,
         )
     }
@@ -375,11 +393,13 @@ mod tests {
         let learned = Prerequisites::learned(None, status::Reached::Start, "", Some(&invalid));
         let plan = plan_status(
             &ts,
-            None,
             Err(&invalid),
-            &learned,
-            &RestartReport::default(),
-            false,
+            StatusInputs {
+                target_name: None,
+                prerequisites: &learned,
+                restart: &RestartReport::default(),
+                force_deferred: false,
+            },
             &at(1),
         );
         let s = &plan.status;
@@ -406,11 +426,13 @@ mod tests {
         assert_eq!(force_sync_requested(&ts), Some("1"));
         let plan = plan_status(
             &ts,
-            Some("app"),
             Ok(&synced()),
-            &Prerequisites::default(),
-            &RestartReport::default(),
-            false,
+            StatusInputs {
+                target_name: Some("app"),
+                prerequisites: &Prerequisites::default(),
+                restart: &RestartReport::default(),
+                force_deferred: false,
+            },
             &at(0),
         );
         assert_eq!(plan.status.force_sync_handled.as_deref(), Some("1"));
@@ -424,11 +446,13 @@ mod tests {
         assert_eq!(force_sync_requested(&ts), Some("2"), "a new value");
         let deferred = plan_status(
             &ts,
-            Some("app"),
             Ok(&synced()),
-            &Prerequisites::default(),
-            &RestartReport::default(),
-            true,
+            StatusInputs {
+                target_name: Some("app"),
+                prerequisites: &Prerequisites::default(),
+                restart: &RestartReport::default(),
+                force_deferred: true,
+            },
             &at(1),
         );
         assert_eq!(
@@ -455,11 +479,13 @@ mod tests {
         };
         let plan = plan_status(
             &ts,
-            Some("app"),
             Ok(&synced()),
-            &learned,
-            &report,
-            false,
+            StatusInputs {
+                target_name: Some("app"),
+                prerequisites: &learned,
+                restart: &report,
+                force_deferred: false,
+            },
             &at(10),
         );
         assert_eq!(plan.status.restarted_for.as_deref(), Some("h1"));
