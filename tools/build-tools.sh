@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane (kube-apiserver, kube-controller-manager,
-# kubectl), etcd and helm from their Go modules into a cache outside the repository,
+# kubectl), the node's kubelet and kube-scheduler, etcd and helm from their Go modules into a
+# cache outside the repository, the test node's sandbox process (tools/pause),
 # keyed by version, and the repository's own thalassa-health test tool (tools/health),
 # keyed by a hash of its sources. Skips whatever is already built. Prints the bin
 # directory last.
@@ -72,8 +73,11 @@ if [ -x "$bin/etcd" ]; then log "etcd: cached in $bin"; else
   mv "$bin/server" "$bin/etcd"
 fi
 build kubernetes k8s "$k8s_ldflags" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl \
+  k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler
 build helm helm "-s -w" helm.sh/helm/v4/cmd/helm
+# Static, so testenv's node can put it alone into the sandbox image (`testenv up --node`).
+build pause pause "-s -w" thalassa-operator-tools/pause
 build_health
 
 echo "$bin"

@@ -54,6 +54,14 @@ impl Control {
         self.shared.store().revoke_token(token)
     }
 
+    /// Revokes every access token the token endpoint issued whose origin starts with
+    /// `origin_prefix` (e.g. `token-exchange:` for every exchanged token), as when Thalassa
+    /// invalidates sessions; returns how many it revoked. Clients holding one get 401 and must
+    /// obtain a new token with their credential.
+    pub fn revoke_issued_tokens(&self, origin_prefix: &str) -> usize {
+        self.shared.store().revoke_issued_tokens(origin_prefix)
+    }
+
     /// Forces a key's status: `active`, `disabled` or `pending_deletion`.
     pub fn set_key_status(
         &self,

@@ -167,6 +167,12 @@ pub(crate) fn map_sources(sources: &[RenderSource<'_>]) -> Result<RenderedData> 
             data.insert(key, ByteString(bytes));
         }
     }
+    // One order whatever produced the keys (entry order on a reveal, the Secret's sorted keys
+    // on a reuse): otherwise the same data records differently after a restart and the Secret
+    // is rewritten for nothing.
+    for record in records.values_mut() {
+        record.keys.sort_unstable();
+    }
     Ok(RenderedData {
         data,
         sources: records,
@@ -543,7 +549,8 @@ mod tests {
         assert_eq!(rendered.sources["/app/prod/db/creds"].version, 3);
         assert_eq!(
             rendered.sources["/app/prod/db/creds"].keys,
-            ["user", "port", "username"]
+            ["port", "user", "username"],
+            "recorded in one order, not the mappings' order"
         );
         // Debug output names keys only.
         let debug = format!("{rendered:?}");
@@ -551,6 +558,45 @@ mod tests {
             !debug.contains("hunter2") && !debug.contains("admin"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn a_reveal_and_a_reuse_of_the_same_data_record_the_same_keys() {
+        // Entries in the order of the sample `db-connection`: DB_USER before DB_HOST.
+        let user = KeyMapping::Property {
+            secret_key: "DB_USER".into(),
+            property: "username".into(),
+        };
+        let host = KeyMapping::Property {
+            secret_key: "DB_HOST".into(),
+            property: "host".into(),
+        };
+        let creds = kv(&[("username", "app"), ("host", "db")]);
+        let revealed = render_data(
+            &[RenderSource {
+                path: "/app/db/creds",
+                version: 1,
+                mappings: vec![&user, &host],
+                value: SourceValue::Revealed(&creds),
+            }],
+            None,
+        )
+        .unwrap();
+        // After a restart the unchanged source is reused from the written Secret's keys.
+        let reused = render_data(
+            &[RenderSource {
+                path: "/app/db/creds",
+                version: 1,
+                mappings: vec![&user, &host],
+                value: SourceValue::Reused(
+                    revealed.data.iter().map(|(k, v)| (k.clone(), v)).collect(),
+                ),
+            }],
+            None,
+        )
+        .unwrap();
+        assert_eq!(revealed.sources, reused.sources);
+        assert_eq!(revealed.data, reused.data);
     }
 
     #[test]

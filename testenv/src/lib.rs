@@ -22,12 +22,13 @@
 
 mod logs;
 mod namespace;
+mod node;
 mod pki;
 mod process;
 
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -43,6 +44,7 @@ use serde::{Deserialize, Serialize};
 
 pub use logs::{DEFAULT_TAIL_LINES, LogsOnPanic};
 pub use namespace::{TEST_NAMESPACE_LABEL, TestNamespace};
+pub use node::{NodeInfo, missing_prerequisites as node_missing_prerequisites};
 
 use pki::Pki;
 use process::{
@@ -89,6 +91,11 @@ pub struct StartOptions {
     /// only learns about kinds created later on its 30 s discovery resync, so ownerReference
     /// cleanup of pre-installed kinds is immediate (measured ~0.1 s vs ~30–45 s).
     pub crds: Vec<PathBuf>,
+    /// Also run a kubelet node (see the `node` module): the apiserver then listens on the
+    /// node-facing host address instead of loopback, pods get ServiceAccount tokens, and
+    /// kube-scheduler plus the controllers a Deployment needs run. Needs root and the Debian
+    /// packages `tools/node-packages.sh` installs ([`node_missing_prerequisites`] tells).
+    pub node: bool,
 }
 
 /// What `controlplane.json` in the run directory records; read back by [`ControlPlane::attach`].
@@ -100,6 +107,8 @@ struct State {
     kubernetes_version: String,
     components: Vec<ComponentPid>,
     startup_millis: u64,
+    #[serde(default)]
+    node: Option<NodeInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -340,6 +349,11 @@ impl ControlPlane {
             .collect()
     }
 
+    /// The kubelet node, when started with [`StartOptions::node`].
+    pub fn node(&self) -> Option<&NodeInfo> {
+        self.state.node.as_ref()
+    }
+
     /// Wall time from [`ControlPlane::start`] until all components were ready.
     pub fn startup_duration(&self) -> Duration {
         Duration::from_millis(self.state.startup_millis)
@@ -417,8 +431,14 @@ impl ControlPlane {
         for component in owned.components.iter_mut().rev() {
             component.stop();
         }
+        node::teardown(&self.dir.join("node"));
         touch_marker(&self.dir, STOPPED_MARKER);
-        if !owned.keep_dir && !self.dir.join(KEEP_MARKER).exists() {
+        // Never recurse into a mount a node's teardown could not remove (a pod volume may be
+        // a host path).
+        if !owned.keep_dir
+            && !self.dir.join(KEEP_MARKER).exists()
+            && !node::has_mounts_under(&self.dir)
+        {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
@@ -453,10 +473,19 @@ struct Binaries {
 }
 
 impl Binaries {
-    fn find(bin_dir: &Path) -> anyhow::Result<Binaries> {
+    /// The control plane's binaries in `bin_dir`; with `node`, also checks for the node's
+    /// (kubelet, kube-scheduler, pause), which the node module runs from there.
+    fn find(bin_dir: &Path, node: bool) -> anyhow::Result<Binaries> {
         let path = |name: &str| bin_dir.join(name);
+        let node_binaries: &[&str] = if node {
+            &["kubelet", "kube-scheduler", "pause"]
+        } else {
+            &[]
+        };
         let missing: Vec<&str> = ["etcd", "kube-apiserver", "kube-controller-manager"]
-            .into_iter()
+            .iter()
+            .chain(node_binaries)
+            .copied()
             .filter(|name| !path(name).is_file())
             .collect();
         if !missing.is_empty() {
@@ -535,7 +564,7 @@ fn start_blocking(options: StartOptions) -> anyhow::Result<ControlPlane> {
     let started = Instant::now();
     let timeout = options.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT);
     let bin_dir = resolve_bin_dir(options.bin_dir)?;
-    let binaries = Binaries::find(&bin_dir)?;
+    let binaries = Binaries::find(&bin_dir, options.node)?;
     let keep_dir = options.keep_dir
         || std::env::var(ENV_KEEP).is_ok_and(|value| value == "1" || value == "true");
 
@@ -570,14 +599,16 @@ fn start_blocking(options: StartOptions) -> anyhow::Result<ControlPlane> {
         stopped: false,
     };
     let crds = crd_manifests(&options.crds)?;
-    match launch(
-        &binaries,
-        &dir,
-        &log_dir,
+    let plan = LaunchPlan {
+        binaries: &binaries,
+        bin_dir: &bin_dir,
+        dir: &dir,
+        log_dir: &log_dir,
         timeout,
-        &crds,
-        &mut owned.components,
-    ) {
+        crds: &crds,
+        node: options.node,
+    };
+    match launch(&plan, &mut owned.components) {
         Ok(mut state) => {
             state.startup_millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(0);
             write_state_files(&dir, &state)?;
@@ -592,6 +623,7 @@ fn start_blocking(options: StartOptions) -> anyhow::Result<ControlPlane> {
             for component in owned.components.iter_mut().rev() {
                 component.stop();
             }
+            node::teardown(&dir.join("node"));
             touch_marker(&dir, KEEP_MARKER);
             touch_marker(&dir, STOPPED_MARKER);
             // The cause first, then the tails: the cause is what a reader needs in one line.
@@ -604,19 +636,45 @@ fn start_blocking(options: StartOptions) -> anyhow::Result<ControlPlane> {
     }
 }
 
-/// Generates the PKI, starts the components one after the other and waits for each.
-fn launch(
-    binaries: &Binaries,
-    dir: &Path,
-    log_dir: &Path,
+/// What [`launch`] starts, and where.
+struct LaunchPlan<'a> {
+    binaries: &'a Binaries,
+    bin_dir: &'a Path,
+    dir: &'a Path,
+    log_dir: &'a Path,
     timeout: Duration,
-    crds: &[CustomResourceDefinition],
-    components: &mut Vec<Component>,
-) -> anyhow::Result<State> {
-    let pki = Pki::generate(&dir.join("pki"))?;
-    let ports = free_ports(4)?;
-    let (etcd_port, etcd_peer_port, api_port, kcm_port) = (ports[0], ports[1], ports[2], ports[3]);
-    let api_url = format!("https://127.0.0.1:{api_port}");
+    crds: &'a [CustomResourceDefinition],
+    node: bool,
+}
+
+/// Generates the PKI, starts the components one after the other and waits for each; with a
+/// node, first its network (so the apiserver can listen on the node-facing address), and last
+/// kube-scheduler, containerd and the kubelet, waiting until the Node is Ready.
+fn launch(plan: &LaunchPlan<'_>, components: &mut Vec<Component>) -> anyhow::Result<State> {
+    let LaunchPlan {
+        binaries,
+        bin_dir,
+        dir,
+        log_dir,
+        timeout,
+        crds,
+        node,
+    } = *plan;
+    let network = if node {
+        Some(node::Network::create(&dir.join("node"), &random_suffix(5))?)
+    } else {
+        None
+    };
+    let bind_ip = network
+        .as_ref()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |network| {
+            IpAddr::V4(network.host_ip)
+        });
+    let pki = Pki::generate(&dir.join("pki"), &serving_names(bind_ip, node))?;
+    let ports = free_ports(5)?;
+    let (etcd_port, etcd_peer_port, api_port, kcm_port, scheduler_port) =
+        (ports[0], ports[1], ports[2], ports[3], ports[4]);
+    let api_url = format!("https://{bind_ip}:{api_port}");
     let kubeconfig = dir.join("kubeconfig");
     write_kubeconfig(&kubeconfig, &api_url, &pki)?;
 
@@ -646,9 +704,9 @@ fn launch(
         probe_etcd(etcd_port).map_err(|error| format!("{error:#}"))
     })?;
 
-    let apiserver_args = vec![
+    let mut apiserver_args = vec![
         format!("--etcd-servers={etcd_url}"),
-        "--bind-address=127.0.0.1".to_string(),
+        format!("--bind-address={bind_ip}"),
         format!("--secure-port={api_port}"),
         format!("--cert-dir={}", path(&dir.join("apiserver-certs"))),
         format!("--tls-cert-file={}", path(&pki.serving_cert)),
@@ -676,14 +734,27 @@ fn launch(
             "--service-account-signing-key-file={}",
             path(&pki.service_account_key)
         ),
-        "--service-cluster-ip-range=10.0.0.0/24".to_string(),
+        format!("--service-cluster-ip-range={}", node::SERVICE_RANGE),
         "--allow-privileged=true".to_string(),
-        // No service-account token controller/volumes: without this, pods would need tokens.
-        "--disable-admission-plugins=ServiceAccount".to_string(),
-        // Never publish the advertise address into the `kubernetes` Endpoints; nothing routes
-        // to it, and it keeps the apiserver from depending on the host's network setup.
-        "--endpoint-reconciler-type=none".to_string(),
     ];
+    if node {
+        apiserver_args.extend([
+            // The `kubernetes` Endpoints name this address, which the node's DNAT reaches.
+            format!("--advertise-address={bind_ip}"),
+            // `kubectl logs` and the kubelet's webhook authorization of the apiserver's calls.
+            format!("--kubelet-client-certificate={}", path(&pki.admin_cert)),
+            format!("--kubelet-client-key={}", path(&pki.admin_key)),
+            "--kubelet-preferred-address-types=InternalIP".to_string(),
+        ]);
+    } else {
+        apiserver_args.extend([
+            // No service-account token controller/volumes: without this, pods would need tokens.
+            "--disable-admission-plugins=ServiceAccount".to_string(),
+            // Never publish the advertise address into the `kubernetes` Endpoints; nothing
+            // routes to it, and it keeps the apiserver from depending on the host's network.
+            "--endpoint-reconciler-type=none".to_string(),
+        ]);
+    }
     components.push(Component::spawn(
         "kube-apiserver",
         &binaries.kube_apiserver,
@@ -708,14 +779,20 @@ fn launch(
             .context("installing the CRDs given in StartOptions::crds / TESTENV_CRDS")?;
     }
 
+    // clusterrole-aggregation: the built-in admin/edit/view roles get their rules from the
+    // ClusterRoles aggregated into them (without it they have none).
+    let mut controllers = "garbage-collector-controller,namespace-controller,serviceaccount-controller,clusterrole-aggregation-controller".to_string();
+    if node {
+        // What a Deployment's pods need: their ReplicaSets, the `kube-root-ca.crt` ConfigMap
+        // of projected tokens, and the node's not-ready taint lifted once it is Ready.
+        controllers.push_str(",deployment-controller,replicaset-controller,root-ca-certificate-publisher-controller,node-lifecycle-controller,pod-garbage-collector-controller");
+    }
     let kcm_args = vec![
         format!("--kubeconfig={}", path(&kubeconfig)),
         format!("--authentication-kubeconfig={}", path(&kubeconfig)),
         format!("--authorization-kubeconfig={}", path(&kubeconfig)),
-        // clusterrole-aggregation: the built-in admin/edit/view roles get their rules from the
-        // ClusterRoles aggregated into them (without it they have none).
-        "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,clusterrole-aggregation-controller"
-            .to_string(),
+        format!("--controllers={controllers}"),
+        format!("--root-ca-file={}", path(&pki.ca_cert)),
         "--leader-elect=false".to_string(),
         "--bind-address=127.0.0.1".to_string(),
         format!("--secure-port={kcm_port}"),
@@ -728,19 +805,56 @@ fn launch(
         dir,
         log_dir,
     )?);
-    // KCM serves /healthz with a self-signed certificate from its cert-dir; the admin client
-    // certificate authenticates through the apiserver's published client CA.
-    let mut kcm_config = admin_config;
-    kcm_config.cluster_url = format!("https://127.0.0.1:{kcm_port}").parse()?;
-    kcm_config.root_cert = None;
-    kcm_config.accept_invalid_certs = true;
-    let kcm_client = kube::Client::try_from(kcm_config)?;
-    wait_until(
-        "kube-controller-manager /healthz",
-        timeout,
+    wait_healthz(
+        "kube-controller-manager",
+        kcm_port,
+        &admin_config,
+        (&runtime, timeout),
         components,
-        || runtime.block_on(probe_http(&kcm_client, "/healthz")),
     )?;
+
+    let node_info = match &network {
+        None => None,
+        Some(network) => {
+            network.route_service_to(api_port)?;
+            let scheduler_args = vec![
+                format!("--kubeconfig={}", path(&kubeconfig)),
+                format!("--authentication-kubeconfig={}", path(&kubeconfig)),
+                format!("--authorization-kubeconfig={}", path(&kubeconfig)),
+                "--leader-elect=false".to_string(),
+                "--bind-address=127.0.0.1".to_string(),
+                format!("--secure-port={scheduler_port}"),
+            ];
+            components.push(Component::spawn(
+                "kube-scheduler",
+                &bin_dir.join("kube-scheduler"),
+                &scheduler_args,
+                dir,
+                log_dir,
+            )?);
+            wait_healthz(
+                "kube-scheduler",
+                scheduler_port,
+                &admin_config,
+                (&runtime, timeout),
+                components,
+            )?;
+            let inputs = node::NodeInputs {
+                bin_dir,
+                node_dir: &dir.join("node"),
+                log_dir,
+                run_dir: dir,
+                network,
+                ca_cert: &pki.ca_cert,
+                kubeconfig: &kubeconfig,
+            };
+            let info = node::start(&inputs, timeout, components)?;
+            wait_until("the node to be Ready", timeout, components, || {
+                runtime.block_on(probe_node_ready(&admin_client, &info.name))
+            })?;
+            Some(info)
+        }
+    };
 
     Ok(State {
         service_account_issuer: api_url.clone(),
@@ -755,7 +869,72 @@ fn launch(
             })
             .collect(),
         startup_millis: 0,
+        node: node_info,
     })
+}
+
+/// Names the apiserver's serving certificate covers besides loopback: with a node, the
+/// node-facing address and what pods use (the `kubernetes` Service's address and names).
+fn serving_names(bind_ip: IpAddr, node: bool) -> Vec<String> {
+    if !node {
+        return Vec::new();
+    }
+    let mut names = vec![bind_ip.to_string(), node::SERVICE_IP.to_string()];
+    names.extend(
+        [
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ]
+        .map(String::from),
+    );
+    names
+}
+
+/// Waits for a component's `/healthz` on its loopback secure port. The component serves it
+/// with a self-signed certificate from its cert-dir; the admin client certificate
+/// authenticates through the apiserver's published client CA.
+fn wait_healthz(
+    name: &str,
+    port: u16,
+    admin_config: &kube::Config,
+    (runtime, timeout): (&tokio::runtime::Runtime, Duration),
+    components: &mut [Component],
+) -> anyhow::Result<()> {
+    let mut config = admin_config.clone();
+    config.cluster_url = format!("https://127.0.0.1:{port}").parse()?;
+    config.root_cert = None;
+    config.accept_invalid_certs = true;
+    let client = kube::Client::try_from(config)?;
+    wait_until(&format!("{name} /healthz"), timeout, components, || {
+        runtime.block_on(probe_http(&client, "/healthz"))
+    })
+}
+
+/// Whether the Node `name` reports `Ready=True`.
+async fn probe_node_ready(client: &kube::Client, name: &str) -> Result<(), String> {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let node = nodes
+        .get_opt(name)
+        .await
+        .map_err(|error| error.to_string())?
+        .ok_or_else(|| format!("node {name} not registered yet"))?;
+    let ready = node
+        .status
+        .and_then(|status| status.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|condition| condition.type_ == "Ready");
+    match ready {
+        Some(condition) if condition.status == "True" => Ok(()),
+        Some(condition) => Err(format!(
+            "node {name} Ready={}: {}",
+            condition.status,
+            condition.message.unwrap_or_default()
+        )),
+        None => Err(format!("node {name} has no Ready condition yet")),
+    }
 }
 
 /// Reads every CRD from `paths` (files, or directories whose `*.yaml`/`*.yml` files are read

@@ -39,6 +39,10 @@ enum Commands {
         /// starts (repeatable), so its garbage collector knows those kinds from the start.
         #[arg(long = "crds")]
         crds: Vec<PathBuf>,
+        /// Also run a kubelet node (containerd, runc, CNI bridge) in a network namespace of its
+        /// own, so Deployments run as pods (needs root and tools/node-packages.sh).
+        #[arg(long)]
+        node: bool,
     },
 }
 
@@ -50,29 +54,26 @@ async fn main() -> anyhow::Result<()> {
             bin_dir,
             exit_with,
             crds,
-        } => up(dir, bin_dir, exit_with, crds).await,
+            node,
+        } => {
+            let options = StartOptions {
+                bin_dir,
+                dir: Some(dir),
+                keep_dir: true,
+                startup_timeout: None,
+                crds,
+                node,
+            };
+            up(options, exit_with).await
+        }
     }
 }
 
-async fn up(
-    dir: PathBuf,
-    bin_dir: Option<PathBuf>,
-    exit_with: Option<u32>,
-    crds: Vec<PathBuf>,
-) -> anyhow::Result<()> {
+async fn up(options: StartOptions, exit_with: Option<u32>) -> anyhow::Result<()> {
     // Register the handlers before the (slow) start, so a signal during start-up is not lost.
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let control_plane = tokio::task::spawn_blocking(move || {
-        ControlPlane::start(StartOptions {
-            bin_dir,
-            dir: Some(dir),
-            keep_dir: true,
-            startup_timeout: None,
-            crds,
-        })
-    })
-    .await??;
+    let control_plane = tokio::task::spawn_blocking(move || ControlPlane::start(options)).await??;
     eprintln!(
         "testenv: control plane ready in {:.1}s at {}\n  kubeconfig: {}\n  logs:       {}\n  pids:       {:?}",
         control_plane.startup_duration().as_secs_f64(),
@@ -81,6 +82,14 @@ async fn up(
         control_plane.log_dir().display(),
         control_plane.component_pids(),
     );
+    if let Some(node) = control_plane.node() {
+        eprintln!(
+            "  node:       {} (host address {}, containerd {})",
+            node.name,
+            node.host_ip,
+            node.containerd_socket.display()
+        );
+    }
     println!("source {}", control_plane.dir().join("env").display());
 
     let owner_gone = async {

@@ -31,9 +31,10 @@ pub(crate) struct Pki {
 }
 
 impl Pki {
-    /// Writes a fresh CA, serving certificate (127.0.0.1, localhost), admin client
+    /// Writes a fresh CA, serving certificate (127.0.0.1, localhost and `extra_names`, e.g. the
+    /// node-facing address and the in-cluster `kubernetes` Service names), admin client
     /// certificate and service account key pair into `dir`.
-    pub(crate) fn generate(dir: &Path) -> anyhow::Result<Pki> {
+    pub(crate) fn generate(dir: &Path, extra_names: &[String]) -> anyhow::Result<Pki> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let pki = Pki {
             ca_cert: dir.join("ca.crt"),
@@ -50,8 +51,9 @@ impl Pki {
         let (front_proxy_ca_cert, _) = certificate_authority("testenv-front-proxy-ca")?;
 
         let serving_key = KeyPair::generate()?;
-        let mut serving_params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+        let mut serving_names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        serving_names.extend(extra_names.iter().cloned());
+        let mut serving_params = CertificateParams::new(serving_names)?;
         serving_params.distinguished_name = name(None, "kube-apiserver");
         serving_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         serving_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

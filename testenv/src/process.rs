@@ -47,7 +47,10 @@ for pid in $reversed; do
   while [ "$i" -lt 20 ] && kill -0 "$pid" 2>/dev/null; do sleep 0.5; i=$((i + 1)); done
   kill -KILL "$pid" 2>/dev/null
 done
-[ -e "$dir/.keep" ] || rm -rf "$dir"
+# A node's pods, mounts, cgroups, network namespace and host sysctls (see node.rs).
+[ -f "$dir/node/teardown.sh" ] && sh "$dir/node/teardown.sh"
+# --one-file-system: never recurse into a mount the teardown could not remove.
+[ -e "$dir/.keep" ] || rm -rf --one-file-system "$dir"
 "#;
 
 /// Starts the watchdog for the current process and run directory `dir`.

@@ -7,6 +7,8 @@
 //! beside each other, never beside another area's, as when each area was its own binary.
 
 mod common;
+#[path = "../support/samples.rs"]
+mod samples;
 
 mod admission_parity;
 mod admission_policy;

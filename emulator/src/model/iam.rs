@@ -140,6 +140,22 @@ impl Store {
         token
     }
 
+    /// Revokes the issued tokens (those with an expiry) whose origin starts with
+    /// `origin_prefix`; returns how many were still valid.
+    pub fn revoke_issued_tokens(&mut self, origin_prefix: &str) -> usize {
+        let mut revoked = 0;
+        for entry in self.tokens.values_mut() {
+            if entry.expires_at.is_some()
+                && !entry.revoked
+                && entry.origin.starts_with(origin_prefix)
+            {
+                entry.revoked = true;
+                revoked += 1;
+            }
+        }
+        revoked
+    }
+
     /// Revokes `token`; returns whether it was known.
     pub fn revoke_token(&mut self, token: &str) -> bool {
         match self.tokens.get_mut(token) {
