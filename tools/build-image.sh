@@ -29,6 +29,14 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+# Run from a test (cargo test sets these for the test process), the release build would see
+# another environment than from a shell: ring's build script reruns when CARGO_MANIFEST_DIR
+# changes, and with it everything above ring. Drop what cargo sets per package, so the build is
+# the same, and incremental, whoever calls this. CARGO_HOME, CARGO_TARGET_DIR etc. stay.
+unset CARGO_MANIFEST_DIR CARGO_MANIFEST_PATH CARGO_CRATE_NAME CARGO_PRIMARY_PACKAGE \
+  CARGO_TARGET_TMPDIR CARGO_BIN_NAME OUT_DIR
+for var in $(compgen -v CARGO_PKG_) $(compgen -v CARGO_BIN_EXE_); do unset "$var"; done
+
 log() { printf '[build-image] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 # Seconds since `start` (an $EPOCHREALTIME value), with one decimal.
