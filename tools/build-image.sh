@@ -151,10 +151,11 @@ containers=()
 smoke=
 container=
 cleanup() {
+  local status=$? c
   # Remove the working containers even when a step failed, so the store never grows.
-  local c
   for c in "${containers[@]}"; do bah rm "$c" >/dev/null 2>&1 || true; done
-  rm -rf "$rootfs"
+  rm -rf "$rootfs" "$archive.partial"
+  if [ "$status" != 0 ]; then log "failed (exit status $status); no archive written"; fi
 }
 trap cleanup EXIT
 
