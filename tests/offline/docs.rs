@@ -325,7 +325,9 @@ fn the_install_page_names_the_published_and_the_local_image() {
     let install = read("docs/install.md");
     let values: serde_yaml::Value =
         serde_yaml::from_str(&read("charts/thalassa-secrets-operator/values.yaml")).unwrap();
-    let repository = values["image"]["repository"].as_str().expect("image.repository");
+    let repository = values["image"]["repository"]
+        .as_str()
+        .expect("image.repository");
     let workflow: serde_yaml::Value =
         serde_yaml::from_str(&read(".github/workflows/release.yml")).unwrap();
     assert_eq!(
@@ -333,7 +335,9 @@ fn the_install_page_names_the_published_and_the_local_image() {
         Some(repository),
         "release.yml pushes another image than the chart's default"
     );
-    let charts = workflow["env"]["CHARTS"].as_str().expect("release.yml's CHARTS");
+    let charts = workflow["env"]["CHARTS"]
+        .as_str()
+        .expect("release.yml's CHARTS");
     for text in [
         format!("`{repository}:<version>`"),
         format!("`{charts}/thalassa-secrets-operator`"),
