@@ -45,8 +45,8 @@ elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
 mib() { awk -v n="$1" 'BEGIN { printf "%.1f MiB", n / 1048576 }'; }
 
 # ---- prerequisites ----
-# buildah is the one tool beyond cargo, python3, gzip and ldd (libc-bin). On Debian and Ubuntu it is one
-# package; install it when we may (root), otherwise say what is missing.
+# buildah is the one tool beyond cargo, python3, gzip and ldd (libc-bin). On Debian and Ubuntu
+# it is one package; install it when we may (root), otherwise say what is missing.
 if ! command -v buildah >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "buildah is missing: installing the Debian package"
