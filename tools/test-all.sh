@@ -3,9 +3,12 @@
 #   1. builds etcd / kube-apiserver / kube-controller-manager / kubectl / helm if missing
 #      (tools/build-tools.sh; cold ~10-15 min on 2 cores, then cached outside the repo),
 #   2. cargo fmt --check, cargo clippy -D warnings, CRD drift check (tools/check-crds.sh),
-#   3. starts ONE real local control plane (`testenv up`) for the whole run and exports
+#   3. builds the operator image (tools/build-image.sh: release build + buildah, no daemon) and
+#      exports OPERATOR_IMAGE_ARCHIVE, the docker-archive tests/offline/image.rs checks against
+#      the Dockerfile (without it, that test builds the image itself),
+#   4. starts ONE real local control plane (`testenv up`) for the whole run and exports
 #      TESTENV_DIR so every test binary attaches to it,
-#   4. cargo test --workspace: unit and emulator tests, and the operator's two integration test
+#   5. cargo test --workspace: unit and emulator tests, and the operator's two integration test
 #      binaries, tests/offline (no cluster) and tests/cluster (every test that needs the control
 #      plane; its areas take turns, see docs/testing.md), with libtest's default thread count.
 # Every step runs even if an earlier check failed; the exit status is non-zero if any failed.
@@ -68,6 +71,17 @@ else
   skipped+=("cargo clippy (clippy not installed)")
 fi
 check "CRD drift (tools/check-crds.sh)" tools/check-crds.sh
+
+# The image once, here, so the test binaries only read it. The script prints the archive path
+# last. On failure the step is FAILED and OPERATOR_IMAGE_ARCHIVE is set empty: the image test
+# then fails at once instead of running the same build again.
+build_image() {
+  local archive
+  export OPERATOR_IMAGE_ARCHIVE=
+  archive=$(tools/build-image.sh | tail -n 1) && [ -f "$archive" ] || return 1
+  OPERATOR_IMAGE_ARCHIVE=$archive
+}
+check "image (tools/build-image.sh)" build_image
 
 step "control plane (testenv up)"
 cargo build -q -p testenv --bin testenv || { echo "FAILED: building testenv" >&2; exit 1; }

@@ -317,3 +317,41 @@ fn every_relative_link_of_the_readme_and_docs_resolves() {
         "only {checked} links found: the pattern is broken"
     );
 }
+
+/// docs/install.md names the image the release workflow publishes, which is the chart's default
+/// repository, and the local image `tools/build-image.sh` builds, as the script names it.
+#[test]
+fn the_install_page_names_the_published_and_the_local_image() {
+    let install = read("docs/install.md");
+    let values: serde_yaml::Value =
+        serde_yaml::from_str(&read("charts/thalassa-secrets-operator/values.yaml")).unwrap();
+    let repository = values["image"]["repository"]
+        .as_str()
+        .expect("image.repository");
+    let workflow: serde_yaml::Value =
+        serde_yaml::from_str(&read(".github/workflows/release.yml")).unwrap();
+    assert_eq!(
+        workflow["env"]["IMAGE"].as_str(),
+        Some(repository),
+        "release.yml pushes another image than the chart's default"
+    );
+    let charts = workflow["env"]["CHARTS"]
+        .as_str()
+        .expect("release.yml's CHARTS");
+    for text in [
+        format!("`{repository}:<version>`"),
+        format!("`{charts}/thalassa-secrets-operator`"),
+        "tools/build-image.sh".to_string(),
+        "--set image.repository=localhost/thalassa-secrets-operator".to_string(),
+        "--set image.pullPolicy=Never".to_string(),
+    ] {
+        assert!(install.contains(&text), "docs/install.md lacks {text}");
+    }
+    let script = read("tools/build-image.sh");
+    assert!(
+        script.contains("localhost/thalassa-secrets-operator:$version")
+            && script.contains("$out_dir/thalassa-secrets-operator-$version.tar"),
+        "tools/build-image.sh names its image or archive otherwise than docs/install.md says"
+    );
+    assert!(install.contains("target/image/thalassa-secrets-operator-<version>.tar"));
+}
