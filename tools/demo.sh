@@ -6,8 +6,20 @@
 #   - installs the CRD, runs the operator, applies config/samples into namespace "demo",
 #   - waits for every ThalassaSecret to be Ready and shows the synced Secrets,
 #   - keeps running until Ctrl-C, then stops everything it started.
+#
+#   tools/demo.sh               # the operator as a local process
+#   tools/demo.sh --in-cluster  # the operator as users run it: its image (tools/build-image.sh)
+#                               # on a real kubelet node of the local control plane, installed
+#                               # with `helm install` (needs root; tools/node-packages.sh)
 # Environment: DEMO_EMULATOR_PORT (default 8787), DEMO_METRICS_PORT (default 8080).
 set -euo pipefail
+
+in_cluster=false
+case "${1-}" in
+  "") ;;
+  --in-cluster) in_cluster=true ;;
+  *) echo "usage: tools/demo.sh [--in-cluster]" >&2; exit 2 ;;
+esac
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -35,6 +47,15 @@ done
 say "building the control-plane tools (cached after the first run)"
 bin_dir=$(tools/build-tools.sh | tail -n 1)
 export PATH="$bin_dir:$PATH"
+node_args=()
+if $in_cluster; then
+  tools/node-packages.sh
+  node_missing=$(cargo run -q -p testenv --bin testenv -- node-check 2>&1) ||
+    { echo "tools/demo.sh --in-cluster cannot run a node here: $node_missing" >&2; exit 1; }
+  node_args=(--node)
+  say "building the operator image (tools/build-image.sh; the first release build takes minutes)"
+  image_archive=$(tools/build-image.sh | tail -n 1)
+fi
 
 say "building the operator, the emulator and testenv"
 cargo build -q --bin thalassa-secrets-operator --bin crdgen -p thalassa-secrets-operator
@@ -42,9 +63,9 @@ cargo build -q -p thalassa-emulator -p testenv
 target=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/debug
 
-say "starting the local control plane"
+say "starting the local control plane${node_args:+ and a kubelet node}"
 TESTENV_BIN_DIR=$bin_dir "$target/testenv" up --dir "$run/control-plane" --exit-with $$ \
-  >"$run/control-plane.log" 2>&1 &
+  "${node_args[@]}" >"$run/control-plane.log" 2>&1 &
 pids+=($!)
 until [ -f "$run/control-plane/controlplane.json" ]; do
   kill -0 "${pids[0]}" 2>/dev/null || { cat "$run/control-plane.log" >&2; exit 1; }
@@ -54,26 +75,46 @@ done
 source "$run/control-plane/env"
 export KUBECONFIG
 
-say "starting the Thalassa emulator on 127.0.0.1:$emulator_port"
-"$target/thalassa-emulator" --listen "127.0.0.1:$emulator_port" --token emulator-token \
+# Pods reach the host only on the node's host address (the node has a network of its own).
+emulator_host=${TESTENV_NODE_HOST_IP:-127.0.0.1}
+api_url="http://$emulator_host:$emulator_port"
+say "starting the Thalassa emulator on $emulator_host:$emulator_port"
+"$target/thalassa-emulator" --listen "$emulator_host:$emulator_port" --token emulator-token \
   --seed config/samples/emulator-seed.yaml >"$run/emulator.log" 2>&1 &
 pids+=($!)
-until (exec 3<>"/dev/tcp/127.0.0.1/$emulator_port") 2>/dev/null; do sleep 0.2; done
+until (exec 3<>"/dev/tcp/$emulator_host/$emulator_port") 2>/dev/null; do sleep 0.2; done
 printf 'emulator-token' >"$run/token"
 
-say "installing the CRD and starting the operator"
-kubectl apply --server-side -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd/thalassasecrets.secrets.thalassa.cloud \
-  crd/thalassasecretstores.secrets.thalassa.cloud \
-  crd/clusterthalassasecretstores.secrets.thalassa.cloud --timeout=60s >/dev/null
 kubectl create namespace thalassa-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-"$target/thalassa-secrets-operator" \
-  --thalassa-url "http://127.0.0.1:$emulator_port" --organisation org-local --region nl-01 \
-  --allowed-api-urls "http://127.0.0.1:$emulator_port" \
-  --token-file "$run/token" --operator-namespace thalassa-system \
-  --default-connection-namespaces demo \
-  --default-refresh-interval 15s --metrics-addr "127.0.0.1:$metrics_port" >"$run/operator.log" 2>&1 &
-pids+=($!)
+if $in_cluster; then
+  say "importing the image into the node and installing the chart (helm install --wait)"
+  ctr --address "$TESTENV_NODE_CONTAINERD_SOCKET" --namespace k8s.io images import "$image_archive" >/dev/null
+  kubectl create secret generic thalassa-credentials -n thalassa-system \
+    --from-file=token="$run/token" >/dev/null
+  version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+  helm install thalassa charts/thalassa-secrets-operator --namespace thalassa-system --wait \
+    --set image.repository=localhost/thalassa-secrets-operator --set image.tag="$version" \
+    --set image.pullPolicy=Never --set thalassa.apiUrl="$api_url" \
+    --set "stores.allowedApiUrls[0]=$api_url" --set thalassa.organisation=org-local \
+    --set credentials.existingSecret=thalassa-credentials \
+    --set "defaultConnection.namespaces[0]=demo" --set defaultRefreshInterval=15s >/dev/null
+  kubectl get pods -n thalassa-system -o wide
+  operator_log="kubectl logs -n thalassa-system deployment/thalassa-thalassa-secrets-operator"
+else
+  say "installing the CRD and starting the operator"
+  kubectl apply --server-side -f crds/ >/dev/null
+  kubectl wait --for=condition=Established crd/thalassasecrets.secrets.thalassa.cloud \
+    crd/thalassasecretstores.secrets.thalassa.cloud \
+    crd/clusterthalassasecretstores.secrets.thalassa.cloud --timeout=60s >/dev/null
+  "$target/thalassa-secrets-operator" \
+    --thalassa-url "$api_url" --organisation org-local --region nl-01 \
+    --allowed-api-urls "$api_url" \
+    --token-file "$run/token" --operator-namespace thalassa-system \
+    --default-connection-namespaces demo \
+    --default-refresh-interval 15s --metrics-addr "127.0.0.1:$metrics_port" >"$run/operator.log" 2>&1 &
+  pids+=($!)
+  operator_log="$run/operator.log"
+fi
 
 say "applying config/samples into namespace demo"
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
@@ -88,7 +129,7 @@ say "two teams, two identities: each namespace reads Thalassa through its own st
 # Two Thalassa tokens limited to their team's paths (Thalassa IAM decides, not the operator).
 for team in a:db b:api; do
   name=${team%%:*} dir=${team##*:}
-  curl -sf -X POST "http://127.0.0.1:$emulator_port/_emulator/tokens" -H 'Content-Type: application/json' \
+  curl -sf -X POST "$api_url/_emulator/tokens" -H 'Content-Type: application/json' \
     -d "{\"token\": \"team-$name-token\", \"access\": {\"readOnly\": true, \"pathGlobs\": [\"/app/production/$dir/*\"]}}" >/dev/null
   kubectl create namespace "team-$name" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl create secret generic thalassa -n "team-$name" --from-literal=token="team-$name-token" \
@@ -98,7 +139,7 @@ apiVersion: secrets.thalassa.cloud/v1alpha1
 kind: ThalassaSecretStore
 metadata: {name: thalassa}
 spec:
-  url: http://127.0.0.1:$emulator_port
+  url: $api_url
   organisation: org-local
   auth: {tokenSecretRef: {name: thalassa}}
 ---
@@ -129,21 +170,22 @@ The operator keeps these Secrets in sync until you press Ctrl-C. Try, in another
   kubectl describe thalassasecret -n demo db-password
 
   # store a new version in the emulator; the Secret follows within the refresh interval (15s)
-  curl -s -X POST http://127.0.0.1:$emulator_port/v1/secrets/nl-01/secret/app/production/db/password/versions \\
+  curl -s -X POST $api_url/v1/secrets/nl-01/secret/app/production/db/password/versions \\
     -H 'Authorization: Bearer emulator-token' -H 'X-Organisation-Identity: org-local' \\
     -H 'Content-Type: application/json' \\
     -d "{\"secretString\": \"\$(printf new-password | base64)\"}"
 
   # switch the kms feature gate off: Ready=False, KmsFeatureEnabled=False, the Secret stays as it is
-  curl -s -X PUT http://127.0.0.1:$emulator_port/_emulator/feature-gates \\
+  curl -s -X PUT $api_url/_emulator/feature-gates \\
     -H 'Content-Type: application/json' -d '{"kms": false}'
   # ... and back on
-  curl -s -X PUT http://127.0.0.1:$emulator_port/_emulator/feature-gates \\
+  curl -s -X PUT $api_url/_emulator/feature-gates \\
     -H 'Content-Type: application/json' -d '{"kms": true}'
 
   # edit or delete the Secret: the operator repairs it at once
   kubectl delete secret -n demo db-password
 
-Logs: $run/operator.log, $run/emulator.log, $run/control-plane/logs/
+Logs: $operator_log, $run/emulator.log, $run/control-plane/logs/
 EOF
-wait "${pids[2]}"
+# Until Ctrl-C, or until the control plane (or the local operator) stops.
+wait -n "${pids[@]}"

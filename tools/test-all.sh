@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The project's single test command (see README):
-#   1. builds etcd / kube-apiserver / kube-controller-manager / kubectl / helm if missing
-#      (tools/build-tools.sh; cold ~10-15 min on 2 cores, then cached outside the repo),
+#   1. builds etcd / kube-apiserver / kube-controller-manager / kubectl / helm, and the test
+#      node's kubelet / kube-scheduler / pause, if missing (tools/build-tools.sh; cold ~10-15 min
+#      on 2 cores, then cached outside the repo),
 #   2. cargo fmt --check, cargo clippy -D warnings, CRD drift check (tools/check-crds.sh),
-#   3. builds the operator image (tools/build-image.sh: release build + buildah, no daemon) and
+#   3. installs the node's Debian packages if missing (tools/node-packages.sh, as root), then
+#      builds the operator image (tools/build-image.sh: release build + buildah, no daemon) and
 #      exports OPERATOR_IMAGE_ARCHIVE, the docker-archive tests/offline/image.rs checks against
 #      the Dockerfile (without it, that test builds the image itself),
 #   4. starts ONE real local control plane (`testenv up`) for the whole run and exports
 #      TESTENV_DIR so every test binary attaches to it,
-#   5. cargo test --workspace: unit and emulator tests, and the operator's two integration test
-#      binaries, tests/offline (no cluster) and tests/cluster (every test that needs the control
-#      plane; its areas take turns, see docs/testing.md), with libtest's default thread count.
+#   5. cargo test --workspace: unit and emulator tests, and the operator's integration test
+#      binaries, tests/offline (no cluster), tests/cluster (every test that needs the control
+#      plane; its areas take turns, see docs/testing.md) and tests/node (the image on a real
+#      kubelet node of its own control plane; SKIPPED by name in the summary where this machine
+#      cannot run a node), with libtest's default thread count.
 # Every step runs even if an earlier check failed; the exit status is non-zero if any failed.
 # A tool that is not installed (rustfmt, clippy) is reported as SKIPPED, loudly.
 set -uo pipefail
@@ -81,6 +85,8 @@ build_image() {
   archive=$(tools/build-image.sh | tail -n 1) && [ -f "$archive" ] || return 1
   OPERATOR_IMAGE_ARCHIVE=$archive
 }
+# The node tests (tests/node) need Debian packages; this installs what is missing (as root).
+check "node packages (tools/node-packages.sh)" tools/node-packages.sh
 check "image (tools/build-image.sh)" build_image
 
 step "control plane (testenv up)"
@@ -108,6 +114,10 @@ grep -v '^\[build-tools\]' "$run_dir/testenv-up.log" >&2
 # shellcheck source=/dev/null
 source "$run_dir/control-plane/env" # TESTENV_DIR, KUBECONFIG, TESTENV_API_URL, TESTENV_SA_ISSUER
 
+if ! node_missing=$("$target_dir/debug/testenv" node-check 2>&1); then
+  echo "!!!!! SKIPPED: tests/node (${node_missing}) !!!!!" >&2
+  skipped+=("tests/node: every test passes without running (${node_missing})")
+fi
 check "cargo test --workspace" cargo test --workspace
 
 step "summary"

@@ -1095,13 +1095,21 @@ current-context: testenv
 /// `controlplane.json` (for [`ControlPlane::attach`]) and `env` (for `source` in shell scripts).
 /// Written last, so their presence means "ready".
 fn write_state_files(dir: &Path, state: &State) -> anyhow::Result<()> {
-    let env = format!(
+    let mut env = format!(
         "export {ENV_DIR}='{dir}'\nexport KUBECONFIG='{kubeconfig}'\nexport TESTENV_API_URL='{api}'\nexport TESTENV_SA_ISSUER='{issuer}'\n",
         dir = dir.display(),
         kubeconfig = state.kubeconfig.display(),
         api = state.api_url,
         issuer = state.service_account_issuer,
     );
+    if let Some(node) = &state.node {
+        // For scripts: where pods reach the host, and the node's containerd (image import).
+        env.push_str(&format!(
+            "export TESTENV_NODE_HOST_IP='{}'\nexport TESTENV_NODE_CONTAINERD_SOCKET='{}'\n",
+            node.host_ip,
+            node.containerd_socket.display()
+        ));
+    }
     fs::write(dir.join("env"), env)?;
     // Write-then-rename so an attaching reader never sees half a file.
     let tmp = dir.join(format!("{STATE_FILE}.tmp"));

@@ -44,6 +44,8 @@ enum Commands {
         #[arg(long)]
         node: bool,
     },
+    /// Exit 0 if this machine can run a node (`up --node`), else print why and exit 1.
+    NodeCheck,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -66,6 +68,13 @@ async fn main() -> anyhow::Result<()> {
             };
             up(options, exit_with).await
         }
+        Commands::NodeCheck => match testenv::node_missing_prerequisites() {
+            None => Ok(()),
+            Some(reason) => {
+                eprintln!("{reason}");
+                std::process::exit(1)
+            }
+        },
     }
 }
 
