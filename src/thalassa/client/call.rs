@@ -55,8 +55,7 @@ impl Call {
     }
 
     /// Marks a call that may add or change something: not repeated once it may have been
-    /// processed. (Only the test-only writes are such calls.)
-    #[cfg(any(test, feature = "testing"))]
+    /// processed (a create or a new version; a retry could add a second version).
     pub(super) fn not_idempotent(mut self) -> Self {
         self.idempotent = false;
         self

@@ -1,5 +1,6 @@
 //! The Secrets Manager endpoints the operator uses: browse (S1), the streamed listing (S2), a
-//! secret's metadata (S4) and revealing a value (S7). The writes are in `testing`.
+//! secret's metadata (S4), revealing a value (S7), and the two writes, creating a secret (S3)
+//! and storing a new version (S6), for generated values and push. Deletions are in `testing`.
 //!
 //! I/O contract: each method validates its path and region, then makes one logical call (see
 //! `transport`). A reveal waits for one of this client's reveal permits, holds it until the value
@@ -11,8 +12,10 @@ use tokio::time::Instant;
 use super::super::body::{Listed, ListingSink};
 use super::super::error::{Error, Route};
 use super::super::types::{
-    BrowseSecretsResponse, GetSecretValueRequest, GetSecretValueResponse, RevealedSecret, Secret,
+    BrowseSecretsResponse, CreateSecretRequest, GetSecretValueRequest, GetSecretValueResponse,
+    PutSecretValueRequest, PutSecretValueResponse, RevealedSecret, Secret,
 };
+use super::super::value::SecretValueInput;
 use super::call::{Call, check_browse_path, check_path};
 use super::transport::{decode_json, invalid_response};
 use super::{
@@ -123,5 +126,41 @@ impl Client {
             });
         }
         Ok(revealed)
+    }
+
+    /// S3: creates a secret and its version 1 (201). Not retried once the request may have been
+    /// processed.
+    pub async fn create_secret(
+        &self,
+        region: &str,
+        request: &CreateSecretRequest,
+    ) -> Result<Secret, Error> {
+        check_path(&request.path)?;
+        let url = self.secrets_url(region, "/secrets")?;
+        let mut call = self
+            .call("createSecret", Method::POST, url, Route::Secrets)
+            .about(region, Some(&request.path))
+            .not_idempotent()
+            .json(request)?;
+        call.target.key = Some(request.kms_key_identity.clone());
+        self.fetch_json(call).await
+    }
+
+    /// S6: stores a new version, which becomes current. Not retried once the request may have
+    /// been processed (a retry could add a second version).
+    pub async fn put_secret_value(
+        &self,
+        region: &str,
+        path: &str,
+        value: &SecretValueInput,
+    ) -> Result<PutSecretValueResponse, Error> {
+        check_path(path)?;
+        let url = self.secret_url(region, path, "/versions")?;
+        let call = self
+            .call("putSecretValue", Method::POST, url, Route::Secrets)
+            .about(region, Some(path))
+            .not_idempotent()
+            .json(&PutSecretValueRequest { path, value })?;
+        self.fetch_json(call).await
     }
 }

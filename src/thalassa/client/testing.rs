@@ -1,7 +1,7 @@
-//! Endpoints only tests use: the Secrets Manager writes and deletions (S2 unstreamed, S3, S5, S6,
-//! S8, S9), the KMS key lifecycle, and dropping the cached token. Tests use them to set up and
-//! change what the operator reads; the operator itself never writes to Thalassa, so they are
-//! compiled only with the `testing` feature (which this crate's tests turn on through a
+//! Endpoints only tests use: the Secrets Manager's policy updates and deletions (S2 unstreamed,
+//! S5, S8, S9), the KMS key lifecycle, and dropping the cached token. Tests use them to set up and
+//! change what the operator reads; the operator itself never deletes in Thalassa nor manages
+//! keys, so they are compiled only with the `testing` feature (which this crate's tests turn on through a
 //! dev-dependency on the crate itself) and never into the operator's binary.
 //!
 //! I/O contract: as the other endpoints (one logical call each, see `transport`); calls that
@@ -10,11 +10,7 @@
 use reqwest::Method;
 
 use super::super::error::{Error, Route};
-use super::super::types::{
-    CreateKmsKeyRequest, CreateSecretRequest, KmsKey, PutSecretValueRequest,
-    PutSecretValueResponse, Secret, UpdateAccessPolicyRequest,
-};
-use super::super::value::SecretValueInput;
+use super::super::types::{CreateKmsKeyRequest, KmsKey, Secret, UpdateAccessPolicyRequest};
 use super::call::check_path;
 use super::{Client, MAX_LISTING_RESPONSE_BYTES};
 
@@ -37,24 +33,6 @@ impl Client {
         self.fetch_json(self.list_call(region, path_prefix)?).await
     }
 
-    /// S3: creates a secret and its version 1 (201). Not retried once the request may have been
-    /// processed.
-    pub async fn create_secret(
-        &self,
-        region: &str,
-        request: &CreateSecretRequest,
-    ) -> Result<Secret, Error> {
-        check_path(&request.path)?;
-        let url = self.secrets_url(region, "/secrets")?;
-        let mut call = self
-            .call("createSecret", Method::POST, url, Route::Secrets)
-            .about(region, Some(&request.path))
-            .not_idempotent()
-            .json(request)?;
-        call.target.key = Some(request.kms_key_identity.clone());
-        self.fetch_json(call).await
-    }
-
     /// S5: sets (`Some`) or clears (`None`) the secret's access policy, kept opaque because its
     /// schema is disputed.
     pub async fn update_access_policy(
@@ -69,24 +47,6 @@ impl Client {
             .call("updateAccessPolicy", Method::PUT, url, Route::Secrets)
             .about(region, Some(path))
             .json(&UpdateAccessPolicyRequest { access_policy })?;
-        self.fetch_json(call).await
-    }
-
-    /// S6: stores a new version, which becomes current. Not retried once the request may have
-    /// been processed (a retry could add a second version).
-    pub async fn put_secret_value(
-        &self,
-        region: &str,
-        path: &str,
-        value: &SecretValueInput,
-    ) -> Result<PutSecretValueResponse, Error> {
-        check_path(path)?;
-        let url = self.secret_url(region, path, "/versions")?;
-        let call = self
-            .call("putSecretValue", Method::POST, url, Route::Secrets)
-            .about(region, Some(path))
-            .not_idempotent()
-            .json(&PutSecretValueRequest { path, value })?;
         self.fetch_json(call).await
     }
 

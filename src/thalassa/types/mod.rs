@@ -18,9 +18,9 @@ pub use secrets::{
     BrowseSecretsResponse, CreateSecretRequest, ListedKmsKey, ListedSecret, PutSecretValueResponse,
     Region, RevealedSecret, Secret, SecretVersion,
 };
-pub(crate) use secrets::{GetSecretValueRequest, GetSecretValueResponse};
+pub(crate) use secrets::{GetSecretValueRequest, GetSecretValueResponse, PutSecretValueRequest};
 #[cfg(any(test, feature = "testing"))]
-pub(crate) use secrets::{PutSecretValueRequest, UpdateAccessPolicyRequest};
+pub(crate) use secrets::UpdateAccessPolicyRequest;
 
 /// Decodes `null` (as well as an omitted field, via `#[serde(default)]`) as the type's default.
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>

@@ -181,8 +181,7 @@ impl CreateSecretRequest {
     }
 }
 
-/// Body of S6 (`putSecretValue`), sent only by the test-only endpoint.
-#[cfg(any(test, feature = "testing"))]
+/// Body of S6 (`putSecretValue`).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct PutSecretValueRequest<'a> {
