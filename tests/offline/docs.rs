@@ -1,7 +1,7 @@
 //! The documentation against the code: every Ready=False reason, every prerequisite reason and
 //! template filter must be in the reference (`docs/reference.md`), every operator flag in
-//! `docs/operating.md`, and every relative link of the README and `docs/` must lead to a file and
-//! heading that exist.
+//! `docs/operating.md`, every relative link of the README and `docs/` must lead to a file and
+//! heading that exist, and the node tests `docs/testing.md` describes are the ones that exist.
 
 use clap::CommandFactory;
 use thalassa_operator::{config::Cli, error::Reason, status};
@@ -354,4 +354,34 @@ fn the_install_page_names_the_published_and_the_local_image() {
         "tools/build-image.sh names its image or archive otherwise than docs/install.md says"
     );
     assert!(install.contains("target/image/thalassa-secrets-operator-<version>.tar"));
+}
+
+/// `docs/testing.md` describes the node tests by name: exactly the tests of `tests/node`.
+#[test]
+fn the_node_tests_described_are_the_node_tests_that_exist() {
+    let source = read("tests/node/main.rs");
+    let mut existing: Vec<&str> = source
+        .split("#[tokio::test]")
+        .skip(1)
+        .filter_map(|rest| {
+            let name = rest.split("async fn ").nth(1)?;
+            name.split('(').next()
+        })
+        .collect();
+    existing.sort_unstable();
+    assert!(existing.len() >= 2, "tests/node has tests: {existing:?}");
+    let testing = read("docs/testing.md");
+    let section = testing
+        .split("- **`tests/node/`**")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("docs/testing.md describes tests/node");
+    let mut described: Vec<&str> = section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| word.len() > 30 && word.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    described.sort_unstable();
+    assert_eq!(described, existing, "docs/testing.md vs tests/node/main.rs");
 }

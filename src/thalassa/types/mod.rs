@@ -14,13 +14,13 @@ pub use kms::{
     CreateKmsKeyRequest, KmsKey, KmsKeyStatus, KmsKeyVersion, KmsRegionSummary, KmsSummary,
     Organisation,
 };
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use secrets::UpdateAccessPolicyRequest;
 pub use secrets::{
     BrowseSecretsResponse, CreateSecretRequest, ListedKmsKey, ListedSecret, PutSecretValueResponse,
     Region, RevealedSecret, Secret, SecretVersion,
 };
 pub(crate) use secrets::{GetSecretValueRequest, GetSecretValueResponse, PutSecretValueRequest};
-#[cfg(any(test, feature = "testing"))]
-pub(crate) use secrets::UpdateAccessPolicyRequest;
 
 /// Decodes `null` (as well as an omitted field, via `#[serde(default)]`) as the type's default.
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
