@@ -1,9 +1,10 @@
 //! A real, local Kubernetes control plane for integration tests: etcd, kube-apiserver and
 //! kube-controller-manager (garbage collector, namespace, service-account and cluster-role
-//! aggregation controllers) run as plain processes on loopback. No Docker, no kubelet, no mocks:
-//! admission (CEL), RBAC (with the built-in admin/edit/view roles aggregated), server-side apply,
-//! status subresources, watches and ownerReference garbage collection behave exactly as in a
-//! cluster.
+//! aggregation controllers) run as plain processes on loopback. No Docker, no mocks: admission
+//! (CEL), RBAC (with the built-in admin/edit/view roles aggregated), server-side apply, status
+//! subresources, watches and ownerReference garbage collection behave exactly as in a cluster.
+//! With `StartOptions::node` a kubelet node joins (containerd, runc and the CNI bridge in a network
+//! namespace of its own; see `node.rs`), with the scheduler and the controllers Deployments need.
 //!
 //! ```no_run
 //! # async fn example() {
