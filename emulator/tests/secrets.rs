@@ -627,12 +627,30 @@ async fn project_header_scopes_state() {
 #[tokio::test]
 async fn generate_on_put_follows_the_create_rules() {
     let (api, key) = api_with_key().await;
-    assert_eq!(api.create_secret("/gen/put", &key, "first").await.status, 201);
+    assert_eq!(
+        api.create_secret("/gen/put", &key, "first").await.status,
+        201
+    );
     let versions = "/v1/secrets/nl-01/secret/gen/put/versions";
     let cases: Vec<(&str, serde_json::Value, u16, &str)> = vec![
-        ("15", json!({"generateSecret": {"byteLength": 15}}), 400, "byteLength"),
-        ("4097", json!({"generateSecret": {"byteLength": 4097}}), 400, "byteLength"),
-        ("no length", json!({"generateSecret": {}}), 400, "byteLength"),
+        (
+            "15",
+            json!({"generateSecret": {"byteLength": 15}}),
+            400,
+            "byteLength",
+        ),
+        (
+            "4097",
+            json!({"generateSecret": {"byteLength": 4097}}),
+            400,
+            "byteLength",
+        ),
+        (
+            "no length",
+            json!({"generateSecret": {}}),
+            400,
+            "byteLength",
+        ),
         ("none", json!({}), 400, "exactly one of"),
         (
             "two",
@@ -641,7 +659,12 @@ async fn generate_on_put_follows_the_create_rules() {
             "exactly one of",
         ),
         ("16", json!({"generateSecret": {"byteLength": 16}}), 200, ""),
-        ("4096", json!({"generateSecret": {"byteLength": 4096}}), 200, ""),
+        (
+            "4096",
+            json!({"generateSecret": {"byteLength": 4096}}),
+            200,
+            "",
+        ),
     ];
     let mut version = 1;
     for (name, mut body, want, message) in cases {

@@ -75,11 +75,8 @@ fn missing_generated<'a>(spec: &ValidatedSpec, error: &'a Error) -> Option<&'a s
 /// and annotations (Thalassa metadata is set at create only).
 fn create_request(ts: &ThalassaSecret, path: &str, bytes: u32, key: &str) -> CreateSecretRequest {
     let namespace = ts.namespace().unwrap_or_default();
-    let mut request = CreateSecretRequest::new(
-        path,
-        key,
-        SecretValueInput::Generate { byte_length: bytes },
-    );
+    let mut request =
+        CreateSecretRequest::new(path, key, SecretValueInput::Generate { byte_length: bytes });
     request.description = Some(format!(
         "generated for ThalassaSecret {namespace}/{}",
         ts.name_any()
@@ -122,7 +119,10 @@ async fn create(
             Ok(())
         }
         Err(thalassa::Error::Conflict { .. }) => {
-            debug!(path, "created meanwhile by someone else; reading it as usual");
+            debug!(
+                path,
+                "created meanwhile by someone else; reading it as usual"
+            );
             Ok(())
         }
         Err(source) => Err(Error::Generate {
@@ -173,7 +173,11 @@ pub(super) async fn rotate(
             .await
         {
             Ok(stored) => {
-                info!(path, version = stored.version, "stored a new generated version");
+                info!(
+                    path,
+                    version = stored.version,
+                    "stored a new generated version"
+                );
                 let note = format!(
                     "stored version {} of {path} in Thalassa with a generated value",
                     stored.version
@@ -181,7 +185,10 @@ pub(super) async fn rotate(
                 apply::publish(ctx, ts, EventType::Normal, "GeneratedValueRotated", note).await;
             }
             Err(e) if e.is_definite_not_found() => {
-                debug!(path, "not created yet; the sync creates it with a generated value");
+                debug!(
+                    path,
+                    "not created yet; the sync creates it with a generated value"
+                );
             }
             Err(source) => {
                 return Err(Error::Generate {

@@ -229,14 +229,12 @@ impl Memory {
     /// Remembers that a new generated version of `path` was stored for the rotate-generated
     /// `value` (a newer value starts a new record).
     pub(super) fn note_rotated(&self, key: &Key, value: &str, path: &str) {
-        self.update(key, |m| {
-            match &mut m.rotation {
-                Some((v, paths)) if v == value => {
-                    paths.insert(path.to_string());
-                }
-                rotation => {
-                    *rotation = Some((value.to_string(), [path.to_string()].into()));
-                }
+        self.update(key, |m| match &mut m.rotation {
+            Some((v, paths)) if v == value => {
+                paths.insert(path.to_string());
+            }
+            rotation => {
+                *rotation = Some((value.to_string(), [path.to_string()].into()));
             }
         });
     }

@@ -178,9 +178,8 @@ fn generated_paths(spec: &ThalassaSecretSpec) -> Result<BTreeMap<String, u32>> {
         let Some(generate) = &entry.generate else {
             continue;
         };
-        let at = |problem: &str| {
-            Error::InvalidSpec(format!("data[{}]: {problem}", entry.secret_key))
-        };
+        let at =
+            |problem: &str| Error::InvalidSpec(format!("data[{}]: {problem}", entry.secret_key));
         if entry.remote_ref.property.is_some() {
             return Err(at("remoteRef.property cannot be combined with generate"));
         }
@@ -355,7 +354,6 @@ mod tests {
                 "data-hash key",
             ),
             ("  dataFrom: [{pathPrefix: /a/b}]\n", "must end with '/'"),
-
         ] {
             let ts = with(extra);
             let mut config = config.clone();

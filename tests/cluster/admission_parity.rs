@@ -17,9 +17,7 @@ use kube::{
 use thalassa_operator::{
     config::{Cli, Config},
     controller,
-    crd::{
-        DataEntry, DataFromSource, GenerateSpec, RemoteRef, ThalassaSecret, ThalassaSecretSpec,
-    },
+    crd::{DataEntry, DataFromSource, GenerateSpec, RemoteRef, ThalassaSecret, ThalassaSecretSpec},
     render::is_valid_secret_key,
 };
 
@@ -372,14 +370,9 @@ fn generate_cases() -> Vec<Sample> {
     ];
     let mut cases = Vec::new();
     for length in lengths {
-        for (property, version, key, plain) in (0..16).map(|bits: u8| {
-            (
-                bits & 1 != 0,
-                bits & 2 != 0,
-                bits & 4 != 0,
-                bits & 8 != 0,
-            )
-        }) {
+        for (property, version, key, plain) in
+            (0..16).map(|bits: u8| (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0, bits & 8 != 0))
+        {
             let mut entry = remote_ref("/gen/a");
             entry.generate = Some(GenerateSpec {
                 byte_length: length,

@@ -37,7 +37,9 @@ fn find_version(value: &serde_json::Value, path: &str) -> Option<u64> {
     match value {
         serde_json::Value::Object(map) => {
             if map.get("path").and_then(|p| p.as_str()) == Some(path) {
-                return map.get("currentVersion").and_then(serde_json::Value::as_u64);
+                return map
+                    .get("currentVersion")
+                    .and_then(serde_json::Value::as_u64);
             }
             map.values().find_map(|v| find_version(v, path))
         }
@@ -91,7 +93,10 @@ async fn a_missing_path_is_created_once_with_a_generated_value() {
     println!("generation: {total} Thalassa calls from apply to Ready (1 createSecret)");
     // Later checks create nothing and read nothing again.
     let reveals = h.reveals();
+    let before = h.emulator.control().counters().total;
     h.wait_checks("gen", 3).await;
+    let checks = h.emulator.control().counters().total - before;
+    println!("generation: {checks} Thalassa calls for the next three checks (0 createSecret)");
     assert_eq!(calls(&h, "createSecret"), 1, "no create on later checks");
     assert_eq!(h.reveals(), reveals, "no reveal while nothing changes");
     assert_eq!(password(&h, "gen").await, value, "the value stays");
@@ -218,7 +223,9 @@ async fn a_store_identity_that_may_not_create_gets_forbidden_and_nothing_is_crea
     let ready = crate::common::condition(&ts, "Ready");
     assert_eq!(ready.reason, "Forbidden");
     assert!(
-        ready.message.contains("cannot create /gen/forbidden/password"),
+        ready
+            .message
+            .contains("cannot create /gen/forbidden/password"),
         "{}",
         ready.message
     );
@@ -262,6 +269,7 @@ async fn rotation_stores_one_new_version_per_value_and_no_value_leaves_the_secre
         .await;
     let mut values = vec![password(&h, "gen").await];
     for (round, value) in ["1", "2"].into_iter().enumerate() {
+        let before = h.emulator.control().counters().total;
         annotate_rotation(&h, "gen", value).await;
         wait_for(Duration::from_secs(60), "rotation handled", || async {
             let ts = h.resources().get("gen").await.ok()?;
@@ -275,6 +283,10 @@ async fn rotation_stores_one_new_version_per_value_and_no_value_leaves_the_secre
             })
             .await;
         let rotated = secret_data(&secret)["password"].clone();
+        let cost = h.emulator.control().counters().total - before;
+        println!(
+            "rotation {value}: {cost} Thalassa calls until the Secret changed (1 putSecretValue)"
+        );
         assert_eq!(rotated.len(), 32);
         values.push(rotated);
         h.wait_checks("gen", 2).await;
