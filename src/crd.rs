@@ -43,6 +43,20 @@ pub const GENERATION_ANNOTATION: &str = "secrets.thalassa.cloud/generation";
 /// Annotation on a ThalassaSecret: a new value makes the operator check versions and read every
 /// source again at once.
 pub const FORCE_SYNC_ANNOTATION: &str = "secrets.thalassa.cloud/force-sync";
+/// Annotation on a ThalassaSecret: a new value makes the operator ask Thalassa for a new generated
+/// version (`putSecretValue` with `generateSecret`) of every `data[]` entry with `generate`, once
+/// per value, then sync it.
+pub const ROTATE_GENERATED_ANNOTATION: &str = "secrets.thalassa.cloud/rotate-generated";
+/// Label on the Thalassa secrets the operator creates with a generated value.
+pub const GENERATED_BY_LABEL: &str = "managed-by";
+/// Annotation on the Thalassa secrets the operator creates: `<namespace>/<name>` of the
+/// `ThalassaSecret` that asked for the generated value.
+pub const GENERATED_FOR_ANNOTATION: &str = "secrets.thalassa.cloud/generated-for";
+/// Annotation on the Thalassa secrets the operator creates: the UID of that `ThalassaSecret`.
+pub const GENERATED_FOR_UID_ANNOTATION: &str = "secrets.thalassa.cloud/generated-for-uid";
+/// `generate.byteLength` when the spec leaves it out (Thalassa's own default).
+pub const DEFAULT_GENERATE_BYTES: u32 = 32;
+
 /// Annotation: JSON record of a templated Secret (keyed hash of the templates, and the data
 /// keys, labels and annotations they produced; no values).
 pub const TEMPLATE_ANNOTATION: &str = "secrets.thalassa.cloud/template";
@@ -114,7 +128,8 @@ macro_rules! qualified_name_regex {
     validation = Rule::new("size(self.data) + size(self.dataFrom) > 0").message("at least one entry in data or dataFrom is required"),
     validation = Rule::new("!(self.target.creationPolicy == 'Merge' && self.target.deletionPolicy == 'Delete')").message("target.deletionPolicy Delete cannot be combined with creationPolicy Merge: the Secret is not the operator's to delete"),
     validation = Rule::new("!(self.target.creationPolicy == 'Merge' && has(self.target.immutable) && self.target.immutable)").message("target.immutable cannot be combined with creationPolicy Merge"),
-    validation = Rule::new("(has(self.target) && has(self.target.name)) == (has(oldSelf.target) && has(oldSelf.target.name))").message("target.name is immutable: it cannot be added or removed after creation; create a new ThalassaSecret instead")
+    validation = Rule::new("(has(self.target) && has(self.target.name)) == (has(oldSelf.target) && has(oldSelf.target.name))").message("target.name is immutable: it cannot be added or removed after creation; create a new ThalassaSecret instead"),
+    validation = Rule::new("!has(self.data) || !self.data.exists(e, has(e.generate)) || has(self.kmsKeyIdentity)").message("kmsKeyIdentity is required when a data entry has generate: Thalassa creates the secret bound to that key")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ThalassaSecretSpec {
@@ -268,6 +283,10 @@ pub enum StoreKind {
 
 /// One key of the Kubernetes Secret, read from one Thalassa secret.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(
+    validation = Rule::new("!has(self.generate) || !has(self.remoteRef.property)").message("remoteRef.property cannot be combined with generate: a generated value is a string secret"),
+    validation = Rule::new("!has(self.generate) || !has(self.remoteRef.version)").message("remoteRef.version cannot be combined with generate: a generated value follows its current version")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct DataEntry {
     /// Key in the Kubernetes Secret's `data`.
@@ -276,6 +295,31 @@ pub struct DataEntry {
     pub secret_key: String,
     /// Where the value comes from.
     pub remote_ref: RemoteRef,
+    /// Have Thalassa generate the value when `remoteRef.path` does not exist: the operator
+    /// creates the secret there (`generateSecret`, bound to `spec.kmsKeyIdentity`) once a direct
+    /// lookup answers "not found", then syncs it as usual. It never generates over an existing
+    /// secret, and a path that cannot be read (403, outage) is an error, not a reason to generate.
+    /// The annotation `secrets.thalassa.cloud/rotate-generated` asks for a new generated version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<GenerateSpec>,
+}
+
+/// A value Thalassa generates: random bytes, read back as a string secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerateSpec {
+    /// Number of random bytes, 16 to 4096 (Thalassa's bounds). Default 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // int64 in the schema: the apiserver warns about the unknown format "uint32".
+    #[schemars(with = "Option<i64>", range(min = 16, max = 4096))]
+    pub byte_length: Option<u32>,
+}
+
+impl GenerateSpec {
+    /// The number of bytes to generate.
+    pub fn bytes(&self) -> u32 {
+        self.byte_length.unwrap_or(DEFAULT_GENERATE_BYTES)
+    }
 }
 
 /// A reference to a Thalassa secret value.
@@ -701,6 +745,10 @@ pub struct ThalassaSecretStatus {
     /// (so one value forces one sync).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_sync_handled: Option<String>,
+    /// The last value of the `secrets.thalassa.cloud/rotate-generated` annotation the operator
+    /// acted on (so one value stores one new generated version per generated entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_generated_handled: Option<String>,
     /// The keyed data hash the rollout restart targets were last restarted for (or that the
     /// first sync recorded); a Secret whose data hash differs is restarted for once the debounce
     /// window has passed.

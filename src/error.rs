@@ -222,9 +222,33 @@ pub enum Error {
     },
 
     /// The Kubernetes API refused or failed a call. The text is built from the status code,
+    /// Creating a secret with a generated value, or storing a new generated version, failed
+    /// (nothing was generated: Thalassa creates the value only when the call succeeds).
+    #[error("{step} {path} with a value Thalassa generates: {source}")]
+    Generate {
+        /// Create or rotate.
+        step: GenerateStep,
+        /// Thalassa path.
+        path: String,
+        /// The client's error.
+        #[source]
+        source: Arc<thalassa::Error>,
+    },
+
     /// reason and field names only: apiserver messages can quote the data that was refused.
     #[error("Kubernetes API: {}", kube_summary(.0))]
     Kube(#[from] kube::Error),
+}
+
+/// What the operator was doing with a generated value when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+pub enum GenerateStep {
+    /// `createSecret` with `generateSecret`, for a path found missing.
+    #[strum(to_string = "cannot create")]
+    Create,
+    /// `putSecretValue` with `generateSecret`, for the rotate-generated annotation.
+    #[strum(to_string = "cannot store a new version of")]
+    Rotate,
 }
 
 impl From<thalassa::Error> for Error {
@@ -374,7 +398,7 @@ impl Error {
             Error::KmsBackendUnavailable { .. } => Reason::KmsBackendUnavailable,
             Error::SourceFormatMismatch { .. } => Reason::SourceFormatMismatch,
             Error::Template(_) => Reason::TemplateError,
-            Error::Thalassa { source } => thalassa_reason(source),
+            Error::Thalassa { source } | Error::Generate { source, .. } => thalassa_reason(source),
             Error::StoreNotFound { .. } | Error::NoDefaultConnection => Reason::StoreNotFound,
             Error::StoreNotReady { .. } => Reason::StoreNotReady,
             Error::NamespaceNotAllowed { .. } => Reason::NamespaceNotAllowed,
@@ -429,7 +453,7 @@ impl Error {
     /// A delay the provider asked for (429 `Retry-After`), if any.
     pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Error::Thalassa { source } => source.retry_after(),
+            Error::Thalassa { source } | Error::Generate { source, .. } => source.retry_after(),
             _ => None,
         }
     }

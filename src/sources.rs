@@ -306,6 +306,17 @@ impl SourceCache {
         call.await
     }
 
+    /// Forgets what the cache knows of `path` (its per-path check and its directory's listing):
+    /// after the operator created the secret there, neither may answer "not there" again.
+    pub(crate) fn forget_path(&self, region: &str, path: &str) {
+        let dir = (region.to_string(), parent_prefix(path).to_string());
+        self.listings.lock().expect("listings lock").remove(&dir);
+        self.metas
+            .lock()
+            .expect("metas lock")
+            .remove(&(region.to_string(), path.to_string()));
+    }
+
     /// Metadata of one secret, for a path a listing did not show (missing, or not readable by the
     /// listing's filter): the direct call tells a definite 404 from a 403.
     pub(crate) async fn metadata(

@@ -620,3 +620,106 @@ async fn project_header_scopes_state() {
     api.project = Some("proj-b".into());
     assert_eq!(api.reveal("/shared/name", None).await.status, 404);
 }
+
+/// `generateSecret` on a new version (S6) follows the same rules as on create: `byteLength`
+/// 16..=4096 (400 otherwise, and when absent), exactly one value field; the response names the new
+/// version and never echoes a value; the value reads back as a `secretString` of that length.
+#[tokio::test]
+async fn generate_on_put_follows_the_create_rules() {
+    let (api, key) = api_with_key().await;
+    assert_eq!(
+        api.create_secret("/gen/put", &key, "first").await.status,
+        201
+    );
+    let versions = "/v1/secrets/nl-01/secret/gen/put/versions";
+    let cases: Vec<(&str, serde_json::Value, u16, &str)> = vec![
+        (
+            "15",
+            json!({"generateSecret": {"byteLength": 15}}),
+            400,
+            "byteLength",
+        ),
+        (
+            "4097",
+            json!({"generateSecret": {"byteLength": 4097}}),
+            400,
+            "byteLength",
+        ),
+        (
+            "no length",
+            json!({"generateSecret": {}}),
+            400,
+            "byteLength",
+        ),
+        ("none", json!({}), 400, "exactly one of"),
+        (
+            "two",
+            json!({"secretString": b64("a"), "generateSecret": {"byteLength": 32}}),
+            400,
+            "exactly one of",
+        ),
+        ("16", json!({"generateSecret": {"byteLength": 16}}), 200, ""),
+        (
+            "4096",
+            json!({"generateSecret": {"byteLength": 4096}}),
+            200,
+            "",
+        ),
+    ];
+    let mut version = 1;
+    for (name, mut body, want, message) in cases {
+        body["path"] = json!("/gen/put");
+        let r = api.send("POST", versions, Some(body)).await;
+        assert_eq!(r.status, want, "{name}: {:?}", r.body);
+        assert!(r.message().contains(message), "{name}: {}", r.message());
+        if want == 200 {
+            version += 1;
+            assert_eq!(r.body["version"], version, "{name}");
+            assert_eq!(r.body["path"], "/gen/put");
+            assert!(r.body.get("secretString").is_none(), "never echoed");
+        }
+    }
+    let r = api.reveal("/gen/put", Some(2)).await;
+    assert_eq!(unb64(r.body["secretString"].as_str().unwrap()).len(), 16);
+    let r = api.reveal("/gen/put", None).await;
+    assert_eq!(r.body["version"], 3);
+    assert_eq!(unb64(r.body["secretString"].as_str().unwrap()).len(), 4096);
+    // Rejected puts stored nothing.
+    let meta = api.get("/v1/secrets/nl-01/secret/gen/put").await.body;
+    assert_eq!(meta["currentVersion"], 3);
+}
+
+/// A create with `generateSecret` needs a key (400 without), answers 409 at an existing path
+/// without touching it, and records labels and annotations as sent.
+#[tokio::test]
+async fn generate_on_create_needs_a_key_and_never_replaces() {
+    let (api, key) = api_with_key().await;
+    let body = |key: Option<&str>| {
+        let mut body = json!({
+            "path": "/gen/create", "generateSecret": {"byteLength": 32},
+            "labels": {"managed-by": "thalassa-secrets-operator"},
+            "annotations": {"secrets.thalassa.cloud/generated-for": "shop/db"}
+        });
+        if let Some(key) = key {
+            body["kmsKeyIdentity"] = json!(key);
+        }
+        body
+    };
+    let r = api.send("POST", SECRETS, Some(body(None))).await;
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("kmsKeyIdentity"), "{}", r.message());
+    let r = api.send("POST", SECRETS, Some(body(Some(&key)))).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["labels"]["managed-by"], "thalassa-secrets-operator");
+    assert_eq!(
+        r.body["annotations"]["secrets.thalassa.cloud/generated-for"],
+        "shop/db"
+    );
+    let first = api.reveal("/gen/create", None).await.body["secretString"].clone();
+    let r = api.send("POST", SECRETS, Some(body(Some(&key)))).await;
+    assert_eq!(r.status, 409);
+    let after = api.reveal("/gen/create", None).await.body["secretString"].clone();
+    assert_eq!(after, first, "kept");
+    let meta = api.get("/v1/secrets/nl-01/secret/gen/create").await.body;
+    assert_eq!(meta["currentVersion"], 1);
+}

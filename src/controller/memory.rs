@@ -67,6 +67,9 @@ struct ResourceMemory {
     force_handled: Option<String>,
     /// When its last forced sync was honoured (`--force-sync-min-interval`).
     forced_at: Option<Instant>,
+    /// The rotate-generated value being (or last) handled, and the paths a new generated
+    /// version was stored for under it: a retry after a partial failure rotates only the rest.
+    rotation: Option<(String, std::collections::BTreeSet<String>)>,
     /// A create without a read found its target name taken: it reads first (until it syncs).
     name_taken: bool,
     /// The last compile check of its templates: unchanged templates are not compiled again.
@@ -212,6 +215,28 @@ impl Memory {
     /// Remembers the force-sync value the resource's forced sync handled.
     pub(super) fn note_force_handled(&self, key: &Key, value: &str) {
         self.update(key, |m| m.force_handled = Some(value.to_string()));
+    }
+
+    /// True when a new generated version of `path` was stored for the rotate-generated `value`.
+    pub(super) fn is_rotated(&self, key: &Key, value: &str, path: &str) -> bool {
+        self.read(key, |m| {
+            m.rotation
+                .as_ref()
+                .is_some_and(|(v, paths)| v == value && paths.contains(path))
+        })
+    }
+
+    /// Remembers that a new generated version of `path` was stored for the rotate-generated
+    /// `value` (a newer value starts a new record).
+    pub(super) fn note_rotated(&self, key: &Key, value: &str, path: &str) {
+        self.update(key, |m| match &mut m.rotation {
+            Some((v, paths)) if v == value => {
+                paths.insert(path.to_string());
+            }
+            rotation => {
+                *rotation = Some((value.to_string(), [path.to_string()].into()));
+            }
+        });
     }
 
     /// Honours a forced sync now (remembering when), unless one was honoured less than

@@ -46,6 +46,7 @@ mod config_maps;
 mod connect;
 #[cfg(test)]
 mod fixtures;
+mod generate;
 mod hashkey;
 mod lanes;
 mod memory;

@@ -154,6 +154,7 @@ async fn report_status(
         prerequisites: &prerequisites,
         restart: &restart,
         force_deferred: force_wait.is_some(),
+        rotated: spec.and_then(|v| v.rotated.as_deref()),
     };
     let plan = plan::plan_status(ts, outcome.as_ref().map_err(|e| &**e), inputs, &now);
     ctx.metrics.set_conditions(

@@ -23,6 +23,7 @@ use tracing::{debug, info};
 use super::{
     Context, apply,
     connect::{self, Connection},
+    generate,
     memory::Attempt,
     plan,
     plan::{SourceMetas, SyncOutcome, TargetState},
@@ -159,6 +160,10 @@ impl<'a> Sync<'a> {
         };
         self.decide_force();
         let sources = &connection.sources;
+        match generate::rotate(self.ts, self.ctx, &self.spec, sources).await {
+            Ok(rotated) => self.spec.rotated = rotated,
+            Err(e) => return SyncReport::failed(e),
+        }
         match self.observe(sources).await {
             ControlFlow::Break(report) => report,
             ControlFlow::Continue(observation) => self.sync(sources, observation).await,
@@ -238,7 +243,8 @@ impl<'a> Sync<'a> {
         let written = ctx
             .secrets
             .get(&ObjectRef::new(&spec.target_name).within(&ts.namespace().unwrap_or_default()));
-        let forced = spec.force.is_some();
+        // A rotation just stored new versions: they are synced now, as for a force-sync.
+        let forced = spec.force.is_some() || spec.rotated.is_some();
         // An edited template counts as a spec change (see `written_for_resource`).
         let spec_changed = forced
             || written
@@ -290,7 +296,7 @@ impl<'a> Sync<'a> {
                 ..SyncReport::reached(reached, Err(Arc::new(error)))
             })
         };
-        let metas = match resolve::resolve_sources(spec, sources, max_age).await {
+        let metas = match generate::resolve_generating(ts, ctx, spec, sources, max_age).await {
             Ok(metas) => metas,
             Err(e) => return stop(Reached::Start, e),
         };

@@ -45,6 +45,11 @@ pub struct ValidatedSpec {
     /// A force-sync value this reconcile acts on (set by the driver): versions are checked now
     /// and every source is read again.
     pub(crate) force: Option<String>,
+    /// Paths of the `data[]` entries with `generate`, with the number of bytes to generate.
+    pub(crate) generated: BTreeMap<String, u32>,
+    /// A rotate-generated value this reconcile stored new generated versions for (set by the
+    /// sync): versions are checked now, as for a force-sync.
+    pub(crate) rotated: Option<String>,
 }
 
 /// A resource's templates with ConfigMap texts read in, compiled once.
@@ -74,6 +79,7 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
     let refresh_interval = refresh_interval(spec, config)?;
     let restart_debounce = restart_debounce(spec)?;
     let mut paths = data_paths(&spec.data)?;
+    let generated = generated_paths(spec)?;
     let prefixes = data_from_sources(&spec.data_from, &mut paths)?;
     if paths.is_empty() && prefixes.is_empty() {
         return Err(Error::InvalidSpec(
@@ -94,6 +100,8 @@ pub fn validate(ts: &ThalassaSecret, config: &Config) -> Result<ValidatedSpec> {
         connection: crate::crd::DEFAULT_CONNECTION.to_string(),
         templates: None,
         force: None,
+        generated,
+        rotated: None,
     })
 }
 
@@ -160,6 +168,41 @@ fn data_paths(data: &[DataEntry]) -> Result<BTreeMap<String, PathSource>> {
     }
     Ok(paths)
 }
+
+/// The `data[]` entries with `generate`: path → bytes. The same rules as the CRD's CEL rules (a
+/// generated value is a string secret at its current version, created with `kmsKeyIdentity`),
+/// plus Thalassa's bounds on the length.
+fn generated_paths(spec: &ThalassaSecretSpec) -> Result<BTreeMap<String, u32>> {
+    let mut generated = BTreeMap::new();
+    for entry in &spec.data {
+        let Some(generate) = &entry.generate else {
+            continue;
+        };
+        let at =
+            |problem: &str| Error::InvalidSpec(format!("data[{}]: {problem}", entry.secret_key));
+        if entry.remote_ref.property.is_some() {
+            return Err(at("remoteRef.property cannot be combined with generate"));
+        }
+        if entry.remote_ref.version.is_some() {
+            return Err(at("remoteRef.version cannot be combined with generate"));
+        }
+        let bytes = generate.bytes();
+        if !(MIN_GENERATE_BYTES..=MAX_GENERATE_BYTES).contains(&bytes) {
+            return Err(at("generate.byteLength must be between 16 and 4096"));
+        }
+        if spec.kms_key_identity.is_none() {
+            return Err(Error::InvalidSpec(
+                "kmsKeyIdentity is required when a data entry has generate".into(),
+            ));
+        }
+        generated.insert(entry.remote_ref.path.clone(), bytes);
+    }
+    Ok(generated)
+}
+
+/// Thalassa's bounds on `generateSecret.byteLength`.
+const MIN_GENERATE_BYTES: u32 = 16;
+const MAX_GENERATE_BYTES: u32 = 4096;
 
 /// How one `data[]` entry's value maps to its Secret key: one property, or the whole value.
 fn key_mapping(entry: &DataEntry) -> KeyMapping {
@@ -322,5 +365,48 @@ mod tests {
             "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {name: app}\nspec:\n  data: [{secretKey: \"..\", remoteRef: {path: /a/b}}]\n",
         );
         assert!(validate(&dot_key, &config).is_err());
+    }
+
+    #[test]
+    fn generate_needs_a_key_and_a_plain_current_value() {
+        let config = config();
+        let with = |spec: &str| {
+            resource(&format!(
+                "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaSecret\nmetadata: {{name: app}}\nspec:\n{spec}"
+            ))
+        };
+        let ok = with(
+            "  kmsKeyIdentity: k\n  data: [{secretKey: p, remoteRef: {path: /a/g}, generate: {}}, {secretKey: q, remoteRef: {path: /a/h}, generate: {byteLength: 64}}]\n",
+        );
+        let spec = validate(&ok, &config).unwrap();
+        assert_eq!(
+            spec.generated,
+            BTreeMap::from([("/a/g".to_string(), 32), ("/a/h".to_string(), 64)])
+        );
+        for (spec, expected) in [
+            (
+                "  data: [{secretKey: p, remoteRef: {path: /a/g}, generate: {}}]\n",
+                "kmsKeyIdentity is required",
+            ),
+            (
+                "  kmsKeyIdentity: k\n  data: [{secretKey: p, remoteRef: {path: /a/g, property: x}, generate: {}}]\n",
+                "remoteRef.property",
+            ),
+            (
+                "  kmsKeyIdentity: k\n  data: [{secretKey: p, remoteRef: {path: /a/g, version: 2}, generate: {}}]\n",
+                "remoteRef.version",
+            ),
+            (
+                "  kmsKeyIdentity: k\n  data: [{secretKey: p, remoteRef: {path: /a/g}, generate: {byteLength: 15}}]\n",
+                "between 16 and 4096",
+            ),
+            (
+                "  kmsKeyIdentity: k\n  data: [{secretKey: p, remoteRef: {path: /a/g}, generate: {byteLength: 4097}}]\n",
+                "between 16 and 4096",
+            ),
+        ] {
+            let err = validate(&with(spec), &config).unwrap_err().to_string();
+            assert!(err.contains(expected), "{spec}: {err}");
+        }
     }
 }

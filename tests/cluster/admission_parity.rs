@@ -17,7 +17,7 @@ use kube::{
 use thalassa_operator::{
     config::{Cli, Config},
     controller,
-    crd::{DataEntry, DataFromSource, RemoteRef, ThalassaSecret, ThalassaSecretSpec},
+    crd::{DataEntry, DataFromSource, GenerateSpec, RemoteRef, ThalassaSecret, ThalassaSecretSpec},
     render::is_valid_secret_key,
 };
 
@@ -291,6 +291,7 @@ fn remote_ref(path: &str) -> DataEntry {
             property: None,
             version: None,
         },
+        generate: None,
     }
 }
 
@@ -351,6 +352,65 @@ fn duration_cases() -> Vec<Sample> {
             },
         })
         .collect()
+}
+
+/// `data[].generate`: every combination of byteLength (absent, at and around 16 and 4096),
+/// property, version and spec-level kmsKeyIdentity, beside a plain entry or alone.
+fn generate_cases() -> Vec<Sample> {
+    let lengths = [
+        None,
+        Some(0),
+        Some(1),
+        Some(15),
+        Some(16),
+        Some(32),
+        Some(4096),
+        Some(4097),
+        Some(u32::MAX / 2),
+    ];
+    let mut cases = Vec::new();
+    for length in lengths {
+        for (property, version, key, plain) in
+            (0..16).map(|bits: u8| (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0, bits & 8 != 0))
+        {
+            let mut entry = remote_ref("/gen/a");
+            entry.generate = Some(GenerateSpec {
+                byte_length: length,
+            });
+            entry.remote_ref.property = property.then(|| "p".to_string());
+            entry.remote_ref.version = version.then_some(2);
+            let mut data = vec![entry];
+            if plain {
+                let mut other = remote_ref("/read/b");
+                other.secret_key = "b".into();
+                data.push(other);
+            }
+            cases.push(Sample {
+                field: "data[].generate",
+                value: format!(
+                    "byteLength {length:?}, property {property}, version {version}, kmsKeyIdentity {key}, beside a plain entry {plain}"
+                ),
+                spec: ThalassaSecretSpec {
+                    kms_key_identity: key.then(|| "kms-1".to_string()),
+                    data,
+                    ..Default::default()
+                },
+            });
+        }
+    }
+    cases
+}
+
+/// `data[].generate` with its CEL rules (no property, no version, a spec-level key) and bounds:
+/// the apiserver and the Rust validator accept exactly the same specs.
+#[tokio::test]
+async fn generated_entries_are_validated_alike() {
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let h = harness("parity-generate").await;
+    let cases = generate_cases();
+    assert_eq!(cases.len(), 9 * 16);
+    let mismatches = compare(&h.resources(), h.ns(), cases).await;
+    assert_eq!(mismatches, 0, "the Rust validator and admission disagree");
 }
 
 /// Whether the apiserver admits `ts` (server-side dry run). Only a validation refusal (422, or

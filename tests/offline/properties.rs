@@ -238,6 +238,7 @@ fn spec_with_path(path: &str) -> ThalassaSecretSpec {
                 property: None,
                 version: None,
             },
+            generate: None,
         }],
         ..Default::default()
     }

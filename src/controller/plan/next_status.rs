@@ -132,6 +132,8 @@ pub(crate) struct StatusInputs<'a> {
     pub(crate) restart: &'a RestartReport,
     /// A force-sync value waits for `--force-sync-min-interval`: it stays pending.
     pub(crate) force_deferred: bool,
+    /// The rotate-generated value whose new versions this reconcile stored.
+    pub(crate) rotated: Option<&'a str>,
 }
 
 /// Computes the next status from the stored one and this reconcile's outcome (no API calls).
@@ -146,6 +148,7 @@ pub(crate) fn plan_status(
         prerequisites,
         restart,
         force_deferred,
+        rotated,
     } = inputs;
     let old = ts.status.as_ref();
     let previous_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
@@ -172,6 +175,9 @@ pub(crate) fn plan_status(
         && result.map_or_else(Error::is_deterministic, |_| true)
     {
         next.force_sync_handled = Some(value.to_string());
+    }
+    if let Some(value) = rotated {
+        next.rotate_generated_handled = Some(value.to_string());
     }
     if let Some(name) = target_name {
         next.secret_name = Some(name.to_string());
@@ -250,6 +256,7 @@ mod tests {
                 prerequisites: learned,
                 restart: &RestartReport::default(),
                 force_deferred: false,
+                rotated: None,
             },
             now,
         )
@@ -399,6 +406,7 @@ mod tests {
                 prerequisites: &learned,
                 restart: &RestartReport::default(),
                 force_deferred: false,
+                rotated: None,
             },
             &at(1),
         );
@@ -432,6 +440,7 @@ mod tests {
                 prerequisites: &Prerequisites::default(),
                 restart: &RestartReport::default(),
                 force_deferred: false,
+                rotated: None,
             },
             &at(0),
         );
@@ -452,6 +461,7 @@ mod tests {
                 prerequisites: &Prerequisites::default(),
                 restart: &RestartReport::default(),
                 force_deferred: true,
+                rotated: None,
             },
             &at(1),
         );
@@ -485,6 +495,7 @@ mod tests {
                 prerequisites: &learned,
                 restart: &report,
                 force_deferred: false,
+                rotated: None,
             },
             &at(10),
         );
