@@ -27,7 +27,8 @@ use kube::{
         Controller, WatchStreamExt,
         controller::Action,
         events::{Event, EventType},
-        reflector::{self, ObjectRef},
+        reflector,
+        reflector::ObjectRef,
         watcher,
     },
 };
@@ -129,9 +130,8 @@ async fn reconcile_push(push: Arc<ThalassaPushSecret>, ctx: Arc<Context>) -> Res
         return finalize(&push, &api, &ctx).await;
     }
     let interval = match &push.spec.refresh_interval {
-        Some(text) => parse_duration(text)
-            .map_err(|e| Error::InvalidSpec(format!("refreshInterval: {e}")))
-            .unwrap_or(ctx.config.default_refresh_interval),
+        // Admission checked the duration; an unparsable one falls back to the default.
+        Some(text) => parse_duration(text).unwrap_or(ctx.config.default_refresh_interval),
         None => ctx.config.default_refresh_interval,
     };
     let outcome = push_all(&push, &ctx).await;
@@ -264,7 +264,7 @@ impl Writer<'_> {
             }
         })?;
         let data_hash = data.hash(hash_key);
-        if let Some(recorded) = recorded.filter(|r| plan::unchanged(Some(r), &data_hash)) {
+        if let Some(recorded) = recorded.filter(|_| plan::unchanged(recorded, &data_hash)) {
             return Ok((recorded.clone(), false));
         }
         let path = &entry.remote_path;
@@ -581,4 +581,81 @@ fn namespace_terminating(push: &ThalassaPushSecret, ctx: &Context) -> bool {
             .get(&ObjectRef::new(&namespace))
             .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::push::crd::ThalassaPushSecretSpec;
+
+    fn push(policy: PushDeletionPolicy) -> ThalassaPushSecret {
+        ThalassaPushSecret::new(
+            "p",
+            ThalassaPushSecretSpec {
+                deletion_policy: policy,
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn the_finalizer_is_wanted_only_for_delete_with_something_created() {
+        assert!(wants_finalizer(&push(PushDeletionPolicy::Delete), true));
+        assert!(!wants_finalizer(&push(PushDeletionPolicy::Delete), false));
+        assert!(!wants_finalizer(&push(PushDeletionPolicy::Retain), true));
+    }
+
+    #[test]
+    fn a_write_proves_the_chain_and_a_denial_breaks_authorized() {
+        let wrote = PushOutcome {
+            pushed: Vec::new(),
+            error: None,
+            wrote: true,
+            region: "nl-01".into(),
+        };
+        let learned = prerequisites(&wrote);
+        for link in [
+            &learned.secrets_feature,
+            &learned.kms_feature,
+            &learned.kms_backend,
+            &learned.kms_key,
+            &learned.authorized,
+        ] {
+            assert!(link.as_ref().is_some_and(|o| o.ok), "{learned:?}");
+        }
+        let denied = PushOutcome {
+            error: Some(Error::from(thalassa::Error::Forbidden {
+                path: Some("/a".into()),
+                message: "denied".into(),
+            })),
+            wrote: false,
+            ..wrote
+        };
+        let learned = prerequisites(&denied);
+        assert!(learned.authorized.as_ref().is_some_and(|o| !o.ok));
+    }
+
+    #[test]
+    fn only_a_changed_status_or_an_old_check_time_is_written() {
+        let at = |secs| {
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::from_second(secs).unwrap(),
+            ))
+        };
+        let old = ThalassaPushSecretStatus {
+            last_check_time: at(1_000),
+            ..Default::default()
+        };
+        let soon = ThalassaPushSecretStatus {
+            last_check_time: at(1_010),
+            ..Default::default()
+        };
+        let late = ThalassaPushSecretStatus {
+            last_check_time: at(1_000 + 601),
+            ..Default::default()
+        };
+        assert!(!needs_write(Some(&old), &soon));
+        assert!(needs_write(Some(&old), &late));
+        assert!(needs_write(None, &soon));
+    }
 }
