@@ -764,6 +764,11 @@ mod tests {
                 why: "w".into(),
                 allowed: "a".into(),
             },
+            Reason::PushSourceInvalid => Error::PushSourceInvalid {
+                secret: "s".into(),
+                detail: "d".into(),
+            },
+            Reason::RemoteNotOwned => Error::RemoteNotOwned { path: "/p".into() },
         }
     }
 }
