@@ -59,7 +59,11 @@ pub(crate) struct ConnectionKey {
 
 /// The connection of `ts`, after checking that its namespace may use it.
 pub(super) fn connect(ts: &ThalassaSecret, ctx: &Context) -> Result<Arc<Connection>> {
-    connect_to(ctx, ts.namespace().unwrap_or_default(), ts.spec.store_ref.as_ref())
+    connect_to(
+        ctx,
+        ts.namespace().unwrap_or_default(),
+        ts.spec.store_ref.as_ref(),
+    )
 }
 
 /// The connection `store_ref` names for a resource of `namespace` (any kind: a ThalassaSecret

@@ -80,7 +80,9 @@ pub(super) async fn run_push(
     .predicate_filter(spec_or_deletion, Default::default());
     let pruner = spawn_metric_pruner(ctx.clone(), reader.clone());
     Controller::for_stream(stream, reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile_push, push_error_policy, ctx)
         .for_each(|result| async move {
@@ -106,18 +108,13 @@ fn spawn_metric_pruner(
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
-            ctx.metrics.retain_pushes(|ns, name| {
-                pushes.get(&ObjectRef::new(name).within(ns)).is_some()
-            });
+            ctx.metrics
+                .retain_pushes(|ns, name| pushes.get(&ObjectRef::new(name).within(ns)).is_some());
         }
     })
 }
 
-fn push_error_policy(
-    _push: Arc<ThalassaPushSecret>,
-    error: &Error,
-    _ctx: Arc<Context>,
-) -> Action {
+fn push_error_policy(_push: Arc<ThalassaPushSecret>, error: &Error, _ctx: Arc<Context>) -> Action {
     debug!(error = %error, "push reconcile failed");
     Action::requeue(RETRY_AFTER_FAILURE)
 }
@@ -208,7 +205,10 @@ async fn push_all(push: &ThalassaPushSecret, ctx: &Context) -> PushOutcome {
             outcome.pushed.extend(recorded.cloned());
             continue;
         }
-        match writer.push_entry(entry, &data, recorded, &ctx.hash_key).await {
+        match writer
+            .push_entry(entry, &data, recorded, &ctx.hash_key)
+            .await
+        {
             Ok((stored, wrote)) => {
                 outcome.wrote |= wrote;
                 outcome.pushed.push(stored);
@@ -297,7 +297,8 @@ impl Writer<'_> {
         match self.client.get_secret(&self.region, path, false).await {
             Ok(secret) => {
                 let uid = self.push.metadata.uid.as_deref();
-                let labelled = uid.is_some() && secret.labels.get(PUSHED_BY_UID_LABEL).map(String::as_str) == uid;
+                let labelled = uid.is_some()
+                    && secret.labels.get(PUSHED_BY_UID_LABEL).map(String::as_str) == uid;
                 Ok(Remote::Exists {
                     ours: labelled || recorded.is_some_and(|r| r.created),
                 })
@@ -374,8 +375,12 @@ async fn set_finalizer(
         "finalizers": next,
         "resourceVersion": push.resource_version(),
     }});
-    api.patch(&push.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    api.patch(
+        &push.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     Ok(())
 }
 
@@ -424,7 +429,11 @@ async fn report(
     let is_ready = ready_status(&next.conditions) == Some("True");
     if was_ready != is_ready || old.is_none() {
         let (type_, reason, note) = match &outcome.error {
-            None => (EventType::Normal, reasons::SYNCED.to_string(), "pushed".to_string()),
+            None => (
+                EventType::Normal,
+                reasons::SYNCED.to_string(),
+                "pushed".to_string(),
+            ),
             Some(e) => (EventType::Warning, e.reason().to_string(), e.to_string()),
         };
         publish(ctx, push, type_, &reason, note).await;
@@ -432,7 +441,9 @@ async fn report(
     Ok(())
 }
 
-fn ready_status(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> Option<&str> {
+fn ready_status(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> Option<&str> {
     status::types::READY
         .find(conditions)
         .map(|c| c.status.as_str())
@@ -524,8 +535,18 @@ async fn finalize(
                 .as_ref()
                 .map(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs())
                 .unwrap_or_default();
-            if pending < CLEANUP_DEADLINE && !(e.needs_person() && namespace_terminating(push, ctx)) {
-                publish(ctx, push, EventType::Warning, e.reason().as_str(), format!("deleting the Thalassa secrets this resource created failed (retrying): {e}")).await;
+            if pending < CLEANUP_DEADLINE && !(e.needs_person() && namespace_terminating(push, ctx))
+            {
+                publish(
+                    ctx,
+                    push,
+                    EventType::Warning,
+                    e.reason().as_str(),
+                    format!(
+                        "deleting the Thalassa secrets this resource created failed (retrying): {e}"
+                    ),
+                )
+                .await;
                 return Ok(Action::requeue(RETRY_AFTER_FAILURE * 2));
             }
             publish(ctx, push, EventType::Warning, "CleanupAbandoned", format!("gave up deleting the Thalassa secrets this resource created; they are left in Thalassa: {e}")).await;
@@ -552,7 +573,11 @@ async fn delete_created(push: &ThalassaPushSecret, ctx: &Context) -> Result<()> 
     if deletable.is_empty() {
         return Ok(());
     }
-    let connection = connect_to(ctx, push.namespace().unwrap_or_default(), push.spec.store_ref.as_ref())?;
+    let connection = connect_to(
+        ctx,
+        push.namespace().unwrap_or_default(),
+        push.spec.store_ref.as_ref(),
+    )?;
     let client = connection.sources.client();
     let uid = push.metadata.uid.clone().unwrap_or_default();
     for entry in deletable {
@@ -560,7 +585,9 @@ async fn delete_created(push: &ThalassaPushSecret, ctx: &Context) -> Result<()> 
         match client.get_secret(&region, path, false).await {
             Ok(secret) if secret.labels.get(PUSHED_BY_UID_LABEL) == Some(&uid) => {
                 match client.delete_secret(&region, path).await {
-                    Ok(()) => info!(path = %path, "deleted a pushed secret (deletionPolicy Delete)"),
+                    Ok(()) => {
+                        info!(path = %path, "deleted a pushed secret (deletionPolicy Delete)")
+                    }
                     Err(e) if e.is_definite_not_found() => {}
                     Err(e) => return Err(e.into()),
                 }

@@ -267,11 +267,19 @@ mod tests {
     fn limits_are_enforced_without_naming_values() {
         let big = vec![b's'; MAX_VALUE_BYTES + 1];
         let cases: Vec<(PushEntry, BTreeMap<String, ByteString>, &str)> = vec![
-            (entry(Some("missing")), data(&[("a", b"x")]), "no key missing"),
+            (
+                entry(Some("missing")),
+                data(&[("a", b"x")]),
+                "no key missing",
+            ),
             (entry(Some("a")), data(&[("a", b"")]), "0 bytes"),
             (entry(Some("a")), data(&[("a", &big)]), "4097 bytes"),
             (entry(None), data(&[]), "no data"),
-            (entry(None), data(&[("bad key", b"x")]), "not a Thalassa key"),
+            (
+                entry(None),
+                data(&[("bad key", b"x")]),
+                "not a Thalassa key",
+            ),
         ];
         for (e, d, expected) in cases {
             let Err(Refused(why)) = entry_data(&e, &d) else {
@@ -305,7 +313,10 @@ mod tests {
     #[test]
     fn only_created_paths_are_deletable() {
         let status = vec![pushed("/a", "t", "h", true), pushed("/b", "t", "h", false)];
-        let paths: Vec<_> = deletable(&status).iter().map(|p| p.remote_path.clone()).collect();
+        let paths: Vec<_> = deletable(&status)
+            .iter()
+            .map(|p| p.remote_path.clone())
+            .collect();
         assert_eq!(paths, ["/a"]);
     }
 }

@@ -103,12 +103,16 @@ async fn last_check(h: &Harness, name: &str) -> Option<f64> {
 async fn wait_checks(h: &Harness, name: &str, n: usize) {
     for _ in 0..n {
         let before = last_check(h, name).await.unwrap_or(0.0);
-        wait_for(Duration::from_secs(40), "another push check", || async move {
-            last_check(h, name)
-                .await
-                .filter(|t| *t > before)
-                .map(|_| ())
-        })
+        wait_for(
+            Duration::from_secs(40),
+            "another push check",
+            || async move {
+                last_check(h, name)
+                    .await
+                    .filter(|t| *t > before)
+                    .map(|_| ())
+            },
+        )
         .await;
     }
 }
@@ -155,11 +159,26 @@ async fn push_creates_then_versions_only_on_change_and_never_leaks_the_value() {
     let client = thalassa(&h);
 
     // Created: the value, the KMS key, the ownership labels; status records it (no value).
-    let meta = client.get_secret(REGION, "/push/db/password", false).await.unwrap();
-    assert_eq!(meta.kms_key.as_ref().map(|k| k.identity.as_str()), Some(h.key.as_str()));
-    assert_eq!(meta.labels.get("secrets.thalassa.cloud/pushed-by-uid"), Some(&uid));
-    assert_eq!(string_value(&client, "/push/db/password").await, (1, canary.clone().into_bytes()));
-    let all = client.get_secret_value(REGION, "/push/db/all", None).await.unwrap();
+    let meta = client
+        .get_secret(REGION, "/push/db/password", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        meta.kms_key.as_ref().map(|k| k.identity.as_str()),
+        Some(h.key.as_str())
+    );
+    assert_eq!(
+        meta.labels.get("secrets.thalassa.cloud/pushed-by-uid"),
+        Some(&uid)
+    );
+    assert_eq!(
+        string_value(&client, "/push/db/password").await,
+        (1, canary.clone().into_bytes())
+    );
+    let all = client
+        .get_secret_value(REGION, "/push/db/all", None)
+        .await
+        .unwrap();
     match all.value {
         SecretValue::KeyValues(map) => {
             assert_eq!(map["password"].expose(), canary.as_bytes());
@@ -169,7 +188,10 @@ async fn push_creates_then_versions_only_on_change_and_never_leaks_the_value() {
     }
     let pushed = push.status.unwrap().pushed;
     assert_eq!(pushed.len(), 2);
-    assert!(pushed.iter().all(|p| p.created && p.version == 1), "{pushed:?}");
+    assert!(
+        pushed.iter().all(|p| p.created && p.version == 1),
+        "{pushed:?}"
+    );
     assert_eq!(writes(&h), (2, 0), "one createSecret per path");
 
     // Nothing changed: three checks, no Thalassa call at all.
@@ -185,38 +207,72 @@ async fn push_creates_then_versions_only_on_change_and_never_leaks_the_value() {
     put_secret(&h, "source", &[("password", &changed), ("user", "app")]).await;
     wait_for(Duration::from_secs(40), "version 2 pushed", || async {
         let push = pushes(&h).get("db").await.ok()?;
-        push.status?.pushed.iter().all(|p| p.version == 2).then_some(())
+        push.status?
+            .pushed
+            .iter()
+            .all(|p| p.version == 2)
+            .then_some(())
     })
     .await;
-    assert_eq!(string_value(&client, "/push/db/password").await, (2, changed.clone().into_bytes()));
+    assert_eq!(
+        string_value(&client, "/push/db/password").await,
+        (2, changed.clone().into_bytes())
+    );
     let after = h.emulator.control().counters();
     let (gets, puts) = (
         after.operation_total("getSecret") - before.operation_total("getSecret"),
         after.operation_total("putSecretValue") - before.operation_total("putSecretValue"),
     );
-    println!("push: Thalassa calls for one change of two entries: {gets} getSecret, {puts} putSecretValue");
+    println!(
+        "push: Thalassa calls for one change of two entries: {gets} getSecret, {puts} putSecretValue"
+    );
     assert_eq!(puts, 2);
 
     // Retain (the default): deleting the resource leaves the remote secrets.
-    pushes(&h).delete("db", &DeleteParams::default()).await.unwrap();
+    pushes(&h)
+        .delete("db", &DeleteParams::default())
+        .await
+        .unwrap();
     wait_for(Duration::from_secs(30), "push deleted", || async {
         pushes(&h).get_opt("db").await.ok()?.is_none().then_some(())
     })
     .await;
-    assert!(client.get_secret(REGION, "/push/db/password", false).await.is_ok());
-    assert!(client.get_secret(REGION, "/push/db/all", false).await.is_ok());
+    assert!(
+        client
+            .get_secret(REGION, "/push/db/password", false)
+            .await
+            .is_ok()
+    );
+    assert!(
+        client
+            .get_secret(REGION, "/push/db/all", false)
+            .await
+            .is_ok()
+    );
 
     // The canary never left the Secret.
     let mut outputs = vec![("operator log".to_string(), h.operator_log())];
     let (ok, events) = kubectl(&["get", "events", "-n", h.ns(), "-o", "yaml"], None).await;
     assert!(ok, "{events}");
     outputs.push(("events".into(), events));
-    let (_, statuses) = kubectl(&["get", "thalassapushsecrets", "-n", h.ns(), "-o", "yaml"], None).await;
+    let (_, statuses) = kubectl(
+        &["get", "thalassapushsecrets", "-n", h.ns(), "-o", "yaml"],
+        None,
+    )
+    .await;
     outputs.push(("status".into(), statuses));
-    if let Some((_, metrics)) = http_get(&format!("http://127.0.0.1:{}/metrics", h.operator.as_ref().unwrap().port)).await {
+    if let Some((_, metrics)) = http_get(&format!(
+        "http://127.0.0.1:{}/metrics",
+        h.operator.as_ref().unwrap().port
+    ))
+    .await
+    {
         outputs.push(("metrics".into(), metrics));
     }
-    assert!(outputs[0].1.contains("pushed a new version"), "the operator logged the push");
+    assert!(
+        outputs[0].1.contains("pushed a new version"),
+        "the operator logged the push"
+    );
     for (what, text) in &outputs {
         for needle in [canary.as_str(), canary_b64.as_str()] {
             assert!(!text.contains(needle), "{what} contains the pushed value");
@@ -233,14 +289,23 @@ async fn push_refuses_a_path_it_did_not_create_unless_replace() {
     put_secret(&h, "source", &[("password", "ours")]).await;
     h.start_operator(&[]).await;
     let data = "    - {secretKey: password, remotePath: /push/foreign}\n";
-    kubectl_apply(h.ns(), &push_yaml("foreign", &h.key, "  deletionPolicy: Delete\n", data))
-        .await
-        .unwrap();
+    kubectl_apply(
+        h.ns(),
+        &push_yaml("foreign", &h.key, "  deletionPolicy: Delete\n", data),
+    )
+    .await
+    .unwrap();
     let push = wait_ready(&h, "foreign", "False", "RemoteNotOwned").await;
     let client = thalassa(&h);
-    assert_eq!(string_value(&client, "/push/foreign").await, (1, b"theirs".to_vec()));
-    assert_eq!(writes(&h), (1, 0), "only the test's own create");
-    assert!(push.metadata.finalizers.unwrap_or_default().is_empty(), "nothing created, no finalizer");
+    assert_eq!(
+        string_value(&client, "/push/foreign").await,
+        (1, b"theirs".to_vec())
+    );
+    assert_eq!(writes(&h), (0, 0), "nothing written through the API");
+    assert!(
+        push.metadata.finalizers.unwrap_or_default().is_empty(),
+        "nothing created, no finalizer"
+    );
 
     pushes(&h)
         .patch(
@@ -251,17 +316,36 @@ async fn push_refuses_a_path_it_did_not_create_unless_replace() {
         .await
         .unwrap();
     let push = wait_ready(&h, "foreign", "True", "Synced").await;
-    assert_eq!(string_value(&client, "/push/foreign").await, (2, b"ours".to_vec()));
+    assert_eq!(
+        string_value(&client, "/push/foreign").await,
+        (2, b"ours".to_vec())
+    );
     let pushed = push.status.unwrap().pushed;
-    assert!(!pushed[0].created, "a replaced path is not ours: {pushed:?}");
+    assert!(
+        !pushed[0].created,
+        "a replaced path is not ours: {pushed:?}"
+    );
 
     // deletionPolicy Delete deletes only what the resource created: not this path.
-    pushes(&h).delete("foreign", &DeleteParams::default()).await.unwrap();
+    pushes(&h)
+        .delete("foreign", &DeleteParams::default())
+        .await
+        .unwrap();
     wait_for(Duration::from_secs(30), "push deleted", || async {
-        pushes(&h).get_opt("foreign").await.ok()?.is_none().then_some(())
+        pushes(&h)
+            .get_opt("foreign")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
     })
     .await;
-    assert!(client.get_secret(REGION, "/push/foreign", false).await.is_ok());
+    assert!(
+        client
+            .get_secret(REGION, "/push/foreign", false)
+            .await
+            .is_ok()
+    );
     h.stop_operator().await;
 }
 
@@ -272,37 +356,79 @@ async fn moving_the_path_leaves_the_old_one_and_delete_removes_only_created_path
     put_secret(&h, "source", &[("password", "v1")]).await;
     h.start_operator(&[]).await;
     let data = "    - {secretKey: password, remotePath: /push/move/a}\n";
-    kubectl_apply(h.ns(), &push_yaml("mover", &h.key, "  deletionPolicy: Delete\n", data))
-        .await
-        .unwrap();
+    kubectl_apply(
+        h.ns(),
+        &push_yaml("mover", &h.key, "  deletionPolicy: Delete\n", data),
+    )
+    .await
+    .unwrap();
     let push = wait_ready(&h, "mover", "True", "Synced").await;
     assert!(
-        push.metadata.finalizers.unwrap_or_default().contains(&"secrets.thalassa.cloud/push-cleanup".to_string()),
+        push.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"secrets.thalassa.cloud/push-cleanup".to_string()),
         "Delete with a created path holds the finalizer"
     );
     let data = "    - {secretKey: password, remotePath: /push/move/b}\n";
-    kubectl_apply(h.ns(), &push_yaml("mover", &h.key, "  deletionPolicy: Delete\n", data))
-        .await
-        .unwrap();
+    kubectl_apply(
+        h.ns(),
+        &push_yaml("mover", &h.key, "  deletionPolicy: Delete\n", data),
+    )
+    .await
+    .unwrap();
     let push = wait_ready(&h, "mover", "True", "Synced").await;
     let pushed = push.status.unwrap().pushed;
     assert_eq!(pushed.len(), 1);
     assert_eq!(pushed[0].remote_path, "/push/move/b");
     let client = thalassa(&h);
-    assert_eq!(string_value(&client, "/push/move/a").await, (1, b"v1".to_vec()), "the old path is left alone");
-    assert_eq!(string_value(&client, "/push/move/b").await, (1, b"v1".to_vec()));
+    assert_eq!(
+        string_value(&client, "/push/move/a").await,
+        (1, b"v1".to_vec()),
+        "the old path is left alone"
+    );
+    assert_eq!(
+        string_value(&client, "/push/move/b").await,
+        (1, b"v1".to_vec())
+    );
 
-    let deletes_before = h.emulator.control().counters().operation_total("deleteSecret");
-    pushes(&h).delete("mover", &DeleteParams::default()).await.unwrap();
+    let deletes_before = h
+        .emulator
+        .control()
+        .counters()
+        .operation_total("deleteSecret");
+    pushes(&h)
+        .delete("mover", &DeleteParams::default())
+        .await
+        .unwrap();
     wait_for(Duration::from_secs(30), "push deleted", || async {
-        pushes(&h).get_opt("mover").await.ok()?.is_none().then_some(())
+        pushes(&h)
+            .get_opt("mover")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
     })
     .await;
-    let deletes = h.emulator.control().counters().operation_total("deleteSecret") - deletes_before;
+    let deletes = h
+        .emulator
+        .control()
+        .counters()
+        .operation_total("deleteSecret")
+        - deletes_before;
     println!("push: Thalassa deleteSecret calls on deletion with deletionPolicy Delete: {deletes}");
-    let gone = client.get_secret(REGION, "/push/move/b", false).await.unwrap_err();
+    let gone = client
+        .get_secret(REGION, "/push/move/b", false)
+        .await
+        .unwrap_err();
     assert!(gone.is_definite_not_found(), "{gone}");
-    assert!(client.get_secret(REGION, "/push/move/a", false).await.is_ok(), "the old path is still there");
+    assert!(
+        client
+            .get_secret(REGION, "/push/move/a", false)
+            .await
+            .is_ok(),
+        "the old path is still there"
+    );
     assert_eq!(deletes, 1);
     h.stop_operator().await;
 }
@@ -329,9 +455,12 @@ async fn a_tenant_push_to_a_path_it_may_not_write_is_forbidden_and_writes_nothin
     );
     kubectl_apply(h.ns(), &store).await.unwrap();
     let data = "    - {secretKey: password, remotePath: /team/pushed}\n";
-    kubectl_apply(h.ns(), &push_yaml("tenant", &h.key, "  storeRef: {name: team}\n", data))
-        .await
-        .unwrap();
+    kubectl_apply(
+        h.ns(),
+        &push_yaml("tenant", &h.key, "  storeRef: {name: team}\n", data),
+    )
+    .await
+    .unwrap();
     let push = wait_ready(&h, "tenant", "False", "Forbidden").await;
     let authorized = push
         .status
@@ -342,7 +471,10 @@ async fn a_tenant_push_to_a_path_it_may_not_write_is_forbidden_and_writes_nothin
     let counters = h.emulator.control().counters();
     assert_eq!(counters.get("createSecret", 201), 0, "nothing was written");
     assert_eq!(counters.get("putSecretValue", 200), 0);
-    let missing = thalassa(&h).get_secret(REGION, "/team/pushed", false).await.unwrap_err();
+    let missing = thalassa(&h)
+        .get_secret(REGION, "/team/pushed", false)
+        .await
+        .unwrap_err();
     assert!(missing.is_definite_not_found(), "{missing}");
     h.stop_operator().await;
 }
@@ -360,7 +492,7 @@ async fn invalid_push_specs_are_rejected_at_admission() {
         (
             "duplicate path",
             "{secretRef: {name: s}, kmsKeyIdentity: k, data: [{remotePath: /a}, {remotePath: /a, secretKey: x}]}",
-            "Duplicate value",
+            "duplicate entries for key [remotePath=",
         ),
         (
             "dot segment",
