@@ -527,33 +527,37 @@ async fn finalize(
     if !push.finalizers().iter().any(|f| f == PUSH_FINALIZER) {
         return Ok(Action::await_change());
     }
-    if push.spec.deletion_policy == PushDeletionPolicy::Delete {
-        if let Err(e) = delete_created(push, ctx).await {
-            let pending = push
-                .metadata
-                .deletion_timestamp
-                .as_ref()
-                .map(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs())
-                .unwrap_or_default();
-            if pending < CLEANUP_DEADLINE && !(e.needs_person() && namespace_terminating(push, ctx))
-            {
-                publish(
-                    ctx,
-                    push,
-                    EventType::Warning,
-                    e.reason().as_str(),
-                    format!(
-                        "deleting the Thalassa secrets this resource created failed (retrying): {e}"
-                    ),
-                )
-                .await;
-                return Ok(Action::requeue(RETRY_AFTER_FAILURE * 2));
-            }
-            publish(ctx, push, EventType::Warning, "CleanupAbandoned", format!("gave up deleting the Thalassa secrets this resource created; they are left in Thalassa: {e}")).await;
+    let deleted = match push.spec.deletion_policy {
+        PushDeletionPolicy::Delete => delete_created(push, ctx).await,
+        PushDeletionPolicy::Retain => Ok(()),
+    };
+    if let Err(e) = deleted {
+        if !gives_up(push, ctx, &e) {
+            let note = format!(
+                "deleting the Thalassa secrets this resource created failed (retrying): {e}"
+            );
+            publish(ctx, push, EventType::Warning, e.reason().as_str(), note).await;
+            return Ok(Action::requeue(RETRY_AFTER_FAILURE * 2));
         }
+        let note = format!(
+            "gave up deleting the Thalassa secrets this resource created; they are left in Thalassa: {e}"
+        );
+        publish(ctx, push, EventType::Warning, "CleanupAbandoned", note).await;
     }
     set_finalizer(push, api, false).await?;
     Ok(Action::await_change())
+}
+
+/// Whether a failed cleanup is given up: past [`CLEANUP_DEADLINE`] since the deletion was asked
+/// for, or when only a person could fix the failure and the namespace is being deleted.
+fn gives_up(push: &ThalassaPushSecret, ctx: &Context, error: &Error) -> bool {
+    let pending = push
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs())
+        .unwrap_or_default();
+    pending >= CLEANUP_DEADLINE || (error.needs_person() && namespace_terminating(push, ctx))
 }
 
 /// Deletes every path status records as created by this resource at its current target, after
