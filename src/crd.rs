@@ -687,6 +687,7 @@ pub fn all_crds()
         crd(),
         keep(crate::store::ThalassaSecretStore::crd()),
         keep(crate::store::ClusterThalassaSecretStore::crd()),
+        keep(crate::push::crd::ThalassaPushSecret::crd()),
     ]
 }
 

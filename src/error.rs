@@ -238,6 +238,26 @@ pub enum Error {
     /// reason and field names only: apiserver messages can quote the data that was refused.
     #[error("Kubernetes API: {}", kube_summary(.0))]
     Kube(#[from] kube::Error),
+
+    /// A ThalassaPushSecret's Secret is missing, or an entry's data cannot be stored in Thalassa
+    /// (a missing key, a value or key name out of Thalassa's limits). Names keys and sizes, never
+    /// a value.
+    #[error("Secret {secret}: {detail}; nothing was written")]
+    PushSourceInvalid {
+        /// The Secret's name.
+        secret: String,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// A ThalassaPushSecret would overwrite a Thalassa secret it did not create.
+    #[error(
+        "Thalassa secret {path} exists and was not created by this ThalassaPushSecret; nothing was written (set spec.updatePolicy: Replace to store a new version there)"
+    )]
+    RemoteNotOwned {
+        /// The Thalassa path.
+        path: String,
+    },
 }
 
 /// What the operator was doing with a generated value when it failed.
@@ -328,6 +348,11 @@ pub enum Reason {
     UrlNotAllowed,
     /// A template does not compile or render, or its ConfigMap is missing.
     TemplateError,
+    /// ThalassaPushSecret: the Secret is missing, or its data is out of Thalassa's limits.
+    PushSourceInvalid,
+    /// ThalassaPushSecret: the path exists and was not created by this resource
+    /// (`updatePolicy: IfNotExists`).
+    RemoteNotOwned,
 }
 
 impl Reason {
@@ -369,7 +394,9 @@ impl Reason {
             | Reason::StoreNotReady
             | Reason::NamespaceNotAllowed
             | Reason::UrlNotAllowed
-            | Reason::TemplateError => true,
+            | Reason::TemplateError
+            | Reason::PushSourceInvalid
+            | Reason::RemoteNotOwned => true,
             Reason::KmsBackendUnavailable
             | Reason::RateLimited
             | Reason::ProviderError
@@ -405,6 +432,8 @@ impl Error {
             Error::UrlNotAllowed { .. } => Reason::UrlNotAllowed,
             Error::Kube(_) => Reason::KubernetesError,
             Error::Internal(_) | Error::TemplateTurnTaken => Reason::Internal,
+            Error::PushSourceInvalid { .. } => Reason::PushSourceInvalid,
+            Error::RemoteNotOwned { .. } => Reason::RemoteNotOwned,
         }
     }
 

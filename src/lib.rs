@@ -13,6 +13,7 @@ pub mod endpoints;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod push;
 pub mod readiness;
 pub mod render;
 pub mod server;

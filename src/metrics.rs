@@ -5,7 +5,7 @@
 //! platform connection). No paths, error texts or values ever become labels.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Mutex, atomic::AtomicU64},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -119,6 +119,7 @@ pub struct Metrics {
     rate_limit_wait: Counter<f64, AtomicU64>,
     resources: Family<ConditionLabels, Gauge>,
     last_check: Family<ResourceLabels, Gauge<f64, AtomicU64>>,
+    push_last_check: Family<ResourceLabels, Gauge<f64, AtomicU64>>,
     leader: Gauge,
     store_conditions: Family<StoreConditionLabels, Gauge>,
     rollout_restarts: Family<RestartLabels, Counter>,
@@ -127,6 +128,8 @@ pub struct Metrics {
     counted: Mutex<HashMap<ResourceKey, Vec<ConditionLabels>>>,
     /// The series each store currently has, so old ones are removed.
     stores: Mutex<HashMap<StoreKey, Vec<StoreConditionLabels>>>,
+    /// The ThalassaPushSecrets with a check series, so those deleted are removed.
+    pushes: Mutex<HashSet<ResourceKey>>,
 }
 
 fn request_histogram() -> Histogram {
@@ -211,6 +214,12 @@ impl Metrics {
             "Unix time of the last successful version check of each ThalassaSecret",
             last_check.clone(),
         );
+        let push_last_check = Family::<ResourceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "push_last_successful_check_timestamp_seconds",
+            "Unix time of the last successful check of each ThalassaPushSecret",
+            push_last_check.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -250,10 +259,12 @@ impl Metrics {
             rate_limit_wait,
             resources,
             last_check,
+            push_last_check,
             leader,
             store_conditions,
             counted: Mutex::default(),
             stores: Mutex::default(),
+            pushes: Mutex::default(),
         }
     }
 
@@ -323,6 +334,39 @@ impl Metrics {
                 name: name.to_string(),
             })
             .set(now);
+    }
+
+    /// Records a successful check of a ThalassaPushSecret now.
+    pub(crate) fn push_checked(&self, namespace: &str, name: &str) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        self.push_last_check
+            .get_or_create(&ResourceLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })
+            .set(now);
+        self.pushes
+            .lock()
+            .expect("metrics lock")
+            .insert((namespace.to_string(), name.to_string()));
+    }
+
+    /// Forgets the ThalassaPushSecrets that no longer exist (`keep` says which still do).
+    pub(crate) fn retain_pushes(&self, keep: impl Fn(&str, &str) -> bool) {
+        let mut pushes = self.pushes.lock().expect("metrics lock");
+        pushes.retain(|(namespace, name)| {
+            let kept = keep(namespace, name);
+            if !kept {
+                self.push_last_check.remove(&ResourceLabels {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                });
+            }
+            kept
+        });
     }
 
     /// Counts one rollout restart of a workload of `kind` for the resource.

@@ -22,7 +22,7 @@ use kube::{
 
 use super::Context;
 use crate::{
-    crd::{StoreKind, ThalassaSecret},
+    crd::{StoreKind, StoreRef, ThalassaSecret},
     error::{Error, Result, kube_summary},
     sources::SourceCache,
     store::{
@@ -59,8 +59,21 @@ pub(crate) struct ConnectionKey {
 
 /// The connection of `ts`, after checking that its namespace may use it.
 pub(super) fn connect(ts: &ThalassaSecret, ctx: &Context) -> Result<Arc<Connection>> {
-    let namespace = ts.namespace().unwrap_or_default();
-    let Some(store_ref) = &ts.spec.store_ref else {
+    connect_to(
+        ctx,
+        ts.namespace().unwrap_or_default(),
+        ts.spec.store_ref.as_ref(),
+    )
+}
+
+/// The connection `store_ref` names for a resource of `namespace` (any kind: a ThalassaSecret
+/// reads through it, a ThalassaPushSecret writes), after checking that the namespace may use it.
+pub(super) fn connect_to(
+    ctx: &Context,
+    namespace: String,
+    store_ref: Option<&StoreRef>,
+) -> Result<Arc<Connection>> {
+    let Some(store_ref) = store_ref else {
         return default_connection(ctx, &namespace);
     };
     match store_ref.kind {

@@ -51,6 +51,7 @@ mod hashkey;
 mod lanes;
 mod memory;
 mod plan;
+mod push;
 mod reconcile;
 mod resolve;
 mod restart;
@@ -412,6 +413,12 @@ pub async fn run(
     let resources = run_resources(controller, concurrency, ctx.clone(), shutdown.clone());
     futures::join!(
         resources,
+        push::run_push(
+            client.clone(),
+            (namespace.clone(), shard.clone()),
+            ctx.clone(),
+            shutdown.clone()
+        ),
         run_store_status(client, (namespace, shard), ctx, shutdown)
     );
     prune_task.abort();

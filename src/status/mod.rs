@@ -286,13 +286,25 @@ pub(crate) fn next_conditions(
     generation: Option<i64>,
     now: &Time,
 ) -> Vec<Condition> {
+    conditions_for(previous, prerequisites, sync_health(ready), generation, now)
+}
+
+/// [`next_conditions`] for any kind that writes through the same chain (a push): `health` is
+/// how the reconcile ended, worded by the kind.
+pub(crate) fn conditions_for(
+    previous: &[Condition],
+    prerequisites: &Prerequisites,
+    health: Health,
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
     let stamp = Stamp {
         previous,
         generation,
         now,
     };
     let mut next = Vec::with_capacity(types::ALL.len());
-    next.extend(kstatus_conditions(sync_health(ready)).map(|c| stamp.condition(c)));
+    next.extend(kstatus_conditions(health).map(|c| stamp.condition(c)));
     let by_reveal = Prerequisites::proven_by_reveal(&prerequisites.region);
     let links = [
         (
@@ -752,6 +764,11 @@ mod tests {
                 why: "w".into(),
                 allowed: "a".into(),
             },
+            Reason::PushSourceInvalid => Error::PushSourceInvalid {
+                secret: "s".into(),
+                detail: "d".into(),
+            },
+            Reason::RemoteNotOwned => Error::RemoteNotOwned { path: "/p".into() },
         }
     }
 }

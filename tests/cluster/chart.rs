@@ -154,6 +154,16 @@ const WATCH_RULES: &[(&str, &str, &[&str])] = &[
         "thalassasecretstores/status",
         &["patch"],
     ),
+    (
+        "secrets.thalassa.cloud",
+        "thalassapushsecrets",
+        &["get", "list", "watch", "patch"],
+    ),
+    (
+        "secrets.thalassa.cloud",
+        "thalassapushsecrets/status",
+        &["patch"],
+    ),
 ];
 
 /// What the operator reads cluster-wide in cluster mode only.
@@ -187,6 +197,7 @@ const MANAGE: &[&str] = &[
 const EDIT_RULES: &[(&str, &str, &[&str])] = &[
     ("secrets.thalassa.cloud", "thalassasecrets", MANAGE),
     ("secrets.thalassa.cloud", "thalassasecretstores", MANAGE),
+    ("secrets.thalassa.cloud", "thalassapushsecrets", MANAGE),
 ];
 
 /// What namespace viewers get (aggregated into `view`): read, status included.
@@ -209,6 +220,16 @@ const VIEW_RULES: &[(&str, &str, &[&str])] = &[
     (
         "secrets.thalassa.cloud",
         "thalassasecretstores/status",
+        &["get", "list", "watch"],
+    ),
+    (
+        "secrets.thalassa.cloud",
+        "thalassapushsecrets",
+        &["get", "list", "watch"],
+    ),
+    (
+        "secrets.thalassa.cloud",
+        "thalassapushsecrets/status",
         &["get", "list", "watch"],
     ),
 ];

@@ -21,6 +21,7 @@ mod hardening;
 mod health;
 mod noisy_tenants;
 mod operations;
+mod push;
 mod refresh;
 mod restarts;
 mod teardown;

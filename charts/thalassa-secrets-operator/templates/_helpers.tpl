@@ -113,6 +113,14 @@ event series. */}}
   resources: ["serviceaccounts/token"]
   verbs: ["create"]
   resourceNames: [{{ .Values.stores.serviceAccountName | quote }}]
+# ThalassaPushSecrets: watch them, patch their status, and patch them to add or remove the
+# cleanup finalizer (deletionPolicy: Delete). Their Secrets are read with the get above.
+- apiGroups: ["secrets.thalassa.cloud"]
+  resources: ["thalassapushsecrets"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["secrets.thalassa.cloud"]
+  resources: ["thalassapushsecrets/status"]
+  verbs: ["patch"]
 {{- end }}
 
 {{- define "tso.clusterRules" -}}

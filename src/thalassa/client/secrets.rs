@@ -1,6 +1,7 @@
 //! The Secrets Manager endpoints the operator uses: browse (S1), the streamed listing (S2), a
 //! secret's metadata (S4), revealing a value (S7), and the two writes, creating a secret (S3)
-//! and storing a new version (S6), for generated values and push. Deletions are in `testing`.
+//! storing a new version (S6), for generated values and push, and deleting a secret (S9), for a
+//! push with `deletionPolicy: Delete`. Destroying versions is in `testing`.
 //!
 //! I/O contract: each method validates its path and region, then makes one logical call (see
 //! `transport`). A reveal waits for one of this client's reveal permits, holds it until the value
@@ -162,5 +163,16 @@ impl Client {
             .not_idempotent()
             .json(&PutSecretValueRequest { path, value })?;
         self.fetch_json(call).await
+    }
+
+    /// S9: deletes the secret and all its versions, permanently (a push with `deletionPolicy:
+    /// Delete`, for the paths it created). Retried: deleting twice deletes once.
+    pub async fn delete_secret(&self, region: &str, path: &str) -> Result<(), Error> {
+        check_path(path)?;
+        let url = self.secret_url(region, path, "")?;
+        let call = self
+            .call("deleteSecret", Method::DELETE, url, Route::Secrets)
+            .about(region, Some(path));
+        self.execute(call).await.map(drop)
     }
 }

@@ -1,8 +1,9 @@
-//! Endpoints only tests use: the Secrets Manager's policy updates and deletions (S2 unstreamed,
-//! S5, S8, S9), the KMS key lifecycle, and dropping the cached token. Tests use them to set up and
-//! change what the operator reads; the operator itself never deletes in Thalassa nor manages
-//! keys, so they are compiled only with the `testing` feature (which this crate's tests turn on through a
-//! dev-dependency on the crate itself) and never into the operator's binary.
+//! Endpoints only tests use: the Secrets Manager's policy updates and version destruction (S2
+//! unstreamed, S5, S8), the KMS key lifecycle, and dropping the cached token. Tests use them to
+//! set up and change what the operator reads; the operator deletes in Thalassa only for a push
+//! with `deletionPolicy: Delete` (S9, in `secrets`) and never manages keys, so these are compiled
+//! only with the `testing` feature (which this crate's tests turn on through a dev-dependency on
+//! the crate itself) and never into the operator's binary.
 //!
 //! I/O contract: as the other endpoints (one logical call each, see `transport`); calls that
 //! may add or change something are not retried once the request may have been processed.
@@ -65,16 +66,6 @@ impl Client {
             .call("destroySecretVersion", Method::DELETE, url, Route::Secrets)
             .about(region, Some(path));
         call.target.version = Some(version);
-        self.execute(call).await.map(drop)
-    }
-
-    /// S9: deletes the secret and all its versions, permanently.
-    pub async fn delete_secret(&self, region: &str, path: &str) -> Result<(), Error> {
-        check_path(path)?;
-        let url = self.secret_url(region, path, "")?;
-        let call = self
-            .call("deleteSecret", Method::DELETE, url, Route::Secrets)
-            .about(region, Some(path));
         self.execute(call).await.map(drop)
     }
 
