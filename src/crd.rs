@@ -643,6 +643,7 @@ pub fn all_crds()
         crd(),
         keep(crate::store::ThalassaSecretStore::crd()),
         keep(crate::store::ClusterThalassaSecretStore::crd()),
+        keep(crate::cluster_secret::ClusterThalassaSecret::crd()),
     ]
 }
 

@@ -221,6 +221,29 @@ pub enum Error {
         allowed: String,
     },
 
+    /// A `ClusterThalassaSecret` would create a copy where a ThalassaSecret of that name exists
+    /// that it did not create: never adopted, left alone.
+    #[error(
+        "a ThalassaSecret {namespace}/{name} exists that this ClusterThalassaSecret did not create; it is left alone (rename spec.copyName, or delete that ThalassaSecret)"
+    )]
+    NameTaken {
+        /// The namespace.
+        namespace: String,
+        /// The copy's name.
+        name: String,
+    },
+
+    /// A `ClusterThalassaSecret` selects more namespaces than one may serve.
+    #[error(
+        "{selected} namespaces are selected, more than the {limit} one ClusterThalassaSecret may serve; nothing was created, changed or deleted (narrow namespaceSelector, or split it)"
+    )]
+    TooManyNamespaces {
+        /// How many are selected.
+        selected: usize,
+        /// The limit.
+        limit: usize,
+    },
+
     /// The Kubernetes API refused or failed a call. The text is built from the status code,
     /// reason and field names only: apiserver messages can quote the data that was refused.
     #[error("Kubernetes API: {}", kube_summary(.0))]
@@ -304,6 +327,11 @@ pub enum Reason {
     UrlNotAllowed,
     /// A template does not compile or render, or its ConfigMap is missing.
     TemplateError,
+    /// A `ClusterThalassaSecret`: a ThalassaSecret of the copy's name exists in the namespace and
+    /// this resource did not create it (it is never adopted).
+    NameTaken,
+    /// A `ClusterThalassaSecret` selects more namespaces than one may serve.
+    TooManyNamespaces,
 }
 
 impl Reason {
@@ -345,7 +373,9 @@ impl Reason {
             | Reason::StoreNotReady
             | Reason::NamespaceNotAllowed
             | Reason::UrlNotAllowed
-            | Reason::TemplateError => true,
+            | Reason::TemplateError
+            | Reason::NameTaken
+            | Reason::TooManyNamespaces => true,
             Reason::KmsBackendUnavailable
             | Reason::RateLimited
             | Reason::ProviderError
@@ -381,6 +411,8 @@ impl Error {
             Error::UrlNotAllowed { .. } => Reason::UrlNotAllowed,
             Error::Kube(_) => Reason::KubernetesError,
             Error::Internal(_) | Error::TemplateTurnTaken => Reason::Internal,
+            Error::NameTaken { .. } => Reason::NameTaken,
+            Error::TooManyNamespaces { .. } => Reason::TooManyNamespaces,
         }
     }
 

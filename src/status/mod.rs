@@ -752,6 +752,14 @@ mod tests {
                 why: "w".into(),
                 allowed: "a".into(),
             },
+            Reason::NameTaken => Error::NameTaken {
+                namespace: "n".into(),
+                name: "c".into(),
+            },
+            Reason::TooManyNamespaces => Error::TooManyNamespaces {
+                selected: 2,
+                limit: 1,
+            },
         }
     }
 }

@@ -16,6 +16,7 @@ mod canary;
 mod chart;
 mod controller;
 mod cost;
+mod fanout;
 mod hardening;
 mod health;
 mod noisy_tenants;
