@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::crd::ThalassaSecretSpec;
@@ -75,7 +76,7 @@ macro_rules! qualified_name_regex {
 )]
 #[x_kube(
     validation = Rule::new("has(self.namespaceSelector) || (has(self.namespaces) && size(self.namespaces) > 0)").message("at least one of namespaceSelector or namespaces is required"),
-    validation = Rule::new("has(self.template.spec.storeRef) && self.template.spec.storeRef.kind == 'ClusterThalassaSecretStore'").message("template.spec.storeRef must name a ClusterThalassaSecretStore (kind: ClusterThalassaSecretStore): copies read through a cluster store that allows each namespace"),
+    validation = Rule::new("has(self.template.spec.storeRef) && has(self.template.spec.storeRef.kind) && self.template.spec.storeRef.kind == 'ClusterThalassaSecretStore'").message("template.spec.storeRef must name a ClusterThalassaSecretStore (kind: ClusterThalassaSecretStore): copies read through a cluster store that allows each namespace"),
     validation = Rule::new("(has(self.copyName) ? self.copyName : '') == (has(oldSelf.copyName) ? oldSelf.copyName : '')").message("copyName is immutable; create a new ClusterThalassaSecret instead")
 )]
 #[serde(rename_all = "camelCase")]
@@ -100,7 +101,7 @@ pub struct ClusterThalassaSecretSpec {
 }
 
 /// A namespace name (DNS label).
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(transparent)]
 pub struct NamespaceName(
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]

@@ -14,7 +14,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 use thalassa_operator::{
-    cluster_secret::{CLUSTER_SECRET_LABEL, ClusterThalassaSecret},
+    cluster_secret::{CLUSTER_SECRET_LABEL, ClusterThalassaSecret, ClusterThalassaSecretStatus},
     crd::ThalassaSecret,
 };
 
@@ -29,6 +29,7 @@ const NAME: &str = "registry-pull";
 async fn a_cluster_secret_fans_out_to_selected_allowed_namespaces_without_finalizers() {
     let _turn = common::area_turn(module_path!()).await;
     let world = Fanout::set_up().await;
+    world.invalid_specs_are_refused_at_admission().await;
     let [a, b, c] = world.three_labelled_namespaces_get_ready_copies().await;
     let d = world.a_namespace_labelled_later_gets_its_copy().await;
     world
@@ -131,30 +132,28 @@ impl Fanout {
         Api::namespaced(self.client.clone(), namespace)
     }
 
-    /// Waits until the status says `(selected, copies, readyCopies)` and Ready is `ready`.
-    async fn wait_status(&self, counts: (i64, i64, i64), ready: &str, what: &str) -> Value {
-        let api: Api<Value> = Api::all_with(
-            self.client.clone(),
-            &kube::api::ApiResource::erase::<ClusterThalassaSecret>(&()),
-        );
+    /// Waits until the status says `(selected, copies, readyCopies)` and Ready is `ready`, at
+    /// the current generation.
+    async fn wait_status(
+        &self,
+        counts: (i64, i64, i64),
+        ready: &str,
+        what: &str,
+    ) -> ClusterThalassaSecretStatus {
+        let api = self.cluster_secrets();
         wait_for(Duration::from_secs(90), what, || async {
-            let object = api.get(NAME).await.ok()?;
-            let status = &object["status"];
-            let got = (
-                status["selectedNamespaces"].as_i64()?,
-                status["copies"].as_i64()?,
-                status["readyCopies"].as_i64()?,
-            );
-            let ready_now = status["conditions"]
-                .as_array()?
+            let cts = api.get(NAME).await.ok()?;
+            let status = cts.status?;
+            let ready_now = status
+                .conditions
                 .iter()
-                .find(|c| c["type"] == "Ready")?["status"]
-                .as_str()?
-                .to_string();
-            (got == counts
+                .find(|c| c.type_ == "Ready")?
+                .status
+                .clone();
+            ((status.selected_namespaces, status.copies, status.ready_copies) == counts
                 && ready_now == ready
-                && status["observedGeneration"] == object["metadata"]["generation"])
-                .then_some(object)
+                && status.observed_generation == cts.metadata.generation)
+                .then_some(status)
         })
         .await
     }
@@ -171,6 +170,35 @@ impl Fanout {
             },
         )
         .await
+    }
+
+    async fn invalid_specs_are_refused_at_admission(&self) {
+        let template = "  template:\n    spec:\n      data: [{secretKey: token, remoteRef: {path: /p}}]\n";
+        for (case, spec, expected) in [
+            (
+                "a namespaced store",
+                format!("  namespaces: [a]\n{template}      storeRef: {{name: mine}}\n"),
+                "template.spec.storeRef must name a ClusterThalassaSecretStore",
+            ),
+            (
+                "no store",
+                format!("  namespaces: [a]\n{template}"),
+                "template.spec.storeRef must name a ClusterThalassaSecretStore",
+            ),
+            (
+                "no namespaces",
+                format!("{template}      storeRef: {{kind: ClusterThalassaSecretStore, name: s}}\n"),
+                "at least one of namespaceSelector or namespaces is required",
+            ),
+        ] {
+            let yaml = format!(
+                "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ClusterThalassaSecret\nmetadata: {{name: bad}}\nspec:\n{spec}"
+            );
+            let refused = kubectl_apply(self.h.ns(), &yaml)
+                .await
+                .expect_err(case);
+            assert!(refused.contains(expected), "{case}: {refused}");
+        }
     }
 
     async fn three_labelled_namespaces_get_ready_copies(&self) -> [String; 3] {
@@ -234,14 +262,14 @@ impl Fanout {
         kubectl_apply(&e, &stranger).await.unwrap();
         let before = self.copies(&e).get(NAME).await.unwrap();
         self.label(&e, true, true).await;
-        let object = self
+        let status = self
             .wait_status((4, 3, 3), "False", "the stranger's namespace reported")
             .await;
-        let failed = object["status"]["failedNamespaces"].as_array().unwrap();
+        let failed = &status.failed_namespaces;
         assert!(
             failed
                 .iter()
-                .any(|f| f["namespace"] == e.as_str() && f["reason"] == "NameTaken"),
+                .any(|f| f.namespace == e && f.reason == "NameTaken"),
             "{failed:?}"
         );
         let after = self.copies(&e).get(NAME).await.unwrap();
@@ -257,23 +285,24 @@ impl Fanout {
 
     async fn a_namespace_the_store_does_not_allow_gets_no_copy_and_is_named(&self) {
         let f = self.namespace(true, false).await;
-        let object = self
+        let status = self
             .wait_status((4, 3, 3), "False", "the refused namespace reported")
             .await;
-        let status = &object["status"];
-        let failed = status["failedNamespaces"].as_array().unwrap();
+        let failed = &status.failed_namespaces;
         assert_eq!(failed.len(), 1, "{failed:?}");
-        assert_eq!(failed[0]["namespace"], f.as_str());
-        assert_eq!(failed[0]["reason"], "NamespaceNotAllowed");
-        let stalled = status["conditions"]
-            .as_array()
-            .unwrap()
+        assert_eq!(
+            (failed[0].namespace.as_str(), failed[0].reason.as_str()),
+            (f.as_str(), "NamespaceNotAllowed")
+        );
+        assert_eq!(status.failed_count, 1);
+        let stalled = status
+            .conditions
             .iter()
-            .find(|c| c["type"] == "Stalled")
+            .find(|c| c.type_ == "Stalled")
             .unwrap();
-        assert_eq!(stalled["status"], "True");
+        assert_eq!(stalled.status, "True");
         assert!(self.copies(&f).get_opt(NAME).await.unwrap().is_none());
-        println!("refused namespace in status: {}", failed[0]);
+        println!("refused namespace in status: {:?}", failed[0]);
     }
 
     async fn kstatus_and_argo_cd_judge_the_cluster_secret(&self) {

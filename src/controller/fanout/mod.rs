@@ -21,7 +21,8 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
-        reflector::{self, ObjectRef, Store},
+        reflector,
+        reflector::{ObjectRef, Store},
         watcher,
     },
 };
@@ -254,8 +255,7 @@ async fn name_taken(
 ) -> Result<BTreeSet<String>> {
     let mut taken = BTreeSet::new();
     for namespace in candidates {
-        let api: Api<PartialObjectMeta<ThalassaSecret>> =
-            Api::namespaced(client.clone(), &namespace);
+        let api: Api<ThalassaSecret> = Api::namespaced(client.clone(), &namespace);
         if api.get_metadata_opt(name).await?.is_some() {
             taken.insert(namespace);
         }
@@ -278,7 +278,7 @@ async fn write_copies(
         if let Err(e) = api.patch(&name, &params, &Patch::Apply(&copy)).await {
             report_write_failure(failed, namespace, "write", &e);
         } else {
-            info!(cluster_secret = %cts.name_any(), namespace, "copy written");
+            info!(cluster_secret = %cts.name_any(), namespace = %namespace, "copy written");
         }
     }
     for (namespace, uid) in &plan.delete {
@@ -291,7 +291,7 @@ async fn write_copies(
             ..DeleteParams::default()
         };
         match api.delete(&name, &params).await {
-            Ok(_) => info!(cluster_secret = %cts.name_any(), namespace, "copy deleted"),
+            Ok(_) => info!(cluster_secret = %cts.name_any(), namespace = %namespace, "copy deleted"),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => report_write_failure(failed, namespace, "delete", &e),
         }
@@ -305,7 +305,7 @@ fn report_write_failure(
     what: &str,
     error: &kube::Error,
 ) {
-    warn!(namespace, error = %kube_summary(error), "cannot {what} a copy");
+    warn!(namespace = %namespace, error = %kube_summary(error), "cannot {what} a copy");
     failed.push(crate::cluster_secret::FailedNamespace {
         namespace: namespace.to_string(),
         reason: crate::error::Reason::KubernetesError.as_str().to_string(),

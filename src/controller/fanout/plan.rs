@@ -194,32 +194,7 @@ pub(crate) fn plan(cts: &ClusterThalassaSecret, inputs: &Inputs<'_>) -> Plan {
             continue;
         }
         wanted.insert(name);
-        match copies.get(name) {
-            None if inputs.taken.contains(name) => plan.failed.push(failed_with(
-                name,
-                &Error::NameTaken {
-                    namespace: name.to_string(),
-                    name: copy_name(cts),
-                },
-            )),
-            None => {
-                plan.apply.push(name.to_string());
-                pending = true;
-            }
-            Some(copy) => {
-                if copy.stale {
-                    plan.apply.push(name.to_string());
-                    pending = true;
-                }
-                match &copy.health {
-                    Some(h) if h.ready && !copy.stale => plan.ready += 1,
-                    Some(h) if !h.ready => {
-                        plan.failed.push(failure(name, &h.reason, h.message.clone()));
-                    }
-                    _ => pending = true,
-                }
-            }
-        }
+        pending |= place(&mut plan, cts, name, copies.get(name).copied(), inputs.taken);
     }
     for copy in inputs.copies {
         if !wanted.contains(copy.namespace.as_str()) {
@@ -228,6 +203,46 @@ pub(crate) fn plan(cts: &ClusterThalassaSecret, inputs: &Inputs<'_>) -> Plan {
     }
     plan.health = health(&plan, pending, inputs.copies);
     plan
+}
+
+/// Decides for one selected, allowed namespace: write its copy (new or stale), count it Ready,
+/// or report it (a taken name, a failing copy). True while its copy is pending.
+fn place(
+    plan: &mut Plan,
+    cts: &ClusterThalassaSecret,
+    name: &str,
+    copy: Option<&CopyView>,
+    taken: &BTreeSet<String>,
+) -> bool {
+    let Some(copy) = copy else {
+        if taken.contains(name) {
+            plan.failed.push(failed_with(
+                name,
+                &Error::NameTaken {
+                    namespace: name.to_string(),
+                    name: copy_name(cts),
+                },
+            ));
+            return false;
+        }
+        plan.apply.push(name.to_string());
+        return true;
+    };
+    if copy.stale {
+        plan.apply.push(name.to_string());
+        return true;
+    }
+    match &copy.health {
+        Some(h) if h.ready => {
+            plan.ready += 1;
+            false
+        }
+        Some(h) => {
+            plan.failed.push(failure(name, &h.reason, h.message.clone()));
+            false
+        }
+        None => true,
+    }
 }
 
 /// Without its store nothing is created or deleted (a store re-created under the same name

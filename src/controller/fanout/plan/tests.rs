@@ -171,16 +171,16 @@ fn deselected_terminating_and_disallowed_namespaces_lose_their_copy() {
     let mut going = ns("going", &[("pull", "yes")]);
     going.terminating = true;
     let namespaces = [
-        ns("kept", &[("pull", "yes")]),
-        ns("unlabelled", &[]),
         going,
+        ns("kept", &[("pull", "yes")]),
         ns("refused", &[("pull", "yes")]),
+        ns("unlabelled", &[]),
     ];
     let copies = [
-        copy("kept", Some(true)),
-        copy("unlabelled", Some(true)),
         copy("going", Some(true)),
+        copy("kept", Some(true)),
         copy("refused", Some(true)),
+        copy("unlabelled", Some(true)),
     ];
     let plan = run(&cts, &namespaces, Some(&store), &copies, &[]);
     let deleted: Vec<&str> = plan.delete.iter().map(|(n, _)| n.as_str()).collect();
