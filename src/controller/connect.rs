@@ -276,7 +276,10 @@ pub(super) fn cluster_store_allows(
 
 /// Kubernetes label-selector semantics, through kube's `Selector`. A selector it cannot parse
 /// (unknown operator, `In` without values) matches nothing.
-pub(super) fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+pub(super) fn selector_matches(
+    selector: &LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     Selector::try_from(selector.clone()).is_ok_and(|selector| selector.matches(labels))
 }
 

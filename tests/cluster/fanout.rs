@@ -150,7 +150,11 @@ impl Fanout {
                 .find(|c| c.type_ == "Ready")?
                 .status
                 .clone();
-            ((status.selected_namespaces, status.copies, status.ready_copies) == counts
+            ((
+                status.selected_namespaces,
+                status.copies,
+                status.ready_copies,
+            ) == counts
                 && ready_now == ready
                 && status.observed_generation == cts.metadata.generation)
                 .then_some(status)
@@ -173,7 +177,8 @@ impl Fanout {
     }
 
     async fn invalid_specs_are_refused_at_admission(&self) {
-        let template = "  template:\n    spec:\n      data: [{secretKey: token, remoteRef: {path: /p}}]\n";
+        let template =
+            "  template:\n    spec:\n      data: [{secretKey: token, remoteRef: {path: /p}}]\n";
         for (case, spec, expected) in [
             (
                 "a namespaced store",
@@ -187,16 +192,16 @@ impl Fanout {
             ),
             (
                 "no namespaces",
-                format!("{template}      storeRef: {{kind: ClusterThalassaSecretStore, name: s}}\n"),
+                format!(
+                    "{template}      storeRef: {{kind: ClusterThalassaSecretStore, name: s}}\n"
+                ),
                 "at least one of namespaceSelector or namespaces is required",
             ),
         ] {
             let yaml = format!(
                 "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ClusterThalassaSecret\nmetadata: {{name: bad}}\nspec:\n{spec}"
             );
-            let refused = kubectl_apply(self.h.ns(), &yaml)
-                .await
-                .expect_err(case);
+            let refused = kubectl_apply(self.h.ns(), &yaml).await.expect_err(case);
             assert!(refused.contains(expected), "{case}: {refused}");
         }
     }
@@ -245,12 +250,19 @@ impl Fanout {
     async fn an_unlabelled_namespace_loses_its_copy_and_keeps_its_secret(&self, b: &str) {
         let before = self.wait_secret(b).await;
         self.label(b, false, true).await;
-        self.wait_status((3, 3, 3), "True", "the copy of an unlabelled namespace deleted")
-            .await;
+        self.wait_status(
+            (3, 3, 3),
+            "True",
+            "the copy of an unlabelled namespace deleted",
+        )
+        .await;
         assert!(self.copies(b).get_opt(NAME).await.unwrap().is_none());
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), b);
         let after = secrets.get(NAME).await.unwrap();
-        assert_eq!(after.metadata.uid, before.metadata.uid, "the Secret is kept");
+        assert_eq!(
+            after.metadata.uid, before.metadata.uid,
+            "the Secret is kept"
+        );
         assert_eq!(secret_data(&after)["token"], VALUE.as_bytes());
     }
 
@@ -280,7 +292,10 @@ impl Fanout {
         self.label(&e, false, true).await;
         self.wait_status((3, 3, 3), "True", "the stranger's namespace deselected")
             .await;
-        assert!(self.copies(&e).get_opt(NAME).await.unwrap().is_some(), "never deleted");
+        assert!(
+            self.copies(&e).get_opt(NAME).await.unwrap().is_some(),
+            "never deleted"
+        );
     }
 
     async fn a_namespace_the_store_does_not_allow_gets_no_copy_and_is_named(&self) {
@@ -320,7 +335,8 @@ impl Fanout {
             .unwrap()
             .to_string();
         self.label(&refused, true, true).await;
-        self.wait_status((4, 4, 4), "True", "every copy Ready").await;
+        self.wait_status((4, 4, 4), "True", "every copy Ready")
+            .await;
         let verdict = crate::health::judge(&self.live().await).await;
         println!("every copy Ready: {verdict:?}");
         assert_eq!(
@@ -366,8 +382,12 @@ impl Fanout {
             copy_took <= plain_took * 5 + Duration::from_secs(10),
             "a namespace with a copy took {copy_took:?}, a plain one {plain_took:?}"
         );
-        self.wait_status((3, 3, 3), "True", "the deleted namespace no longer selected")
-            .await;
+        self.wait_status(
+            (3, 3, 3),
+            "True",
+            "the deleted namespace no longer selected",
+        )
+        .await;
     }
 
     async fn delete_and_time(&self, namespace: &str) -> Duration {

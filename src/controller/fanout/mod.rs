@@ -17,7 +17,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PartialObjectMeta, Preconditions},
+    api::{DeleteParams, PartialObjectMeta, Patch, PatchParams, Preconditions},
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
@@ -179,8 +179,7 @@ async fn reconcile(cts: Arc<ClusterThalassaSecret>, ctx: Arc<FanoutContext>) -> 
         .as_ref()
         .and_then(|r| ctx.cluster_stores.get(&ObjectRef::new(&r.name)));
     let (copies, mut taken) = observe_copies(&cts, &ctx.copies);
-    let candidates =
-        plan::creation_candidates(&cts, &namespaces, store.as_deref(), &copies);
+    let candidates = plan::creation_candidates(&cts, &namespaces, store.as_deref(), &copies);
     taken.extend(name_taken(&ctx.client, &plan::copy_name(&cts), candidates).await?);
     let plan = plan::plan(
         &cts,
@@ -291,7 +290,9 @@ async fn write_copies(
             ..DeleteParams::default()
         };
         match api.delete(&name, &params).await {
-            Ok(_) => info!(cluster_secret = %cts.name_any(), namespace = %namespace, "copy deleted"),
+            Ok(_) => {
+                info!(cluster_secret = %cts.name_any(), namespace = %namespace, "copy deleted")
+            }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => report_write_failure(failed, namespace, "delete", &e),
         }

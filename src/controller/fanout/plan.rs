@@ -194,7 +194,13 @@ pub(crate) fn plan(cts: &ClusterThalassaSecret, inputs: &Inputs<'_>) -> Plan {
             continue;
         }
         wanted.insert(name);
-        pending |= place(&mut plan, cts, name, copies.get(name).copied(), inputs.taken);
+        pending |= place(
+            &mut plan,
+            cts,
+            name,
+            copies.get(name).copied(),
+            inputs.taken,
+        );
     }
     for copy in inputs.copies {
         if !wanted.contains(copy.namespace.as_str()) {
@@ -238,7 +244,8 @@ fn place(
             false
         }
         Some(h) => {
-            plan.failed.push(failure(name, &h.reason, h.message.clone()));
+            plan.failed
+                .push(failure(name, &h.reason, h.message.clone()));
             false
         }
         None => true,
@@ -314,11 +321,7 @@ fn health(plan: &Plan, pending: bool, copies: &[CopyView]) -> Health {
     if pending || !plan.delete.is_empty() {
         return retrying(
             COPIES_PENDING,
-            format!(
-                "{} of {} copies Ready",
-                plan.ready,
-                plan.selected
-            ),
+            format!("{} of {} copies Ready", plan.ready, plan.selected),
         );
     }
     ready_health(plan.ready)

@@ -199,14 +199,24 @@ fn a_namespace_the_store_does_not_allow_gets_no_copy_and_is_named() {
     let plan = run(&cts, &[ns("a", &[]), ns("b", &[])], Some(&store), &[], &[]);
     assert_eq!(plan.apply, ["a"]);
     assert_eq!(names(&plan.failed), [("b", "NamespaceNotAllowed")]);
-    assert!(plan.failed[0].message.contains("ClusterThalassaSecretStore platform"));
+    assert!(
+        plan.failed[0]
+            .message
+            .contains("ClusterThalassaSecretStore platform")
+    );
 }
 
 #[test]
 fn a_name_taken_by_someone_else_is_reported_and_left_alone() {
     let cts = cts(None, &["a", "b"]);
     let store = store(None, &["a", "b"]);
-    let plan = run(&cts, &[ns("a", &[]), ns("b", &[])], Some(&store), &[], &["b"]);
+    let plan = run(
+        &cts,
+        &[ns("a", &[]), ns("b", &[])],
+        Some(&store),
+        &[],
+        &["b"],
+    );
     assert_eq!(plan.apply, ["a"]);
     assert!(plan.delete.is_empty());
     assert_eq!(names(&plan.failed), [("b", "NameTaken")]);
@@ -219,7 +229,10 @@ fn without_its_store_nothing_is_created_or_deleted() {
     let copies = [copy("a", Some(true))];
     let plan = run(&cts, &[ns("a", &[]), ns("b", &[])], None, &copies, &[]);
     assert!(plan.apply.is_empty() && plan.delete.is_empty());
-    assert_eq!(names(&plan.failed), [("a", "StoreNotFound"), ("b", "StoreNotFound")]);
+    assert_eq!(
+        names(&plan.failed),
+        [("a", "StoreNotFound"), ("b", "StoreNotFound")]
+    );
     assert_eq!(plan.health.reason, "StoreNotFound");
     assert!(matches!(plan.health.outcome, Outcome::NeedsPerson(_)));
 }
@@ -229,7 +242,13 @@ fn a_failing_copy_is_listed_with_its_own_reason() {
     let cts = cts(None, &["a", "b"]);
     let store = store(None, &["a", "b"]);
     let copies = [copy("a", Some(false)), copy("b", None)];
-    let plan = run(&cts, &[ns("a", &[]), ns("b", &[])], Some(&store), &copies, &[]);
+    let plan = run(
+        &cts,
+        &[ns("a", &[]), ns("b", &[])],
+        Some(&store),
+        &copies,
+        &[],
+    );
     assert_eq!(names(&plan.failed), [("a", "SecretNotFound")]);
     assert!(
         matches!(plan.health.outcome, Outcome::NeedsPerson(_)),
@@ -285,10 +304,16 @@ fn the_copy_is_owned_labelled_and_never_confused_with_a_stranger() {
 
     let mut stranger = copy.clone();
     stranger.metadata.owner_references = None;
-    assert!(!is_our_copy(&stranger, &cts), "the label alone proves nothing");
+    assert!(
+        !is_our_copy(&stranger, &cts),
+        "the label alone proves nothing"
+    );
     let mut reborn = cts.clone();
     reborn.meta_mut().uid = Some("uid-new".into());
-    assert!(!is_our_copy(&copy, &reborn), "another owner of the same name");
+    assert!(
+        !is_our_copy(&copy, &reborn),
+        "another owner of the same name"
+    );
 
     let mut edited = copy.clone();
     edited.spec.refresh_interval = Some("10s".into());
