@@ -688,6 +688,7 @@ pub fn all_crds()
         keep(crate::store::ThalassaSecretStore::crd()),
         keep(crate::store::ClusterThalassaSecretStore::crd()),
         keep(crate::push::crd::ThalassaPushSecret::crd()),
+        keep(crate::cluster_secret::ClusterThalassaSecret::crd()),
     ]
 }
 

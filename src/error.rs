@@ -221,6 +221,29 @@ pub enum Error {
         allowed: String,
     },
 
+    /// A `ClusterThalassaSecret` would create a copy where a ThalassaSecret of that name exists
+    /// that it did not create: never adopted, left alone.
+    #[error(
+        "a ThalassaSecret {namespace}/{name} exists that this ClusterThalassaSecret did not create; it is left alone (rename spec.copyName, or delete that ThalassaSecret)"
+    )]
+    NameTaken {
+        /// The namespace.
+        namespace: String,
+        /// The copy's name.
+        name: String,
+    },
+
+    /// A `ClusterThalassaSecret` selects more namespaces than one may serve.
+    #[error(
+        "{selected} namespaces are selected, more than the {limit} one ClusterThalassaSecret may serve; nothing was created, changed or deleted (narrow namespaceSelector, or split it)"
+    )]
+    TooManyNamespaces {
+        /// How many are selected.
+        selected: usize,
+        /// The limit.
+        limit: usize,
+    },
+
     /// The Kubernetes API refused or failed a call. The text is built from the status code,
     /// Creating a secret with a generated value, or storing a new generated version, failed
     /// (nothing was generated: Thalassa creates the value only when the call succeeds).
@@ -353,6 +376,11 @@ pub enum Reason {
     /// ThalassaPushSecret: the path exists and was not created by this resource
     /// (`updatePolicy: IfNotExists`).
     RemoteNotOwned,
+    /// A `ClusterThalassaSecret`: a ThalassaSecret of the copy's name exists in the namespace and
+    /// this resource did not create it (it is never adopted).
+    NameTaken,
+    /// A `ClusterThalassaSecret` selects more namespaces than one may serve.
+    TooManyNamespaces,
 }
 
 impl Reason {
@@ -397,6 +425,8 @@ impl Reason {
             | Reason::TemplateError
             | Reason::PushSourceInvalid
             | Reason::RemoteNotOwned => true,
+            | Reason::NameTaken
+            | Reason::TooManyNamespaces => true,
             Reason::KmsBackendUnavailable
             | Reason::RateLimited
             | Reason::ProviderError
@@ -434,6 +464,8 @@ impl Error {
             Error::Internal(_) | Error::TemplateTurnTaken => Reason::Internal,
             Error::PushSourceInvalid { .. } => Reason::PushSourceInvalid,
             Error::RemoteNotOwned { .. } => Reason::RemoteNotOwned,
+            Error::NameTaken { .. } => Reason::NameTaken,
+            Error::TooManyNamespaces { .. } => Reason::TooManyNamespaces,
         }
     }
 

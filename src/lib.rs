@@ -6,6 +6,7 @@
 #![warn(unreachable_pub)]
 
 pub mod check;
+pub mod cluster_secret;
 pub mod config;
 pub mod controller;
 pub mod crd;

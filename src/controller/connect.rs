@@ -274,7 +274,7 @@ pub(super) fn retain_connections(ctx: &Context) {
 
 /// True when `namespace` is listed by the cluster store or selected by its namespace selector.
 /// A store that lists and selects nothing allows nobody.
-fn cluster_store_allows(
+pub(super) fn cluster_store_allows(
     store: &ClusterThalassaSecretStore,
     namespace: &str,
     labels: Option<BTreeMap<String, String>>,
@@ -289,7 +289,10 @@ fn cluster_store_allows(
 
 /// Kubernetes label-selector semantics, through kube's `Selector`. A selector it cannot parse
 /// (unknown operator, `In` without values) matches nothing.
-fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+pub(super) fn selector_matches(
+    selector: &LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     Selector::try_from(selector.clone()).is_ok_and(|selector| selector.matches(labels))
 }
 

@@ -44,6 +44,7 @@ use connect::{Connection, ConnectionKey};
 mod apply;
 mod config_maps;
 mod connect;
+mod fanout;
 #[cfg(test)]
 mod fixtures;
 mod generate;
@@ -411,6 +412,8 @@ pub async fn run(
     let prune_task = spawn_pruner(ctx.clone(), resource_store);
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let resources = run_resources(controller, concurrency, ctx.clone(), shutdown.clone());
+    // ClusterThalassaSecrets are cluster-scoped: served in cluster mode only.
+    let fanout = cluster_mode.then(|| fanout::run(client.clone(), shard.clone(), shutdown.clone()));
     futures::join!(
         resources,
         push::run_push(
@@ -419,7 +422,12 @@ pub async fn run(
             ctx.clone(),
             shutdown.clone()
         ),
-        run_store_status(client, (namespace, shard), ctx, shutdown)
+        run_store_status(client, (namespace, shard), ctx, shutdown),
+        async move {
+            if let Some(fanout) = fanout {
+                fanout.await;
+            }
+        }
     );
     prune_task.abort();
 }

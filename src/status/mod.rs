@@ -769,6 +769,14 @@ mod tests {
                 detail: "d".into(),
             },
             Reason::RemoteNotOwned => Error::RemoteNotOwned { path: "/p".into() },
+            Reason::NameTaken => Error::NameTaken {
+                namespace: "n".into(),
+                name: "c".into(),
+            },
+            Reason::TooManyNamespaces => Error::TooManyNamespaces {
+                selected: 2,
+                limit: 1,
+            },
         }
     }
 }

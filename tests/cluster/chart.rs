@@ -179,6 +179,21 @@ const CLUSTER_RULES: &[(&str, &str, &[&str])] = &[
         &["patch"],
     ),
     ("", "namespaces", &["get", "list", "watch"]),
+    (
+        "secrets.thalassa.cloud",
+        "clusterthalassasecrets",
+        &["get", "list", "watch"],
+    ),
+    (
+        "secrets.thalassa.cloud",
+        "clusterthalassasecrets/status",
+        &["patch"],
+    ),
+    (
+        "secrets.thalassa.cloud",
+        "thalassasecrets",
+        &["create", "patch", "delete"],
+    ),
 ];
 
 const MANAGE: &[&str] = &[
@@ -278,7 +293,7 @@ fn assert_user_roles(docs: &[Value], edit: &str, view: &str, what: &str) {
         }
         for (_, resource, verb, _) in rule_set(role) {
             assert!(
-                !resource.starts_with("clusterthalassasecretstores"),
+                !resource.starts_with("clusterthalassasecret"),
                 "{what}: {} aggregates {verb} on {resource} into a default role",
                 name(role)
             );
@@ -694,7 +709,8 @@ async fn rbac_is_exactly_what_the_operator_uses() {
     assert_eq!(rule_set(self_role), expected, "lease Role rules");
 
     // Nowhere a wildcard or a privilege-granting verb, and the operator never deletes or
-    // replaces anything.
+    // replaces anything but the ThalassaSecret copies of ClusterThalassaSecrets (a deselected
+    // namespace loses its copy).
     for file in [
         "default-values.yaml",
         "namespaced-values.yaml",
@@ -721,7 +737,8 @@ async fn rbac_is_exactly_what_the_operator_uses() {
                 );
                 if !user_role {
                     assert!(
-                        !matches!(verb.as_str(), "delete" | "deletecollection"),
+                        verb != "deletecollection"
+                            && (verb != "delete" || resource == "thalassasecrets"),
                         "{file}: {} grants {verb} on {resource}",
                         name(role)
                     );

@@ -19,15 +19,16 @@ use tokio::io::AsyncWriteExt;
 
 /// What the tools say about one object.
 #[derive(Debug, Clone, PartialEq)]
-struct Verdict {
-    kstatus: String,
-    kstatus_message: String,
-    health: String,
-    health_message: String,
+pub(crate) struct Verdict {
+    pub(crate) kstatus: String,
+    pub(crate) kstatus_message: String,
+    pub(crate) health: String,
+    pub(crate) health_message: String,
 }
 
-/// Runs the health program on one object (JSON as the apiserver served it).
-async fn judge(object: &Value) -> Verdict {
+/// Runs the health program on one object (JSON as the apiserver served it); also judges the
+/// ClusterThalassaSecret of `fanout`.
+pub(crate) async fn judge(object: &Value) -> Verdict {
     let lua = concat!(env!("CARGO_MANIFEST_DIR"), "/config/argocd/health.lua");
     let mut child = tokio::process::Command::new(bin_dir().join("thalassa-health"))
         .args(["--lua", lua])

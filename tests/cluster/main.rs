@@ -17,6 +17,7 @@ mod chart;
 mod controller;
 mod cost;
 mod generated;
+mod fanout;
 mod hardening;
 mod health;
 mod noisy_tenants;

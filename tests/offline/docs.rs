@@ -140,7 +140,7 @@ fn the_argocd_cm_snippet_embeds_the_health_script_byte_for_byte_for_every_kind()
         assert_eq!(embedded, script, "{key} is not health.lua byte for byte");
         expected.push(key);
     }
-    assert_eq!(expected.len(), 4);
+    assert_eq!(expected.len(), 5);
     assert_eq!(data.len(), expected.len(), "no other keys: {data:?}");
 }
 

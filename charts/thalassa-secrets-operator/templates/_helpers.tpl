@@ -134,6 +134,17 @@ event series. */}}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
+# ClusterThalassaSecrets: read them, write their status, and create, update and delete the
+# ThalassaSecret copies they own (server-side apply creates with create+patch).
+- apiGroups: ["secrets.thalassa.cloud"]
+  resources: ["clusterthalassasecrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["secrets.thalassa.cloud"]
+  resources: ["clusterthalassasecrets/status"]
+  verbs: ["patch"]
+- apiGroups: ["secrets.thalassa.cloud"]
+  resources: ["thalassasecrets"]
+  verbs: ["create", "patch", "delete"]
 {{- end }}
 
 {{/* The Thalassa API URLs stores may use (ALLOWED_API_URLS): `stores.allowedApiUrls`, or the
