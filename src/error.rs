@@ -424,7 +424,7 @@ impl Reason {
             | Reason::UrlNotAllowed
             | Reason::TemplateError
             | Reason::PushSourceInvalid
-            | Reason::RemoteNotOwned => true,
+            | Reason::RemoteNotOwned
             | Reason::NameTaken
             | Reason::TooManyNamespaces => true,
             Reason::KmsBackendUnavailable
