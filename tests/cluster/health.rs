@@ -27,7 +27,7 @@ pub(crate) struct Verdict {
 }
 
 /// Runs the health program on one object (JSON as the apiserver served it); also judges the
-/// ClusterThalassaSecret of `fanout`.
+/// ClusterThalassaSecret of `fanout` and the ThalassaPushSecret of `push`.
 pub(crate) async fn judge(object: &Value) -> Verdict {
     let lua = concat!(env!("CARGO_MANIFEST_DIR"), "/config/argocd/health.lua");
     let mut child = tokio::process::Command::new(bin_dir().join("thalassa-health"))
@@ -65,7 +65,7 @@ static TURNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The live object (`resource` is the kubectl resource name), exactly as the apiserver serves it.
 /// Cluster-scoped kinds (`clusterthalassasecretstore`) are read without a namespace.
-async fn live_object(h: &common::Harness, resource: &str, name: &str) -> Value {
+pub(crate) async fn live_object(h: &common::Harness, resource: &str, name: &str) -> Value {
     let mut args = vec!["get", resource, name, "-o", "json"];
     if !resource.starts_with("cluster") {
         args.extend(["-n", h.ns()]);

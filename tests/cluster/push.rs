@@ -86,6 +86,12 @@ async fn wait_ready(h: &Harness, name: &str, status: &str, reason: &str) -> Thal
     .await
 }
 
+/// kstatus and the Argo CD health script on the live push, as the apiserver serves it.
+async fn judge_live(h: &Harness, name: &str) -> crate::health::Verdict {
+    let object = crate::health::live_object(h, "thalassapushsecret", name).await;
+    crate::health::judge(&object).await
+}
+
 /// The operator's last successful check of the push (its metric).
 async fn last_check(h: &Harness, name: &str) -> Option<f64> {
     let port = h.operator.as_ref()?.port;
@@ -306,6 +312,13 @@ async fn push_refuses_a_path_it_did_not_create_unless_replace() {
         push.metadata.finalizers.unwrap_or_default().is_empty(),
         "nothing created, no finalizer"
     );
+    // GitOps tools judge the refusal with their own code: it needs a person.
+    let verdict = judge_live(&h, "foreign").await;
+    assert_eq!(
+        (verdict.kstatus.as_str(), verdict.health.as_str()),
+        ("Failed", "Degraded"),
+        "{verdict:?}"
+    );
 
     pushes(&h)
         .patch(
@@ -324,6 +337,12 @@ async fn push_refuses_a_path_it_did_not_create_unless_replace() {
     assert!(
         !pushed[0].created,
         "a replaced path is not ours: {pushed:?}"
+    );
+    let verdict = judge_live(&h, "foreign").await;
+    assert_eq!(
+        (verdict.kstatus.as_str(), verdict.health.as_str()),
+        ("Current", "Healthy"),
+        "{verdict:?}"
     );
 
     // deletionPolicy Delete deletes only what the resource created: not this path.
