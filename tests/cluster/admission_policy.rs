@@ -3,7 +3,8 @@
 //! operator's permissions, so it is admitted only for users who may update (or patch) that Secret
 //! themselves. A namespace user who may write ThalassaSecrets but only read Secrets is refused,
 //! with a message that says what to do; Owner, a cluster admin, and the same user once granted
-//! update are admitted.
+//! update are admitted. Likewise `rolloutRestartTargets` needs patch on each workload, and a
+//! ThalassaPushSecret needs get on the Secret it pushes.
 
 use crate::common;
 
@@ -33,7 +34,12 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str, suffix: &str) -> &'a Value {
 }
 
 /// The policies the chart and `config/admission` install, by name suffix.
-const POLICIES: [&str; 2] = ["-adopt-merge", "-restart-targets"];
+const POLICIES: [&str; 3] = ["-adopt-merge", "-restart-targets", "-push-source"];
+
+/// Whether kubectl's output names one of the operator's policies.
+fn names_a_policy(out: &str) -> bool {
+    POLICIES.iter().any(|suffix| out.contains(suffix))
+}
 
 /// The policy and its binding as the chart renders them for `release`.
 async fn render(release: &str, extra: &[&str]) -> String {
@@ -66,8 +72,7 @@ async fn assert_denied(kubeconfig: &Path, case: &str, yaml: &str, expected: &[&s
     let (ok, out) = apply_as(kubeconfig, yaml, false).await;
     assert!(!ok, "{case}: should be refused, got: {out}");
     assert!(
-        out.contains("ValidatingAdmissionPolicy")
-            && (out.contains("-adopt-merge") || out.contains("-restart-targets")),
+        out.contains("ValidatingAdmissionPolicy") && names_a_policy(&out),
         "{case}: refused, but not by a policy: {out}"
     );
     for needle in expected {
@@ -88,7 +93,7 @@ async fn assert_admitted(kubeconfig: &Path, case: &str, yaml: &str) {
 async fn wait_until(kubeconfig: &Path, what: &str, yaml: &str, refused: bool) {
     wait_for(Duration::from_secs(60), what, || async move {
         let (ok, out) = apply_as(kubeconfig, yaml, true).await;
-        let by_policy = !ok && (out.contains("-adopt-merge") || out.contains("-restart-targets"));
+        let by_policy = !ok && names_a_policy(&out);
         (if refused { by_policy } else { ok }).then_some(())
     })
     .await;
@@ -105,8 +110,8 @@ impl Drop for Uninstall {
             "validatingadmissionpolicybinding",
             "validatingadmissionpolicy",
         ] {
-            for policy in ["adopt-merge", "restart-targets"] {
-                let name = format!("{}-thalassa-secrets-operator-{policy}", self.0);
+            for suffix in POLICIES {
+                let name = format!("{}-thalassa-secrets-operator{suffix}", self.0);
                 let _ = std::process::Command::new(common::bin_dir().join("kubectl"))
                     .env("KUBECONFIG", kubeconfig)
                     .args(["delete", kind, &name, "--ignore-not-found"])
@@ -538,6 +543,117 @@ subjects: [{{kind: ServiceAccount, name: dev, namespace: {ns}}}]
         !ok && out.contains("rolloutRestartTargets names Deployment platform"),
         "dev changes the spec of the admin's resource: {out}"
     );
+
+    namespace.delete().await.expect("namespace deleted");
+}
+
+/// A ThalassaPushSecret pushing `secret` to `/push/<name>`.
+fn pushing(namespace: &str, name: &str, secret: &str) -> String {
+    format!(
+        "apiVersion: secrets.thalassa.cloud/v1alpha1\nkind: ThalassaPushSecret\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  secretRef: {{name: {secret}}}\n  kmsKeyIdentity: kms-key\n  data:\n    - {{secretKey: password, remotePath: /push/{name}}}\n"
+    )
+}
+
+#[tokio::test]
+async fn push_needs_permission_to_get_the_source_secret() {
+    let _turn = crate::common::area_turn(module_path!()).await;
+    let control_plane = testenv::ControlPlane::shared();
+    let _logs = control_plane.logs_on_panic();
+    install_crd(&control_plane.client().await).await;
+    let namespace = control_plane.temp_namespace("vap-push").await;
+    let ns = namespace.name();
+    let dir = std::env::temp_dir().join(format!("tso-{ns}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let release = format!("ps-{}", &ns[ns.len() - 6..]);
+    let manifests = render(&release, &[]).await;
+    let _uninstall = Uninstall(release.clone());
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&manifests)).await;
+    assert!(ok, "installing the policies: {out}");
+
+    // A namespace user who may write ThalassaPushSecrets but read no Secret.
+    let setup = format!(
+        r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: dev, namespace: {ns}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: dev, namespace: {ns}}}
+rules:
+  - apiGroups: [secrets.thalassa.cloud]
+    resources: [thalassapushsecrets]
+    verbs: [create, get, list, patch, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: dev, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: dev}}
+subjects: [{{kind: ServiceAccount, name: dev, namespace: {ns}}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: platform-token, namespace: {ns}}}
+stringData: {{password: not-yours}}
+"#
+    );
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&setup)).await;
+    assert!(ok, "setup: {out}");
+    let dev = impersonating_kubeconfig(&dir, ns, "dev");
+    let admin = control_plane.kubeconfig_path();
+
+    let grab = pushing(ns, "grab", "platform-token");
+    wait_until(&dev, "the policy refuses dev's push", &grab, true).await;
+    assert_denied(
+        &dev,
+        "a push of a Secret dev may not get",
+        &grab,
+        &[
+            &format!("ThalassaPushSecret reads the Secret {ns}/platform-token"),
+            "you need permission to get that Secret yourself",
+        ],
+    )
+    .await;
+    // A cluster admin may push it; dev may not point it at that Secret by a spec change either.
+    assert_admitted(admin, "push as cluster admin", &grab).await;
+    let own = pushing(ns, "own", "dev-secret");
+    assert_denied(
+        &dev,
+        "a Secret that does not exist yet",
+        &own,
+        &[&format!("{ns}/dev-secret")],
+    )
+    .await;
+
+    // Granted get on that one Secret, dev's push is admitted.
+    let grant = format!(
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: dev-read, namespace: {ns}}}
+rules:
+  - apiGroups: [""]
+    resources: [secrets]
+    resourceNames: [dev-secret]
+    verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: dev-read, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: dev-read}}
+subjects: [{{kind: ServiceAccount, name: dev, namespace: {ns}}}]
+"#
+    );
+    let (ok, out) = kubectl(&["apply", "-f", "-"], Some(&grant)).await;
+    assert!(ok, "grant: {out}");
+    wait_until(&dev, "dev's push admitted once granted", &own, false).await;
+    assert_admitted(&dev, "push after the grant", &own).await;
+    // Moving the admitted push to the Secret dev may not get is a spec change, and refused.
+    assert_denied(
+        &dev,
+        "push moved to a Secret dev may not get",
+        &pushing(ns, "own", "platform-token"),
+        &[&format!("the Secret {ns}/platform-token")],
+    )
+    .await;
 
     namespace.delete().await.expect("namespace deleted");
 }
