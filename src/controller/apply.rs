@@ -2,7 +2,10 @@
 //! merge patch when keys must go), the status (server-side apply, only when it changed), and
 //! Events. One field manager for all of them.
 
-use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::OwnerReference};
+use k8s_openapi::{
+    api::core::v1::{ObjectReference, Secret},
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams, PostParams},
@@ -141,14 +144,28 @@ pub(super) async fn publish(
     reason: &str,
     note: String,
 ) {
-    let event = Event {
+    publish_event(
+        ctx,
+        &ts.object_ref(&()),
+        event("Sync", type_, reason, &note),
+    )
+    .await;
+}
+
+/// An Event of `action`, its note cut to 1,000 characters (notes name paths, never values).
+pub(super) fn event(action: &str, type_: EventType, reason: &str, note: &str) -> Event {
+    Event {
         type_,
         reason: reason.to_string(),
-        note: Some(crate::text::truncate(&note, 1000)),
-        action: "Sync".into(),
+        note: Some(crate::text::truncate(note, 1000)),
+        action: action.into(),
         secondary: None,
-    };
-    match ctx.recorder.publish(&event, &ts.object_ref(&())).await {
+    }
+}
+
+/// Publishes `event` about `reference`; in a namespace being deleted there is nobody to tell.
+pub(super) async fn publish_event(ctx: &Context, reference: &ObjectReference, event: Event) {
+    match ctx.recorder.publish(&event, reference).await {
         Ok(()) => {}
         Err(e) if crate::error::namespace_terminating(&e) => {
             debug!("namespace is being deleted; Event not published");

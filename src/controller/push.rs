@@ -24,18 +24,19 @@ use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams},
     runtime::{
-        Controller, WatchStreamExt,
-        controller::Action,
-        events::{Event, EventType},
-        reflector,
-        reflector::ObjectRef,
-        watcher,
+        Controller, WatchStreamExt, controller::Action, events::EventType, reflector,
+        reflector::ObjectRef, watcher,
     },
 };
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::{CHECK_TIME_REFRESH, Context, apply::write_status, connect::connect_to, scoped};
+use super::{
+    CHECK_TIME_REFRESH, Context,
+    apply::{self, write_status},
+    connect::connect_to,
+    scoped,
+};
 use crate::{
     config::parse_duration,
     error::{Error, Reason, Result},
@@ -499,20 +500,8 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(crate::text::truncate(&note, 1000)),
-        action: "Push".into(),
-        secondary: None,
-    };
-    match ctx.recorder.publish(&event, &push.object_ref(&())).await {
-        Ok(()) => {}
-        Err(e) if crate::error::namespace_terminating(&e) => {
-            debug!("namespace is being deleted; Event not published");
-        }
-        Err(e) => warn!(error = %Error::from(e), "failed to publish event"),
-    }
+    let event = apply::event("Push", type_, reason, &note);
+    apply::publish_event(ctx, &push.object_ref(&()), event).await;
 }
 
 /// A deleted resource: with `deletionPolicy: Delete`, delete the paths it created (and whose
