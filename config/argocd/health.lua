@@ -1,6 +1,6 @@
 -- Argo CD health check for the secrets.thalassa.cloud kinds ThalassaSecret,
--- ThalassaSecretStore, ClusterThalassaSecretStore and ClusterThalassaSecret (one script: the
--- same contract).
+-- ThalassaSecretStore, ClusterThalassaSecretStore, ThalassaPushSecret and ClusterThalassaSecret
+-- (one script: the same contract).
 --
 -- Source of truth: config/argocd/argocd-cm-patch.yaml embeds this file byte for byte,
 -- once per kind. Argo CD runs argocd-cm scripts without the Lua standard libraries (unless
